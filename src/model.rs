@@ -1,0 +1,165 @@
+//! The shared vocabulary: hosts, instances, operations and the cluster view.
+//! Plain data with no I/O and no wire format; `api` maps JSON onto these types.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// What Nova is scheduling. Upstream Nova labels only rebuilds, so unlabelled moves arrive
+/// as [`Operation::Move`]; every move shares one semantics here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Boot,
+    LiveMigrate,
+    Migrate,
+    Resize,
+    Evacuate,
+    Unshelve,
+    Rebuild,
+    Move,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 8] = [
+        Operation::Boot,
+        Operation::LiveMigrate,
+        Operation::Migrate,
+        Operation::Resize,
+        Operation::Evacuate,
+        Operation::Unshelve,
+        Operation::Rebuild,
+        Operation::Move,
+    ];
+
+    /// An existing instance leaves (or may leave) the host it runs on.
+    pub fn is_move(self) -> bool {
+        matches!(
+            self,
+            Operation::LiveMigrate
+                | Operation::Migrate
+                | Operation::Resize
+                | Operation::Evacuate
+                | Operation::Rebuild
+                | Operation::Move
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Boot => "boot",
+            Operation::LiveMigrate => "live_migrate",
+            Operation::Migrate => "migrate",
+            Operation::Resize => "resize",
+            Operation::Evacuate => "evacuate",
+            Operation::Unshelve => "unshelve",
+            Operation::Rebuild => "rebuild",
+            Operation::Move => "move",
+        }
+    }
+}
+
+/// A flavor as Nova embeds it in the request spec. Sizes are `None` when unknown.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Flavor {
+    pub name: Option<String>,
+    pub vcpus: Option<f64>,
+    pub memory_mb: Option<f64>,
+    pub root_gb: Option<f64>,
+    pub ephemeral_gb: Option<f64>,
+    pub swap_mb: Option<f64>,
+    pub extra_specs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerGroup {
+    pub uuid: Option<String>,
+    pub name: Option<String>,
+    pub policy: Option<String>,
+    pub members: Vec<String>,
+}
+
+/// The instance being scheduled, with what Nova knows about it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Instance {
+    pub uuid: String,
+    pub project_id: Option<String>,
+    pub flavor: Flavor,
+    pub requested_az: Option<String>,
+    pub current_host: Option<String>,
+    pub current_az: Option<String>,
+    /// Scheduler hints, first value of each (Nova stores lists).
+    pub hints: BTreeMap<String, String>,
+    pub server_group: Option<ServerGroup>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// One candidate host (a compute node) as Nova's HostState describes it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Host {
+    pub host: String,
+    pub nodename: String,
+    pub uuid: Option<String>,
+    pub az: Option<String>,
+    pub hypervisor_type: Option<String>,
+    pub vcpus_total: Option<f64>,
+    pub vcpus_used: Option<f64>,
+    pub cpu_allocation_ratio: Option<f64>,
+    pub memory_mb_total: Option<f64>,
+    pub memory_mb_free: Option<f64>,
+    pub ram_allocation_ratio: Option<f64>,
+    pub disk_gb_total: Option<f64>,
+    pub disk_gb_free: Option<f64>,
+    pub instance_uuids: Vec<String>,
+}
+
+impl Host {
+    /// Ironic nodes carry no steal and no shared capacity.
+    pub fn is_baremetal(&self) -> bool {
+        self.hypervisor_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("ironic"))
+    }
+}
+
+/// One Nova scheduling request: the instance and every candidate host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulingRequest {
+    pub operation: Operation,
+    pub instance: Instance,
+    pub ignore_hosts: Vec<String>,
+    pub hosts: Vec<Host>,
+}
+
+/// What steward last heard about a hypervisor. `observed_at` is unix seconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostFacts {
+    pub az: Option<String>,
+    pub steal: Option<f64>,
+    pub load5: Option<f64>,
+    pub vcpus: Option<f64>,
+    pub observed_at: f64,
+}
+
+/// What steward last heard about a VM. `observed_at` is unix seconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VmFacts {
+    pub host: Option<String>,
+    pub role: Option<String>,
+    pub steal: Option<f64>,
+    pub load5: Option<f64>,
+    pub vcpus: Option<f64>,
+    pub observed_at: f64,
+}
+
+/// An immutable picture of the cloud, published whole and read without locks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterView {
+    pub hosts: HashMap<String, HostFacts>,
+    pub vms: HashMap<String, VmFacts>,
+}
+
+impl ClusterView {
+    /// The AZ steward knows for a hypervisor, whatever the age of its telemetry: AZ membership
+    /// does not go stale the way a steal sample does.
+    pub fn host_az(&self, host: &str) -> Option<&str> {
+        self.hosts.get(host).and_then(|h| h.az.as_deref())
+    }
+}

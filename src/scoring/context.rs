@@ -1,0 +1,280 @@
+//! What every plugin needs about one request, worked out once (kube-scheduler's PreFilter):
+//! the instance's role and target AZ, same-role counts per host and per AZ, fresh telemetry.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::model::{ClusterView, HostFacts, Instance, SchedulingRequest};
+
+/// Settings of the scoring core that are not per profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// The server-metadata key that names a VM's role.
+    pub role_metadata_key: String,
+    /// Telemetry older than this is unknown, never zero.
+    pub max_age_seconds: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            role_metadata_key: "role".into(),
+            max_age_seconds: 300.0,
+        }
+    }
+}
+
+/// Where the instance's role came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleSource {
+    Hint,
+    ServerGroup,
+    Metadata,
+    Known,
+}
+
+/// The AZ a request is bound to, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AzBinding {
+    /// No AZ constraint (a boot with no AZ named).
+    Free,
+    /// The request names this AZ.
+    Requested(String),
+    /// A move of an instance that runs in this AZ.
+    Current(String),
+    /// A move whose current AZ steward cannot tell.
+    Unknown(String),
+}
+
+/// The instance's role: hint `steward_role`, else its server group's name, else the configured
+/// server-metadata key, else the role steward knows for that uuid.
+pub fn resolve_role(
+    inst: &Instance,
+    view: &ClusterView,
+    metadata_key: &str,
+) -> Option<(String, RoleSource)> {
+    let non_empty = |s: &String| !s.trim().is_empty();
+    if let Some(r) = inst.hints.get("steward_role").filter(|s| non_empty(s)) {
+        return Some((r.clone(), RoleSource::Hint));
+    }
+    if let Some(r) = inst
+        .server_group
+        .as_ref()
+        .and_then(|g| g.name.as_ref())
+        .filter(|s| non_empty(s))
+    {
+        return Some((r.clone(), RoleSource::ServerGroup));
+    }
+    if let Some(r) = inst.metadata.get(metadata_key).filter(|s| non_empty(s)) {
+        return Some((r.clone(), RoleSource::Metadata));
+    }
+    view.vms
+        .get(&inst.uuid)
+        .and_then(|v| v.role.clone())
+        .filter(non_empty)
+        .map(|r| (r, RoleSource::Known))
+}
+
+/// Per-request facts shared by the plugins. Single-threaded; lazily computed parts are
+/// worked out at most once per request.
+pub struct Context<'a> {
+    pub req: &'a SchedulingRequest,
+    pub view: &'a ClusterView,
+    pub opts: &'a Options,
+    pub now: f64,
+    pub role: Option<String>,
+    pub role_source: Option<RoleSource>,
+    pub az: AzBinding,
+    role_counts: OnceCell<Vec<u32>>,
+    domains: OnceCell<Domains>,
+    degraded: RefCell<Vec<String>>,
+}
+
+/// Same-role VM counts per eligible AZ (a topology domain).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Domains {
+    pub counts: BTreeMap<String, u32>,
+}
+
+impl Domains {
+    pub fn global_min(&self) -> Option<u32> {
+        self.counts.values().copied().min()
+    }
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        req: &'a SchedulingRequest,
+        view: &'a ClusterView,
+        opts: &'a Options,
+        now: f64,
+    ) -> Self {
+        let (role, role_source) = match resolve_role(&req.instance, view, &opts.role_metadata_key) {
+            Some((r, s)) => (Some(r), Some(s)),
+            None => (None, None),
+        };
+        Context {
+            req,
+            view,
+            opts,
+            now,
+            role,
+            role_source,
+            az: az_binding(req, view),
+            role_counts: OnceCell::new(),
+            domains: OnceCell::new(),
+            degraded: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Record why the answer is less than complete (once per distinct reason).
+    pub fn note_degraded(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        let mut d = self.degraded.borrow_mut();
+        if !d.contains(&reason) {
+            d.push(reason);
+        }
+    }
+
+    pub fn into_degraded_reasons(self) -> Vec<String> {
+        self.degraded.into_inner()
+    }
+
+    /// The host's telemetry when it is fresh enough to trust.
+    pub fn fresh_facts(&self, host: usize) -> Option<&'a HostFacts> {
+        let facts = self.view.hosts.get(&self.req.hosts[host].host)?;
+        let age = self.now - facts.observed_at;
+        (age <= self.opts.max_age_seconds).then_some(facts)
+    }
+
+    /// Does this VM count as one of the request's role?
+    fn matches_role(&self, uuid: &str, group_members: &HashSet<&str>) -> bool {
+        if uuid == self.req.instance.uuid {
+            return false; // a moving instance does not count against itself
+        }
+        let Some(role) = self.role.as_deref() else {
+            return false;
+        };
+        group_members.contains(uuid)
+            || self
+                .view
+                .vms
+                .get(uuid)
+                .is_some_and(|v| v.role.as_deref() == Some(role))
+    }
+
+    fn group_members(&self) -> HashSet<&'a str> {
+        let req: &'a SchedulingRequest = self.req;
+        match (&req.instance.server_group, self.role.as_deref()) {
+            (Some(g), Some(role)) if g.name.as_deref() == Some(role) => {
+                g.members.iter().map(String::as_str).collect()
+            }
+            _ => HashSet::new(),
+        }
+    }
+
+    /// VMs of the request's role on each candidate host (request order).
+    pub fn role_counts(&self) -> &[u32] {
+        self.role_counts.get_or_init(|| {
+            if self.role.is_none() {
+                return vec![0; self.req.hosts.len()];
+            }
+            let members = self.group_members();
+            self.req
+                .hosts
+                .iter()
+                .map(|h| {
+                    h.instance_uuids
+                        .iter()
+                        .filter(|u| self.matches_role(u, &members))
+                        .count() as u32
+                })
+                .collect()
+        })
+    }
+
+    /// Same-role counts per eligible AZ: the AZs of the candidates and of every host steward
+    /// knows, narrowed to the bound AZ if there is one. A domain whose hosts are all full or
+    /// filtered out still counts, as in Kubernetes topology spread.
+    pub fn domains(&self) -> &Domains {
+        self.domains.get_or_init(|| {
+            let bound = match &self.az {
+                AzBinding::Requested(az) | AzBinding::Current(az) => Some(az.as_str()),
+                AzBinding::Free | AzBinding::Unknown(_) => None,
+            };
+            let eligible = |az: &str| bound.is_none_or(|b| b == az);
+            let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+            for facts in self.view.hosts.values() {
+                if let Some(az) = facts.az.as_deref().filter(|a| eligible(a)) {
+                    counts.entry(az.to_string()).or_insert(0);
+                }
+            }
+            let role_counts = self.role_counts();
+            let mut candidates: HashSet<&str> = HashSet::new();
+            for (i, h) in self.req.hosts.iter().enumerate() {
+                candidates.insert(h.host.as_str());
+                if let Some(az) = h.az.as_deref().filter(|a| eligible(a)) {
+                    *counts.entry(az.to_string()).or_insert(0) += role_counts[i];
+                }
+            }
+            if self.role.is_some() {
+                let members = self.group_members();
+                let mut per_az: HashMap<&str, u32> = HashMap::new();
+                for (uuid, vm) in &self.view.vms {
+                    let Some(host) = vm.host.as_deref() else {
+                        continue;
+                    };
+                    if candidates.contains(host) || !self.matches_role(uuid, &members) {
+                        continue;
+                    }
+                    if let Some(az) = self.view.host_az(host).filter(|a| eligible(a)) {
+                        *per_az.entry(az).or_insert(0) += 1;
+                    }
+                }
+                for (az, n) in per_az {
+                    *counts.entry(az.to_string()).or_insert(0) += n;
+                }
+            }
+            Domains { counts }
+        })
+    }
+}
+
+/// The AZ rule Nova itself does not keep: a move stays in the instance's current AZ unless the
+/// request names another.
+fn az_binding(req: &SchedulingRequest, view: &ClusterView) -> AzBinding {
+    let inst = &req.instance;
+    if let Some(az) = inst.requested_az.as_ref().filter(|a| !a.is_empty()) {
+        return AzBinding::Requested(az.clone());
+    }
+    if !req.operation.is_move() {
+        return AzBinding::Free;
+    }
+    if let Some(az) = inst.current_az.as_ref().filter(|a| !a.is_empty()) {
+        return AzBinding::Current(az.clone());
+    }
+    let source = inst
+        .current_host
+        .clone()
+        .or_else(|| req.ignore_hosts.first().cloned())
+        .or_else(|| view.vms.get(&inst.uuid).and_then(|v| v.host.clone()));
+    match source {
+        Some(src) => match view.host_az(&src).or_else(|| {
+            // a resize to the same host lists the source among the candidates
+            req.hosts
+                .iter()
+                .find(|h| h.host == src)
+                .and_then(|h| h.az.as_deref())
+        }) {
+            Some(az) => AzBinding::Current(az.to_string()),
+            None => AzBinding::Unknown(format!(
+                "the AZ of source host {src} of instance {} is unknown",
+                inst.uuid
+            )),
+        },
+        None => AzBinding::Unknown(format!(
+            "the source host of instance {} is unknown",
+            inst.uuid
+        )),
+    }
+}

@@ -1,0 +1,167 @@
+//! The scoring core: profiles of plugins that filter and weigh candidate hosts.
+//! Pure: no I/O, no clock reads (time is an input), no locks; the hot path of the Nova callout.
+
+mod context;
+pub mod plugins;
+mod profile;
+
+pub use context::{Context, Options};
+pub use profile::{
+    builtin_profiles, Profile, ProfileError, ProfileSet, ProfileSpec, WeightedPlugin,
+    BUILTIN_PROFILES_TOML,
+};
+
+use std::collections::BTreeMap;
+
+use crate::model::{ClusterView, SchedulingRequest};
+
+/// What a plugin says of one host's merit, on an absolute 0..1 scale (1 is best).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Score {
+    Value(f64),
+    /// The plugin has nothing to say for this host (e.g. steal of a bare-metal node).
+    NotApplicable,
+    /// The plugin needs data it does not have: neutral, and the answer is marked degraded.
+    Unknown(String),
+}
+
+/// The neutral score given for `NotApplicable` and `Unknown`.
+pub const NEUTRAL: f64 = 0.5;
+
+/// One scheduling concern behind one narrow interface (kube-scheduler's Filter + Score).
+pub trait Plugin: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+
+    /// `Err(reason)` excludes the host. Most plugins only score.
+    fn filter(&self, _ctx: &Context, _host: usize) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn score(&self, _ctx: &Context, _host: usize) -> Score {
+        Score::NotApplicable
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub plugin: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterOutcome {
+    pub role: Option<String>,
+    pub degraded_reasons: Vec<String>,
+    /// One entry per request host, in request order: `None` = allowed.
+    pub rejections: Vec<Option<Rejection>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginPart {
+    pub plugin: &'static str,
+    pub score: f64,
+    pub weight: f64,
+    /// Why the score is neutral, when it is.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeighOutcome {
+    pub role: Option<String>,
+    pub degraded_reasons: Vec<String>,
+    /// One weight per request host, in request order; higher is better.
+    pub weights: Vec<f64>,
+    /// Per host, the parts that make its weight (only when asked to explain).
+    pub explain: Option<Vec<Vec<PluginPart>>>,
+}
+
+/// Which hosts may take the instance, and why the others may not.
+pub fn filter(
+    req: &SchedulingRequest,
+    profile: &Profile,
+    view: &ClusterView,
+    opts: &Options,
+    now: f64,
+) -> FilterOutcome {
+    let ctx = Context::new(req, view, opts, now);
+    let rejections = (0..req.hosts.len())
+        .map(|i| {
+            profile.plugins.iter().find_map(|wp| {
+                wp.plugin.filter(&ctx, i).err().map(|reason| Rejection {
+                    plugin: wp.plugin.name(),
+                    reason,
+                })
+            })
+        })
+        .collect();
+    FilterOutcome {
+        role: ctx.role.clone(),
+        degraded_reasons: ctx.into_degraded_reasons(),
+        rejections,
+    }
+}
+
+/// Raw weights: the weighted sum of plugin scores. Nova normalises them afterwards.
+pub fn weigh(
+    req: &SchedulingRequest,
+    profile: &Profile,
+    view: &ClusterView,
+    opts: &Options,
+    now: f64,
+    explain: bool,
+) -> WeighOutcome {
+    let ctx = Context::new(req, view, opts, now);
+    // plugin -> (hosts it could not score, why)
+    let mut unknown: BTreeMap<&'static str, (usize, String)> = BTreeMap::new();
+    let mut weights = Vec::with_capacity(req.hosts.len());
+    let mut parts_all = explain.then(|| Vec::with_capacity(req.hosts.len()));
+    for i in 0..req.hosts.len() {
+        let mut total = 0.0;
+        let mut parts = Vec::new();
+        for wp in &profile.plugins {
+            if wp.weight == 0.0 && !explain {
+                continue;
+            }
+            let (score, note) = match wp.plugin.score(&ctx, i) {
+                Score::Value(v) if v.is_finite() => (v.clamp(0.0, 1.0), None),
+                // A constant for every host: it cannot change the order, so it is not shown.
+                Score::Value(_) | Score::NotApplicable => {
+                    total += wp.weight * NEUTRAL;
+                    continue;
+                }
+                Score::Unknown(why) => {
+                    unknown
+                        .entry(wp.plugin.name())
+                        .or_insert((0, why.clone()))
+                        .0 += 1;
+                    (NEUTRAL, Some(why))
+                }
+            };
+            total += wp.weight * score;
+            if explain {
+                parts.push(PluginPart {
+                    plugin: wp.plugin.name(),
+                    score,
+                    weight: wp.weight,
+                    note,
+                });
+            }
+        }
+        weights.push(total);
+        if let Some(all) = parts_all.as_mut() {
+            all.push(parts);
+        }
+    }
+    let role = ctx.role.clone();
+    let mut degraded_reasons = ctx.into_degraded_reasons();
+    let n = req.hosts.len();
+    for (plugin, (count, why)) in unknown {
+        degraded_reasons.push(format!("{plugin}: {why} for {count} of {n} hosts"));
+    }
+    WeighOutcome {
+        role,
+        degraded_reasons,
+        weights,
+        explain: parts_all,
+    }
+}

@@ -1,0 +1,49 @@
+//! `same_az`: keep an instance in its availability zone.
+//! A request that names an AZ gets only hosts of that AZ; a move with no AZ named stays in the
+//! instance's current AZ (Nova lets it cross unless the VM was pinned at boot). A host whose
+//! AZ is unknown never passes an AZ-bound request. No parameters. Failure mode: when the
+//! current AZ of a moving instance cannot be told, no host is rejected and the answer is
+//! marked degraded (blocking every move on missing data would be worse).
+
+use serde::Deserialize;
+
+use crate::scoring::context::AzBinding;
+use crate::scoring::{Context, Plugin};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SameAz;
+
+impl SameAz {
+    pub fn from_params(_: Params) -> Self {
+        SameAz
+    }
+}
+
+impl Plugin for SameAz {
+    fn name(&self) -> &'static str {
+        "same_az"
+    }
+
+    fn filter(&self, ctx: &Context, host: usize) -> Result<(), String> {
+        let (want, why) = match &ctx.az {
+            AzBinding::Free => return Ok(()),
+            AzBinding::Unknown(why) => {
+                ctx.note_degraded(format!("same_az: {why}; the AZ is not enforced"));
+                return Ok(());
+            }
+            AzBinding::Requested(az) => (az, "the request names AZ"),
+            AzBinding::Current(az) => (az, "the instance must stay in its AZ"),
+        };
+        match ctx.req.hosts[host].az.as_deref() {
+            Some(az) if az == want => Ok(()),
+            Some(az) => Err(format!("host is in AZ {az}; {why} {want}")),
+            None => Err(format!(
+                "host's AZ is unknown; {why} {want} (put the host in an aggregate with availability_zone metadata)"
+            )),
+        }
+    }
+}
