@@ -1,0 +1,270 @@
+//! Steward's own database (sqlx): SQLite for the embedded default, MySQL/MariaDB (Galera) in
+//! production. Holds the latest telemetry now; the journal, cooldowns and leader lock join later.
+
+use std::collections::HashSet;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Row};
+
+use crate::config::DatabaseUrl;
+use crate::model::{ClusterView, HostFacts, VmFacts};
+use crate::telemetry::{HostSample, VmSample};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("sql/sqlite");
+static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("sql/mysql");
+
+/// Rows per multi-row INSERT: well under MySQL's 65,535 placeholders.
+const CHUNK: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    MySql,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to steward's database {url}: {source}; check [database] url and that the server runs")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("steward's database schema is behind by {0} migration(s); run `steward db upgrade`")]
+    Behind(usize),
+    #[error("schema migration failed: {0}; the database is left at the last applied migration")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Applied and pending schema migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    pub applied: Vec<i64>,
+    pub pending: Vec<(i64, String)>,
+}
+
+impl Store {
+    pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let raw = url.expose();
+        let (backend, raw) = match raw.strip_prefix("mariadb://") {
+            Some(rest) => (Backend::MySql, format!("mysql://{rest}")),
+            None if raw.starts_with("mysql://") => (Backend::MySql, raw.to_string()),
+            None => (Backend::Sqlite, raw.to_string()),
+        };
+        // SQLite takes one writer at a time; more connections only queue on its lock.
+        let max = if backend == Backend::Sqlite {
+            1
+        } else {
+            max_connections
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&raw)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: url.redacted(),
+                source,
+            })?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::MySql => &MYSQL_MIGRATIONS,
+        }
+    }
+
+    pub async fn status(&self) -> Result<SchemaStatus, StoreError> {
+        let applied: Vec<i64> = match sqlx::query(
+            "SELECT version FROM _sqlx_migrations WHERE success = 1 ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(rows) => rows
+                .iter()
+                .map(|r| r.try_get::<i64, _>(0))
+                .collect::<Result<_, _>>()?,
+            // No bookkeeping table yet: nothing applied.
+            Err(sqlx::Error::Database(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let done: HashSet<i64> = applied.iter().copied().collect();
+        let pending = self
+            .migrator()
+            .iter()
+            .filter(|m| !done.contains(&m.version))
+            .map(|m| (m.version, m.description.to_string()))
+            .collect();
+        Ok(SchemaStatus { applied, pending })
+    }
+
+    /// Apply every pending migration (idempotent).
+    pub async fn upgrade(&self) -> Result<SchemaStatus, StoreError> {
+        self.migrator().run(&self.pool).await?;
+        self.status().await
+    }
+
+    /// Fail unless the schema is current.
+    pub async fn check_current(&self) -> Result<(), StoreError> {
+        let s = self.status().await?;
+        if s.pending.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Behind(s.pending.len()))
+        }
+    }
+
+    /// Keep the newest sample per host and VM (an older one never overwrites a newer one).
+    pub async fn save_telemetry(
+        &self,
+        hosts: &[HostSample],
+        vms: &[VmSample],
+        now: f64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in hosts.chunks(CHUNK) {
+            let sql = self.upsert_sql("host_telemetry", "host", &["az"], chunk.len());
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q
+                    .bind(s.host.clone())
+                    .bind(s.facts.az.clone())
+                    .bind(s.facts.steal)
+                    .bind(s.facts.load5)
+                    .bind(s.facts.vcpus)
+                    .bind(s.facts.observed_at)
+                    .bind(now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in vms.chunks(CHUNK) {
+            let sql = self.upsert_sql("vm_telemetry", "uuid", &["host", "role"], chunk.len());
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q
+                    .bind(s.uuid.clone())
+                    .bind(s.facts.host.clone())
+                    .bind(s.facts.role.clone())
+                    .bind(s.facts.steal)
+                    .bind(s.facts.load5)
+                    .bind(s.facts.vcpus)
+                    .bind(s.facts.observed_at)
+                    .bind(now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A multi-row upsert keyed by `key`, where `sticky` columns keep their old value when the
+    /// new one is NULL and nothing changes unless the new row is at least as recent.
+    fn upsert_sql(&self, table: &str, key: &str, sticky: &[&str], rows: usize) -> String {
+        let measured = ["steal", "load5", "vcpus"];
+        let mut cols: Vec<&str> = vec![key];
+        cols.extend_from_slice(sticky);
+        cols.extend_from_slice(&measured);
+        cols.extend_from_slice(&["observed_at", "updated_at"]);
+        let one = format!("({})", vec!["?"; cols.len()].join(", "));
+        let values = vec![one; rows].join(", ");
+        let head = format!("INSERT INTO {table} ({}) VALUES {values}", cols.join(", "));
+        match self.backend {
+            Backend::Sqlite => {
+                let mut sets: Vec<String> = sticky
+                    .iter()
+                    .map(|c| format!("{c} = COALESCE(excluded.{c}, {table}.{c})"))
+                    .collect();
+                sets.extend(
+                    measured
+                        .iter()
+                        .chain(&["observed_at", "updated_at"])
+                        .map(|c| format!("{c} = excluded.{c}")),
+                );
+                format!(
+                    "{head} ON CONFLICT({key}) DO UPDATE SET {} WHERE excluded.observed_at >= {table}.observed_at",
+                    sets.join(", ")
+                )
+            }
+            Backend::MySql => {
+                // Assignments run left to right: observed_at must be updated last.
+                let newer = "VALUES(observed_at) >= observed_at";
+                let mut sets: Vec<String> = sticky
+                    .iter()
+                    .map(|c| format!("{c} = IF({newer}, COALESCE(VALUES({c}), {c}), {c})"))
+                    .collect();
+                sets.extend(
+                    measured
+                        .iter()
+                        .chain(&["updated_at"])
+                        .map(|c| format!("{c} = IF({newer}, VALUES({c}), {c})")),
+                );
+                sets.push("observed_at = GREATEST(observed_at, VALUES(observed_at))".into());
+                format!("{head} ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+            }
+        }
+    }
+
+    /// Everything steward knew when it stopped.
+    pub async fn load_view(&self) -> Result<ClusterView, StoreError> {
+        let mut view = ClusterView::default();
+        let rows =
+            sqlx::query("SELECT host, az, steal, load5, vcpus, observed_at FROM host_telemetry")
+                .fetch_all(&self.pool)
+                .await?;
+        for r in rows {
+            view.hosts.insert(r.try_get("host")?, host_facts(&r)?);
+        }
+        let rows = sqlx::query(
+            "SELECT uuid, host, role, steal, load5, vcpus, observed_at FROM vm_telemetry",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            view.vms.insert(r.try_get("uuid")?, vm_facts(&r)?);
+        }
+        Ok(view)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn host_facts(r: &AnyRow) -> Result<HostFacts, sqlx::Error> {
+    Ok(HostFacts {
+        az: r.try_get("az")?,
+        steal: r.try_get("steal")?,
+        load5: r.try_get("load5")?,
+        vcpus: r.try_get("vcpus")?,
+        observed_at: r.try_get("observed_at")?,
+    })
+}
+
+fn vm_facts(r: &AnyRow) -> Result<VmFacts, sqlx::Error> {
+    Ok(VmFacts {
+        host: r.try_get("host")?,
+        role: r.try_get("role")?,
+        steal: r.try_get("steal")?,
+        load5: r.try_get("load5")?,
+        vcpus: r.try_get("vcpus")?,
+        observed_at: r.try_get("observed_at")?,
+    })
+}

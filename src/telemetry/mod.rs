@@ -1,0 +1,114 @@
+//! Telemetry ingestion: pushed steal and load samples for hosts and VMs, merged into the
+//! cluster view. (Prometheus scraping joins here later.) A sample never overwrites a newer one.
+
+use crate::model::{ClusterView, HostFacts, VmFacts};
+
+/// One pushed host sample. `observed_at` is unix seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostSample {
+    pub host: String,
+    pub facts: HostFacts,
+}
+
+/// One pushed VM sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmSample {
+    pub uuid: String,
+    pub facts: VmFacts,
+}
+
+/// Merge samples into the view: newer observations win; a sample that leaves the AZ, host or
+/// role out keeps what was known (membership is sticky, measurements are not).
+pub fn merge(view: &mut ClusterView, hosts: &[HostSample], vms: &[VmSample]) {
+    for s in hosts {
+        match view.hosts.get_mut(&s.host) {
+            Some(old) if old.observed_at > s.facts.observed_at => {}
+            Some(old) => {
+                let az = s.facts.az.clone().or_else(|| old.az.take());
+                *old = HostFacts {
+                    az,
+                    ..s.facts.clone()
+                };
+            }
+            None => {
+                view.hosts.insert(s.host.clone(), s.facts.clone());
+            }
+        }
+    }
+    for s in vms {
+        match view.vms.get_mut(&s.uuid) {
+            Some(old) if old.observed_at > s.facts.observed_at => {}
+            Some(old) => {
+                let host = s.facts.host.clone().or_else(|| old.host.take());
+                let role = s.facts.role.clone().or_else(|| old.role.take());
+                *old = VmFacts {
+                    host,
+                    role,
+                    ..s.facts.clone()
+                };
+            }
+            None => {
+                view.vms.insert(s.uuid.clone(), s.facts.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, az: Option<&str>, steal: Option<f64>, at: f64) -> HostSample {
+        HostSample {
+            host: name.into(),
+            facts: HostFacts {
+                az: az.map(Into::into),
+                steal,
+                observed_at: at,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn an_older_sample_never_overwrites_a_newer_one() {
+        let mut v = ClusterView::default();
+        merge(&mut v, &[host("a", Some("az1"), Some(0.3), 200.0)], &[]);
+        merge(&mut v, &[host("a", Some("az9"), Some(0.0), 100.0)], &[]);
+        assert_eq!(v.hosts["a"].steal, Some(0.3));
+        assert_eq!(v.hosts["a"].az.as_deref(), Some("az1"));
+    }
+
+    #[test]
+    fn az_is_sticky_but_steal_is_not() {
+        let mut v = ClusterView::default();
+        merge(&mut v, &[host("a", Some("az1"), Some(0.3), 100.0)], &[]);
+        merge(&mut v, &[host("a", None, None, 200.0)], &[]);
+        assert_eq!(v.hosts["a"].az.as_deref(), Some("az1"));
+        assert_eq!(
+            v.hosts["a"].steal, None,
+            "a newer sample without steal means unknown"
+        );
+        assert_eq!(v.hosts["a"].observed_at, 200.0);
+    }
+
+    #[test]
+    fn vm_role_and_host_survive_a_sample_that_omits_them() {
+        let mut v = ClusterView::default();
+        let vm = |host: Option<&str>, role: Option<&str>, at| VmSample {
+            uuid: "u1".into(),
+            facts: VmFacts {
+                host: host.map(Into::into),
+                role: role.map(Into::into),
+                observed_at: at,
+                ..Default::default()
+            },
+        };
+        merge(&mut v, &[], &[vm(Some("a"), Some("web"), 1.0)]);
+        merge(&mut v, &[], &[vm(None, None, 2.0)]);
+        assert_eq!(v.vms["u1"].host.as_deref(), Some("a"));
+        assert_eq!(v.vms["u1"].role.as_deref(), Some("web"));
+        merge(&mut v, &[], &[vm(Some("b"), None, 3.0)]);
+        assert_eq!(v.vms["u1"].host.as_deref(), Some("b"));
+    }
+}
