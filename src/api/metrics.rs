@@ -1,0 +1,129 @@
+//! Steward's own Prometheus metrics, served at `/metrics`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub hosts_per_request: HistogramVec,
+    pub degraded: IntCounterVec,
+    pub rejections: IntCounterVec,
+    pub telemetry_samples: IntCounterVec,
+    pub cluster_hosts: IntGauge,
+    pub cluster_vms: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "steward_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "steward_http_request_duration_seconds",
+                "Time to answer an HTTP request, by route",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
+            ]),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        let hosts_per_request = HistogramVec::new(
+            HistogramOpts::new(
+                "steward_scoring_hosts_per_request",
+                "Candidate hosts in one filter or weigh request",
+            )
+            .buckets(vec![
+                1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0, 50000.0,
+            ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        let degraded = IntCounterVec::new(
+            Opts::new(
+                "steward_scoring_degraded_total",
+                "Answers marked degraded (telemetry or cluster facts missing or stale)",
+            ),
+            &["route"],
+        )
+        .expect("valid metric");
+        let rejections = IntCounterVec::new(
+            Opts::new(
+                "steward_scoring_rejections_total",
+                "Hosts rejected by the filter, by plugin",
+            ),
+            &["plugin"],
+        )
+        .expect("valid metric");
+        let telemetry_samples = IntCounterVec::new(
+            Opts::new(
+                "steward_telemetry_samples_total",
+                "Telemetry samples accepted",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let cluster_hosts = IntGauge::new("steward_cluster_hosts", "Hypervisors steward knows")
+            .expect("valid metric");
+        let cluster_vms =
+            IntGauge::new("steward_cluster_vms", "VMs steward knows").expect("valid metric");
+        let build = IntGaugeVec::new(
+            Opts::new("steward_build_info", "Steward's version"),
+            &["version"],
+        )
+        .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(hosts_per_request.clone()),
+            Box::new(degraded.clone()),
+            Box::new(rejections.clone()),
+            Box::new(telemetry_samples.clone()),
+            Box::new(cluster_hosts.clone()),
+            Box::new(cluster_vms.clone()),
+            Box::new(build),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            hosts_per_request,
+            degraded,
+            rejections,
+            telemetry_samples,
+            cluster_hosts,
+            cluster_vms,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

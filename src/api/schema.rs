@@ -1,0 +1,513 @@
+//! The wire format of the API: the only module that knows the JSON field names of the Nova
+//! callout. Parses with errors that name the field, validates, and maps onto `model`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::errors::ApiError;
+use crate::model::{
+    Flavor, Host, HostFacts, Instance, Operation, SchedulingRequest, ServerGroup, VmFacts,
+};
+use crate::telemetry::{HostSample, VmSample};
+
+/// Parse JSON, naming the path of the first field that does not fit.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = (path != ".").then_some(path);
+        let message = match &field {
+            Some(f) => format!("{f}: {inner}"),
+            None => format!("request body is not valid JSON for this route: {inner}"),
+        };
+        ApiError::bad_request(message, field)
+    })
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationDto {
+    Boot,
+    LiveMigrate,
+    Migrate,
+    Resize,
+    Evacuate,
+    Unshelve,
+    Rebuild,
+    /// An existing instance moved by a Nova that does not say how.
+    Move,
+}
+
+impl From<OperationDto> for Operation {
+    fn from(o: OperationDto) -> Operation {
+        match o {
+            OperationDto::Boot => Operation::Boot,
+            OperationDto::LiveMigrate => Operation::LiveMigrate,
+            OperationDto::Migrate => Operation::Migrate,
+            OperationDto::Resize => Operation::Resize,
+            OperationDto::Evacuate => Operation::Evacuate,
+            OperationDto::Unshelve => Operation::Unshelve,
+            OperationDto::Rebuild => Operation::Rebuild,
+            OperationDto::Move => Operation::Move,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema, Default)]
+pub struct FlavorDto {
+    pub name: Option<String>,
+    pub vcpus: Option<f64>,
+    pub memory_mb: Option<f64>,
+    pub root_gb: Option<f64>,
+    pub ephemeral_gb: Option<f64>,
+    pub swap: Option<f64>,
+    #[serde(default)]
+    pub extra_specs: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct ServerGroupDto {
+    pub uuid: Option<String>,
+    pub name: Option<String>,
+    pub policy: Option<String>,
+    #[serde(default)]
+    pub members: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct InstanceDto {
+    pub uuid: String,
+    pub project_id: Option<String>,
+    pub flavor: Option<FlavorDto>,
+    pub requested_az: Option<String>,
+    pub current_host: Option<String>,
+    pub current_az: Option<String>,
+    /// Nova's hints: each a string or a list of strings (the first is used).
+    #[schema(value_type = Option<Object>)]
+    pub scheduler_hints: Option<BTreeMap<String, serde_json::Value>>,
+    pub server_group: Option<ServerGroupDto>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct HostDto {
+    pub host: String,
+    pub nodename: Option<String>,
+    pub uuid: Option<String>,
+    pub az: Option<String>,
+    pub hypervisor_type: Option<String>,
+    pub vcpus_total: Option<f64>,
+    pub vcpus_used: Option<f64>,
+    pub cpu_allocation_ratio: Option<f64>,
+    pub memory_mb_total: Option<f64>,
+    pub memory_mb_free: Option<f64>,
+    pub ram_allocation_ratio: Option<f64>,
+    pub disk_gb_total: Option<f64>,
+    pub disk_gb_free: Option<f64>,
+    pub instance_uuids: Option<Vec<String>>,
+}
+
+/// The body of `POST /v1/filter` and `POST /v1/weigh`: one Nova scheduling request.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct CalloutRequest {
+    pub operation: OperationDto,
+    pub instance: InstanceDto,
+    #[serde(default)]
+    pub ignore_hosts: Option<Vec<String>>,
+    pub hosts: Vec<HostDto>,
+}
+
+fn non_negative(
+    value: Option<f64>,
+    field: impl FnOnce() -> String,
+) -> Result<Option<f64>, ApiError> {
+    match value {
+        Some(v) if !v.is_finite() || v < 0.0 => {
+            let f = field();
+            Err(ApiError::bad_request(
+                format!("{f}: {v} is not a finite number >= 0"),
+                Some(f),
+            ))
+        }
+        v => Ok(v),
+    }
+}
+
+fn positive(value: Option<f64>, field: impl FnOnce() -> String) -> Result<Option<f64>, ApiError> {
+    match value {
+        Some(v) if !v.is_finite() || v <= 0.0 => {
+            let f = field();
+            Err(ApiError::bad_request(
+                format!("{f}: {v} is not a finite number > 0"),
+                Some(f),
+            ))
+        }
+        v => Ok(v),
+    }
+}
+
+fn blank_to_none(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+fn hint_value(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(items) => items.first().and_then(hint_value),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl CalloutRequest {
+    /// Validate and map onto the model. Every error names its field.
+    pub fn into_model(self, max_hosts: usize) -> Result<SchedulingRequest, ApiError> {
+        if self.hosts.is_empty() {
+            return Err(ApiError::bad_request(
+                "hosts: at least one candidate host is needed",
+                Some("hosts".into()),
+            ));
+        }
+        if self.hosts.len() > max_hosts {
+            return Err(ApiError::too_large(format!(
+                "hosts: {} candidate hosts is more than [server] max_hosts = {max_hosts}",
+                self.hosts.len()
+            )));
+        }
+        let inst = self.instance;
+        if inst.uuid.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "instance.uuid: must not be empty",
+                Some("instance.uuid".into()),
+            ));
+        }
+        let f = inst.flavor.unwrap_or_default();
+        let fl = |name: &str| format!("instance.flavor.{name}");
+        let flavor = Flavor {
+            name: f.name,
+            vcpus: non_negative(f.vcpus, || fl("vcpus"))?,
+            memory_mb: non_negative(f.memory_mb, || fl("memory_mb"))?,
+            root_gb: non_negative(f.root_gb, || fl("root_gb"))?,
+            ephemeral_gb: non_negative(f.ephemeral_gb, || fl("ephemeral_gb"))?,
+            swap_mb: non_negative(f.swap, || fl("swap"))?,
+            extra_specs: f.extra_specs.unwrap_or_default(),
+        };
+        let hints = inst
+            .scheduler_hints
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(k, v)| hint_value(v).map(|v| (k.clone(), v)))
+            .collect();
+        let instance = Instance {
+            uuid: inst.uuid,
+            project_id: inst.project_id,
+            flavor,
+            requested_az: blank_to_none(inst.requested_az),
+            current_host: blank_to_none(inst.current_host),
+            current_az: blank_to_none(inst.current_az),
+            hints,
+            server_group: inst.server_group.map(|g| ServerGroup {
+                uuid: g.uuid,
+                name: blank_to_none(g.name),
+                policy: g.policy,
+                members: g.members.unwrap_or_default(),
+            }),
+            metadata: inst.metadata.unwrap_or_default(),
+        };
+        let mut seen: HashSet<(String, String)> = HashSet::with_capacity(self.hosts.len());
+        let mut hosts = Vec::with_capacity(self.hosts.len());
+        for (i, h) in self.hosts.into_iter().enumerate() {
+            let at = |name: &str| format!("hosts[{i}].{name}");
+            if h.host.trim().is_empty() {
+                return Err(ApiError::bad_request(
+                    format!("{}: must not be empty", at("host")),
+                    Some(at("host")),
+                ));
+            }
+            let nodename = blank_to_none(h.nodename).unwrap_or_else(|| h.host.clone());
+            if !seen.insert((h.host.clone(), nodename.clone())) {
+                return Err(ApiError::bad_request(
+                    format!(
+                        "{}: host {:?} with nodename {nodename:?} is listed twice",
+                        at("host"),
+                        h.host
+                    ),
+                    Some(at("host")),
+                ));
+            }
+            hosts.push(Host {
+                vcpus_total: non_negative(h.vcpus_total, || at("vcpus_total"))?,
+                vcpus_used: non_negative(h.vcpus_used, || at("vcpus_used"))?,
+                cpu_allocation_ratio: positive(h.cpu_allocation_ratio, || {
+                    at("cpu_allocation_ratio")
+                })?,
+                memory_mb_total: non_negative(h.memory_mb_total, || at("memory_mb_total"))?,
+                // Nova reports negative free RAM on overcommitted hosts: keep it.
+                memory_mb_free: match h.memory_mb_free {
+                    Some(v) if !v.is_finite() => {
+                        return Err(ApiError::bad_request(
+                            format!("{}: {v} is not a finite number", at("memory_mb_free")),
+                            Some(at("memory_mb_free")),
+                        ))
+                    }
+                    v => v,
+                },
+                ram_allocation_ratio: positive(h.ram_allocation_ratio, || {
+                    at("ram_allocation_ratio")
+                })?,
+                disk_gb_total: non_negative(h.disk_gb_total, || at("disk_gb_total"))?,
+                disk_gb_free: h.disk_gb_free.filter(|v| v.is_finite()),
+                host: h.host,
+                nodename,
+                uuid: h.uuid,
+                az: blank_to_none(h.az),
+                hypervisor_type: h.hypervisor_type,
+                instance_uuids: h.instance_uuids.unwrap_or_default(),
+            });
+        }
+        Ok(SchedulingRequest {
+            operation: self.operation.into(),
+            instance,
+            ignore_hosts: self.ignore_hosts.unwrap_or_default(),
+            hosts,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HostRef {
+    pub host: String,
+    pub nodename: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RejectedHost {
+    pub host: String,
+    pub nodename: String,
+    /// The plugin that rejected the host.
+    pub plugin: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FilterResponse {
+    pub request_id: String,
+    pub profile: String,
+    pub role: Option<String>,
+    /// True when telemetry or cluster facts were missing or stale.
+    pub degraded: bool,
+    pub degraded_reasons: Vec<String>,
+    /// Allowed hosts, in request order.
+    pub allowed: Vec<HostRef>,
+    pub rejected: Vec<RejectedHost>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExplainPart {
+    pub score: f64,
+    pub weight: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HostWeight {
+    pub host: String,
+    pub nodename: String,
+    /// Raw weight, higher is better; Nova normalises it.
+    pub weight: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<BTreeMap<String, ExplainPart>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WeighResponse {
+    pub request_id: String,
+    pub profile: String,
+    pub role: Option<String>,
+    pub degraded: bool,
+    pub degraded_reasons: Vec<String>,
+    /// One per request host, in request order.
+    pub weights: Vec<HostWeight>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct HostSampleDto {
+    pub host: String,
+    pub az: Option<String>,
+    /// CPU steal as a fraction of CPU time, 0.0 to 1.0.
+    pub steal: Option<f64>,
+    pub load5: Option<f64>,
+    pub vcpus: Option<f64>,
+    /// Unix seconds; default now.
+    pub observed_at: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct VmSampleDto {
+    pub uuid: String,
+    pub host: Option<String>,
+    pub role: Option<String>,
+    pub steal: Option<f64>,
+    pub load5: Option<f64>,
+    pub vcpus: Option<f64>,
+    pub observed_at: Option<f64>,
+}
+
+/// The body of `POST /v1/telemetry`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct TelemetryPush {
+    #[serde(default)]
+    pub hosts: Vec<HostSampleDto>,
+    #[serde(default)]
+    pub vms: Vec<VmSampleDto>,
+}
+
+/// Samples stamped more than this far ahead of steward's clock are refused.
+const MAX_CLOCK_SKEW_SECONDS: f64 = 300.0;
+
+fn steal_fraction(v: Option<f64>, field: String) -> Result<Option<f64>, ApiError> {
+    match v {
+        Some(s) if s.is_finite() && s > 1.0 => Err(ApiError::bad_request(
+            format!("{field}: {s} is above 1.0; steal is a fraction of CPU time (was a percentage sent?)"),
+            Some(field),
+        )),
+        v => non_negative(v, || field),
+    }
+}
+
+fn observed(v: Option<f64>, now: f64, field: String) -> Result<f64, ApiError> {
+    match v {
+        None => Ok(now),
+        Some(t) if t.is_finite() && t > 0.0 && t <= now + MAX_CLOCK_SKEW_SECONDS => Ok(t),
+        Some(t) => Err(ApiError::bad_request(
+            format!(
+                "{field}: {t} is not unix seconds up to now (check the sender's clock and unit)"
+            ),
+            Some(field),
+        )),
+    }
+}
+
+impl TelemetryPush {
+    pub fn into_samples(self, now: f64) -> Result<(Vec<HostSample>, Vec<VmSample>), ApiError> {
+        let mut hosts = Vec::with_capacity(self.hosts.len());
+        for (i, h) in self.hosts.into_iter().enumerate() {
+            let at = |name: &str| format!("hosts[{i}].{name}");
+            if h.host.trim().is_empty() {
+                return Err(ApiError::bad_request(
+                    format!("{}: must not be empty", at("host")),
+                    Some(at("host")),
+                ));
+            }
+            hosts.push(HostSample {
+                host: h.host,
+                facts: HostFacts {
+                    az: blank_to_none(h.az),
+                    steal: steal_fraction(h.steal, at("steal"))?,
+                    load5: non_negative(h.load5, || at("load5"))?,
+                    vcpus: non_negative(h.vcpus, || at("vcpus"))?,
+                    observed_at: observed(h.observed_at, now, at("observed_at"))?,
+                },
+            });
+        }
+        let mut vms = Vec::with_capacity(self.vms.len());
+        for (i, v) in self.vms.into_iter().enumerate() {
+            let at = |name: &str| format!("vms[{i}].{name}");
+            if v.uuid.trim().is_empty() {
+                return Err(ApiError::bad_request(
+                    format!("{}: must not be empty", at("uuid")),
+                    Some(at("uuid")),
+                ));
+            }
+            vms.push(VmSample {
+                uuid: v.uuid,
+                facts: VmFacts {
+                    host: blank_to_none(v.host),
+                    role: blank_to_none(v.role),
+                    steal: steal_fraction(v.steal, at("steal"))?,
+                    load5: non_negative(v.load5, || at("load5"))?,
+                    vcpus: non_negative(v.vcpus, || at("vcpus"))?,
+                    observed_at: observed(v.observed_at, now, at("observed_at"))?,
+                },
+            });
+        }
+        Ok((hosts, vms))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Accepted {
+    pub hosts: usize,
+    pub vms: usize,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TelemetryAccepted {
+    pub accepted: Accepted,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PluginInfo {
+    pub name: String,
+    pub weight: f64,
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProfileInfo {
+    pub name: String,
+    pub description: String,
+    pub default: bool,
+    pub plugins: Vec<PluginInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProfileList {
+    pub profiles: Vec<ProfileInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HostInfo {
+    pub host: String,
+    pub az: Option<String>,
+    pub steal: Option<f64>,
+    pub load5: Option<f64>,
+    pub vcpus: Option<f64>,
+    pub observed_at: f64,
+    pub age_seconds: f64,
+    /// False when older than `[telemetry] max_age_seconds`: then steal counts as unknown.
+    pub fresh: bool,
+    /// Where the data came from.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HostList {
+    pub hosts: Vec<HostInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `steward.bad_request`.
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
