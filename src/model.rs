@@ -2,6 +2,7 @@
 //! Plain data with no I/O and no wire format; `api` maps JSON onto these types.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 /// What Nova is scheduling. Upstream Nova labels only rebuilds, so unlabelled moves arrive
 /// as [`Operation::Move`]; every move shares one semantics here.
@@ -150,13 +151,86 @@ pub struct VmFacts {
 }
 
 /// An immutable picture of the cloud, published whole and read without locks.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct ClusterView {
     pub hosts: HashMap<String, HostFacts>,
     pub vms: HashMap<String, VmFacts>,
+    /// Derived from `vms` on first use; a clone starts without it, so an index never outlives
+    /// the maps it was built from (views are changed only as clones, then published).
+    role_index: OnceLock<RoleIndex>,
+}
+
+/// VMs per role per hypervisor, as steward's view places them.
+#[derive(Debug, Default, PartialEq)]
+pub struct RoleIndex {
+    by_role: HashMap<String, HashMap<String, u32>>,
+    /// Hypervisors steward has VM data for (with or without roles).
+    with_vms: std::collections::HashSet<String>,
+}
+
+impl RoleIndex {
+    fn build(vms: &HashMap<String, VmFacts>) -> RoleIndex {
+        let mut by_role: HashMap<String, HashMap<String, u32>> = HashMap::new();
+        let mut with_vms = std::collections::HashSet::new();
+        for vm in vms.values() {
+            if let Some(host) = vm.host.as_ref() {
+                if !with_vms.contains(host) {
+                    with_vms.insert(host.clone());
+                }
+            }
+            if let (Some(role), Some(host)) = (vm.role.as_ref(), vm.host.as_ref()) {
+                *by_role
+                    .entry(role.clone())
+                    .or_default()
+                    .entry(host.clone())
+                    .or_insert(0) += 1;
+            }
+        }
+        RoleIndex { by_role, with_vms }
+    }
+
+    /// Does steward know which VMs run on this hypervisor?
+    pub fn knows_vms_of(&self, host: &str) -> bool {
+        self.with_vms.contains(host)
+    }
+
+    /// Hypervisor -> number of VMs of `role` on it.
+    pub fn hosts_of(&self, role: &str) -> Option<&HashMap<String, u32>> {
+        self.by_role.get(role)
+    }
+}
+
+impl Clone for ClusterView {
+    fn clone(&self) -> Self {
+        ClusterView {
+            hosts: self.hosts.clone(),
+            vms: self.vms.clone(),
+            role_index: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for ClusterView {
+    fn eq(&self, other: &Self) -> bool {
+        self.hosts == other.hosts && self.vms == other.vms
+    }
 }
 
 impl ClusterView {
+    pub fn new(hosts: HashMap<String, HostFacts>, vms: HashMap<String, VmFacts>) -> Self {
+        ClusterView {
+            hosts,
+            vms,
+            role_index: OnceLock::new(),
+        }
+    }
+
+    /// The role index, built on first use. Publishers call it before publishing so that no
+    /// scoring request pays for the build.
+    pub fn role_index(&self) -> &RoleIndex {
+        self.role_index.get_or_init(|| RoleIndex::build(&self.vms))
+    }
+
     /// The AZ steward knows for a hypervisor, whatever the age of its telemetry: AZ membership
     /// does not go stale the way a steal sample does.
     pub fn host_az(&self, host: &str) -> Option<&str> {

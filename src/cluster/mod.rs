@@ -16,6 +16,7 @@ pub struct ClusterHandle {
 
 impl ClusterHandle {
     pub fn new(view: ClusterView) -> Self {
+        view.role_index();
         ClusterHandle {
             current: ArcSwap::from_pointee(view),
             writer: tokio::sync::Mutex::new(()),
@@ -33,6 +34,7 @@ impl ClusterHandle {
         let _guard = self.writer.lock().await;
         let mut next = ClusterView::clone(&self.current.load());
         let out = change(&mut next);
+        next.role_index(); // built here, not on the first scoring request
         self.current.store(Arc::new(next));
         out
     }

@@ -2,7 +2,7 @@
 //! the instance's role and target AZ, same-role counts per host and per AZ, fresh telemetry.
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use crate::model::{ClusterView, HostFacts, Instance, SchedulingRequest};
 
@@ -147,47 +147,72 @@ impl<'a> Context<'a> {
         (age <= self.opts.max_age_seconds).then_some(facts)
     }
 
-    /// Does this VM count as one of the request's role?
-    fn matches_role(&self, uuid: &str, group_members: &HashSet<&str>) -> bool {
-        if uuid == self.req.instance.uuid {
-            return false; // a moving instance does not count against itself
-        }
-        let Some(role) = self.role.as_deref() else {
-            return false;
-        };
-        group_members.contains(uuid)
-            || self
-                .view
-                .vms
-                .get(uuid)
-                .is_some_and(|v| v.role.as_deref() == Some(role))
-    }
-
-    fn group_members(&self) -> HashSet<&'a str> {
+    /// The server group whose membership defines the role, if the role came from one.
+    fn role_group(&self) -> Option<HashSet<&'a str>> {
         let req: &'a SchedulingRequest = self.req;
-        match (&req.instance.server_group, self.role.as_deref()) {
-            (Some(g), Some(role)) if g.name.as_deref() == Some(role) => {
-                g.members.iter().map(String::as_str).collect()
-            }
-            _ => HashSet::new(),
+        match (&req.instance.server_group, self.role_source) {
+            (Some(g), Some(RoleSource::ServerGroup)) => Some(
+                g.members
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|m| *m != req.instance.uuid)
+                    .collect(),
+            ),
+            _ => None,
         }
     }
 
-    /// VMs of the request's role on each candidate host (request order).
+    /// Where steward's view puts the moving instance, if it has the request's role: that
+    /// host's count must not include the instance itself.
+    fn own_host(&self, role: &str) -> Option<&'a str> {
+        let view: &'a ClusterView = self.view;
+        view.vms
+            .get(&self.req.instance.uuid)
+            .filter(|v| v.role.as_deref() == Some(role))
+            .and_then(|v| v.host.as_deref())
+    }
+
+    /// VMs of the request's role on each candidate host (request order). A server group's role
+    /// is its membership, counted exactly from Nova's instance list; any other role is counted
+    /// from steward's role index, or VM by VM on a host the view does not know.
     pub fn role_counts(&self) -> &[u32] {
         self.role_counts.get_or_init(|| {
-            if self.role.is_none() {
-                return vec![0; self.req.hosts.len()];
+            let hosts = &self.req.hosts;
+            let Some(role) = self.role.as_deref() else {
+                return vec![0; hosts.len()];
+            };
+            let own = self.req.instance.uuid.as_str();
+            if let Some(members) = self.role_group() {
+                return hosts
+                    .iter()
+                    .map(|h| {
+                        h.instance_uuids
+                            .iter()
+                            .filter(|u| members.contains(u.as_str()))
+                            .count() as u32
+                    })
+                    .collect();
             }
-            let members = self.group_members();
-            self.req
-                .hosts
+            let index = self.view.role_index();
+            let of_role = index.hosts_of(role);
+            let own_host = self.own_host(role);
+            hosts
                 .iter()
-                .map(|h| {
-                    h.instance_uuids
+                .map(|h| match of_role.and_then(|i| i.get(&h.host)) {
+                    Some(n) => n - u32::from(own_host == Some(h.host.as_str())),
+                    None if index.knows_vms_of(&h.host) => 0,
+                    None => h
+                        .instance_uuids
                         .iter()
-                        .filter(|u| self.matches_role(u, &members))
-                        .count() as u32
+                        .filter(|u| {
+                            u.as_str() != own
+                                && self
+                                    .view
+                                    .vms
+                                    .get(u.as_str())
+                                    .is_some_and(|v| v.role.as_deref() == Some(role))
+                        })
+                        .count() as u32,
                 })
                 .collect()
         })
@@ -204,35 +229,48 @@ impl<'a> Context<'a> {
             };
             let eligible = |az: &str| bound.is_none_or(|b| b == az);
             let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+            // Allocates once per AZ, not once per host.
+            let mut add = |az: &str, n: u32| match counts.get_mut(az) {
+                Some(c) => *c += n,
+                None => {
+                    counts.insert(az.to_string(), n);
+                }
+            };
             for facts in self.view.hosts.values() {
                 if let Some(az) = facts.az.as_deref().filter(|a| eligible(a)) {
-                    counts.entry(az.to_string()).or_insert(0);
+                    add(az, 0);
                 }
             }
             let role_counts = self.role_counts();
-            let mut candidates: HashSet<&str> = HashSet::new();
+            let mut candidates: HashSet<&str> = HashSet::with_capacity(self.req.hosts.len());
             for (i, h) in self.req.hosts.iter().enumerate() {
                 candidates.insert(h.host.as_str());
                 if let Some(az) = h.az.as_deref().filter(|a| eligible(a)) {
-                    *counts.entry(az.to_string()).or_insert(0) += role_counts[i];
+                    add(az, role_counts[i]);
                 }
             }
-            if self.role.is_some() {
-                let members = self.group_members();
-                let mut per_az: HashMap<&str, u32> = HashMap::new();
-                for (uuid, vm) in &self.view.vms {
-                    let Some(host) = vm.host.as_deref() else {
-                        continue;
-                    };
-                    if candidates.contains(host) || !self.matches_role(uuid, &members) {
-                        continue;
-                    }
+            // Same-role VMs on hosts that are not candidates, placed by steward's view.
+            let mut add_elsewhere = |host: &str, n: u32| {
+                if !candidates.contains(host) {
                     if let Some(az) = self.view.host_az(host).filter(|a| eligible(a)) {
-                        *per_az.entry(az).or_insert(0) += 1;
+                        add(az, n);
                     }
                 }
-                for (az, n) in per_az {
-                    *counts.entry(az.to_string()).or_insert(0) += n;
+            };
+            match (self.role.as_deref(), self.role_group()) {
+                (None, _) => {}
+                (Some(_), Some(members)) => {
+                    for m in members {
+                        if let Some(host) = self.view.vms.get(m).and_then(|v| v.host.as_deref()) {
+                            add_elsewhere(host, 1);
+                        }
+                    }
+                }
+                (Some(role), None) => {
+                    let own_host = self.own_host(role);
+                    for (host, n) in self.view.role_index().hosts_of(role).into_iter().flatten() {
+                        add_elsewhere(host, n - u32::from(own_host == Some(host.as_str())));
+                    }
                 }
             }
             Domains { counts }
