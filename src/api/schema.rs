@@ -1,7 +1,7 @@
 //! The wire format of the API: the only module that knows the JSON field names of the Nova
 //! callout. Parses with errors that name the field, validates, and maps onto `model`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,7 +18,9 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let field = (path != ".").then_some(path);
+        // A syntax error is the body's fault, not a field's: naming a field would mislead.
+        let is_data = inner.classify() == serde_json::error::Category::Data;
+        let field = (is_data && path != ".").then_some(path);
         let message = match &field {
             Some(f) => format!("{f}: {inner}"),
             None => format!("request body is not valid JSON for this route: {inner}"),
@@ -219,6 +221,7 @@ impl CalloutRequest {
             metadata: inst.metadata.unwrap_or_default(),
         };
         let mut seen: HashSet<(String, String)> = HashSet::with_capacity(self.hosts.len());
+        let mut host_az: HashMap<String, Option<String>> = HashMap::new();
         let mut hosts = Vec::with_capacity(self.hosts.len());
         for (i, h) in self.hosts.into_iter().enumerate() {
             let at = |name: &str| format!("hosts[{i}].{name}");
@@ -238,6 +241,25 @@ impl CalloutRequest {
                     ),
                     Some(at("host")),
                 ));
+            }
+            let az = blank_to_none(h.az);
+            match host_az.get(&h.host) {
+                Some(first) if *first != az => {
+                    return Err(ApiError::bad_request(
+                        format!(
+                            "{}: host {:?} is listed in AZ {} and in AZ {}; a host belongs to one AZ (check its aggregates)",
+                            at("az"),
+                            h.host,
+                            first.as_deref().unwrap_or("(none)"),
+                            az.as_deref().unwrap_or("(none)")
+                        ),
+                        Some(at("az")),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    host_az.insert(h.host.clone(), az.clone());
+                }
             }
             hosts.push(Host {
                 vcpus_total: non_negative(h.vcpus_total, || at("vcpus_total"))?,
@@ -264,7 +286,7 @@ impl CalloutRequest {
                 host: h.host,
                 nodename,
                 uuid: h.uuid,
-                az: blank_to_none(h.az),
+                az,
                 hypervisor_type: h.hypervisor_type,
                 instance_uuids: h.instance_uuids.unwrap_or_default(),
             });

@@ -1,0 +1,208 @@
+//! Configuration: defaults, layering, environment overrides and problems named by key.
+
+use std::path::{Path, PathBuf};
+
+use steward::config::{load_from, redact_url, AuthStrategy, ConfigProblem, DatabaseUrl};
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn keys(problems: &[ConfigProblem]) -> Vec<&str> {
+    problems.iter().map(|p| p.key.as_str()).collect()
+}
+
+#[test]
+fn no_file_gives_a_loopback_noauth_sqlite_steward() {
+    let v = load_from(None, &[]).unwrap();
+    assert_eq!(v.listen.to_string(), "127.0.0.1:8790");
+    assert_eq!(v.settings.auth.strategy, AuthStrategy::Noauth);
+    assert!(v.settings.database.url.expose().starts_with("sqlite://"));
+    assert_eq!(v.profiles.default, "default");
+    assert!(v.tokens.is_none());
+}
+
+#[test]
+fn the_shipped_sample_is_valid_once_its_token_file_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = write(dir.path(), "tokens", "nova-shim-token-0123456789 reader\n");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/steward.toml.sample");
+    let v = load_from(
+        Some(&sample),
+        &env(&[("STEWARD__AUTH__TOKEN_FILE", tokens.to_str().unwrap())]),
+    )
+    .unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(v.settings.auth.strategy, AuthStrategy::Static);
+    assert_eq!(
+        v.profiles.profiles.keys().collect::<Vec<_>>(),
+        ["batch", "db", "default", "web"]
+    );
+    // The sample changes one web parameter and keeps the rest of the built-in web profile.
+    let web = &v.profiles.profiles["web"];
+    assert_eq!(web.plugins.len(), 5);
+    assert_eq!(web.plugins[1].weight, 2.0);
+}
+
+#[test]
+fn environment_variables_override_the_file_key_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "s.toml",
+        "[server]\nlisten = \"127.0.0.1:9000\"\nmax_hosts = 50\n",
+    );
+    let v = load_from(
+        Some(&cfg),
+        &env(&[
+            ("STEWARD__SERVER__LISTEN", "127.0.0.1:9001"),
+            ("STEWARD__PROFILES__WEB__PLUGINS__STEAL__WEIGHT", "7.5"),
+            ("STEWARD__TELEMETRY__MAX_AGE_SECONDS", "60"),
+            ("OTHER__SERVER__LISTEN", "ignored"),
+        ]),
+    )
+    .unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(v.listen.to_string(), "127.0.0.1:9001");
+    assert_eq!(
+        v.settings.server.max_hosts, 50,
+        "the file's other keys stay"
+    );
+    assert_eq!(v.settings.telemetry.max_age_seconds, 60.0);
+    let steal = v.profiles.profiles["web"]
+        .plugins
+        .iter()
+        .find(|p| p.plugin.name() == "steal")
+        .unwrap();
+    assert_eq!(steal.weight, 7.5);
+}
+
+#[test]
+fn every_problem_is_listed_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "bad.toml",
+        r#"
+[server]
+listen = "somewhere"
+[database]
+url = "postgres://db/steward"
+[telemetry]
+max_age_seconds = -5
+[scheduling]
+default_profile = "gold"
+[profiles.web.plugins.steal]
+saturation = 4
+[nonsense]
+x = 1
+"#,
+    );
+    let problems = load_from(Some(&cfg), &[]).unwrap_err();
+    let k = keys(&problems);
+    for want in [
+        "nonsense",
+        "server.listen",
+        "database.url",
+        "telemetry.max_age_seconds",
+        "profiles.web.plugins.steal",
+        "scheduling.default_profile",
+    ] {
+        assert!(k.contains(&want), "{want} missing from {problems:#?}");
+    }
+    let db = problems.iter().find(|p| p.key == "database.url").unwrap();
+    assert!(db.message.contains("mysql://"), "{}", db.message);
+}
+
+#[test]
+fn a_wrong_type_names_the_key_inside_its_section() {
+    let problems = load_from(None, &env(&[("STEWARD__SERVER__MAX_HOSTS", "lots")])).unwrap_err();
+    assert_eq!(keys(&problems), ["server.max_hosts"]);
+    let problems = load_from(None, &env(&[("STEWARD__SERVER__LISTN", "x")])).unwrap_err();
+    assert_eq!(keys(&problems), ["server.listn"]);
+    assert!(
+        problems[0].message.contains("unknown field `listn`"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn noauth_is_refused_off_loopback() {
+    let problems =
+        load_from(None, &env(&[("STEWARD__SERVER__LISTEN", "0.0.0.0:8790")])).unwrap_err();
+    assert_eq!(keys(&problems), ["auth.strategy"]);
+    assert!(problems[0].message.contains("loopback"));
+    assert!(load_from(None, &env(&[("STEWARD__SERVER__LISTEN", "[::1]:8790")])).is_ok());
+}
+
+#[test]
+fn static_auth_needs_a_good_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let problems = load_from(None, &env(&[("STEWARD__AUTH__STRATEGY", "static")])).unwrap_err();
+    assert_eq!(keys(&problems), ["auth.token_file"]);
+    let tokens = write(
+        dir.path(),
+        "tokens",
+        "# comment\nshort reader\nlong-enough-token-0001 reviewer\nlong-enough-token-0002\nlong-enough-token-0003 reader,telemetry\n",
+    );
+    let problems = load_from(
+        None,
+        &env(&[
+            ("STEWARD__AUTH__STRATEGY", "static"),
+            ("STEWARD__AUTH__TOKEN_FILE", tokens.to_str().unwrap()),
+        ]),
+    )
+    .unwrap_err();
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 3, "{text:#?}");
+    assert!(
+        text[0].contains("line 2)") && text[0].contains("shorter than 16"),
+        "{text:#?}"
+    );
+    assert!(
+        text[1].contains("line 3)") && text[1].contains("unknown role \"reviewer\""),
+        "{text:#?}"
+    );
+    assert!(
+        text[2].contains("line 4)") && text[2].contains("no role"),
+        "{text:#?}"
+    );
+    assert!(
+        !text.join("").contains("long-enough-token"),
+        "tokens never appear in messages"
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let problems = load_from(Some(Path::new("/nonexistent/steward.toml")), &[]).unwrap_err();
+    assert!(problems[0].message.contains("/nonexistent/steward.toml"));
+}
+
+#[test]
+fn database_passwords_never_print() {
+    let url = DatabaseUrl("mysql://steward:s3cret@db:3306/steward".into());
+    assert_eq!(url.to_string(), "mysql://steward:***@db:3306/steward");
+    assert!(!format!("{url:?}").contains("s3cret"));
+    let problems = load_from(
+        None,
+        &env(&[("STEWARD__DATABASE__URL", "postgres://u:hunter2@db/x")]),
+    )
+    .unwrap_err();
+    assert!(!problems[0].message.contains("hunter2"), "{problems:#?}");
+    assert_eq!(
+        redact_url("sqlite://steward.sqlite?mode=rwc"),
+        "sqlite://steward.sqlite?mode=rwc"
+    );
+    assert_eq!(
+        redact_url("mysql://root@127.0.0.1/x"),
+        "mysql://root@127.0.0.1/x"
+    );
+}

@@ -1,0 +1,533 @@
+//! The scoring core's plugins, profiles and role rules, one behaviour a test.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use steward::model::{ClusterView, Operation};
+use steward::scoring::{builtin_profiles, filter, weigh, Options, ProfileSet, ProfileSpec};
+
+fn opts() -> Options {
+    Options::default()
+}
+
+fn rejected_by(out: &steward::scoring::FilterOutcome, i: usize) -> Option<&str> {
+    out.rejections[i].as_ref().map(|r| r.plugin)
+}
+
+// ---- same_az -------------------------------------------------------------------------------
+
+#[test]
+fn a_move_stays_in_the_az_the_source_host_is_known_in() {
+    let view = ViewBuilder::default()
+        .host("src", Some("az1"), None, 0.0)
+        .build();
+    let mut req = request(
+        Operation::Move,
+        None,
+        vec![
+            host("a", Some("az1")),
+            host("b", Some("az2")),
+            host("c", None),
+        ],
+    );
+    req.ignore_hosts = vec!["src".into()];
+    let p = profile("[plugins.same_az]\n");
+    let out = filter(&req, &p, &view, &opts(), NOW);
+    assert_eq!(rejected_by(&out, 0), None);
+    assert_eq!(rejected_by(&out, 1), Some("same_az"));
+    let unknown = out.rejections[2].as_ref().unwrap();
+    assert!(
+        unknown.reason.contains("AZ is unknown"),
+        "{}",
+        unknown.reason
+    );
+    assert!(out.degraded_reasons.is_empty());
+}
+
+#[test]
+fn a_named_az_wins_over_the_current_one() {
+    let view = ViewBuilder::default()
+        .host("src", Some("az1"), None, 0.0)
+        .build();
+    let mut req = request(
+        Operation::LiveMigrate,
+        None,
+        vec![host("a", Some("az1")), host("b", Some("az2"))],
+    );
+    req.instance.current_host = Some("src".into());
+    req.instance.requested_az = Some("az2".into());
+    let out = filter(&req, &profile("[plugins.same_az]\n"), &view, &opts(), NOW);
+    assert_eq!(rejected_by(&out, 0), Some("same_az"));
+    assert_eq!(rejected_by(&out, 1), None);
+}
+
+#[test]
+fn the_current_az_sent_by_the_shim_needs_no_telemetry() {
+    let mut req = request(
+        Operation::Evacuate,
+        None,
+        vec![host("a", Some("az1")), host("b", Some("az2"))],
+    );
+    req.instance.current_az = Some("az2".into());
+    let out = filter(
+        &req,
+        &profile("[plugins.same_az]\n"),
+        &ClusterView::default(),
+        &opts(),
+        NOW,
+    );
+    assert_eq!(rejected_by(&out, 0), Some("same_az"));
+    assert_eq!(rejected_by(&out, 1), None);
+}
+
+#[test]
+fn a_resize_to_the_same_host_finds_the_source_az_among_the_candidates() {
+    let mut req = request(
+        Operation::Resize,
+        None,
+        vec![host("src", Some("az3")), host("b", Some("az2"))],
+    );
+    req.instance.current_host = Some("src".into());
+    let out = filter(
+        &req,
+        &profile("[plugins.same_az]\n"),
+        &ClusterView::default(),
+        &opts(),
+        NOW,
+    );
+    assert_eq!(rejected_by(&out, 0), None);
+    assert_eq!(rejected_by(&out, 1), Some("same_az"));
+}
+
+#[test]
+fn a_move_whose_az_cannot_be_told_passes_and_says_degraded() {
+    let mut req = request(
+        Operation::Move,
+        None,
+        vec![host("a", Some("az1")), host("b", Some("az2"))],
+    );
+    req.ignore_hosts = vec!["mystery".into()];
+    let out = filter(
+        &req,
+        &profile("[plugins.same_az]\n"),
+        &ClusterView::default(),
+        &opts(),
+        NOW,
+    );
+    assert!(out.rejections.iter().all(Option::is_none));
+    assert_eq!(out.degraded_reasons.len(), 1);
+    assert!(
+        out.degraded_reasons[0].contains("mystery"),
+        "{:?}",
+        out.degraded_reasons
+    );
+}
+
+#[test]
+fn a_boot_with_no_az_named_may_go_anywhere() {
+    let req = request(
+        Operation::Boot,
+        None,
+        vec![host("a", Some("az1")), host("b", None)],
+    );
+    let out = filter(
+        &req,
+        &profile("[plugins.same_az]\n"),
+        &ClusterView::default(),
+        &opts(),
+        NOW,
+    );
+    assert!(out.rejections.iter().all(Option::is_none));
+}
+
+#[test]
+fn a_boot_naming_an_az_never_lands_on_a_host_of_unknown_az() {
+    let mut req = request(
+        Operation::Boot,
+        None,
+        vec![host("a", Some("az1")), host("b", None)],
+    );
+    req.instance.requested_az = Some("az1".into());
+    let out = filter(
+        &req,
+        &profile("[plugins.same_az]\n"),
+        &ClusterView::default(),
+        &opts(),
+        NOW,
+    );
+    assert_eq!(rejected_by(&out, 0), None);
+    assert_eq!(rejected_by(&out, 1), Some("same_az"));
+}
+
+// ---- steal ---------------------------------------------------------------------------------
+
+#[test]
+fn lower_steal_weighs_more() {
+    let view = ViewBuilder::default()
+        .host("noisy", Some("az1"), Some(0.20), 10.0)
+        .host("quiet", Some("az1"), Some(0.01), 10.0)
+        .build();
+    let req = request(
+        Operation::Boot,
+        None,
+        vec![host("noisy", Some("az1")), host("quiet", Some("az1"))],
+    );
+    let out = weigh(
+        &req,
+        &profile("[plugins.steal]\n"),
+        &view,
+        &opts(),
+        NOW,
+        false,
+    );
+    assert!(out.weights[1] > out.weights[0], "{:?}", out.weights);
+    assert!(out.degraded_reasons.is_empty());
+}
+
+#[test]
+fn stale_steal_is_unknown_not_zero() {
+    // The noisy host's sample is older than max_age: it must not look like a quiet host.
+    let view = ViewBuilder::default()
+        .host("stale", Some("az1"), Some(0.0), 301.0)
+        .host("noisy", Some("az1"), Some(0.25), 1.0)
+        .host("quiet", Some("az1"), Some(0.0), 1.0)
+        .build();
+    let req = request(
+        Operation::Boot,
+        None,
+        vec![
+            host("stale", Some("az1")),
+            host("noisy", Some("az1")),
+            host("quiet", Some("az1")),
+        ],
+    );
+    let out = weigh(
+        &req,
+        &profile("[plugins.steal]\n"),
+        &view,
+        &opts(),
+        NOW,
+        true,
+    );
+    let [stale, noisy, quiet] = out.weights[..] else {
+        panic!()
+    };
+    assert!(quiet > stale && stale > noisy, "{:?}", out.weights);
+    assert_eq!(
+        out.degraded_reasons,
+        vec!["steal: no fresh steal data for 1 of 3 hosts"]
+    );
+    let parts = &out.explain.unwrap()[0];
+    assert_eq!(parts[0].note.as_deref(), Some("no fresh steal data"));
+}
+
+#[test]
+fn bare_metal_hosts_are_not_scored_on_steal_and_do_not_degrade() {
+    let mut node = host("ironic-1", Some("az1"));
+    node.hypervisor_type = Some("ironic".into());
+    let req = request(Operation::Boot, None, vec![node]);
+    let out = weigh(
+        &req,
+        &profile("[plugins.steal]\n"),
+        &ClusterView::default(),
+        &opts(),
+        NOW,
+        false,
+    );
+    assert!(out.degraded_reasons.is_empty());
+}
+
+#[test]
+fn max_steal_filters_hosts_above_it() {
+    let view = ViewBuilder::default()
+        .host("noisy", Some("az1"), Some(0.30), 0.0)
+        .host("ok", Some("az1"), Some(0.05), 0.0)
+        .build();
+    let req = request(
+        Operation::Boot,
+        None,
+        vec![
+            host("noisy", Some("az1")),
+            host("ok", Some("az1")),
+            host("unknown", Some("az1")),
+        ],
+    );
+    let out = filter(
+        &req,
+        &profile("[plugins.steal]\nmax_steal = 0.2\n"),
+        &view,
+        &opts(),
+        NOW,
+    );
+    let r = out.rejections[0].as_ref().unwrap();
+    assert!(
+        r.reason.contains("30.0%") && r.reason.contains("20.0%"),
+        "{}",
+        r.reason
+    );
+    assert!(out.rejections[1].is_none());
+    assert!(
+        out.rejections[2].is_none(),
+        "unknown steal is not a reason to reject"
+    );
+}
+
+// ---- role_spread ---------------------------------------------------------------------------
+
+#[test]
+fn a_host_at_the_role_cap_is_excluded_with_its_reason() {
+    let view = ViewBuilder::default()
+        .vm("w1", "full", "web")
+        .vm("w2", "full", "web")
+        .build();
+    let req = request(
+        Operation::Boot,
+        Some("web"),
+        vec![
+            with_vms(host("full", Some("az1")), &["w1", "w2"]),
+            with_vms(host("free", Some("az1")), &["w1x"]),
+        ],
+    );
+    let p = profile("[plugins.role_spread]\nmax_per_host = 2\nmode = \"hard\"\n");
+    let out = filter(&req, &p, &view, &opts(), NOW);
+    let r = out.rejections[0].as_ref().unwrap();
+    assert_eq!(r.plugin, "role_spread");
+    assert_eq!(
+        r.reason,
+        "host already runs 2 VM(s) of role web; the cap is 2 per host"
+    );
+    assert!(out.rejections[1].is_none());
+}
+
+#[test]
+fn a_soft_cap_only_ranks() {
+    let view = ViewBuilder::default().vm("w1", "full", "web").build();
+    let req = request(
+        Operation::Boot,
+        Some("web"),
+        vec![
+            with_vms(host("full", Some("az1")), &["w1"]),
+            host("free", Some("az1")),
+        ],
+    );
+    let p = profile("[plugins.role_spread]\nmax_per_host = 1\nmode = \"soft\"\n");
+    assert!(filter(&req, &p, &view, &opts(), NOW)
+        .rejections
+        .iter()
+        .all(Option::is_none));
+    let w = weigh(&req, &p, &view, &opts(), NOW, false).weights;
+    assert!(w[1] > w[0], "{w:?}");
+}
+
+#[test]
+fn other_roles_do_not_count() {
+    let view = ViewBuilder::default()
+        .vm("d1", "h", "db")
+        .vm("d2", "h", "db")
+        .build();
+    let req = request(
+        Operation::Boot,
+        Some("web"),
+        vec![with_vms(host("h", Some("az1")), &["d1", "d2"])],
+    );
+    let p = profile("[plugins.role_spread]\nmax_per_host = 1\n");
+    assert!(filter(&req, &p, &view, &opts(), NOW).rejections[0].is_none());
+}
+
+// ---- capacity ------------------------------------------------------------------------------
+
+#[test]
+fn spread_prefers_the_emptier_host_and_pack_the_fuller() {
+    let mut full = host("full", Some("az1"));
+    full.vcpus_used = Some(200.0);
+    full.memory_mb_free = Some(20_000.0);
+    let empty = host("empty", Some("az1"));
+    let req = request(Operation::Boot, None, vec![full, empty]);
+    let v = ClusterView::default();
+    let spread = weigh(
+        &req,
+        &profile("[plugins.capacity_spread]\n"),
+        &v,
+        &opts(),
+        NOW,
+        false,
+    )
+    .weights;
+    let pack = weigh(
+        &req,
+        &profile("[plugins.capacity_pack]\n"),
+        &v,
+        &opts(),
+        NOW,
+        false,
+    )
+    .weights;
+    assert!(spread[1] > spread[0], "{spread:?}");
+    assert!(pack[0] > pack[1], "{pack:?}");
+}
+
+#[test]
+fn a_host_without_capacity_figures_is_neutral() {
+    let mut ironic = host("node", Some("az1"));
+    ironic.vcpus_total = Some(0.0);
+    ironic.memory_mb_total = Some(0.0);
+    let req = request(Operation::Boot, None, vec![ironic]);
+    let out = weigh(
+        &req,
+        &profile("[plugins.capacity_spread]\nweight = 2.0\n"),
+        &ClusterView::default(),
+        &opts(),
+        NOW,
+        false,
+    );
+    assert_eq!(out.weights, vec![1.0], "neutral 0.5 times weight 2");
+}
+
+// ---- roles and profiles --------------------------------------------------------------------
+
+#[test]
+fn the_role_comes_from_the_hint_then_the_group_then_metadata_then_what_steward_knows() {
+    use steward::scoring::Context;
+    let view = ViewBuilder::default().vm("inst-0", "h", "known").build();
+    let o = opts();
+    let mut req = with_group(
+        request(Operation::Boot, Some("hinted"), vec![host("h", None)]),
+        "grouped",
+        &[],
+    );
+    req.instance
+        .hints
+        .insert("steward_role".into(), "hinted".into());
+    req.instance.metadata.insert("role".into(), "meta".into());
+    assert_eq!(
+        Context::new(&req, &view, &o, NOW).role.as_deref(),
+        Some("hinted")
+    );
+    req.instance.hints.clear();
+    assert_eq!(
+        Context::new(&req, &view, &o, NOW).role.as_deref(),
+        Some("grouped")
+    );
+    req.instance.server_group = None;
+    assert_eq!(
+        Context::new(&req, &view, &o, NOW).role.as_deref(),
+        Some("meta")
+    );
+    req.instance.metadata.clear();
+    assert_eq!(
+        Context::new(&req, &view, &o, NOW).role.as_deref(),
+        Some("known")
+    );
+    let custom = Options {
+        role_metadata_key: "service".into(),
+        ..opts()
+    };
+    req.instance.metadata.insert("service".into(), "svc".into());
+    assert_eq!(
+        Context::new(&req, &view, &custom, NOW).role.as_deref(),
+        Some("svc")
+    );
+}
+
+fn builtin_set() -> ProfileSet {
+    ProfileSet::build(&builtin_profiles(), "default").expect("built-ins build")
+}
+
+#[test]
+fn the_profile_comes_from_the_flavor_then_the_hint_then_the_default() {
+    let set = builtin_set();
+    let mut specs = BTreeMap::new();
+    let mut hints = BTreeMap::new();
+    assert_eq!(set.select(&specs, &hints).unwrap().name, "default");
+    hints.insert("steward_profile".to_string(), "batch".to_string());
+    assert_eq!(set.select(&specs, &hints).unwrap().name, "batch");
+    specs.insert("steward:profile".to_string(), "web".to_string());
+    assert_eq!(set.select(&specs, &hints).unwrap().name, "web");
+    specs.insert("steward:profile".to_string(), "gold".to_string());
+    let err = set.select(&specs, &hints).unwrap_err();
+    assert!(
+        err.contains("\"gold\"") && err.contains("batch, default, web"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_built_in_profiles_are_default_web_and_batch() {
+    let set = builtin_set();
+    assert_eq!(
+        set.profiles.keys().collect::<Vec<_>>(),
+        ["batch", "default", "web"]
+    );
+    let web: Vec<&str> = set.profiles["web"]
+        .plugins
+        .iter()
+        .map(|p| p.plugin.name())
+        .collect();
+    assert_eq!(
+        web,
+        [
+            "same_az",
+            "role_spread",
+            "az_spread",
+            "steal",
+            "capacity_spread"
+        ]
+    );
+}
+
+#[test]
+fn profile_errors_name_the_key() {
+    let spec: ProfileSpec = toml::from_str(
+        "[plugins.stael]\n[plugins.steal]\nweight = -1\n[plugins.az_spread]\nmax_skw = 1\n[plugins.role_spread]\nmax_per_host = 0\n",
+    )
+    .unwrap();
+    let errs = steward::scoring::Profile::build("p", &spec).unwrap_err();
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 4, "{text:#?}");
+    assert!(
+        text[0].starts_with("profiles.p.plugins.az_spread: unknown field `max_skw`"),
+        "{text:#?}"
+    );
+    assert!(
+        text[1].starts_with("profiles.p.plugins.role_spread: max_per_host must be at least 1"),
+        "{text:#?}"
+    );
+    assert!(
+        text[2].starts_with("profiles.p.plugins.stael: unknown plugin"),
+        "{text:#?}"
+    );
+    assert!(
+        text[3].starts_with("profiles.p.plugins.steal.weight: must be a finite number >= 0"),
+        "{text:#?}"
+    );
+}
+
+#[test]
+fn a_plugin_can_be_switched_off() {
+    let spec: ProfileSpec =
+        toml::from_str("[plugins.steal]\n[plugins.same_az]\nenabled = false\n").unwrap();
+    let p = steward::scoring::Profile::build("p", &spec).unwrap();
+    assert_eq!(p.plugins.len(), 1);
+    assert_eq!(p.plugins[0].plugin.name(), "steal");
+}
+
+#[test]
+fn filters_run_in_a_fixed_order_so_the_first_reason_is_the_az() {
+    let view = ViewBuilder::default()
+        .host("src", Some("az1"), None, 0.0)
+        .vm("w", "b", "web")
+        .build();
+    let mut req = request(
+        Operation::Move,
+        Some("web"),
+        vec![with_vms(host("b", Some("az2")), &["w"])],
+    );
+    req.ignore_hosts = vec!["src".into()];
+    let p = profile("[plugins.role_spread]\nmax_per_host = 1\n[plugins.same_az]\n");
+    assert_eq!(
+        rejected_by(&filter(&req, &p, &view, &opts(), NOW), 0),
+        Some("same_az")
+    );
+}

@@ -1,0 +1,246 @@
+//! Steward's store on both backends: every test runs on SQLite and on MariaDB.
+//! MariaDB comes from `STEWARD_TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306`); each
+//! test makes and drops its own database. No server is a failure, not a skip: the test script
+//! starts a private one where none runs.
+
+use sqlx::Connection;
+use steward::config::DatabaseUrl;
+use steward::model::{HostFacts, VmFacts};
+use steward::store::{Backend, Store};
+use steward::telemetry::{HostSample, VmSample};
+
+fn mysql_server() -> String {
+    std::env::var("STEWARD_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// A fresh database on the backend, and what removes it.
+struct Scratch {
+    url: DatabaseUrl,
+    drop_db: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Scratch {
+    async fn new(backend: Backend) -> Scratch {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("s.sqlite").display()
+                );
+                Scratch {
+                    url: DatabaseUrl(url),
+                    drop_db: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::MySql => {
+                let server = mysql_server();
+                let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
+                let mut c = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
+                    .await
+                    .unwrap_or_else(|e| panic!("MariaDB at {server} is needed ({e}); run ./scripts/test, which starts a private one, or set STEWARD_TEST_MYSQL_URL"));
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                Scratch {
+                    url: DatabaseUrl(format!("{server}/{name}")),
+                    drop_db: Some((server, name)),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    async fn cleanup(self) {
+        if let Some((server, name)) = self.drop_db {
+            let mut c = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
+                .await
+                .unwrap();
+            sqlx::query(&format!("DROP DATABASE {name}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn host(name: &str, az: Option<&str>, steal: Option<f64>, at: f64) -> HostSample {
+    HostSample {
+        host: name.into(),
+        facts: HostFacts {
+            az: az.map(Into::into),
+            steal,
+            load5: Some(1.5),
+            vcpus: Some(64.0),
+            observed_at: at,
+        },
+    }
+}
+
+fn vm(uuid: &str, host: Option<&str>, role: Option<&str>, at: f64) -> VmSample {
+    VmSample {
+        uuid: uuid.into(),
+        facts: VmFacts {
+            host: host.map(Into::into),
+            role: role.map(Into::into),
+            steal: Some(0.1),
+            observed_at: at,
+            ..Default::default()
+        },
+    }
+}
+
+/// Run one async test body on both backends.
+fn on_both<F, Fut>(test: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for backend in [Backend::Sqlite, Backend::MySql] {
+            let scratch = Scratch::new(backend).await;
+            let store = Store::connect(&scratch.url, 4).await.unwrap();
+            assert_eq!(store.backend(), backend);
+            test(store.clone()).await;
+            store.close().await;
+            scratch.cleanup().await;
+        }
+    });
+}
+
+#[test]
+fn migrations_apply_once_and_report_status() {
+    on_both(|store| async move {
+        let before = store.status().await.unwrap();
+        assert!(before.applied.is_empty());
+        assert_eq!(before.pending.len(), 1);
+        assert!(store
+            .check_current()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("steward db upgrade"));
+        let after = store.upgrade().await.unwrap();
+        assert_eq!(after.applied, vec![1]);
+        assert!(after.pending.is_empty());
+        assert_eq!(
+            store.upgrade().await.unwrap(),
+            after,
+            "a second upgrade changes nothing"
+        );
+        store.check_current().await.unwrap();
+    });
+}
+
+#[test]
+fn telemetry_round_trips() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        store
+            .save_telemetry(
+                &[
+                    host("a", Some("az1"), Some(0.25), 100.0),
+                    host("b", None, None, 100.0),
+                ],
+                &[vm("u1", Some("a"), Some("web"), 100.0)],
+                101.0,
+            )
+            .await
+            .unwrap();
+        let v = store.load_view().await.unwrap();
+        assert_eq!(
+            v.hosts["a"],
+            host("a", Some("az1"), Some(0.25), 100.0).facts
+        );
+        assert_eq!(v.hosts["b"].az, None);
+        assert_eq!(v.hosts["b"].steal, None);
+        assert_eq!(v.vms["u1"].role.as_deref(), Some("web"));
+        assert_eq!(v.vms["u1"].host.as_deref(), Some("a"));
+    });
+}
+
+#[test]
+fn an_older_sample_never_overwrites_a_newer_one_and_membership_is_sticky() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        store
+            .save_telemetry(
+                &[host("a", Some("az1"), Some(0.3), 200.0)],
+                &[vm("u", Some("a"), Some("web"), 200.0)],
+                1.0,
+            )
+            .await
+            .unwrap();
+        store
+            .save_telemetry(
+                &[host("a", Some("az9"), Some(0.0), 100.0)],
+                &[vm("u", Some("b"), Some("db"), 100.0)],
+                2.0,
+            )
+            .await
+            .unwrap();
+        let v = store.load_view().await.unwrap();
+        assert_eq!(v.hosts["a"].steal, Some(0.3));
+        assert_eq!(v.hosts["a"].az.as_deref(), Some("az1"));
+        assert_eq!(v.hosts["a"].observed_at, 200.0);
+        assert_eq!(v.vms["u"].host.as_deref(), Some("a"));
+        // Newer without AZ or role: measurements replaced, membership kept.
+        store
+            .save_telemetry(
+                &[host("a", None, Some(0.05), 300.0)],
+                &[vm("u", None, None, 300.0)],
+                3.0,
+            )
+            .await
+            .unwrap();
+        let v = store.load_view().await.unwrap();
+        assert_eq!(v.hosts["a"].steal, Some(0.05));
+        assert_eq!(v.hosts["a"].az.as_deref(), Some("az1"));
+        assert_eq!(v.vms["u"].role.as_deref(), Some("web"));
+        assert_eq!(v.vms["u"].host.as_deref(), Some("a"));
+    });
+}
+
+#[test]
+fn large_pushes_span_several_statements() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        let hosts: Vec<HostSample> = (0..1_234)
+            .map(|i| host(&format!("h{i:05}"), Some("az1"), Some(0.01), 10.0))
+            .collect();
+        let vms: Vec<VmSample> = (0..2_345)
+            .map(|i| vm(&format!("vm-{i}"), Some("h00001"), Some("web"), 10.0))
+            .collect();
+        store.save_telemetry(&hosts, &vms, 11.0).await.unwrap();
+        let v = store.load_view().await.unwrap();
+        assert_eq!(v.hosts.len(), 1_234);
+        assert_eq!(v.vms.len(), 2_345);
+    });
+}
+
+#[test]
+fn an_unreachable_database_is_named_without_its_password() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(Store::connect(
+            &DatabaseUrl("mysql://steward:hunter2@127.0.0.1:1/steward".into()),
+            1,
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mysql://steward:***@127.0.0.1:1/steward"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
