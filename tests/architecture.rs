@@ -1,0 +1,102 @@
+//! The invariants of ARCHITECTURE.md that a reading of the source can check.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn src(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(rel)
+}
+
+/// (file, line) of every line that contains one of `needles`.
+fn offenders(files: &[PathBuf], needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for f in files {
+        for (n, line) in std::fs::read_to_string(f).unwrap().lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for needle in needles {
+                if line.contains(needle) {
+                    found.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn scoring_imports_no_adapter_and_does_no_io() {
+    let files = rust_files(&src("scoring"));
+    assert!(files.len() >= 9, "the scoring sources were found");
+    let bad = offenders(
+        &files,
+        &[
+            "crate::api",
+            "crate::store",
+            "crate::cluster",
+            "crate::telemetry",
+            "crate::config",
+            "std::fs",
+            "std::net",
+            "std::io",
+            "tokio",
+            "reqwest",
+            "sqlx",
+            "SystemTime",
+            "Instant::now",
+            "Mutex",
+            "RwLock",
+        ],
+    );
+    assert!(
+        bad.is_empty(),
+        "the scoring core must stay pure:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn only_api_knows_the_wire_format() {
+    let files = vec![src("model.rs")]
+        .into_iter()
+        .chain(rust_files(&src("scoring")))
+        .chain(rust_files(&src("cluster")))
+        .collect::<Vec<_>>();
+    let bad = offenders(
+        &files,
+        &[
+            "serde::Serialize",
+            "derive(Serialize",
+            "serde_json::to_",
+            "utoipa",
+        ],
+    );
+    assert!(
+        bad.is_empty(),
+        "wire format outside api:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn adapters_import_no_orchestrator() {
+    let files: Vec<PathBuf> = ["store", "telemetry", "cluster"]
+        .iter()
+        .flat_map(|d| rust_files(&src(d)))
+        .collect();
+    let bad = offenders(&files, &["crate::api"]);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
