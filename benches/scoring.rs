@@ -32,6 +32,7 @@ fn cloud(hosts: usize, role: Option<&str>) -> (SchedulingRequest, ClusterView) {
                     load5: Some(1.0),
                     vcpus: Some(4.0),
                     observed_at: NOW - 30.0,
+                    ..Default::default()
                 },
             );
         }
@@ -43,6 +44,7 @@ fn cloud(hosts: usize, role: Option<&str>) -> (SchedulingRequest, ClusterView) {
                 load5: Some(20.0),
                 vcpus: Some(64.0),
                 observed_at: NOW - 30.0,
+                ..Default::default()
             },
         );
         candidates.push(Host {

@@ -2,7 +2,7 @@
 //! Plain data with no I/O and no wire format; `api` maps JSON onto these types.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// What Nova is scheduling. Upstream Nova labels only rebuilds, so unlabelled moves arrive
 /// as [`Operation::Move`]; every move shares one semantics here.
@@ -129,7 +129,39 @@ pub struct SchedulingRequest {
     pub hosts: Vec<Host>,
 }
 
-/// What steward last heard about a hypervisor. `observed_at` is unix seconds.
+/// Where a figure came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// `POST /v1/telemetry`.
+    #[default]
+    Push,
+    /// A PromQL query against the configured Prometheus.
+    Prometheus,
+    /// Nova's API (membership: AZ, host, role, flavor).
+    Nova,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Push => "push",
+            Source::Prometheus => "prometheus",
+            Source::Nova => "nova",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Source> {
+        match s {
+            "push" => Some(Source::Push),
+            "prometheus" => Some(Source::Prometheus),
+            "nova" => Some(Source::Nova),
+            _ => None,
+        }
+    }
+}
+
+/// What steward last heard about a hypervisor. `observed_at` (unix seconds) and `source` are
+/// those of the steal/load measurement; `az` and `vcpus` are membership and do not go stale.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HostFacts {
     pub az: Option<String>,
@@ -137,9 +169,11 @@ pub struct HostFacts {
     pub load5: Option<f64>,
     pub vcpus: Option<f64>,
     pub observed_at: f64,
+    pub source: Source,
 }
 
-/// What steward last heard about a VM. `observed_at` is unix seconds.
+/// What steward last heard about a VM. `observed_at` and `source` are those of the
+/// steal/load measurement; host, AZ, role, project and flavor are membership.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VmFacts {
     pub host: Option<String>,
@@ -148,6 +182,45 @@ pub struct VmFacts {
     pub load5: Option<f64>,
     pub vcpus: Option<f64>,
     pub observed_at: f64,
+    pub source: Source,
+    pub az: Option<String>,
+    pub project_id: Option<String>,
+    pub flavor: Option<String>,
+}
+
+pub const HOURS_PER_WEEK: usize = 168;
+
+/// The hour of the week (0 = Monday 00:00-01:00 UTC) of a unix time. The epoch fell on a
+/// Thursday, three days after a Monday.
+pub fn hour_of_week(unix_seconds: f64) -> usize {
+    let hours = (unix_seconds / 3600.0).floor() as i64 + 3 * 24;
+    hours.rem_euclid(HOURS_PER_WEEK as i64) as usize
+}
+
+/// A figure per hour of the week (168 values, Monday 00:00 UTC first), rolled up over weeks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeeklyProfile {
+    pub values: Vec<f64>,
+    /// How many weeks of history it was computed from.
+    pub weeks: u32,
+    pub computed_at: f64,
+}
+
+impl WeeklyProfile {
+    /// The value at an hour of the week; `None` where no history was seen.
+    pub fn at(&self, hour: usize) -> Option<f64> {
+        self.values
+            .get(hour % HOURS_PER_WEEK)
+            .copied()
+            .filter(|v| v.is_finite())
+    }
+}
+
+/// Hour-of-week profiles: p95 steal per host, and p95 CPU demand (load per vCPU) per role.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WeeklyProfiles {
+    pub host_steal: HashMap<String, WeeklyProfile>,
+    pub role_demand: HashMap<String, WeeklyProfile>,
 }
 
 /// An immutable picture of the cloud, published whole and read without locks.
@@ -155,6 +228,8 @@ pub struct VmFacts {
 pub struct ClusterView {
     pub hosts: HashMap<String, HostFacts>,
     pub vms: HashMap<String, VmFacts>,
+    /// Shared between successive views: profiles change hours apart, telemetry seconds apart.
+    pub weekly: Arc<WeeklyProfiles>,
     /// Derived from `vms` on first use; a clone starts without it, so an index never outlives
     /// the maps it was built from (views are changed only as clones, then published).
     role_index: OnceLock<RoleIndex>,
@@ -205,6 +280,7 @@ impl Clone for ClusterView {
         ClusterView {
             hosts: self.hosts.clone(),
             vms: self.vms.clone(),
+            weekly: Arc::clone(&self.weekly),
             role_index: OnceLock::new(),
         }
     }
@@ -212,7 +288,7 @@ impl Clone for ClusterView {
 
 impl PartialEq for ClusterView {
     fn eq(&self, other: &Self) -> bool {
-        self.hosts == other.hosts && self.vms == other.vms
+        self.hosts == other.hosts && self.vms == other.vms && self.weekly == other.weekly
     }
 }
 
@@ -221,6 +297,7 @@ impl ClusterView {
         ClusterView {
             hosts,
             vms,
+            weekly: Arc::default(),
             role_index: OnceLock::new(),
         }
     }

@@ -531,3 +531,149 @@ fn filters_run_in_a_fixed_order_so_the_first_reason_is_the_az() {
         Some("same_az")
     );
 }
+
+// ---- steal prediction and co-tenant overlap -------------------------------------------------
+
+/// Monday 2026-11-23 19:00 UTC.
+const MON_19H: f64 = 1_795_392_000.0 + 19.0 * 3600.0;
+
+fn weekly(peaks: &[(usize, f64)], base: f64) -> steward::model::WeeklyProfile {
+    let mut values = vec![base; 168];
+    for day in 0..7 {
+        for (hour, v) in peaks {
+            values[day * 24 + hour] = *v;
+        }
+    }
+    steward::model::WeeklyProfile {
+        values,
+        weeks: 4,
+        computed_at: MON_19H,
+    }
+}
+
+fn view_at_19h(profiles: bool) -> ClusterView {
+    let mut v = ClusterView::default();
+    for (name, steal) in [("a", 0.02), ("b", 0.05)] {
+        v.hosts.insert(
+            name.into(),
+            steward::model::HostFacts {
+                az: Some("az1".into()),
+                steal: Some(steal),
+                observed_at: MON_19H - 30.0,
+                ..Default::default()
+            },
+        );
+    }
+    if profiles {
+        let mut w = steward::model::WeeklyProfiles::default();
+        w.host_steal.insert("a".into(), weekly(&[(20, 0.30)], 0.02));
+        w.host_steal.insert("b".into(), weekly(&[], 0.05));
+        v.weekly = std::sync::Arc::new(w);
+    }
+    v
+}
+
+#[test]
+fn the_hour_before_a_daily_peak_ranks_the_peaking_host_below_a_steady_one() {
+    let req = request(
+        Operation::Boot,
+        Some("web"),
+        vec![host("a", Some("az1")), host("b", Some("az1"))],
+    );
+    let p = profile("[plugins.steal]\n");
+    // Without history, A (2% now) beats B (5% now)...
+    let w = weigh(&req, &p, &view_at_19h(false), &opts(), MON_19H, false).weights;
+    assert!(w[0] > w[1], "{w:?}");
+    // ...with four weeks showing A's 20:00 peak, B wins at 19:00.
+    let out = weigh(&req, &p, &view_at_19h(true), &opts(), MON_19H, true);
+    assert!(out.weights[1] > out.weights[0], "{:?}", out.weights);
+    assert!(out.degraded_reasons.is_empty());
+    let why = out.explain.unwrap()[0][0].note.clone().unwrap();
+    assert_eq!(
+        why,
+        "steal now 2.0%; predicted up to 30.0% in the next 4 h (at Mon 20:00 UTC)"
+    );
+}
+
+#[test]
+fn a_peak_beyond_the_horizon_does_not_count() {
+    let req = request(
+        Operation::Boot,
+        None,
+        vec![host("a", Some("az1")), host("b", Some("az1"))],
+    );
+    let p = profile("[plugins.steal]\nhorizon_hours = 0\n");
+    let w = weigh(&req, &p, &view_at_19h(true), &opts(), MON_19H, false).weights;
+    assert!(w[0] > w[1], "{w:?}");
+}
+
+#[test]
+fn without_a_fresh_sample_the_profile_alone_is_used_and_the_answer_is_degraded() {
+    let req = request(
+        Operation::Boot,
+        None,
+        vec![host("a", Some("az1")), host("b", Some("az1"))],
+    );
+    let stale = MON_19H + 3600.0; // 20:00: every sample is an hour old
+    let out = weigh(
+        &req,
+        &profile("[plugins.steal]\n"),
+        &view_at_19h(true),
+        &opts(),
+        stale,
+        false,
+    );
+    assert!(out.weights[1] > out.weights[0], "{:?}", out.weights);
+    assert_eq!(out.degraded_reasons.len(), 1, "{:?}", out.degraded_reasons);
+    assert!(out.degraded_reasons[0].contains("weekly profile"));
+}
+
+#[test]
+fn a_web_vm_prefers_the_host_whose_tenants_peak_at_other_hours() {
+    // Web peaks at 9, 12 and 20; batch at 2 in the night. Same steal everywhere.
+    let mut w = steward::model::WeeklyProfiles::default();
+    w.role_demand
+        .insert("web".into(), weekly(&[(9, 3.0), (12, 3.0), (20, 3.0)], 0.3));
+    w.role_demand
+        .insert("batch".into(), weekly(&[(2, 4.0)], 0.2));
+    let mut b = ViewBuilder::default()
+        .host("webby", Some("az1"), Some(0.02), 0.0)
+        .host("batchy", Some("az1"), Some(0.02), 0.0);
+    for i in 0..10 {
+        b = b
+            .vm(&format!("w{i}"), "webby", "web")
+            .vm(&format!("b{i}"), "batchy", "batch");
+    }
+    let mut view = b.build();
+    view.weekly = std::sync::Arc::new(w);
+    let req = request(
+        Operation::Boot,
+        Some("web"),
+        vec![host("webby", Some("az1")), host("batchy", Some("az1"))],
+    );
+    let out = weigh(
+        &req,
+        &profile("[plugins.steal]\n"),
+        &view,
+        &opts(),
+        NOW,
+        true,
+    );
+    assert!(out.weights[1] > out.weights[0], "{:?}", out.weights);
+    let notes: Vec<String> = out
+        .explain
+        .unwrap()
+        .iter()
+        .map(|p| p[0].note.clone().unwrap())
+        .collect();
+    // web VM: (21 h x 3.0 x 3.0 + 147 h x 0.3 x 0.3) / 107.1 = 1.89 busy vCPUs; x10 / 64 = 30%
+    assert!(
+        notes[0].contains("other VMs use 30% of its CPUs while web is busy"),
+        "{notes:?}"
+    );
+    // batch VM: (7 h x 0.3 x 4.0 + 105.0 x 0.2) / 107.1 = 0.27; x10 / 64 = 4%
+    assert!(
+        notes[1].contains("other VMs use 4% of its CPUs while web is busy"),
+        "{notes:?}"
+    );
+}

@@ -5,7 +5,7 @@
 
 use sqlx::Connection;
 use steward::config::DatabaseUrl;
-use steward::model::{HostFacts, VmFacts};
+use steward::model::{HostFacts, Source, VmFacts, WeeklyProfile};
 use steward::store::{Backend, Store};
 use steward::telemetry::{HostSample, VmSample};
 
@@ -76,6 +76,7 @@ fn host(name: &str, az: Option<&str>, steal: Option<f64>, at: f64) -> HostSample
             load5: Some(1.5),
             vcpus: Some(64.0),
             observed_at: at,
+            source: Source::Prometheus,
         },
     }
 }
@@ -120,7 +121,7 @@ fn migrations_apply_once_and_report_status() {
     on_both(|store| async move {
         let before = store.status().await.unwrap();
         assert!(before.applied.is_empty());
-        assert_eq!(before.pending.len(), 1);
+        assert_eq!(before.pending.len(), 2);
         assert!(store
             .check_current()
             .await
@@ -128,7 +129,7 @@ fn migrations_apply_once_and_report_status() {
             .to_string()
             .contains("steward db upgrade"));
         let after = store.upgrade().await.unwrap();
-        assert_eq!(after.applied, vec![1]);
+        assert_eq!(after.applied, vec![1, 2]);
         assert!(after.pending.is_empty());
         assert_eq!(
             store.upgrade().await.unwrap(),
@@ -222,6 +223,47 @@ fn large_pushes_span_several_statements() {
         let v = store.load_view().await.unwrap();
         assert_eq!(v.hosts.len(), 1_234);
         assert_eq!(v.vms.len(), 2_345);
+    });
+}
+
+#[test]
+fn weekly_profiles_are_replaced_whole_and_survive_a_reload() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        let mut values = vec![0.01; 168];
+        values[20] = 0.31;
+        values[5] = f64::NAN; // an hour with no history
+        let profile = WeeklyProfile {
+            values,
+            weeks: 4,
+            computed_at: 1_795_000_000.0,
+        };
+        let first = [
+            ("cmp-a".to_string(), profile.clone()),
+            ("gone".to_string(), profile.clone()),
+        ]
+        .into();
+        store.save_weekly("host_steal", &first).await.unwrap();
+        let second = [("cmp-a".to_string(), profile.clone())].into();
+        store.save_weekly("host_steal", &second).await.unwrap();
+        store
+            .save_weekly(
+                "role_demand",
+                &[("web".to_string(), profile.clone())].into(),
+            )
+            .await
+            .unwrap();
+        let w = store.load_view().await.unwrap().weekly;
+        assert_eq!(
+            w.host_steal.keys().collect::<Vec<_>>(),
+            ["cmp-a"],
+            "the old rollup is gone"
+        );
+        let got = &w.host_steal["cmp-a"];
+        assert_eq!(got.at(20), Some(0.31));
+        assert_eq!(got.at(5), None);
+        assert_eq!((got.weeks, got.computed_at), (4, 1_795_000_000.0));
+        assert!(w.role_demand.contains_key("web"));
     });
 }
 

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use crate::model::{
-    Flavor, Host, HostFacts, Instance, Operation, SchedulingRequest, ServerGroup, VmFacts,
+    Flavor, Host, HostFacts, Instance, Operation, SchedulingRequest, ServerGroup, Source, VmFacts,
 };
 use crate::telemetry::{HostSample, VmSample};
 
@@ -434,6 +434,7 @@ impl TelemetryPush {
                     load5: non_negative(h.load5, || at("load5"))?,
                     vcpus: non_negative(h.vcpus, || at("vcpus"))?,
                     observed_at: observed(h.observed_at, now, at("observed_at"))?,
+                    source: Source::Push,
                 },
             });
         }
@@ -455,6 +456,8 @@ impl TelemetryPush {
                     load5: non_negative(v.load5, || at("load5"))?,
                     vcpus: non_negative(v.vcpus, || at("vcpus"))?,
                     observed_at: observed(v.observed_at, now, at("observed_at"))?,
+                    source: Source::Push,
+                    ..Default::default()
                 },
             });
         }

@@ -87,6 +87,7 @@ pub struct Context<'a> {
     pub az: AzBinding,
     role_counts: OnceCell<Vec<u32>>,
     domains: OnceCell<Domains>,
+    overlap: OnceCell<Option<Vec<(&'a str, f64)>>>,
     degraded: RefCell<Vec<String>>,
 }
 
@@ -123,8 +124,51 @@ impl<'a> Context<'a> {
             az: az_binding(req, view),
             role_counts: OnceCell::new(),
             domains: OnceCell::new(),
+            overlap: OnceCell::new(),
             degraded: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The hour of the week of `now` (0 = Monday 00:00 UTC).
+    pub fn hour_of_week(&self) -> usize {
+        crate::model::hour_of_week(self.now)
+    }
+
+    /// For each role with a demand profile: the busy vCPUs one VM of that role adds during
+    /// the incoming role's busy hours (its demand averaged with the incoming role's weekly
+    /// pattern as weights). `None` without a role or without a profile for it. Worked out once
+    /// per request: per host it is then one lookup per role.
+    pub fn co_tenant_demand(&self) -> Option<&[(&'a str, f64)]> {
+        self.overlap
+            .get_or_init(|| {
+                let view: &'a ClusterView = self.view;
+                let incoming = view.weekly.role_demand.get(self.role.as_deref()?)?;
+                let weights: Vec<f64> = incoming
+                    .values
+                    .iter()
+                    .map(|v| if v.is_finite() { v.max(0.0) } else { 0.0 })
+                    .collect();
+                let total: f64 = weights.iter().sum();
+                if total <= 0.0 {
+                    return None;
+                }
+                Some(
+                    view.weekly
+                        .role_demand
+                        .iter()
+                        .map(|(role, demand)| {
+                            let busy: f64 = weights
+                                .iter()
+                                .zip(&demand.values)
+                                .filter(|(_, d)| d.is_finite())
+                                .map(|(w, d)| w * d)
+                                .sum();
+                            (role.as_str(), busy / total)
+                        })
+                        .collect(),
+                )
+            })
+            .as_deref()
     }
 
     /// Record why the answer is less than complete (once per distinct reason).

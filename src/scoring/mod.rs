@@ -19,6 +19,8 @@ use crate::model::{ClusterView, SchedulingRequest};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Score {
     Value(f64),
+    /// A value with the figures behind it, shown when a weigh answer is explained.
+    Explained(f64, String),
     /// The plugin has nothing to say for this host (e.g. steal of a bare-metal node).
     NotApplicable,
     /// The plugin needs data it does not have: neutral, and the answer is marked degraded.
@@ -124,8 +126,9 @@ pub fn weigh(
             }
             let (score, note) = match wp.plugin.score(&ctx, i) {
                 Score::Value(v) if v.is_finite() => (v.clamp(0.0, 1.0), None),
+                Score::Explained(v, why) if v.is_finite() => (v.clamp(0.0, 1.0), Some(why)),
                 // A constant for every host: it cannot change the order, so it is not shown.
-                Score::Value(_) | Score::NotApplicable => {
+                Score::Value(_) | Score::Explained(..) | Score::NotApplicable => {
                     total += wp.weight * NEUTRAL;
                     continue;
                 }

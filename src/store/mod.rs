@@ -8,7 +8,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 use crate::config::DatabaseUrl;
-use crate::model::{ClusterView, HostFacts, VmFacts};
+use crate::model::{ClusterView, HostFacts, Source, VmFacts, WeeklyProfile, WeeklyProfiles};
 use crate::telemetry::{HostSample, VmSample};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("sql/sqlite");
@@ -145,6 +145,7 @@ impl Store {
                     .bind(s.facts.steal)
                     .bind(s.facts.load5)
                     .bind(s.facts.vcpus)
+                    .bind(s.facts.source.as_str())
                     .bind(s.facts.observed_at)
                     .bind(now);
             }
@@ -161,6 +162,7 @@ impl Store {
                     .bind(s.facts.steal)
                     .bind(s.facts.load5)
                     .bind(s.facts.vcpus)
+                    .bind(s.facts.source.as_str())
                     .bind(s.facts.observed_at)
                     .bind(now);
             }
@@ -173,7 +175,7 @@ impl Store {
     /// A multi-row upsert keyed by `key`, where `sticky` columns keep their old value when the
     /// new one is NULL and nothing changes unless the new row is at least as recent.
     fn upsert_sql(&self, table: &str, key: &str, sticky: &[&str], rows: usize) -> String {
-        let measured = ["steal", "load5", "vcpus"];
+        let measured = ["steal", "load5", "vcpus", "source"];
         let mut cols: Vec<&str> = vec![key];
         cols.extend_from_slice(sticky);
         cols.extend_from_slice(&measured);
@@ -220,22 +222,91 @@ impl Store {
     /// Everything steward knew when it stopped.
     pub async fn load_view(&self) -> Result<ClusterView, StoreError> {
         let mut view = ClusterView::default();
-        let rows =
-            sqlx::query("SELECT host, az, steal, load5, vcpus, observed_at FROM host_telemetry")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT host, az, steal, load5, vcpus, observed_at, source FROM host_telemetry",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         for r in rows {
             view.hosts.insert(r.try_get("host")?, host_facts(&r)?);
         }
         let rows = sqlx::query(
-            "SELECT uuid, host, role, steal, load5, vcpus, observed_at FROM vm_telemetry",
+            "SELECT uuid, host, role, steal, load5, vcpus, observed_at, source FROM vm_telemetry",
         )
         .fetch_all(&self.pool)
         .await?;
         for r in rows {
             view.vms.insert(r.try_get("uuid")?, vm_facts(&r)?);
         }
+        view.weekly = std::sync::Arc::new(self.load_weekly().await?);
         Ok(view)
+    }
+
+    /// Replace every profile of one kind (`host_steal` or `role_demand`) in one transaction,
+    /// so a reader never sees half of a rollup.
+    pub async fn save_weekly(
+        &self,
+        kind: &str,
+        profiles: &std::collections::HashMap<String, WeeklyProfile>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM weekly_profile WHERE kind = ?")
+            .bind(kind.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let mut rows: Vec<(&String, &WeeklyProfile)> = profiles.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        for chunk in rows.chunks(CHUNK) {
+            let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO weekly_profile (kind, subject, hours, weeks, computed_at) VALUES {values}"
+            );
+            let mut q = sqlx::query(&sql);
+            for (subject, p) in chunk {
+                // JSON has no NaN: hours without data are written as null.
+                let hours: Vec<Option<f64>> = p
+                    .values
+                    .iter()
+                    .map(|v| v.is_finite().then_some(*v))
+                    .collect();
+                q = q
+                    .bind(kind.to_string())
+                    .bind((*subject).clone())
+                    .bind(serde_json::to_string(&hours).expect("numbers serialise"))
+                    .bind(i64::from(p.weeks))
+                    .bind(p.computed_at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn load_weekly(&self) -> Result<WeeklyProfiles, StoreError> {
+        let mut out = WeeklyProfiles::default();
+        let rows =
+            sqlx::query("SELECT kind, subject, hours, weeks, computed_at FROM weekly_profile")
+                .fetch_all(&self.pool)
+                .await?;
+        for r in rows {
+            let kind: String = r.try_get("kind")?;
+            let subject: String = r.try_get("subject")?;
+            let hours: String = r.try_get("hours")?;
+            let values: Vec<Option<f64>> = serde_json::from_str(&hours).map_err(|e| {
+                sqlx::Error::Decode(format!("weekly_profile {kind}/{subject}: {e}").into())
+            })?;
+            let profile = WeeklyProfile {
+                values: values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
+                weeks: u32::try_from(r.try_get::<i64, _>("weeks")?).unwrap_or(0),
+                computed_at: r.try_get("computed_at")?,
+            };
+            match kind.as_str() {
+                "host_steal" => out.host_steal.insert(subject, profile),
+                "role_demand" => out.role_demand.insert(subject, profile),
+                _ => None, // a kind from a newer steward: not ours to read
+            };
+        }
+        Ok(out)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -255,7 +326,13 @@ fn host_facts(r: &AnyRow) -> Result<HostFacts, sqlx::Error> {
         load5: r.try_get("load5")?,
         vcpus: r.try_get("vcpus")?,
         observed_at: r.try_get("observed_at")?,
+        source: source_of(r)?,
     })
+}
+
+fn source_of(r: &AnyRow) -> Result<Source, sqlx::Error> {
+    let s: String = r.try_get("source")?;
+    Source::parse(&s).ok_or_else(|| sqlx::Error::Decode(format!("unknown source {s:?}").into()))
 }
 
 fn vm_facts(r: &AnyRow) -> Result<VmFacts, sqlx::Error> {
@@ -266,5 +343,7 @@ fn vm_facts(r: &AnyRow) -> Result<VmFacts, sqlx::Error> {
         load5: r.try_get("load5")?,
         vcpus: r.try_get("vcpus")?,
         observed_at: r.try_get("observed_at")?,
+        source: source_of(r)?,
+        ..Default::default()
     })
 }

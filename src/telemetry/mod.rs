@@ -1,6 +1,8 @@
 //! Telemetry ingestion: pushed steal and load samples for hosts and VMs, merged into the
 //! cluster view. (Prometheus scraping joins here later.) A sample never overwrites a newer one.
 
+pub mod rollup;
+
 use crate::model::{ClusterView, HostFacts, VmFacts};
 
 /// One pushed host sample. `observed_at` is unix seconds.
@@ -39,11 +41,15 @@ pub fn merge(view: &mut ClusterView, hosts: &[HostSample], vms: &[VmSample]) {
         match view.vms.get_mut(&s.uuid) {
             Some(old) if old.observed_at > s.facts.observed_at => {}
             Some(old) => {
-                let host = s.facts.host.clone().or_else(|| old.host.take());
-                let role = s.facts.role.clone().or_else(|| old.role.take());
+                let sticky = |new: &Option<String>, old: &mut Option<String>| {
+                    new.clone().or_else(|| old.take())
+                };
                 *old = VmFacts {
-                    host,
-                    role,
+                    host: sticky(&s.facts.host, &mut old.host),
+                    role: sticky(&s.facts.role, &mut old.role),
+                    az: sticky(&s.facts.az, &mut old.az),
+                    project_id: sticky(&s.facts.project_id, &mut old.project_id),
+                    flavor: sticky(&s.facts.flavor, &mut old.flavor),
                     ..s.facts.clone()
                 };
             }

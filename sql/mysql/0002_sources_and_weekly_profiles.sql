@@ -1,0 +1,14 @@
+-- Where each measurement came from, and the hour-of-week profiles steal prediction reads.
+ALTER TABLE host_telemetry ADD COLUMN source VARCHAR(16) NOT NULL DEFAULT 'push';
+ALTER TABLE vm_telemetry ADD COLUMN source VARCHAR(16) NOT NULL DEFAULT 'push';
+
+-- One row per profile: 168 values (Monday 00:00 UTC first) as a JSON array, null = no data.
+CREATE TABLE weekly_profile (
+    kind        VARCHAR(16) NOT NULL,
+    subject     VARCHAR(255) NOT NULL,
+    -- VARCHAR, not TEXT: sqlx's Any driver reads every MySQL TEXT as a BLOB. 168 values fit.
+    hours       VARCHAR(8192) NOT NULL,
+    weeks       BIGINT NOT NULL,
+    computed_at DOUBLE NOT NULL,
+    PRIMARY KEY (kind, subject)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
