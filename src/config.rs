@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::scoring::{Options, ProfileSet, ProfileSpec};
+use crate::telemetry::prometheus::PrometheusSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8790";
 pub const ENV_PREFIX: &str = "STEWARD";
@@ -201,9 +202,10 @@ pub struct Settings {
     pub scheduling: SchedulingSettings,
     pub profiles: BTreeMap<String, ProfileSpec>,
     pub logging: LoggingSettings,
+    pub prometheus: PrometheusSettings,
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "server",
     "auth",
     "database",
@@ -212,6 +214,7 @@ const SECTIONS: [&str; 8] = [
     "scheduling",
     "profiles",
     "logging",
+    "prometheus",
 ];
 
 /// One thing wrong with the configuration.
@@ -418,6 +421,7 @@ pub fn load_from(
         scheduling: section(&cfg, "scheduling", &mut problems),
         profiles: section(&cfg, "profiles", &mut problems),
         logging: section(&cfg, "logging", &mut problems),
+        prometheus: section(&cfg, "prometheus", &mut problems),
     };
     let validated = validate(settings, path, &mut problems);
     match validated {
@@ -550,6 +554,45 @@ fn validate(
     }
     if settings.roles.metadata_key.trim().is_empty() {
         problems.push(problem("roles.metadata_key", "must not be empty"));
+    }
+    let prom = &settings.prometheus;
+    if let Some(url) = &prom.url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            problems.push(problem(
+                "prometheus.url",
+                format!("{url:?} is not an http:// or https:// URL"),
+            ));
+        }
+    }
+    for (key, v, min) in [
+        ("prometheus.timeout_seconds", prom.timeout_seconds, 0.1),
+        ("prometheus.interval_seconds", prom.interval_seconds, 1.0),
+        (
+            "prometheus.rollup_interval_hours",
+            prom.rollup_interval_hours,
+            0.1,
+        ),
+    ] {
+        if !(v.is_finite() && v >= min) {
+            problems.push(problem(key, format!("must be at least {min}, got {v}")));
+        }
+    }
+    if !(1..=8).contains(&prom.history_weeks) {
+        problems.push(problem(
+            "prometheus.history_weeks",
+            format!(
+                "must be 1 to 8 (Prometheus must keep that much: --storage.tsdb.retention.time), got {}",
+                prom.history_weeks
+            ),
+        ));
+    }
+    if let Some(f) = &prom.bearer_token_file {
+        if let Err(e) = std::fs::metadata(resolve_relative(f, path)) {
+            problems.push(problem(
+                "prometheus.bearer_token_file",
+                format!("cannot read {}: {e}", f.display()),
+            ));
+        }
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.logging.level) {
         problems.push(problem("logging.level", e.to_string()));

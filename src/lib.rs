@@ -4,7 +4,17 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod scoring;
 pub mod store;
 pub mod telemetry;
+
+/// Wall-clock unix seconds: read by the adapters and handed to the pure core as an input.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use steward::api::{self, AppState};
 use steward::cluster::ClusterHandle;
 use steward::config::{self, ConfigProblem, LogFormat, Validated};
+use steward::jobs::Jobs;
 use steward::store::Store;
+use steward::telemetry::prometheus::Prometheus;
 
 #[derive(Parser)]
 #[command(
@@ -214,7 +216,15 @@ fn serve(v: Validated) -> ExitCode {
             "state loaded"
         );
         let listen = v.listen;
+        let prometheus = Prometheus::new(&v.settings.prometheus).map_err(|e| anyhow::anyhow!(e))?;
         let state = AppState::new(v, store.clone(), ClusterHandle::new(view));
+        Jobs {
+            prometheus,
+            store: store.clone(),
+            cluster: state.cluster.clone(),
+            metrics: state.metrics.clone(),
+        }
+        .spawn();
         api::serve(state, listen, workers).await?;
         store.close().await;
         Ok(())

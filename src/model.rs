@@ -167,6 +167,8 @@ pub struct HostFacts {
     pub az: Option<String>,
     pub steal: Option<f64>,
     pub load5: Option<f64>,
+    /// Share of the host's CPU time in use (0.0..1.0).
+    pub cpu_use: Option<f64>,
     pub vcpus: Option<f64>,
     pub observed_at: f64,
     pub source: Source,

@@ -74,6 +74,7 @@ fn host(name: &str, az: Option<&str>, steal: Option<f64>, at: f64) -> HostSample
             az: az.map(Into::into),
             steal,
             load5: Some(1.5),
+            cpu_use: Some(0.4),
             vcpus: Some(64.0),
             observed_at: at,
             source: Source::Prometheus,

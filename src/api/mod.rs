@@ -2,7 +2,6 @@
 //! Thin: it parses, calls the scoring core or an adapter, and renders; it holds no policy.
 
 pub mod errors;
-pub mod metrics;
 pub mod openapi;
 mod routes;
 pub mod schema;
@@ -18,10 +17,10 @@ use actix_web::{web, App, HttpMessage, HttpServer, ResponseError};
 
 use crate::cluster::ClusterHandle;
 use crate::config::{Roles, TokenTable, Validated};
+use crate::metrics::Metrics;
 use crate::scoring::{Options, ProfileSet};
 use crate::store::Store;
 use errors::ApiError;
-use metrics::Metrics;
 
 pub const REQUEST_ID_HEADER: &str = "x-openstack-request-id";
 

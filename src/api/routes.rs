@@ -11,6 +11,7 @@ use super::{AppState, RequestId};
 use crate::model::SchedulingRequest;
 use crate::scoring::{self, Profile};
 use crate::telemetry;
+use crate::unix_now;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
@@ -21,13 +22,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/profiles", web::get().to(profiles))
         .route("/v1/hosts", web::get().to(hosts))
         .route("/v1/telemetry", web::post().to(push_telemetry));
-}
-
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 fn request_id(req: &HttpRequest) -> String {

@@ -364,6 +364,8 @@ pub struct HostSampleDto {
     /// CPU steal as a fraction of CPU time, 0.0 to 1.0.
     pub steal: Option<f64>,
     pub load5: Option<f64>,
+    /// Share of the host's CPU time in use, 0.0 to 1.0.
+    pub cpu_use: Option<f64>,
     pub vcpus: Option<f64>,
     /// Unix seconds; default now.
     pub observed_at: Option<f64>,
@@ -392,10 +394,12 @@ pub struct TelemetryPush {
 /// Samples stamped more than this far ahead of steward's clock are refused.
 const MAX_CLOCK_SKEW_SECONDS: f64 = 300.0;
 
-fn steal_fraction(v: Option<f64>, field: String) -> Result<Option<f64>, ApiError> {
+fn cpu_fraction(v: Option<f64>, field: String) -> Result<Option<f64>, ApiError> {
     match v {
         Some(s) if s.is_finite() && s > 1.0 => Err(ApiError::bad_request(
-            format!("{field}: {s} is above 1.0; steal is a fraction of CPU time (was a percentage sent?)"),
+            format!(
+                "{field}: {s} is above 1.0; it is a fraction of CPU time (was a percentage sent?)"
+            ),
             Some(field),
         )),
         v => non_negative(v, || field),
@@ -430,8 +434,9 @@ impl TelemetryPush {
                 host: h.host,
                 facts: HostFacts {
                     az: blank_to_none(h.az),
-                    steal: steal_fraction(h.steal, at("steal"))?,
+                    steal: cpu_fraction(h.steal, at("steal"))?,
                     load5: non_negative(h.load5, || at("load5"))?,
+                    cpu_use: cpu_fraction(h.cpu_use, at("cpu_use"))?,
                     vcpus: non_negative(h.vcpus, || at("vcpus"))?,
                     observed_at: observed(h.observed_at, now, at("observed_at"))?,
                     source: Source::Push,
@@ -452,7 +457,7 @@ impl TelemetryPush {
                 facts: VmFacts {
                     host: blank_to_none(v.host),
                     role: blank_to_none(v.role),
-                    steal: steal_fraction(v.steal, at("steal"))?,
+                    steal: cpu_fraction(v.steal, at("steal"))?,
                     load5: non_negative(v.load5, || at("load5"))?,
                     vcpus: non_negative(v.vcpus, || at("vcpus"))?,
                     observed_at: observed(v.observed_at, now, at("observed_at"))?,

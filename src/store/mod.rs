@@ -136,7 +136,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for chunk in hosts.chunks(CHUNK) {
-            let sql = self.upsert_sql("host_telemetry", "host", &["az"], chunk.len());
+            let sql = self.upsert_sql(
+                "host_telemetry",
+                "host",
+                &["az"],
+                &["steal", "load5", "cpu_use", "vcpus", "source"],
+                chunk.len(),
+            );
             let mut q = sqlx::query(&sql);
             for s in chunk {
                 q = q
@@ -144,6 +150,7 @@ impl Store {
                     .bind(s.facts.az.clone())
                     .bind(s.facts.steal)
                     .bind(s.facts.load5)
+                    .bind(s.facts.cpu_use)
                     .bind(s.facts.vcpus)
                     .bind(s.facts.source.as_str())
                     .bind(s.facts.observed_at)
@@ -152,7 +159,13 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         for chunk in vms.chunks(CHUNK) {
-            let sql = self.upsert_sql("vm_telemetry", "uuid", &["host", "role"], chunk.len());
+            let sql = self.upsert_sql(
+                "vm_telemetry",
+                "uuid",
+                &["host", "role"],
+                &["steal", "load5", "vcpus", "source"],
+                chunk.len(),
+            );
             let mut q = sqlx::query(&sql);
             for s in chunk {
                 q = q
@@ -174,11 +187,17 @@ impl Store {
 
     /// A multi-row upsert keyed by `key`, where `sticky` columns keep their old value when the
     /// new one is NULL and nothing changes unless the new row is at least as recent.
-    fn upsert_sql(&self, table: &str, key: &str, sticky: &[&str], rows: usize) -> String {
-        let measured = ["steal", "load5", "vcpus", "source"];
+    fn upsert_sql(
+        &self,
+        table: &str,
+        key: &str,
+        sticky: &[&str],
+        measured: &[&str],
+        rows: usize,
+    ) -> String {
         let mut cols: Vec<&str> = vec![key];
         cols.extend_from_slice(sticky);
-        cols.extend_from_slice(&measured);
+        cols.extend_from_slice(measured);
         cols.extend_from_slice(&["observed_at", "updated_at"]);
         let one = format!("({})", vec!["?"; cols.len()].join(", "));
         let values = vec![one; rows].join(", ");
@@ -223,7 +242,7 @@ impl Store {
     pub async fn load_view(&self) -> Result<ClusterView, StoreError> {
         let mut view = ClusterView::default();
         let rows = sqlx::query(
-            "SELECT host, az, steal, load5, vcpus, observed_at, source FROM host_telemetry",
+            "SELECT host, az, steal, load5, cpu_use, vcpus, observed_at, source FROM host_telemetry",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -324,6 +343,7 @@ fn host_facts(r: &AnyRow) -> Result<HostFacts, sqlx::Error> {
         az: r.try_get("az")?,
         steal: r.try_get("steal")?,
         load5: r.try_get("load5")?,
+        cpu_use: r.try_get("cpu_use")?,
         vcpus: r.try_get("vcpus")?,
         observed_at: r.try_get("observed_at")?,
         source: source_of(r)?,

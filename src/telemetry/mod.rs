@@ -1,6 +1,7 @@
 //! Telemetry ingestion: pushed steal and load samples for hosts and VMs, merged into the
 //! cluster view. (Prometheus scraping joins here later.) A sample never overwrites a newer one.
 
+pub mod prometheus;
 pub mod rollup;
 
 use crate::model::{ClusterView, HostFacts, VmFacts};

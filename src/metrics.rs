@@ -1,8 +1,9 @@
-//! Steward's own Prometheus metrics, served at `/metrics`.
+//! Steward's own Prometheus metrics, served at `/metrics`: the API's and the background
+//! jobs' (telemetry polling, rollups, cluster refresh).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Debug, Clone)]
@@ -16,6 +17,10 @@ pub struct Metrics {
     pub telemetry_samples: IntCounterVec,
     pub cluster_hosts: IntGauge,
     pub cluster_vms: IntGauge,
+    pub source_errors: IntCounterVec,
+    pub source_last_success: GaugeVec,
+    pub source_duration: HistogramVec,
+    pub telemetry_dropped: IntCounterVec,
 }
 
 impl Metrics {
@@ -80,6 +85,41 @@ impl Metrics {
             .expect("valid metric");
         let cluster_vms =
             IntGauge::new("steward_cluster_vms", "VMs steward knows").expect("valid metric");
+        let source_errors = IntCounterVec::new(
+            Opts::new(
+                "steward_source_errors_total",
+                "Failed reads of a data source (prometheus, nova, placement, keystone, store), by kind",
+            ),
+            &["source", "kind"],
+        )
+        .expect("valid metric");
+        let source_last_success = GaugeVec::new(
+            Opts::new(
+                "steward_source_last_success_timestamp_seconds",
+                "When a data source was last read successfully (unix seconds)",
+            ),
+            &["source", "job"],
+        )
+        .expect("valid metric");
+        let source_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "steward_source_refresh_duration_seconds",
+                "Time to read a data source, by job",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["source", "job"],
+        )
+        .expect("valid metric");
+        let telemetry_dropped = IntCounterVec::new(
+            Opts::new(
+                "steward_telemetry_dropped_total",
+                "Telemetry readings dropped as unusable (unit errors, missing labels), by query",
+            ),
+            &["query"],
+        )
+        .expect("valid metric");
         let build = IntGaugeVec::new(
             Opts::new("steward_build_info", "Steward's version"),
             &["version"],
@@ -95,6 +135,10 @@ impl Metrics {
             Box::new(telemetry_samples.clone()),
             Box::new(cluster_hosts.clone()),
             Box::new(cluster_vms.clone()),
+            Box::new(source_errors.clone()),
+            Box::new(source_last_success.clone()),
+            Box::new(source_duration.clone()),
+            Box::new(telemetry_dropped.clone()),
             Box::new(build),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -109,6 +153,10 @@ impl Metrics {
             telemetry_samples,
             cluster_hosts,
             cluster_vms,
+            source_errors,
+            source_last_success,
+            source_duration,
+            telemetry_dropped,
         }
     }
 

@@ -1,0 +1,167 @@
+//! Background jobs that keep the cluster view current: polling Prometheus for steal and load,
+//! and rolling up hour-of-week profiles. They join adapters (telemetry, store, cluster); a
+//! failure keeps the last good data (which then goes stale on its own) and is counted in
+//! `/metrics`. Nothing here blocks a scoring request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cluster::ClusterHandle;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::telemetry;
+use crate::telemetry::prometheus::{PromError, Prometheus};
+use crate::unix_now;
+
+/// What the jobs work with.
+#[derive(Clone)]
+pub struct Jobs {
+    pub prometheus: Option<Prometheus>,
+    pub store: Store,
+    pub cluster: Arc<ClusterHandle>,
+    pub metrics: Metrics,
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollSummary {
+    pub hosts: usize,
+    pub vms: usize,
+    pub dropped: usize,
+}
+
+impl Jobs {
+    fn failed(&self, source: &str, kind: &str) {
+        self.metrics
+            .source_errors
+            .with_label_values(&[source, kind])
+            .inc();
+    }
+
+    fn succeeded(&self, source: &str, job: &str, started: Instant, now: f64) {
+        self.metrics
+            .source_duration
+            .with_label_values(&[source, job])
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .source_last_success
+            .with_label_values(&[source, job])
+            .set(now);
+    }
+
+    /// Read steal and load from Prometheus once and publish them.
+    pub async fn poll_prometheus(&self, now: f64) -> Result<PollSummary, PromError> {
+        let Some(prom) = &self.prometheus else {
+            return Ok(PollSummary {
+                hosts: 0,
+                vms: 0,
+                dropped: 0,
+            });
+        };
+        let started = Instant::now();
+        let poll = prom.poll(now).await.inspect_err(|e| {
+            self.failed("prometheus", e.kind());
+            tracing::warn!(error = %e, "telemetry poll failed; keeping the last readings, which go stale");
+        })?;
+        for d in &poll.dropped {
+            let query = d
+                .split_whitespace()
+                .next()
+                .unwrap_or("unknown")
+                .trim_end_matches(':');
+            self.metrics
+                .telemetry_dropped
+                .with_label_values(&[query])
+                .inc();
+        }
+        if !poll.dropped.is_empty() {
+            tracing::warn!(
+                dropped = poll.dropped.len(),
+                first = %poll.dropped[0],
+                "telemetry readings dropped as unusable"
+            );
+        }
+        // Prometheus can be read again, so a store failure does not hold the readings back.
+        if let Err(e) = self.store.save_telemetry(&poll.hosts, &poll.vms, now).await {
+            self.failed("store", "write");
+            tracing::error!(error = %e, "cannot save polled telemetry; it is used but will not survive a restart");
+        }
+        let (n_hosts, n_vms) = self
+            .cluster
+            .update(|view| {
+                telemetry::merge(view, &poll.hosts, &poll.vms);
+                (view.hosts.len(), view.vms.len())
+            })
+            .await;
+        self.metrics.cluster_hosts.set(n_hosts as i64);
+        self.metrics.cluster_vms.set(n_vms as i64);
+        self.succeeded("prometheus", "poll", started, now);
+        Ok(PollSummary {
+            hosts: poll.hosts.len(),
+            vms: poll.vms.len(),
+            dropped: poll.dropped.len(),
+        })
+    }
+
+    /// Recompute the hour-of-week profiles, keep them in the store and publish them.
+    pub async fn rollup(&self, now: f64) -> Result<(usize, usize), PromError> {
+        let Some(prom) = &self.prometheus else {
+            return Ok((0, 0));
+        };
+        let started = Instant::now();
+        let roles: HashMap<String, String> = self
+            .cluster
+            .snapshot()
+            .vms
+            .iter()
+            .filter_map(|(u, v)| Some((u.clone(), v.role.clone()?)))
+            .collect();
+        let profiles = prom.rollup(now, &roles).await.inspect_err(|e| {
+            self.failed("prometheus", e.kind());
+            tracing::warn!(error = %e, "rollup failed; keeping the previous hour-of-week profiles");
+        })?;
+        let counts = (profiles.host_steal.len(), profiles.role_demand.len());
+        for (kind, set) in [
+            ("host_steal", &profiles.host_steal),
+            ("role_demand", &profiles.role_demand),
+        ] {
+            if let Err(e) = self.store.save_weekly(kind, set).await {
+                self.failed("store", "write");
+                tracing::error!(error = %e, kind, "cannot save the profiles; they are used but will not survive a restart");
+            }
+        }
+        let profiles = Arc::new(profiles);
+        self.cluster.update(|view| view.weekly = profiles).await;
+        self.succeeded("prometheus", "rollup", started, now);
+        tracing::info!(
+            hosts = counts.0,
+            roles = counts.1,
+            "hour-of-week profiles rolled up"
+        );
+        Ok(counts)
+    }
+
+    /// Run the loops until the process ends. Each waits its interval after a run ends, so a
+    /// slow Prometheus never piles up runs.
+    pub fn spawn(self) {
+        let Some(prom) = self.prometheus.clone() else {
+            return;
+        };
+        let poll_every = Duration::from_secs_f64(prom.settings.interval_seconds);
+        let rollup_every = Duration::from_secs_f64(prom.settings.rollup_interval_hours * 3600.0);
+        let poller = self.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                let _ = poller.poll_prometheus(unix_now()).await;
+                actix_web::rt::time::sleep(poll_every).await;
+            }
+        });
+        actix_web::rt::spawn(async move {
+            loop {
+                let _ = self.rollup(unix_now()).await;
+                actix_web::rt::time::sleep(rollup_every).await;
+            }
+        });
+    }
+}
