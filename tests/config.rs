@@ -50,6 +50,9 @@ fn the_shipped_sample_is_valid_once_its_token_file_exists() {
     let web = &v.profiles.profiles["web"];
     assert_eq!(web.plugins.len(), 5);
     assert_eq!(web.plugins[1].weight, 2.0);
+    // The sample spells out the built-in queries: they must be the defaults.
+    assert_eq!(v.settings.prometheus.queries, Default::default());
+    assert_eq!(v.settings.prometheus.url, None);
 }
 
 #[test]

@@ -25,12 +25,12 @@ impl Modify for Security {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Nova Steward", description = "Steal-aware, AZ-correct scheduling help for OpenStack Nova"),
-    paths(routes::filter, routes::weigh, routes::profiles, routes::hosts, routes::push_telemetry,
+    paths(routes::filter, routes::weigh, routes::profiles, routes::hosts, routes::host, routes::vm, routes::push_telemetry,
           routes::healthz, routes::metrics, routes::openapi),
     components(schemas(CalloutRequest, InstanceDto, HostDto, FlavorDto, ServerGroupDto, OperationDto,
                        FilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
                        TelemetryPush, HostSampleDto, VmSampleDto, TelemetryAccepted, Accepted,
-                       ProfileList, ProfileInfo, PluginInfo, HostList, HostInfo, Health,
+                       ProfileList, ProfileInfo, PluginInfo, HostList, HostInfo, HostDetail, WeeklyInfo, VmInfo, Health,
                        ErrorBody, ErrorDetail)),
     modifiers(&Security),
     security(("bearer" = []), ("x_auth_token" = []))

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use super::errors::ApiError;
 use super::schema::*;
 use super::{AppState, RequestId};
-use crate::model::SchedulingRequest;
+use crate::model::{HostFacts, SchedulingRequest, WeeklyProfile};
 use crate::scoring::{self, Profile};
 use crate::telemetry;
 use crate::unix_now;
@@ -21,6 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/weigh", web::post().to(weigh))
         .route("/v1/profiles", web::get().to(profiles))
         .route("/v1/hosts", web::get().to(hosts))
+        .route("/v1/hosts/{name}", web::get().to(host))
+        .route("/v1/vms/{uuid}", web::get().to(vm))
         .route("/v1/telemetry", web::post().to(push_telemetry));
 }
 
@@ -223,6 +225,37 @@ pub async fn profiles(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(ProfileList { profiles })
 }
 
+fn host_info(state: &AppState, name: &str, f: &HostFacts, now: f64) -> HostInfo {
+    let age = (now - f.observed_at).max(0.0);
+    HostInfo {
+        host: name.to_string(),
+        az: f.az.clone(),
+        steal: f.steal,
+        load5: f.load5,
+        cpu_use: f.cpu_use,
+        vcpus: f.vcpus,
+        observed_at: f.observed_at,
+        age_seconds: age,
+        fresh: age <= state.opts.max_age_seconds,
+        source: f.source.as_str().into(),
+    }
+}
+
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+fn weekly_info(p: &WeeklyProfile) -> WeeklyInfo {
+    let peak = (0..p.values.len())
+        .filter_map(|h| p.at(h).map(|v| (h, v)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(h, _)| format!("{} {:02}:00 UTC", DAYS[h / 24 % 7], h % 24));
+    WeeklyInfo {
+        hours: (0..p.values.len()).map(|h| p.at(h)).collect(),
+        weeks: p.weeks,
+        computed_at: p.computed_at,
+        peak,
+    }
+}
+
 #[utoipa::path(get, path = "/v1/hosts", responses((status = 200, body = HostList)))]
 pub async fn hosts(state: web::Data<AppState>) -> HttpResponse {
     let view = state.cluster.snapshot();
@@ -230,23 +263,78 @@ pub async fn hosts(state: web::Data<AppState>) -> HttpResponse {
     let mut hosts: Vec<HostInfo> = view
         .hosts
         .iter()
-        .map(|(name, f)| {
-            let age = (now - f.observed_at).max(0.0);
-            HostInfo {
-                host: name.clone(),
-                az: f.az.clone(),
-                steal: f.steal,
-                load5: f.load5,
-                vcpus: f.vcpus,
-                observed_at: f.observed_at,
-                age_seconds: age,
-                fresh: age <= state.opts.max_age_seconds,
-                source: "push".into(),
-            }
-        })
+        .map(|(name, f)| host_info(&state, name, f, now))
         .collect();
     hosts.sort_by(|a, b| a.host.cmp(&b.host));
     HttpResponse::Ok().json(HostList { hosts })
+}
+
+#[utoipa::path(get, path = "/v1/hosts/{name}", params(("name" = String, Path, description = "hypervisor host name")),
+    responses((status = 200, body = HostDetail), (status = 404, body = ErrorBody)))]
+pub async fn host(
+    name: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let view = state.cluster.snapshot();
+    let facts = view.hosts.get(name.as_str()).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "steward knows no hypervisor {name:?}; GET /v1/hosts lists those it knows (from telemetry and Nova)"
+        ))
+    })?;
+    let mut vms: Vec<String> = view
+        .vms
+        .iter()
+        .filter(|(_, v)| v.host.as_deref() == Some(name.as_str()))
+        .map(|(u, _)| u.clone())
+        .collect();
+    vms.sort();
+    let mut roles = BTreeMap::new();
+    for u in &vms {
+        if let Some(r) = view.vms[u].role.clone() {
+            *roles.entry(r).or_insert(0) += 1;
+        }
+    }
+    Ok(HttpResponse::Ok().json(HostDetail {
+        host: host_info(&state, &name, facts, unix_now()),
+        roles,
+        vms,
+        steal_profile: view.weekly.host_steal.get(name.as_str()).map(weekly_info),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/vms/{uuid}", params(("uuid" = String, Path, description = "Nova instance uuid")),
+    responses((status = 200, body = VmInfo), (status = 404, body = ErrorBody)))]
+pub async fn vm(
+    uuid: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let view = state.cluster.snapshot();
+    let v = view.vms.get(uuid.as_str()).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "steward knows no VM {uuid}; it learns VMs from Nova's server list and from telemetry"
+        ))
+    })?;
+    let age = (unix_now() - v.observed_at).max(0.0);
+    Ok(HttpResponse::Ok().json(VmInfo {
+        uuid: uuid.into_inner(),
+        host: v.host.clone(),
+        az: v.az.clone(),
+        role: v.role.clone(),
+        project_id: v.project_id.clone(),
+        flavor: v.flavor.clone(),
+        steal: v.steal,
+        load5: v.load5,
+        vcpus: v.vcpus,
+        observed_at: v.observed_at,
+        age_seconds: age,
+        fresh: age <= state.opts.max_age_seconds,
+        source: v.source.as_str().into(),
+        role_demand_profile: v
+            .role
+            .as_ref()
+            .and_then(|r| view.weekly.role_demand.get(r))
+            .map(weekly_info),
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/telemetry", request_body = TelemetryPush,

@@ -508,13 +508,55 @@ pub struct HostInfo {
     pub az: Option<String>,
     pub steal: Option<f64>,
     pub load5: Option<f64>,
+    pub cpu_use: Option<f64>,
     pub vcpus: Option<f64>,
+    /// When steal/load were measured (unix seconds).
     pub observed_at: f64,
     pub age_seconds: f64,
     /// False when older than `[telemetry] max_age_seconds`: then steal counts as unknown.
     pub fresh: bool,
-    /// Where the data came from.
+    /// Where steal/load came from: push, prometheus.
     pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WeeklyInfo {
+    /// 168 values, Monday 00:00 UTC first; null = no history for that hour.
+    pub hours: Vec<Option<f64>>,
+    pub weeks: u32,
+    pub computed_at: f64,
+    /// The hour of the week with the highest value, e.g. `Mon 20:00 UTC`.
+    pub peak: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HostDetail {
+    #[serde(flatten)]
+    pub host: HostInfo,
+    /// VMs steward places on this host, by role.
+    pub roles: BTreeMap<String, u32>,
+    pub vms: Vec<String>,
+    /// p95 steal per hour of the week, when Prometheus history was rolled up.
+    pub steal_profile: Option<WeeklyInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VmInfo {
+    pub uuid: String,
+    pub host: Option<String>,
+    pub az: Option<String>,
+    pub role: Option<String>,
+    pub project_id: Option<String>,
+    pub flavor: Option<String>,
+    pub steal: Option<f64>,
+    pub load5: Option<f64>,
+    pub vcpus: Option<f64>,
+    pub observed_at: f64,
+    pub age_seconds: f64,
+    pub fresh: bool,
+    pub source: String,
+    /// p95 load per hour of the week of the VM's role.
+    pub role_demand_profile: Option<WeeklyInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
