@@ -5,6 +5,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod model;
+pub mod openstack;
 pub mod scoring;
 pub mod store;
 pub mod telemetry;
