@@ -2,6 +2,7 @@
 //! The adapter layer: it moves data and names failures; what the data means is decided elsewhere.
 
 pub mod cloud;
+pub mod nova;
 pub mod session;
 
 use std::fmt;
