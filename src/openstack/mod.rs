@@ -3,6 +3,7 @@
 
 pub mod cloud;
 pub mod nova;
+pub mod placement;
 pub mod session;
 
 use std::fmt;
