@@ -7,6 +7,7 @@ pub mod config;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod openstack;
 pub mod scoring;
 pub mod store;
 pub mod telemetry;

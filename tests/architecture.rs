@@ -100,3 +100,40 @@ fn adapters_import_no_orchestrator() {
     let bad = offenders(&files, &["crate::api"]);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+#[test]
+fn only_openstack_speaks_http_to_openstack_services() {
+    let openstack = src("openstack");
+    let files: Vec<PathBuf> = rust_files(&src(""))
+        .into_iter()
+        .filter(|f| !f.starts_with(&openstack))
+        .collect();
+    let bad = offenders(
+        &files,
+        &["reqwest", "X-Subject-Token", "OpenStack-API-Version"],
+    );
+    assert!(
+        bad.is_empty(),
+        "HTTP to OpenStack outside src/openstack:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn openstack_is_an_adapter_with_its_own_wire_types() {
+    let files = rust_files(&src("openstack"));
+    assert!(files.len() >= 5, "the openstack sources were found");
+    // It maps no model type and knows no orchestrator: `cluster` maps its types onto the model.
+    let bad = offenders(
+        &files,
+        &[
+            "crate::model",
+            "crate::scoring",
+            "crate::cluster",
+            "crate::api",
+            "crate::store",
+            "crate::telemetry",
+        ],
+    );
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

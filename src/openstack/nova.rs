@@ -1,0 +1,479 @@
+//! Nova's compute API as typed reads: hypervisors, servers (with their embedded flavors), server
+//! groups and aggregates. Wire types only; `cluster` maps them onto the model.
+//!
+//! Every call asks for microversion 2.87: the last one whose `/os-hypervisors/detail` still
+//! reports vCPU, RAM and disk (2.88 dropped them), and late enough for embedded flavors (2.47),
+//! hypervisor UUIDs (2.53) and a server group's single `policy` (2.64). Listings page until the
+//! end and stop with [`Error::Paging`] when a server never does.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use super::session::{Microversion, Reply, Session};
+use super::{Error, Result};
+
+/// The service type in the catalog.
+pub const SERVICE_TYPE: &str = "compute";
+pub const MICROVERSION: &str = "2.87";
+
+/// How listings page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Items asked per page. Nova caps it at its `api.max_limit` (1000 by default) anyway.
+    pub page_size: u32,
+    /// A listing that needs more pages than this is stopped: no real cloud pages that long at
+    /// the default page size, and a broken proxy or server can send `next` links forever.
+    pub max_pages: usize,
+}
+
+impl Default for ListOptions {
+    fn default() -> Self {
+        ListOptions {
+            page_size: 1000,
+            max_pages: 10_000,
+        }
+    }
+}
+
+/// A hypervisor (compute node) as `/os-hypervisors/detail` shows it at 2.87.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Hypervisor {
+    /// A UUID from 2.53 on.
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    pub hypervisor_hostname: String,
+    #[serde(default)]
+    pub hypervisor_type: Option<String>,
+    /// `enabled` or `disabled` (the compute service's admin state).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// `up` or `down` (the compute service's heartbeat).
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub host_ip: Option<String>,
+    #[serde(default)]
+    pub service: Option<HypervisorService>,
+    #[serde(default)]
+    pub vcpus: Option<i64>,
+    #[serde(default)]
+    pub vcpus_used: Option<i64>,
+    #[serde(default)]
+    pub memory_mb: Option<i64>,
+    #[serde(default)]
+    pub memory_mb_used: Option<i64>,
+    #[serde(default)]
+    pub local_gb: Option<i64>,
+    #[serde(default)]
+    pub local_gb_used: Option<i64>,
+    #[serde(default)]
+    pub running_vms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HypervisorService {
+    /// The compute host name: what servers show as `OS-EXT-SRV-ATTR:host`.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default, deserialize_with = "opt_string_or_number")]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+}
+
+/// A server as `/servers/detail` shows it to an admin.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Server {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(rename = "OS-EXT-SRV-ATTR:host", default)]
+    pub host: Option<String>,
+    #[serde(rename = "OS-EXT-SRV-ATTR:hypervisor_hostname", default)]
+    pub hypervisor_hostname: Option<String>,
+    #[serde(rename = "OS-EXT-AZ:availability_zone", default)]
+    pub availability_zone: Option<String>,
+    #[serde(default, deserialize_with = "string_map")]
+    pub metadata: BTreeMap<String, String>,
+    pub flavor: ServerFlavor,
+}
+
+/// The flavor embedded in a server (2.47+): a copy taken at boot or resize, with no flavor id.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ServerFlavor {
+    #[serde(default)]
+    pub original_name: Option<String>,
+    #[serde(default)]
+    pub vcpus: i64,
+    /// MiB.
+    #[serde(default)]
+    pub ram: i64,
+    /// GiB.
+    #[serde(default)]
+    pub disk: i64,
+    #[serde(default)]
+    pub ephemeral: i64,
+    /// MiB. Older Nova wrote `""` for none.
+    #[serde(default, deserialize_with = "int_or_empty")]
+    pub swap: i64,
+    /// Shown to admins only (policy `os_compute_api:os-flavor-extra-specs:index`).
+    #[serde(default, deserialize_with = "string_map")]
+    pub extra_specs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ServerGroup {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    /// 2.64+: one policy (`affinity`, `anti-affinity`, `soft-affinity`, `soft-anti-affinity`).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Before 2.64: a list of one.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// 2.64+: e.g. `{"max_server_per_host": 3}`.
+    #[serde(default)]
+    pub rules: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub project_id: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+}
+
+impl ServerGroup {
+    /// The policy whichever microversion answered.
+    pub fn policy(&self) -> Option<&str> {
+        self.policy
+            .as_deref()
+            .or(self.policies.first().map(String::as_str))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Aggregate {
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    #[serde(default)]
+    pub uuid: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub hosts: Vec<String>,
+    #[serde(default, deserialize_with = "string_map")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Link {
+    #[serde(default)]
+    rel: String,
+    #[serde(default)]
+    href: String,
+}
+
+/// Nova's compute API through a [`Session`].
+#[derive(Debug, Clone)]
+pub struct Nova {
+    session: Arc<Session>,
+    microversion: Microversion,
+    options: ListOptions,
+}
+
+impl Nova {
+    pub fn new(session: Arc<Session>) -> Self {
+        Nova {
+            session,
+            microversion: Microversion::compute(MICROVERSION),
+            options: ListOptions::default(),
+        }
+    }
+
+    pub fn with_list_options(mut self, options: ListOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Every hypervisor, with its sizes.
+    pub async fn hypervisors(&self) -> Result<Vec<Hypervisor>> {
+        self.list_by_marker(
+            "os-hypervisors/detail",
+            &[],
+            "hypervisors",
+            "hypervisors_links",
+        )
+        .await
+    }
+
+    /// Every server of every project (admin), with host, AZ, metadata and embedded flavor.
+    pub async fn servers(&self) -> Result<Vec<Server>> {
+        self.list_by_marker(
+            "servers/detail",
+            &[("all_tenants", "1".to_string())],
+            "servers",
+            "servers_links",
+        )
+        .await
+    }
+
+    /// Every server group of every project (admin). Nova pages these by offset, without links.
+    pub async fn server_groups(&self) -> Result<Vec<ServerGroup>> {
+        let path = "os-server-groups";
+        let limit = self.options.page_size.max(1);
+        let mut out: Vec<ServerGroup> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut last_url = path.to_string();
+        for page in 0.. {
+            if page >= self.options.max_pages {
+                return Err(self.too_many_pages(&last_url));
+            }
+            let query = [
+                ("all_projects", "True".to_string()),
+                ("limit", limit.to_string()),
+                ("offset", out.len().to_string()),
+            ];
+            let reply = self.get(path, &query).await?;
+            last_url.clone_from(&reply.url);
+            let groups: Vec<ServerGroup> = items(&reply, "server_groups")?;
+            let n = groups.len();
+            for g in groups {
+                // A server that ignores `offset` sends the first page again and again.
+                if !seen.insert(g.id.clone()) {
+                    return Err(Error::Paging {
+                        url: reply.url.clone(),
+                        message: format!(
+                            "server group {} came back on a later page: Nova (or a proxy) is not \
+                             honouring offset; stopped after {} page(s)",
+                            g.id,
+                            page + 1
+                        ),
+                    });
+                }
+                out.push(g);
+            }
+            if n < limit as usize {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every host aggregate with its hosts and metadata (not paged by Nova).
+    pub async fn aggregates(&self) -> Result<Vec<Aggregate>> {
+        let reply = self.get("os-aggregates", &[]).await?;
+        items(&reply, "aggregates")
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply> {
+        self.session
+            .request(
+                reqwest::Method::GET,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                path,
+                query,
+                None,
+            )
+            .await
+    }
+
+    /// Follow `<links_key>` `next` links until there is none. Only the link's `marker` is used:
+    /// the request goes to our own endpoint, because Nova builds links from its idea of its
+    /// host name (often an internal one behind a proxy) and the token must not follow a link
+    /// to another host.
+    async fn list_by_marker<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        base: &[(&str, String)],
+        items_key: &str,
+        links_key: &str,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        let mut seen = HashSet::new();
+        let mut last_url = path.to_string();
+        for page in 0.. {
+            if page >= self.options.max_pages {
+                return Err(self.too_many_pages(&last_url));
+            }
+            let mut query: Vec<(&str, String)> = base.to_vec();
+            query.push(("limit", self.options.page_size.max(1).to_string()));
+            if let Some(m) = &marker {
+                query.push(("marker", m.clone()));
+            }
+            let reply = self.get(path, &query).await?;
+            last_url.clone_from(&reply.url);
+            let value: Value = reply.json()?;
+            let page_items: Vec<T> = decode_at(&reply, &value, items_key)?;
+            let empty = page_items.is_empty();
+            out.extend(page_items);
+            let links: Vec<Link> = match value.get(links_key) {
+                None | Some(Value::Null) => Vec::new(),
+                Some(_) => decode_at(&reply, &value, links_key)?,
+            };
+            let Some(next) = links.iter().find(|l| l.rel == "next") else {
+                break;
+            };
+            // Nova sends a next link whenever a page is full; an empty page ends the listing.
+            if empty {
+                break;
+            }
+            let next_marker = url::Url::parse(&next.href)
+                .or_else(|_| url::Url::parse("http://relative.invalid/")?.join(&next.href))
+                .ok()
+                .and_then(|u| {
+                    u.query_pairs()
+                        .find(|(k, _)| k == "marker")
+                        .map(|(_, v)| v.into_owned())
+                });
+            let Some(next_marker) = next_marker else {
+                return Err(Error::Paging {
+                    url: reply.url.clone(),
+                    message: format!(
+                        "the {links_key} next link has no marker, so the listing cannot go on"
+                    ),
+                });
+            };
+            if !seen.insert(next_marker.clone()) {
+                return Err(Error::Paging {
+                    url: reply.url.clone(),
+                    message: format!(
+                        "marker {next_marker} came back twice: Nova is not advancing through \
+                         {items_key}; stopped after {} page(s)",
+                        page + 1
+                    ),
+                });
+            }
+            marker = Some(next_marker);
+        }
+        Ok(out)
+    }
+
+    fn too_many_pages(&self, last_url: &str) -> Error {
+        Error::Paging {
+            url: last_url.to_string(),
+            message: format!(
+                "still paging after {} pages of {}; Nova keeps sending more. Raise max_pages if \
+                 the cloud is really this large",
+                self.options.max_pages, self.options.page_size
+            ),
+        }
+    }
+}
+
+fn items<T: DeserializeOwned>(reply: &Reply, key: &str) -> Result<Vec<T>> {
+    let value: Value = reply.json()?;
+    decode_at(reply, &value, key)
+}
+
+/// Decode `value[key]`, naming the path of a bad field (`servers[3].flavor.vcpus`).
+pub(crate) fn decode_at<T: DeserializeOwned>(reply: &Reply, value: &Value, key: &str) -> Result<T> {
+    let fail = |message: String| Error::Decode {
+        service: reply.service.clone(),
+        method: reply.method.to_string(),
+        url: reply.url.clone(),
+        message,
+    };
+    let Some(inner) = value.get(key) else {
+        return Err(fail(format!("the answer has no {key:?}")));
+    };
+    serde_path_to_error::deserialize(inner).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            key.to_string()
+        } else if path.starts_with('[') {
+            format!("{key}{path}")
+        } else {
+            format!("{key}.{path}")
+        };
+        fail(format!("at {at}: {}", e.inner()))
+    })
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string or number, got {other}"
+        ))),
+    }
+}
+
+fn opt_string_or_number<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string or number, got {other}"
+        ))),
+    }
+}
+
+fn int_or_empty<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<i64, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(0),
+        Value::String(s) if s.trim().is_empty() => Ok(0),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("expected a number, got {s:?}"))),
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| serde::de::Error::custom(format!("expected an integer, got {n}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a number, got {other}"
+        ))),
+    }
+}
+
+/// Metadata and extra specs are string maps; a null map is empty and a non-string value keeps
+/// its JSON text rather than failing the whole listing.
+fn string_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(BTreeMap::new()),
+        Value::Object(m) => Ok(m
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, v)
+            })
+            .collect()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a mapping, got {other}"
+        ))),
+    }
+}
+
+fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
