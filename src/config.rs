@@ -169,6 +169,45 @@ impl Default for SchedulingSettings {
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
+pub enum ClusterSource {
+    /// Hosts and VMs are known from pushed telemetry only.
+    #[default]
+    None,
+    /// Hosts, AZs, VMs, roles and flavors are read from Nova's API every `refresh_seconds`.
+    Nova,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    pub source: ClusterSource,
+    pub refresh_seconds: f64,
+    /// Nova's `[DEFAULT] default_availability_zone`: the AZ of hosts in no AZ aggregate.
+    pub default_availability_zone: String,
+    /// Items per page when listing servers and hypervisors.
+    pub page_size: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            source: ClusterSource::None,
+            refresh_seconds: 60.0,
+            default_availability_zone: "nova".into(),
+            page_size: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenStackSettings {
+    /// The cloud in clouds.yaml (as `--os-cloud`); unset: `OS_CLOUD`, else `OS_*` variables.
+    pub cloud: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Text,
@@ -203,9 +242,11 @@ pub struct Settings {
     pub profiles: BTreeMap<String, ProfileSpec>,
     pub logging: LoggingSettings,
     pub prometheus: PrometheusSettings,
+    pub cluster: ClusterSettings,
+    pub openstack: OpenStackSettings,
 }
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "auth",
     "database",
@@ -215,6 +256,8 @@ const SECTIONS: [&str; 9] = [
     "profiles",
     "logging",
     "prometheus",
+    "cluster",
+    "openstack",
 ];
 
 /// One thing wrong with the configuration.
@@ -422,6 +465,8 @@ pub fn load_from(
         profiles: section(&cfg, "profiles", &mut problems),
         logging: section(&cfg, "logging", &mut problems),
         prometheus: section(&cfg, "prometheus", &mut problems),
+        cluster: section(&cfg, "cluster", &mut problems),
+        openstack: section(&cfg, "openstack", &mut problems),
     };
     let validated = validate(settings, path, &mut problems);
     match validated {
@@ -592,6 +637,27 @@ fn validate(
                 "prometheus.bearer_token_file",
                 format!("cannot read {}: {e}", f.display()),
             ));
+        }
+    }
+    let c = &settings.cluster;
+    if !(c.refresh_seconds.is_finite() && c.refresh_seconds >= 1.0) {
+        problems.push(problem(
+            "cluster.refresh_seconds",
+            format!("must be at least 1, got {}", c.refresh_seconds),
+        ));
+    }
+    if c.page_size == 0 {
+        problems.push(problem("cluster.page_size", "must be at least 1"));
+    }
+    if c.default_availability_zone.trim().is_empty() {
+        problems.push(problem(
+            "cluster.default_availability_zone",
+            "must name Nova's default AZ (nova.conf [DEFAULT] default_availability_zone)",
+        ));
+    }
+    if c.source == ClusterSource::Nova {
+        if let Err(e) = crate::openstack::cloud::load(settings.openstack.cloud.as_deref()) {
+            problems.push(problem("openstack.cloud", e.to_string()));
         }
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.logging.level) {

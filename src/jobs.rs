@@ -1,5 +1,5 @@
-//! Background jobs that keep the cluster view current: polling Prometheus for steal and load,
-//! and rolling up hour-of-week profiles. They join adapters (telemetry, store, cluster); a
+//! Background jobs that keep the cluster view current: reading membership from Nova, polling
+//! Prometheus for steal and load, and rolling up hour-of-week profiles. They join adapters (telemetry, store, cluster); a
 //! failure keeps the last good data (which then goes stale on its own) and is counted in
 //! `/metrics`. Nothing here blocks a scoring request.
 
@@ -7,17 +7,28 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cluster::ClusterHandle;
+use crate::cluster::{inventory, ClusterHandle};
 use crate::metrics::Metrics;
+use crate::openstack::{self, nova::Nova};
 use crate::store::Store;
 use crate::telemetry;
 use crate::telemetry::prometheus::{PromError, Prometheus};
 use crate::unix_now;
 
+/// Where the cluster's membership comes from, and how it is read.
+#[derive(Clone)]
+pub struct NovaSource {
+    pub nova: Arc<Nova>,
+    pub role_key: String,
+    pub default_az: String,
+    pub every: Duration,
+}
+
 /// What the jobs work with.
 #[derive(Clone)]
 pub struct Jobs {
     pub prometheus: Option<Prometheus>,
+    pub nova: Option<NovaSource>,
     pub store: Store,
     pub cluster: Arc<ClusterHandle>,
     pub metrics: Metrics,
@@ -142,9 +153,58 @@ impl Jobs {
         Ok(counts)
     }
 
+    /// Read hypervisors, aggregates, servers and server groups from Nova and lay them over the
+    /// view. A failed or cut-short listing publishes nothing: the last good view stays.
+    pub async fn refresh_nova(&self, now: f64) -> Result<(usize, usize), openstack::Error> {
+        let Some(src) = &self.nova else {
+            return Ok((0, 0));
+        };
+        let started = Instant::now();
+        let listed = futures_util::future::try_join4(
+            src.nova.hypervisors(),
+            src.nova.aggregates(),
+            src.nova.servers(),
+            src.nova.server_groups(),
+        )
+        .await;
+        let (hypervisors, aggregates, servers, groups) = listed.inspect_err(|e| {
+            self.failed("nova", e.kind());
+            tracing::warn!(error = %e, "cluster refresh from Nova failed; keeping the last view");
+        })?;
+        let inv = inventory::build(
+            &hypervisors,
+            &servers,
+            &groups,
+            &aggregates,
+            &src.role_key,
+            &src.default_az,
+        );
+        let counts = (inv.hosts.len(), inv.vms.len());
+        let (n_hosts, n_vms) = self
+            .cluster
+            .update(|view| {
+                inventory::apply(view, &inv);
+                (view.hosts.len(), view.vms.len())
+            })
+            .await;
+        self.metrics.cluster_hosts.set(n_hosts as i64);
+        self.metrics.cluster_vms.set(n_vms as i64);
+        self.succeeded("nova", "refresh", started, now);
+        Ok(counts)
+    }
+
     /// Run the loops until the process ends. Each waits its interval after a run ends, so a
     /// slow Prometheus never piles up runs.
     pub fn spawn(self) {
+        if let Some(src) = self.nova.clone() {
+            let refresher = self.clone();
+            actix_web::rt::spawn(async move {
+                loop {
+                    let _ = refresher.refresh_nova(unix_now()).await;
+                    actix_web::rt::time::sleep(src.every).await;
+                }
+            });
+        }
         let Some(prom) = self.prometheus.clone() else {
             return;
         };

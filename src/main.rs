@@ -7,8 +7,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use steward::api::{self, AppState};
 use steward::cluster::ClusterHandle;
+use steward::config::ClusterSource;
 use steward::config::{self, ConfigProblem, LogFormat, Validated};
-use steward::jobs::Jobs;
+use steward::jobs::{Jobs, NovaSource};
+use steward::openstack;
 use steward::store::Store;
 use steward::telemetry::prometheus::Prometheus;
 
@@ -193,6 +195,29 @@ fn db(v: Validated, upgrade: bool) -> ExitCode {
     })
 }
 
+/// The Nova client the cluster refresh reads through, when `[cluster] source = "nova"`.
+fn nova_source(v: &Validated) -> anyhow::Result<Option<NovaSource>> {
+    let c = &v.settings.cluster;
+    if c.source != ClusterSource::Nova {
+        return Ok(None);
+    }
+    let cloud = openstack::cloud::load(v.settings.openstack.cloud.as_deref())?;
+    tracing::info!(cloud = %cloud.describe(), "cluster view from Nova");
+    let options = openstack::session::SessionOptions::for_cloud(&cloud);
+    let session = std::sync::Arc::new(openstack::session::Session::new(cloud, options)?);
+    let nova =
+        openstack::nova::Nova::new(session).with_list_options(openstack::nova::ListOptions {
+            page_size: c.page_size,
+            ..Default::default()
+        });
+    Ok(Some(NovaSource {
+        nova: std::sync::Arc::new(nova),
+        role_key: v.settings.roles.metadata_key.clone(),
+        default_az: c.default_availability_zone.clone(),
+        every: std::time::Duration::from_secs_f64(c.refresh_seconds),
+    }))
+}
+
 fn serve(v: Validated) -> ExitCode {
     let workers = v
         .settings
@@ -217,9 +242,11 @@ fn serve(v: Validated) -> ExitCode {
         );
         let listen = v.listen;
         let prometheus = Prometheus::new(&v.settings.prometheus).map_err(|e| anyhow::anyhow!(e))?;
+        let nova = nova_source(&v)?;
         let state = AppState::new(v, store.clone(), ClusterHandle::new(view));
         Jobs {
             prometheus,
+            nova,
             store: store.clone(),
             cluster: state.cluster.clone(),
             metrics: state.metrics.clone(),

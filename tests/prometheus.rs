@@ -71,6 +71,7 @@ async fn jobs(url: &str, timeout: f64) -> (tempfile::TempDir, Jobs, steward::api
     let (dir, state) = common::app::state("").await;
     let jobs = Jobs {
         prometheus: Prometheus::new(&settings(url, timeout)).unwrap(),
+        nova: None,
         store: state.store.clone(),
         cluster: state.cluster.clone(),
         metrics: state.metrics.clone(),

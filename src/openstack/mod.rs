@@ -131,6 +131,21 @@ impl Error {
         }
     }
 
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::Client { .. } => "client",
+            Error::Transport { .. } => "transport",
+            Error::Status(_) => "status",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::Decode { .. } => "decode",
+            Error::Endpoint { .. } => "endpoint",
+            Error::Argument { .. } => "argument",
+            Error::Paging { .. } => "paging",
+        }
+    }
+
     /// The service's error code (Placement `errors[].code`), when it gave one.
     pub fn code(&self) -> Option<&str> {
         match self {
