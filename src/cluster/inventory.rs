@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::{ClusterView, HostFacts, VmFacts};
+use crate::model::ClusterView;
 use crate::openstack::nova::{Aggregate, Hypervisor, Server, ServerGroup};
 
 /// A hypervisor as Nova describes it.
@@ -107,10 +107,7 @@ pub fn build(
 /// their telemetry; hosts known only from telemetry stay (a push-only site has no Nova view).
 pub fn apply(view: &mut ClusterView, inv: &Inventory) {
     for (name, m) in &inv.hosts {
-        let h = view
-            .hosts
-            .entry(name.clone())
-            .or_insert_with(HostFacts::default);
+        let h = view.hosts.entry(name.clone()).or_default();
         h.az = Some(m.az.clone());
         if m.vcpus.is_some() {
             h.vcpus = m.vcpus;
@@ -118,10 +115,7 @@ pub fn apply(view: &mut ClusterView, inv: &Inventory) {
     }
     view.vms.retain(|uuid, _| inv.vms.contains_key(uuid));
     for (uuid, m) in &inv.vms {
-        let v = view
-            .vms
-            .entry(uuid.clone())
-            .or_insert_with(VmFacts::default);
+        let v = view.vms.entry(uuid.clone()).or_default();
         v.host = m.host.clone();
         v.az = m.az.clone();
         // Nova's metadata or server group wins; a pushed role is the fallback.
