@@ -179,6 +179,8 @@ impl Jobs {
             &src.role_key,
             &src.default_az,
         );
+        // The raw listings are the largest thing held; free them before the view is copied.
+        drop((hypervisors, aggregates, servers, groups));
         let counts = (inv.hosts.len(), inv.vms.len());
         let (n_hosts, n_vms) = self
             .cluster
