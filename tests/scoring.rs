@@ -677,3 +677,30 @@ fn a_web_vm_prefers_the_host_whose_tenants_peak_at_other_hours() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn a_boot_of_an_instance_that_already_runs_somewhere_is_a_move() {
+    // The shim saw no ignore_hosts (a resize allowed onto the same host) and said "boot"; the
+    // view knows inst-0 runs on src in az1, so it stays in az1.
+    let view = ViewBuilder::default()
+        .host("src", Some("az1"), None, 0.0)
+        .vm("inst-0", "src", "web")
+        .build();
+    let req = request(
+        Operation::Boot,
+        None,
+        vec![host("a", Some("az1")), host("b", Some("az2"))],
+    );
+    let out = filter(&req, &profile("[plugins.same_az]\n"), &view, &opts(), NOW);
+    assert!(out.rejections[0].is_none());
+    assert_eq!(rejected_by(&out, 1), Some("same_az"));
+    // A new instance boots anywhere.
+    let out = filter(
+        &req,
+        &profile("[plugins.same_az]\n"),
+        &ClusterView::default(),
+        &opts(),
+        NOW,
+    );
+    assert!(out.rejections.iter().all(Option::is_none));
+}

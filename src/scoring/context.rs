@@ -4,7 +4,7 @@
 use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 
-use crate::model::{ClusterView, HostFacts, Instance, SchedulingRequest};
+use crate::model::{ClusterView, HostFacts, Instance, Operation, SchedulingRequest};
 
 /// Settings of the scoring core that are not per profile.
 #[derive(Debug, Clone, PartialEq)]
@@ -329,7 +329,10 @@ fn az_binding(req: &SchedulingRequest, view: &ClusterView) -> AzBinding {
     if let Some(az) = inst.requested_az.as_ref().filter(|a| !a.is_empty()) {
         return AzBinding::Requested(az.clone());
     }
-    if !req.operation.is_move() {
+    // Upstream Nova labels only rebuilds: an instance that already runs somewhere is being moved,
+    // whatever the shim could tell (a resize onto the same host leaves ignore_hosts empty).
+    let known_host = view.vms.get(&inst.uuid).and_then(|v| v.host.as_ref());
+    if !req.operation.is_move() && (req.operation != Operation::Boot || known_host.is_none()) {
         return AzBinding::Free;
     }
     if let Some(az) = inst.current_az.as_ref().filter(|a| !a.is_empty()) {
