@@ -16,9 +16,11 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 chown -R "$user" "$dir"
 mariadb-install-db --user="$user" --datadir="$dir/data" --auth-root-authentication-method=normal \
   --skip-test-db >"$dir/install.log" 2>&1
-(cd "$dir" && /usr/sbin/mariadbd --user="$user" --datadir="$dir/data" --socket="$dir/mysqld.sock" \
-  --port="$port" --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" --skip-grant-tables=0 \
-  --log-error="$dir/error.log" >/dev/null 2>&1 &)
+# exec, and every stream redirected: a subshell left holding our stdout would keep a caller's
+# $(...) waiting for as long as the server runs.
+(cd "$dir" && exec /usr/sbin/mariadbd --user="$user" --datadir="$dir/data" --socket="$dir/mysqld.sock" \
+  --port="$port" --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" \
+  --log-error="$dir/error.log") </dev/null >/dev/null 2>&1 &
 for _ in $(seq 1 100); do
   if mariadb --protocol=tcp -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
     echo "mysql://root@127.0.0.1:$port"
