@@ -85,6 +85,9 @@ pub struct Context<'a> {
     pub role: Option<String>,
     pub role_source: Option<RoleSource>,
     pub az: AzBinding,
+    /// Whether the caller wants the figures behind each score: plugins skip building
+    /// explanations on the hot path when nobody reads them.
+    pub explain: bool,
     role_counts: OnceCell<Vec<u32>>,
     domains: OnceCell<Domains>,
     overlap: OnceCell<Option<Vec<(&'a str, f64)>>>,
@@ -122,6 +125,7 @@ impl<'a> Context<'a> {
             role,
             role_source,
             az: az_binding(req, view),
+            explain: false,
             role_counts: OnceCell::new(),
             domains: OnceCell::new(),
             overlap: OnceCell::new(),

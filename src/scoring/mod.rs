@@ -112,7 +112,8 @@ pub fn weigh(
     now: f64,
     explain: bool,
 ) -> WeighOutcome {
-    let ctx = Context::new(req, view, opts, now);
+    let mut ctx = Context::new(req, view, opts, now);
+    ctx.explain = explain;
     // plugin -> (hosts it could not score, why)
     let mut unknown: BTreeMap<&'static str, (usize, String)> = BTreeMap::new();
     let mut weights = Vec::with_capacity(req.hosts.len());

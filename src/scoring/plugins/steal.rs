@@ -153,49 +153,50 @@ impl Plugin for Steal {
         }
         let now = self.steal_now(ctx, host);
         let predicted = self.predicted(ctx, host);
-        let mut why = Vec::new();
         let steal = match (now, predicted) {
             (None, None) => return Score::Unknown("no fresh steal data".into()),
-            (Some(n), None) => {
-                why.push(format!("steal now {:.1}%", n * 100.0));
-                n
-            }
-            (n, Some((p, at))) => {
-                let pw = self.predict_weight;
-                let blended = match n {
-                    Some(n) => {
-                        why.push(format!("steal now {:.1}%", n * 100.0));
-                        (1.0 - pw) * n + pw * p
-                    }
-                    None => {
-                        ctx.note_degraded(
-                            "steal: no fresh steal data for some hosts; their weekly profile was used",
-                        );
-                        why.push("no fresh steal data".into());
-                        p
-                    }
-                };
-                why.push(format!(
-                    "predicted up to {:.1}% in the next {} h (at {})",
-                    p * 100.0,
-                    self.horizon_hours,
-                    hour_name(at)
-                ));
-                blended
+            (Some(n), None) => n,
+            (Some(n), Some((p, _))) => (1.0 - self.predict_weight) * n + self.predict_weight * p,
+            (None, Some((p, _))) => {
+                ctx.note_degraded(
+                    "steal: no fresh steal data for some hosts; their weekly profile was used",
+                );
+                p
             }
         };
         let steal_score = 1.0 - (steal / self.saturation).clamp(0.0, 1.0);
-        let score = match self.co_tenant_use(ctx, host) {
-            Some(used) if self.overlap_weight > 0.0 => {
-                why.push(format!(
-                    "other VMs use {:.0}% of its CPUs while {} is busy",
-                    used * 100.0,
-                    ctx.role.as_deref().unwrap_or("this role")
-                ));
+        let used = self
+            .co_tenant_use(ctx, host)
+            .filter(|_| self.overlap_weight > 0.0);
+        let score = match used {
+            Some(used) => {
                 (1.0 - self.overlap_weight) * steal_score + self.overlap_weight * (1.0 - used)
             }
-            _ => steal_score,
+            None => steal_score,
         };
+        if !ctx.explain {
+            return Score::Value(score);
+        }
+        let mut why = Vec::new();
+        match now {
+            Some(n) => why.push(format!("steal now {:.1}%", n * 100.0)),
+            None => why.push("no fresh steal data".into()),
+        }
+        if let Some((p, at)) = predicted {
+            why.push(format!(
+                "predicted up to {:.1}% in the next {} h (at {})",
+                p * 100.0,
+                self.horizon_hours,
+                hour_name(at)
+            ));
+        }
+        if let Some(used) = used {
+            why.push(format!(
+                "other VMs use {:.0}% of its CPUs while {} is busy",
+                used * 100.0,
+                ctx.role.as_deref().unwrap_or("this role")
+            ));
+        }
         Score::Explained(score, why.join("; "))
     }
 }
