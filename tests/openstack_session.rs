@@ -627,3 +627,86 @@ fn urls_in_messages_lose_credentials() {
         "https://keystone.example/v3/x?token=***&limit=2"
     );
 }
+
+/// A server that closes the first `drops` connections after reading the request (as a server
+/// whose keep-alive ran out does), then answers `body` with 200.
+fn flaky_server(
+    drops: usize,
+    body: &'static str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if i < drops {
+                drop(stream); // no answer at all
+                continue;
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, seen)
+}
+
+fn static_cloud(port: u16) -> steward::openstack::CloudConfig {
+    resolve(
+        None,
+        &env(&[
+            ("OS_AUTH_TYPE", "admin_token"),
+            ("OS_TOKEN", "admin"),
+            ("OS_ENDPOINT", &format!("http://127.0.0.1:{port}/v2.1")),
+        ]),
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_read_cut_off_before_its_answer_is_sent_again_once() {
+    let (port, seen) = flaky_server(1, r#"{"aggregates": []}"#);
+    let s = session(static_cloud(port));
+    get_aggregates(&s).await.unwrap();
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Cut off twice: the second failure is the caller's.
+    let (port, seen) = flaky_server(2, r#"{"aggregates": []}"#);
+    let err = get_aggregates(&session(static_cloud(port)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_write_cut_off_is_never_sent_again() {
+    let (port, seen) = flaky_server(1, "{}");
+    let s = session(static_cloud(port));
+    let err = s
+        .request(
+            reqwest::Method::POST,
+            "compute",
+            None,
+            "/os-aggregates",
+            &[],
+            Some(&serde_json::json!({"aggregate": {"name": "x"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "it may have been applied"
+    );
+}

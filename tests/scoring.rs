@@ -704,3 +704,30 @@ fn a_boot_of_an_instance_that_already_runs_somewhere_is_a_move() {
     );
     assert!(out.rejections.iter().all(Option::is_none));
 }
+
+#[test]
+fn a_candidate_the_shim_sends_without_az_takes_the_az_the_view_knows() {
+    // Hosts in no AZ aggregate are in Nova's default AZ: the shim sees no aggregate and sends
+    // null, the Nova refresh put "nova" in the view. A VM there must be able to move.
+    let view = ViewBuilder::default()
+        .host("src", Some("nova"), None, 0.0)
+        .host("peer", Some("nova"), None, 0.0)
+        .build();
+    let mut req = request(
+        Operation::Move,
+        None,
+        vec![
+            host("peer", None),
+            host("other", Some("az1")),
+            host("ghost", None),
+        ],
+    );
+    req.ignore_hosts = vec!["src".into()];
+    let out = filter(&req, &profile("[plugins.same_az]\n"), &view, &opts(), NOW);
+    assert!(out.rejections[0].is_none(), "{:?}", out.rejections[0]);
+    assert_eq!(rejected_by(&out, 1), Some("same_az"));
+    let ghost = out.rejections[2]
+        .as_ref()
+        .expect("unknown to the request and the view");
+    assert!(ghost.reason.contains("AZ is unknown"), "{}", ghost.reason);
+}

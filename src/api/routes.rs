@@ -225,8 +225,21 @@ pub async fn profiles(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(ProfileList { profiles })
 }
 
+/// (observed_at, age, fresh) of a measurement; nothing for a subject never measured.
+fn age_of(state: &AppState, observed_at: f64, now: f64) -> (Option<f64>, Option<f64>, bool) {
+    if observed_at <= 0.0 {
+        return (None, None, false);
+    }
+    let age = (now - observed_at).max(0.0);
+    (
+        Some(observed_at),
+        Some(age),
+        age <= state.opts.max_age_seconds,
+    )
+}
+
 fn host_info(state: &AppState, name: &str, f: &HostFacts, now: f64) -> HostInfo {
-    let age = (now - f.observed_at).max(0.0);
+    let (observed_at, age_seconds, fresh) = age_of(state, f.observed_at, now);
     HostInfo {
         host: name.to_string(),
         az: f.az.clone(),
@@ -234,9 +247,9 @@ fn host_info(state: &AppState, name: &str, f: &HostFacts, now: f64) -> HostInfo 
         load5: f.load5,
         cpu_use: f.cpu_use,
         vcpus: f.vcpus,
-        observed_at: f.observed_at,
-        age_seconds: age,
-        fresh: age <= state.opts.max_age_seconds,
+        observed_at,
+        age_seconds,
+        fresh,
         source: f.source.as_str().into(),
     }
 }
@@ -278,7 +291,8 @@ pub async fn host(
     let view = state.cluster.snapshot();
     let facts = view.hosts.get(name.as_str()).ok_or_else(|| {
         ApiError::not_found(format!(
-            "steward knows no hypervisor {name:?}; GET /v1/hosts lists those it knows (from telemetry and Nova)"
+            "steward knows no hypervisor {:?}; GET /v1/hosts lists those it knows (from telemetry and Nova)",
+            name.as_str()
         ))
     })?;
     let mut vms: Vec<String> = view
@@ -314,7 +328,7 @@ pub async fn vm(
             "steward knows no VM {uuid}; it learns VMs from Nova's server list and from telemetry"
         ))
     })?;
-    let age = (unix_now() - v.observed_at).max(0.0);
+    let (observed_at, age_seconds, fresh) = age_of(&state, v.observed_at, unix_now());
     Ok(HttpResponse::Ok().json(VmInfo {
         uuid: uuid.into_inner(),
         host: v.host.clone(),
@@ -325,9 +339,9 @@ pub async fn vm(
         steal: v.steal,
         load5: v.load5,
         vcpus: v.vcpus,
-        observed_at: v.observed_at,
-        age_seconds: age,
-        fresh: age <= state.opts.max_age_seconds,
+        observed_at,
+        age_seconds,
+        fresh,
         source: v.source.as_str().into(),
         role_demand_profile: v
             .role

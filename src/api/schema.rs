@@ -510,12 +510,13 @@ pub struct HostInfo {
     pub load5: Option<f64>,
     pub cpu_use: Option<f64>,
     pub vcpus: Option<f64>,
-    /// When steal/load were measured (unix seconds).
-    pub observed_at: f64,
-    pub age_seconds: f64,
-    /// False when older than `[telemetry] max_age_seconds`: then steal counts as unknown.
+    /// When steal/load were measured (unix seconds); null: never.
+    pub observed_at: Option<f64>,
+    pub age_seconds: Option<f64>,
+    /// False when older than `[telemetry] max_age_seconds` or never measured: then steal
+    /// counts as unknown.
     pub fresh: bool,
-    /// Where steal/load came from: push, prometheus.
+    /// Where steal/load came from (push, prometheus), or `nova` when only Nova knows the host.
     pub source: String,
 }
 
@@ -551,8 +552,8 @@ pub struct VmInfo {
     pub steal: Option<f64>,
     pub load5: Option<f64>,
     pub vcpus: Option<f64>,
-    pub observed_at: f64,
-    pub age_seconds: f64,
+    pub observed_at: Option<f64>,
+    pub age_seconds: Option<f64>,
     pub fresh: bool,
     pub source: String,
     /// p95 load per hour of the week of the VM's role.

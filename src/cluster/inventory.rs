@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::ClusterView;
+use crate::model::{ClusterView, HostFacts, Source, VmFacts};
 use crate::openstack::nova::{Aggregate, Hypervisor, Server, ServerGroup};
 
 /// A hypervisor as Nova describes it.
@@ -107,7 +107,11 @@ pub fn build(
 /// their telemetry; hosts known only from telemetry stay (a push-only site has no Nova view).
 pub fn apply(view: &mut ClusterView, inv: &Inventory) {
     for (name, m) in &inv.hosts {
-        let h = view.hosts.entry(name.clone()).or_default();
+        // Known from Nova only until a reading arrives: say so rather than claim a push.
+        let h = view.hosts.entry(name.clone()).or_insert_with(|| HostFacts {
+            source: Source::Nova,
+            ..Default::default()
+        });
         h.az = Some(m.az.clone());
         if m.vcpus.is_some() {
             h.vcpus = m.vcpus;
@@ -115,7 +119,10 @@ pub fn apply(view: &mut ClusterView, inv: &Inventory) {
     }
     view.vms.retain(|uuid, _| inv.vms.contains_key(uuid));
     for (uuid, m) in &inv.vms {
-        let v = view.vms.entry(uuid.clone()).or_default();
+        let v = view.vms.entry(uuid.clone()).or_insert_with(|| VmFacts {
+            source: Source::Nova,
+            ..Default::default()
+        });
         v.host = m.host.clone();
         v.az = m.az.clone();
         // Nova's metadata or server group wins; a pushed role is the fallback.

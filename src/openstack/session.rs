@@ -546,6 +546,9 @@ impl Session {
     ) -> Result<Reply> {
         let mut token = self.token(None).await?;
         let mut retried = false;
+        // A server may close a kept-alive connection just as it is reused: a read can safely
+        // go again once on a fresh connection. A write might already have been applied.
+        let mut resent = method != Method::GET;
         loop {
             let endpoint = self.endpoint_from(&token, service_type)?;
             let url = join(&endpoint, path, query);
@@ -585,10 +588,18 @@ impl Session {
                 token: Some(&token.value),
             };
             let started = Instant::now();
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| self.transport_error(&call, &e))?;
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) if !resent && !e.is_timeout() => {
+                    tracing::info!(
+                        cloud = %self.cloud.name, service = service_type, url = %shown, error = %e,
+                        "a read failed before an answer; sending it again once"
+                    );
+                    resent = true;
+                    continue;
+                }
+                Err(e) => return Err(self.transport_error(&call, &e)),
+            };
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             let bytes = resp

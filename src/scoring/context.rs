@@ -188,6 +188,14 @@ impl<'a> Context<'a> {
         self.degraded.into_inner()
     }
 
+    /// A candidate's AZ: as the request gives it, else as steward's view knows the host (the
+    /// shim cannot see Nova's default AZ of a host in no AZ aggregate; the Nova refresh can).
+    pub fn host_az(&self, host: usize) -> Option<&'a str> {
+        let req: &'a SchedulingRequest = self.req;
+        let h = &req.hosts[host];
+        h.az.as_deref().or_else(|| self.view.host_az(&h.host))
+    }
+
     /// The host's telemetry when it is fresh enough to trust.
     pub fn fresh_facts(&self, host: usize) -> Option<&'a HostFacts> {
         let facts = self.view.hosts.get(&self.req.hosts[host].host)?;
@@ -293,7 +301,7 @@ impl<'a> Context<'a> {
             let mut candidates: HashSet<&str> = HashSet::with_capacity(self.req.hosts.len());
             for (i, h) in self.req.hosts.iter().enumerate() {
                 candidates.insert(h.host.as_str());
-                if let Some(az) = h.az.as_deref().filter(|a| eligible(a)) {
+                if let Some(az) = self.host_az(i).filter(|a| eligible(a)) {
                     add(az, role_counts[i]);
                 }
             }
@@ -354,6 +362,7 @@ fn az_binding(req: &SchedulingRequest, view: &ClusterView) -> AzBinding {
                 .iter()
                 .find(|h| h.host == src)
                 .and_then(|h| h.az.as_deref())
+                .or_else(|| view.host_az(&src))
         }) {
             Some(az) => AzBinding::Current(az.to_string()),
             None => AzBinding::Unknown(format!(

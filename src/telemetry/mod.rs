@@ -21,15 +21,18 @@ pub struct VmSample {
 }
 
 /// Merge samples into the view: newer observations win; a sample that leaves the AZ, host or
-/// role out keeps what was known (membership is sticky, measurements are not).
+/// role out keeps what was known (membership, and size, are sticky; measurements are not).
 pub fn merge(view: &mut ClusterView, hosts: &[HostSample], vms: &[VmSample]) {
     for s in hosts {
         match view.hosts.get_mut(&s.host) {
             Some(old) if old.observed_at > s.facts.observed_at => {}
             Some(old) => {
+                // AZ and size are membership (Nova's): a reading that leaves them out keeps them.
                 let az = s.facts.az.clone().or_else(|| old.az.take());
+                let vcpus = s.facts.vcpus.or(old.vcpus);
                 *old = HostFacts {
                     az,
+                    vcpus,
                     ..s.facts.clone()
                 };
             }
@@ -51,6 +54,7 @@ pub fn merge(view: &mut ClusterView, hosts: &[HostSample], vms: &[VmSample]) {
                     az: sticky(&s.facts.az, &mut old.az),
                     project_id: sticky(&s.facts.project_id, &mut old.project_id),
                     flavor: sticky(&s.facts.flavor, &mut old.flavor),
+                    vcpus: s.facts.vcpus.or(old.vcpus),
                     ..s.facts.clone()
                 };
             }
@@ -97,6 +101,17 @@ mod tests {
             "a newer sample without steal means unknown"
         );
         assert_eq!(v.hosts["a"].observed_at, 200.0);
+    }
+
+    #[test]
+    fn a_reading_without_size_keeps_the_size_nova_reported() {
+        let mut v = ClusterView::default();
+        let mut sized = host("a", Some("az1"), None, 100.0);
+        sized.facts.vcpus = Some(64.0);
+        merge(&mut v, &[sized], &[]);
+        merge(&mut v, &[host("a", None, Some(0.1), 200.0)], &[]);
+        assert_eq!(v.hosts["a"].vcpus, Some(64.0));
+        assert_eq!(v.hosts["a"].steal, Some(0.1));
     }
 
     #[test]

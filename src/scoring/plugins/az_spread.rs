@@ -61,7 +61,7 @@ impl AzSpread {
 
     /// (matching VMs in the host's domain, global minimum), or None for a host with no AZ.
     fn counts(&self, ctx: &Context, host: usize) -> Option<(u32, u32)> {
-        let az = ctx.req.hosts[host].az.as_deref()?;
+        let az = ctx.host_az(host)?;
         let domains = ctx.domains();
         let count = domains.counts.get(az).copied().unwrap_or(0);
         let global_min = if (domains.counts.len() as u32) < self.min_domains {
@@ -91,7 +91,7 @@ impl Plugin for AzSpread {
             )),
             Some((count, min)) if (count + 1).saturating_sub(min) > self.max_skew => Err(format!(
                 "AZ {} would hold {} VM(s) of role {role} against a minimum of {min} in another AZ (skew {} > max_skew {})",
-                ctx.req.hosts[host].az.as_deref().unwrap_or_default(),
+                ctx.host_az(host).unwrap_or_default(),
                 count + 1,
                 (count + 1).saturating_sub(min),
                 self.max_skew

@@ -38,7 +38,7 @@ impl Plugin for SameAz {
             AzBinding::Requested(az) => (az, "the request names AZ"),
             AzBinding::Current(az) => (az, "the instance must stay in its AZ"),
         };
-        match ctx.req.hosts[host].az.as_deref() {
+        match ctx.host_az(host) {
             Some(az) if az == want => Ok(()),
             Some(az) => Err(format!("host is in AZ {az}; {why} {want}")),
             None => Err(format!(
