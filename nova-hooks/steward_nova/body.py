@@ -1,0 +1,259 @@
+"""Builds the callout body (docs/callout.md) from Nova's scheduler objects.
+
+Everything here is defensive: a field Nova did not set, or set to something
+the contract does not allow (NaN, a negative free RAM), is sent as null,
+which steward reads as "unknown". Only a missing instance uuid is an error.
+"""
+
+import json
+import operator
+
+# Values of the `_nova_check_type` hint that name the operation. Upstream
+# Nova only sets `rebuild`; one downstream fork labels moves as well.
+LABELLED_OPERATIONS = frozenset(
+    ('rebuild', 'live_migrate', 'migrate', 'resize', 'evacuate'))
+
+_INF = float('inf')
+
+
+class BodyError(Exception):
+    """The request spec lacks what the contract requires."""
+
+
+def count(value):
+    """A finite number >= 0, or None. ints stay ints (smaller JSON)."""
+    # type() rather than isinstance: this runs ~10 times per host per
+    # request, and bool (an int subclass) must not pass as a number.
+    t = type(value)
+    if t is int:
+        return value if value >= 0 else None
+    if t is float:
+        if value >= 0 and value != _INF:  # NaN fails both comparisons
+            return int(value) if value.is_integer() else value
+        return None
+    return None
+
+
+def ratio(value):
+    """An allocation ratio: finite and > 0 (the contract), else None."""
+    value = count(value)
+    return value if value else None
+
+
+def field(obj, name):
+    """Read a NovaObject field without lazy-loading it; None if unset.
+
+    Reading an unset field of a RequestSpec calls obj_load_attr, which
+    raises: the shim must never raise into Nova, so check first.
+    """
+    if obj is None:
+        return None
+    try:
+        is_set = getattr(obj, 'obj_attr_is_set', None)
+        if is_set is not None and not is_set(name):
+            return None
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
+def host_az(host_state):
+    """The host's AZ from its aggregates' metadata (HostState has none)."""
+    for aggregate in getattr(host_state, 'aggregates', None) or ():
+        metadata = getattr(aggregate, 'metadata', None) or {}
+        az = metadata.get('availability_zone')
+        if az:
+            return az
+    return None
+
+
+_FIELDS = ('host', 'nodename', 'uuid', 'hypervisor_type', 'vcpus_total',
+           'vcpus_used', 'cpu_allocation_ratio', 'total_usable_ram_mb',
+           'free_ram_mb', 'ram_allocation_ratio', 'total_usable_disk_gb',
+           'free_disk_mb')
+# One C call reads them all; this runs for every host of every request.
+_READ_FIELDS = operator.attrgetter(*_FIELDS)
+
+
+def _inputs(hs, with_instances):
+    """Every HostState value a host entry is made of, in one tuple.
+
+    The entry is a pure function of this tuple, which is what lets
+    encode_host reuse the JSON of an unchanged host. (Equal tuples give
+    equal entries: 4 == 4.0 encode alike; only a bool posing as a number
+    would not, and HostState holds none.)
+    """
+    try:
+        values = _READ_FIELDS(hs)
+    except AttributeError:
+        values = (hs.host,) + tuple(getattr(hs, f, None) for f in _FIELDS[1:])
+    if with_instances:
+        instances = getattr(hs, 'instances', None)
+        instances = tuple(instances) if instances else ()
+    else:
+        instances = None
+    return values + (host_az(hs), instances)
+
+
+def _entry(inputs):
+    (host, nodename, uuid, hv_type, vcpus_total, vcpus_used, cpu_ratio,
+     ram_total, ram_free, ram_ratio, disk_total, free_disk_mb, az,
+     instances) = inputs
+    free_disk_mb = count(free_disk_mb)
+    entry = {
+        'host': host,
+        'nodename': nodename if nodename else host,
+        'uuid': uuid,
+        'az': az,
+        'hypervisor_type': hv_type,
+        'vcpus_total': count(vcpus_total),
+        'vcpus_used': count(vcpus_used),
+        'cpu_allocation_ratio': ratio(cpu_ratio),
+        'memory_mb_total': count(ram_total),
+        'memory_mb_free': count(ram_free),
+        'ram_allocation_ratio': ratio(ram_ratio),
+        'disk_gb_total': count(disk_total),
+        'disk_gb_free': (None if free_disk_mb is None
+                         else count(free_disk_mb / 1024)),
+    }
+    if instances is not None:
+        entry['instance_uuids'] = list(instances)
+    return entry
+
+
+def host_entry(host_state, with_instances=True):
+    """The contract's host object for one HostState."""
+    return _entry(_inputs(host_state, with_instances))
+
+
+def hint(spec_obj, name):
+    """A scheduler hint as Nova's get_scheduler_hint gives it, or None."""
+    try:
+        return spec_obj.get_scheduler_hint(name)
+    except Exception:
+        return None
+
+
+def operation(spec_obj):
+    """(operation, source host) of the request.
+
+    Upstream Nova labels only rebuilds; any other move is recognised by the
+    source host Nova asks the scheduler to ignore.
+    """
+    check_type = hint(spec_obj, '_nova_check_type')
+    ignore_hosts = field(spec_obj, 'ignore_hosts') or []
+    source = ignore_hosts[0] if ignore_hosts else None
+    if check_type in LABELLED_OPERATIONS:
+        return check_type, source
+    if source:
+        return 'move', source
+    return 'boot', None
+
+
+def flavor_entry(flavor):
+    if flavor is None:
+        return None
+    entry = {
+        'name': field(flavor, 'name'),
+        'vcpus': count(field(flavor, 'vcpus')),
+        'memory_mb': count(field(flavor, 'memory_mb')),
+        'root_gb': count(field(flavor, 'root_gb')),
+        'ephemeral_gb': count(field(flavor, 'ephemeral_gb')),
+        'swap': count(field(flavor, 'swap')),
+    }
+    extra_specs = field(flavor, 'extra_specs')
+    entry['extra_specs'] = dict(extra_specs) if extra_specs else {}
+    return entry
+
+
+def server_group_entry(group):
+    if group is None:
+        return None
+    members = field(group, 'members')
+    return {
+        'uuid': field(group, 'uuid'),
+        'name': field(group, 'name'),
+        'policy': field(group, 'policy'),
+        'members': list(members) if members else [],
+    }
+
+
+def request_base(spec_obj):
+    """Everything but the hosts: computed once per callout."""
+    instance_uuid = field(spec_obj, 'instance_uuid')
+    if not instance_uuid:
+        raise BodyError(
+            'the RequestSpec has no instance_uuid, which the callout '
+            'requires')
+    op, source = operation(spec_obj)
+    hints = field(spec_obj, 'scheduler_hints')
+    instance = {
+        'uuid': str(instance_uuid),
+        'project_id': field(spec_obj, 'project_id'),
+        'flavor': flavor_entry(field(spec_obj, 'flavor')),
+        'requested_az': field(spec_obj, 'availability_zone'),
+        'current_host': source,
+        # The source host is stripped from the candidates before filters
+        # run, so the shim cannot see its AZ: steward resolves it.
+        'current_az': None,
+        'scheduler_hints': (
+            {k: list(v) if isinstance(v, (list, tuple)) else v
+             for k, v in hints.items()} if hints else {}),
+        'server_group': server_group_entry(field(spec_obj, 'instance_group')),
+    }
+    return {
+        'operation': op,
+        'instance': instance,
+        'ignore_hosts': list(field(spec_obj, 'ignore_hosts') or []),
+    }
+
+
+def build(host_states, spec_obj, with_instances=True):
+    body = request_base(spec_obj)
+    body['hosts'] = [host_entry(hs, with_instances) for hs in host_states]
+    return body
+
+
+# check_circular off: entries are trees of plain values built here.
+_ENCODE = json.JSONEncoder(allow_nan=False, separators=(',', ':'),
+                           check_circular=False).encode
+
+# (host, nodename) -> (inputs, key, JSON text) of the last encoding. Most
+# hosts do not change between two scheduling requests (and never between
+# the filter and the weigher of one), and encoding is most of the shim's
+# cost: an unchanged host costs one tuple comparison instead.
+_ENCODED = {}
+# Bound for clouds whose hosts come and go: forget everything past it.
+_MAX_ENCODED = 50000
+
+
+def encode_host(host_state, with_instances=True):
+    """((host, nodename), JSON text) of one host entry."""
+    inputs = _inputs(host_state, with_instances)
+    cache_key = (inputs[0], inputs[1])
+    hit = _ENCODED.get(cache_key)
+    if hit is not None and hit[0] == inputs:
+        return hit[1], hit[2]
+    entry = _entry(inputs)
+    key = (entry['host'], entry['nodename'])
+    text = _ENCODE(entry)
+    if len(_ENCODED) >= _MAX_ENCODED:
+        _ENCODED.clear()
+    # A plain dict under the GIL: a race costs at most one extra encoding.
+    _ENCODED[cache_key] = (inputs, key, text)
+    return key, text
+
+
+def encode_hosts(host_states, with_instances=True):
+    """[(key, JSON text)] for the hosts, in order."""
+    return [encode_host(hs, with_instances) for hs in host_states]
+
+
+def encode(spec_obj, fragments):
+    """The request body as bytes, from host entries already encoded."""
+    head = _ENCODE(request_base(spec_obj))
+    return ('%s,"hosts":[%s]}' % (head[:-1], ','.join(fragments))).encode()
+
+
+def forget_encoded():
+    _ENCODED.clear()

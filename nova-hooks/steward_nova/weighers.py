@@ -1,0 +1,78 @@
+"""StewardWeigher: steward's raw weight per host (steal, spread, ...).
+
+One POST /v1/weigh per request covers every host (weigh_objects). Nova's
+handler normalises the raw weights to 0..1 and applies weight_multiplier.
+On any failure every host weighs 0.0, which the handler turns into no
+preference at all.
+"""
+
+from nova.scheduler import utils as scheduler_utils
+from nova.scheduler import weights
+from oslo_log import log as logging
+
+from steward_nova import client
+from steward_nova import conf as steward_conf
+
+CONF = steward_conf.CONF
+LOG = logging.getLogger(__name__)
+
+
+class StewardWeigher(weights.BaseHostWeigher):
+
+    # [steward] weight_multiplier as read at the start of the last
+    # weigh_objects: the handler then asks weight_multiplier for every
+    # host, and an oslo.config lookup per host costs more than the rest of
+    # the idiom together.
+    _config_multiplier = None
+
+    def weight_multiplier(self, host_state):
+        default = self._config_multiplier
+        if default is None:
+            default = CONF.steward.weight_multiplier
+        return scheduler_utils.get_weight_multiplier(
+            host_state, 'steward_weight_multiplier', default)
+
+    def weigh_objects(self, weighed_obj_list, weight_properties):
+        hosts = [w.obj for w in weighed_obj_list]
+        if not hosts:
+            return []
+        try:
+            self._config_multiplier = CONF.steward.weight_multiplier
+        except Exception:
+            self._config_multiplier = None
+        try:
+            answer, keys = client.call('/v1/weigh', hosts, weight_properties)
+            result = client.check_weigh_answer(answer, keys)
+            if answer.get('degraded'):
+                LOG.debug('Steward weighed %(n)d host(s) for instance '
+                          '%(uuid)s degraded: %(reasons)s',
+                          {'n': len(hosts),
+                           'uuid': getattr(weight_properties,
+                                           'instance_uuid', None),
+                           'reasons': answer.get('degraded_reasons')})
+            return result
+        except client.CalloutError as e:
+            return self._fail(hosts, weight_properties, e.kind, e.detail)
+        except Exception as e:
+            LOG.debug('StewardWeigher internal error', exc_info=True)
+            return self._fail(hosts, weight_properties, 'shim_error',
+                              '%s: %s' % (type(e).__name__, e))
+
+    def _weigh_object(self, host_state, weight_properties):
+        """Per-host entry point required by BaseWeigher (Nova calls
+        weigh_objects): one call carrying this one host.
+        """
+        return self.weigh_objects(
+            [weights.WeighedHost(host_state, 0.0)], weight_properties)[0]
+
+    def _fail(self, hosts, spec_obj, kind, detail):
+        try:
+            LOG.debug('StewardWeigher callout failed: %s: %s', kind, detail)
+            client.warn_failure(
+                kind, detail, '/v1/weigh', client.request_id(spec_obj),
+                'StewardWeigher gave all %d host(s) equal weights' %
+                len(hosts))
+        except Exception:
+            # Logging must never be what fails a boot.
+            pass
+        return [0.0] * len(hosts)

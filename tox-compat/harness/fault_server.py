@@ -1,0 +1,128 @@
+"""A loopback HTTP server that answers badly on purpose.
+
+Stands in for a broken steward (or any peer) to test fail-open paths:
+garbage, 5xx, answers that break the contract, or no answer in time.
+It records every request so a test can assert on headers and bodies, or
+that no call was made at all.
+"""
+
+import http.server
+import json
+import threading
+import time
+
+
+def _allow_all(req):
+    return 200, {'allowed': [{'host': h['host'], 'nodename': h['nodename']}
+                             for h in req['hosts']], 'rejected': []}
+
+
+def _weigh_equal(req):
+    return 200, {'weights': [{'host': h['host'], 'nodename': h['nodename'],
+                              'weight': 1.0} for h in req['hosts']]}
+
+
+# mode -> (request JSON) -> (status, body: bytes or JSON-able)
+MODES = {
+    'ok': lambda req: (_allow_all(req) if req['_call'] == 'filter'
+                       else _weigh_equal(req)),
+    'garbage': lambda req: (200, b'<html>proxy error</html>'),
+    'empty': lambda req: (200, b''),
+    'status500': lambda req: (500, {'error': {
+        'code': 'steward.internal', 'message': 'boom'}}),
+    'status401': lambda req: (401, {'error': {
+        'code': 'steward.unauthorized', 'message': 'no token'}}),
+    'not_object': lambda req: (200, [1, 2, 3]),
+    'wrong_types': lambda req: (200, {'allowed': 'all', 'weights': 'all'}),
+    'missing_hosts': lambda req: (200, {'allowed': [], 'rejected': [],
+                                        'weights': []}),
+    'unknown_host': lambda req: (200, {
+        'allowed': [{'host': 'not-sent', 'nodename': 'not-sent'}],
+        'weights': [{'host': 'not-sent', 'nodename': 'not-sent',
+                     'weight': 1.0}]}),
+    'nan_weight': lambda req: (200, b'{"weights": [' + b','.join(
+        b'{"host": "%s", "nodename": "%s", "weight": NaN}' % (
+            h['host'].encode(), h['nodename'].encode())
+        for h in req['hosts']) + b'], "allowed": []}'),
+    'sleep': lambda req: _late(req),
+}
+
+
+def _late(req):
+    """A valid answer after the server's `sleep` seconds: past the
+    client's timeout, the client has given up by then."""
+    time.sleep(req['_sleep'])
+    return _allow_all(req) if req['_call'] == 'filter' else _weigh_equal(req)
+
+
+class FaultServer:
+    """`mode` names an entry of MODES, or is a callable taking the
+    decoded request (plus `_call`: 'filter' or 'weigh') and returning
+    (status, body)."""
+
+    def __init__(self, mode='garbage', sleep=2.0):
+        self.mode = mode
+        self.sleep = sleep
+        self.requests = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def do_POST(self):
+                length = int(self.headers.get('Content-Length') or 0)
+                raw = self.rfile.read(length)
+                try:
+                    req = json.loads(raw)
+                except ValueError:
+                    req = {'hosts': []}
+                server.requests.append(
+                    {'path': self.path, 'headers': dict(self.headers),
+                     'body': req})
+                req = dict(req)
+                req['_call'] = ('filter' if self.path.startswith(
+                    '/v1/filter') else 'weigh')
+                req['_sleep'] = server.sleep
+                mode = (server.mode if callable(server.mode)
+                        else MODES[server.mode])
+                try:
+                    status, body = mode(req)
+                except OSError:
+                    return
+                if not isinstance(body, bytes):
+                    body = json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header('Content-Type', 'application/json')
+                    self.send_header('Content-Length', str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    # The client gave up (timeout test): nothing to do.
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(
+            ('127.0.0.1', 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = 'http://127.0.0.1:%d' % self._httpd.server_address[1]
+        # A short poll interval: stop() waits for one, once per test.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={'poll_interval': 0.05},
+            daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
