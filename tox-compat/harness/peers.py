@@ -1,0 +1,262 @@
+"""One object that starts the real OpenStack peers a test module asks
+for, seeds them consistently and tears them all down.
+
+    cloud = Cloud(tmp_path_factory.mktemp('cloud'), keystone=True,
+                  placement=True, nova=True, prometheus=True,
+                  history=steal_scenario(), live=True).start()
+    cloud.seed({'hosts': [...], 'servers': [...]})
+    ...
+    cloud.stop()
+
+Peers run on free loopback ports. With keystone=True, Placement and Nova
+validate real tokens (keystonemiddleware) and sit in the catalog;
+otherwise Placement runs noauth2 and Nova without authtoken. seed()
+writes Nova's side with Nova's objects and mirrors it into Placement as
+nova-compute and the scheduler would (one provider per compute node with
+its inventory and aggregates, one allocation per server). Every peer
+keeps its log under the workdir; failure_report() gathers their tails.
+"""
+
+import concurrent.futures
+import json
+import os
+import time
+
+from harness.keystone import start_keystone
+from harness.nova_api import start_nova_api
+from harness.placement import start_placement
+from harness.prometheus import start_prometheus
+
+_ACTIVE = []
+
+
+def active_clouds():
+    """Clouds started and not yet stopped (for failure reports)."""
+    return list(_ACTIVE)
+
+
+class Cloud:
+    """The peers of one test module. `keystone`, `placement`, `nova`,
+    `prometheus` choose what runs (nova implies placement);
+    `placement_backend` is 'mysql' or 'sqlite'; `history` (Series from
+    harness.prometheus), `weeks`, `history_end` and `live` shape
+    Prometheus; `service_down_time` is Nova's, and `keep_up` starts the
+    nova-compute heartbeat loop after seed(). After start(), the peers
+    are .keystone, .placement, .nova, .prometheus (None if not asked)."""
+
+    def __init__(self, workdir, keystone=False, placement=False, nova=False,
+                 prometheus=False, placement_backend='mysql', history=None,
+                 weeks=4, history_end=None, live=False,
+                 service_down_time=60, keep_up=False):
+        self.workdir = os.path.abspath(str(workdir))
+        self.want = {'keystone': keystone, 'placement': placement or nova,
+                     'nova': nova, 'prometheus': prometheus}
+        self.placement_backend = placement_backend
+        self.history = history
+        self.weeks = weeks
+        self.history_end = history_end
+        self.live = live
+        self.service_down_time = service_down_time
+        self.keep_up_services = keep_up
+        self.keystone = None
+        self.placement = None
+        self.nova = None
+        self.prometheus = None
+        self.seeded = None
+        self.identity = None
+        self.timings = {}
+
+    # -- lifecycle ------------------------------------------------------
+
+    def _dir(self, name):
+        path = os.path.join(self.workdir, name)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _timed(self, name, fn):
+        started = time.monotonic()
+        try:
+            return fn()
+        finally:
+            self.timings[name] = round(time.monotonic() - started, 2)
+
+    def _openstack_chain(self):
+        if self.want['keystone']:
+            self.keystone = self._timed('keystone', lambda: start_keystone(
+                self._dir('keystone')))
+        if self.want['placement']:
+            self.placement = self._timed('placement', lambda: start_placement(
+                self._dir('placement'), keystone=self.keystone,
+                backend=self.placement_backend))
+        if self.want['nova']:
+            self.nova = self._timed('nova', lambda: start_nova_api(
+                self._dir('nova'), placement=self.placement,
+                keystone=self.keystone,
+                service_down_time=self.service_down_time))
+
+    def _prometheus(self):
+        self.prometheus = self._timed('prometheus', lambda: start_prometheus(
+            self._dir('prometheus'), history=self.history, weeks=self.weeks,
+            end=self.history_end, live=self.live))
+
+    def start(self):
+        """Start the peers asked for; Prometheus beside the OpenStack
+        chain (Keystone, then Placement, then Nova, which each need the
+        one before). On any failure everything started is stopped and
+        the error names the peer and its log."""
+        _ACTIVE.append(self)
+        started = time.monotonic()
+        jobs = []
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            if any(self.want[p] for p in ('keystone', 'placement', 'nova')):
+                jobs.append(pool.submit(self._openstack_chain))
+            if self.want['prometheus']:
+                jobs.append(pool.submit(self._prometheus))
+            errors = [j.exception() for j in jobs if j.exception()]
+        if errors:
+            self.stop()
+            raise errors[0]
+        self.timings['start'] = round(time.monotonic() - started, 2)
+        return self
+
+    def stop(self):
+        """Stop every peer (SIGTERM, then kill), drop their databases;
+        leave timings.json (seconds per peer start, seed) in the workdir."""
+        started = time.monotonic()
+        peers = [p for p in (self.nova, self.placement, self.keystone,
+                             self.prometheus) if p is not None]
+        # In parallel: each waits out its own grace period.
+        with concurrent.futures.ThreadPoolExecutor(max(len(peers), 1)) as pool:
+            jobs = [pool.submit(p.stop) for p in peers]
+            errors = [j.exception() for j in jobs if j.exception()]
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+        self.timings['stop'] = round(time.monotonic() - started, 2)
+        with open(os.path.join(self.workdir, 'timings.json'), 'w',
+                  encoding='utf-8') as f:
+            json.dump(self.timings, f, indent=1, sort_keys=True)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- seeding --------------------------------------------------------
+
+    def seed(self, description):
+        """Seed Nova (nova_seed.py SEED FORMAT) and mirror it into
+        Placement; return the seeder's summary."""
+        if self.nova is None:
+            raise ValueError('seed() needs nova=True')
+        started = time.monotonic()
+        self.seeded = self.nova.seed(description)
+        if self.placement is not None:
+            mirror_to_placement(self.placement, self.seeded, description)
+        if self.keep_up_services:
+            self.nova.keep_up()
+        self.timings['seed'] = round(time.monotonic() - started, 2)
+        return self.seeded
+
+    # -- identity -------------------------------------------------------
+
+    def steward_identity(self, steward_url=None, roles=('admin', 'service'),
+                         app_cred_roles=None):
+        """What steward logs in with: a `steward` user in project
+        `service` with `roles`, an application credential (limited to
+        `app_cred_roles` if given, else all the user's roles), the
+        `scheduler-steward` endpoint at `steward_url` (if given) and a
+        clouds.yaml with the clouds `steward` (password) and
+        `steward-appcred`. Returns (and keeps as .identity) a dict with
+        user, app_credential and clouds_yaml (path)."""
+        if self.keystone is None:
+            raise ValueError('steward_identity() needs keystone=True')
+        user = self.keystone.create_user('steward', project='service',
+                                         roles=roles)
+        cred = self.keystone.create_application_credential(
+            user, name='steward', roles=app_cred_roles)
+        if steward_url:
+            self.keystone.register_service('scheduler-steward', steward_url,
+                                           name='steward')
+        path = self.keystone.write_clouds_yaml({
+            'steward': self.keystone.password_cloud(user),
+            'steward-appcred': self.keystone.app_cred_cloud(cred)})
+        self.identity = {'user': user, 'app_credential': cred,
+                         'clouds_yaml': path}
+        return self.identity
+
+    # -- reports --------------------------------------------------------
+
+    def log_paths(self):
+        paths = {}
+        for peer in ('keystone', 'placement', 'nova', 'prometheus'):
+            obj = getattr(self, peer)
+            if obj is not None:
+                paths[peer] = obj.process.log_path
+        return paths
+
+    def failure_report(self, lines=30):
+        """The tail of every peer's log, for a failed test's output."""
+        out = []
+        for peer, path in self.log_paths().items():
+            try:
+                with open(path, encoding='utf-8', errors='replace') as f:
+                    tail = f.read().splitlines()[-lines:]
+            except OSError:
+                tail = ['(no log)']
+            out.append('--- %s: %s (last %d lines)\n%s' % (
+                peer, path, lines, '\n'.join(tail)))
+        return '\n'.join(out)
+
+
+def _flavor_resources(server, flavor):
+    """Nova's resources_from_flavor for a non-volume-backed server:
+    VCPU, MEMORY_MB, DISK_GB from the sizes, then `resources:<RC>=<n>`
+    extra specs override or add (0 drops a class)."""
+    res = {'VCPU': server['vcpus'], 'MEMORY_MB': server['memory_mb'],
+           'DISK_GB': server['disk_gb']}
+    for key, value in (flavor.get('extra_specs') or {}).items():
+        if key.startswith('resources:'):
+            res[key.split(':', 1)[1]] = int(value)
+    return {rc: n for rc, n in res.items() if n}
+
+
+def mirror_to_placement(placement, seeded, description=None):
+    """What nova-compute's resource tracker reports (a provider per
+    compute node, uuid = node uuid, with its VCPU/MEMORY_MB/DISK_GB
+    inventory), what the aggregate API mirrors (host aggregates as
+    provider aggregates) and what the scheduler claims (one allocation
+    per server on its node, consumer_type INSTANCE).
+
+    A host of the seed description may carry "placement_inventory":
+    classes to add or replace (an Ironic node: {"CUSTOM_BAREMETAL_GOLD":
+    {"total": 1, "max_unit": 1}}); a class given as None is left out."""
+    extra = {h['host']: h.get('placement_inventory') or {}
+             for h in (description or {}).get('hosts', [])}
+    providers = {}
+    for host, h in seeded['hosts'].items():
+        rp = placement.create_provider(h['node'], uuid=h['compute_node_uuid'])
+        inventory = {
+            'VCPU': {'total': h['vcpus'],
+                     'allocation_ratio': h['cpu_allocation_ratio']},
+            'MEMORY_MB': {'total': h['memory_mb'],
+                          'allocation_ratio': h['ram_allocation_ratio']},
+            'DISK_GB': {'total': h['disk_gb'],
+                        'allocation_ratio': h['disk_allocation_ratio']}}
+        inventory.update(extra.get(host, {}))
+        placement.set_inventory(rp, {rc: inv for rc, inv in inventory.items()
+                                     if inv is not None})
+        aggs = [a['uuid'] for a in seeded['aggregates'].values()
+                if host in a['hosts']]
+        if aggs:
+            placement.set_aggregates(rp, aggs)
+        providers[host] = rp
+    for s in seeded['servers'].values():
+        if not s['host']:
+            continue
+        resources = _flavor_resources(s, seeded['flavors'][s['flavor']])
+        placement.allocate(s['uuid'], {providers[s['host']]: resources},
+                           project_id=s['project_id'], user_id=s['user_id'])
+    return providers
