@@ -97,7 +97,7 @@ fn print_problems(problems: &[ConfigProblem]) {
 fn with_config(path: Option<PathBuf>, run: impl FnOnce(Validated) -> ExitCode) -> ExitCode {
     match config::load(path.as_deref()) {
         Ok(v) => {
-            init_logging(&v);
+            let _flush_on_exit = init_logging(&v);
             run(v)
         }
         Err(problems) => {
@@ -135,17 +135,22 @@ fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
     }
 }
 
-fn init_logging(v: &Validated) {
+/// Log lines go through a writer thread, so a slow reader of stderr (a full pipe, a busy
+/// journal) never stalls a scoring request; past 128k waiting lines, lines are dropped rather
+/// than wait. The guard flushes on exit and must live as long as the process.
+fn init_logging(v: &Validated) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&v.settings.logging.level));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match v.settings.logging.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    guard
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -4,7 +4,7 @@ mod common;
 
 use proptest::prelude::*;
 use steward::model::{ClusterView, Host, HostFacts, Operation, SchedulingRequest, VmFacts};
-use steward::scoring::{builtin_profiles, filter, weigh, Options, ProfileSet};
+use steward::scoring::{builtin_profiles, filter, filter_and_weigh, weigh, Options, ProfileSet};
 
 const NOW: f64 = common::NOW;
 
@@ -131,6 +131,16 @@ proptest! {
             for x in &w.weights {
                 prop_assert!(x.is_finite() && *x >= 0.0 && *x <= max + 1e-9, "weight {} outside 0..={}", x, max);
             }
+        }
+    }
+
+    #[test]
+    fn one_round_trip_answers_what_two_would(req in any_request(), view in any_view()) {
+        let set = ProfileSet::build(&builtin_profiles(), "default").unwrap();
+        for p in set.profiles.values() {
+            let (f, w) = filter_and_weigh(&req, p, &view, &Options::default(), NOW);
+            prop_assert_eq!(f.rejections, filter(&req, p, &view, &Options::default(), NOW).rejections);
+            prop_assert_eq!(w, weigh(&req, p, &view, &Options::default(), NOW, false).weights);
         }
     }
 

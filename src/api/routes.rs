@@ -79,25 +79,55 @@ fn record(state: &AppState, route: &str, hosts: usize, degraded: bool) {
     }
 }
 
+#[derive(Debug, serde::Deserialize)]
+pub struct FilterQuery {
+    #[serde(default)]
+    weigh: bool,
+}
+
 #[utoipa::path(post, path = "/v1/filter", request_body = CalloutRequest,
+    params(("weigh" = Option<bool>, Query, description = "also answer the allowed hosts' weights (one round trip per scheduling request)")),
     responses((status = 200, body = FilterResponse), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn filter(
     req: HttpRequest,
     payload: web::Payload,
+    query: web::Query<FilterQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (sreq, profile) = callout(&state, payload).await?;
     let view = state.cluster.snapshot();
-    let out = scoring::filter(&sreq, profile, &view, &state.opts, unix_now());
+    let now = unix_now();
+    let (out, host_weights) = if query.weigh {
+        let (out, w) = scoring::filter_and_weigh(&sreq, profile, &view, &state.opts, now);
+        (out, Some(w))
+    } else {
+        (
+            scoring::filter(&sreq, profile, &view, &state.opts, now),
+            None,
+        )
+    };
     let mut allowed = Vec::with_capacity(sreq.hosts.len());
     let mut rejected = Vec::new();
-    for (h, r) in sreq.hosts.into_iter().zip(out.rejections) {
+    let mut weights = host_weights
+        .as_ref()
+        .map(|_| Vec::with_capacity(sreq.hosts.len()));
+    for (i, (h, r)) in sreq.hosts.into_iter().zip(out.rejections).enumerate() {
         match r {
-            None => allowed.push(HostRef {
-                host: h.host,
-                nodename: h.nodename,
-            }),
+            None => {
+                if let (Some(ws), Some(hw)) = (weights.as_mut(), host_weights.as_ref()) {
+                    ws.push(HostWeight {
+                        host: h.host.clone(),
+                        nodename: h.nodename.clone(),
+                        weight: hw[i],
+                        explain: None,
+                    });
+                }
+                allowed.push(HostRef {
+                    host: h.host,
+                    nodename: h.nodename,
+                })
+            }
             Some(r) => {
                 state
                     .metrics
@@ -129,6 +159,7 @@ pub async fn filter(
         degraded_reasons: out.degraded_reasons,
         allowed,
         rejected,
+        weights,
     }))
 }
 

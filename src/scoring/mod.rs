@@ -86,21 +86,48 @@ pub fn filter(
     now: f64,
 ) -> FilterOutcome {
     let ctx = Context::new(req, view, opts, now);
-    let rejections = (0..req.hosts.len())
-        .map(|i| {
-            profile.plugins.iter().find_map(|wp| {
-                wp.plugin.filter(&ctx, i).err().map(|reason| Rejection {
-                    plugin: wp.plugin.name(),
-                    reason,
-                })
-            })
-        })
-        .collect();
+    let rejections = rejections(&ctx, profile);
     FilterOutcome {
         role: ctx.role.clone(),
         degraded_reasons: ctx.into_degraded_reasons(),
         rejections,
     }
+}
+
+/// Filter and weigh in one pass over one context (the shim's single round trip): the weights
+/// are those `weigh` would give, for every host, allowed or not.
+pub fn filter_and_weigh(
+    req: &SchedulingRequest,
+    profile: &Profile,
+    view: &ClusterView,
+    opts: &Options,
+    now: f64,
+) -> (FilterOutcome, Vec<f64>) {
+    let ctx = Context::new(req, view, opts, now);
+    let rejections = rejections(&ctx, profile);
+    let (weights, _, unknown) = weights(&ctx, profile);
+    let role = ctx.role.clone();
+    let mut degraded_reasons = ctx.into_degraded_reasons();
+    degraded_reasons.extend(unknown_reasons(unknown, req.hosts.len()));
+    let outcome = FilterOutcome {
+        role,
+        degraded_reasons,
+        rejections,
+    };
+    (outcome, weights)
+}
+
+fn rejections(ctx: &Context, profile: &Profile) -> Vec<Option<Rejection>> {
+    (0..ctx.req.hosts.len())
+        .map(|i| {
+            profile.plugins.iter().find_map(|wp| {
+                wp.plugin.filter(ctx, i).err().map(|reason| Rejection {
+                    plugin: wp.plugin.name(),
+                    reason,
+                })
+            })
+        })
+        .collect()
 }
 
 /// Raw weights: the weighted sum of plugin scores. Nova normalises them afterwards.
@@ -114,18 +141,36 @@ pub fn weigh(
 ) -> WeighOutcome {
     let mut ctx = Context::new(req, view, opts, now);
     ctx.explain = explain;
-    // plugin -> (hosts it could not score, why)
-    let mut unknown: BTreeMap<&'static str, (usize, String)> = BTreeMap::new();
-    let mut weights = Vec::with_capacity(req.hosts.len());
-    let mut parts_all = explain.then(|| Vec::with_capacity(req.hosts.len()));
-    for i in 0..req.hosts.len() {
+    let (weights, parts_all, unknown) = weights(&ctx, profile);
+    let role = ctx.role.clone();
+    let mut degraded_reasons = ctx.into_degraded_reasons();
+    degraded_reasons.extend(unknown_reasons(unknown, req.hosts.len()));
+    WeighOutcome {
+        role,
+        degraded_reasons,
+        weights,
+        explain: parts_all,
+    }
+}
+
+/// plugin -> (hosts it could not score, why)
+type Unknown = BTreeMap<&'static str, (usize, String)>;
+
+/// The weighted sum of plugin scores per host: the one place scores are combined.
+fn weights(ctx: &Context, profile: &Profile) -> (Vec<f64>, Option<Vec<Vec<PluginPart>>>, Unknown) {
+    let explain = ctx.explain;
+    let n = ctx.req.hosts.len();
+    let mut unknown = Unknown::new();
+    let mut weights = Vec::with_capacity(n);
+    let mut parts_all = explain.then(|| Vec::with_capacity(n));
+    for i in 0..n {
         let mut total = 0.0;
         let mut parts = Vec::new();
         for wp in &profile.plugins {
             if wp.weight == 0.0 && !explain {
                 continue;
             }
-            let (score, note) = match wp.plugin.score(&ctx, i) {
+            let (score, note) = match wp.plugin.score(ctx, i) {
                 Score::Value(v) if v.is_finite() => (v.clamp(0.0, 1.0), None),
                 Score::Explained(v, why) if v.is_finite() => (v.clamp(0.0, 1.0), Some(why)),
                 // A constant for every host: it cannot change the order, so it is not shown.
@@ -156,16 +201,11 @@ pub fn weigh(
             all.push(parts);
         }
     }
-    let role = ctx.role.clone();
-    let mut degraded_reasons = ctx.into_degraded_reasons();
-    let n = req.hosts.len();
-    for (plugin, (count, why)) in unknown {
-        degraded_reasons.push(format!("{plugin}: {why} for {count} of {n} hosts"));
-    }
-    WeighOutcome {
-        role,
-        degraded_reasons,
-        weights,
-        explain: parts_all,
-    }
+    (weights, parts_all, unknown)
+}
+
+fn unknown_reasons(unknown: Unknown, n: usize) -> impl Iterator<Item = String> {
+    unknown
+        .into_iter()
+        .map(move |(plugin, (count, why))| format!("{plugin}: {why} for {count} of {n} hosts"))
 }
