@@ -8,6 +8,8 @@ which steward reads as "unknown". Only a missing instance uuid is an error.
 import json
 import operator
 
+import nova.conf
+
 # Values of the `_nova_check_type` hint that name the operation. Upstream
 # Nova only sets `rebuild`; one downstream fork labels moves as well.
 LABELLED_OPERATIONS = frozenset(
@@ -57,14 +59,33 @@ def field(obj, name):
         return None
 
 
-def host_az(host_state):
-    """The host's AZ from its aggregates' metadata (HostState has none)."""
+def configured_default_az():
+    """nova.conf [DEFAULT] default_availability_zone, or None if unset.
+
+    Nova's AZ for a host in no AZ aggregate (Selection.from_host_state,
+    nova.availability_zones.get_host_availability_zone).
+    """
+    try:
+        return nova.conf.CONF.default_availability_zone or None
+    except Exception:
+        return None
+
+
+def _aggregate_az(aggregate):
+    metadata = getattr(aggregate, 'metadata', None) or {}
+    return metadata.get('availability_zone') or None
+
+
+def host_az(host_state, default=None):
+    """The host's AZ as Nova sees it: its aggregates' availability_zone
+    (HostState has no AZ of its own), else `default` (Nova's rule: pass
+    configured_default_az()).
+    """
     for aggregate in getattr(host_state, 'aggregates', None) or ():
-        metadata = getattr(aggregate, 'metadata', None) or {}
-        az = metadata.get('availability_zone')
+        az = _aggregate_az(aggregate)
         if az:
             return az
-    return None
+    return default
 
 
 _FIELDS = ('host', 'nodename', 'uuid', 'hypervisor_type', 'vcpus_total',
@@ -75,24 +96,41 @@ _FIELDS = ('host', 'nodename', 'uuid', 'hypervisor_type', 'vcpus_total',
 _READ_FIELDS = operator.attrgetter(*_FIELDS)
 
 
-def _inputs(hs, with_instances):
+_UNSEEN = object()
+
+
+def _inputs(hs, with_instances, default, az_memo):
     """Every HostState value a host entry is made of, in one tuple.
 
     The entry is a pure function of this tuple, which is what lets
-    encode_host reuse the JSON of an unchanged host. (Equal tuples give
+    encode_hosts reuse the JSON of an unchanged host. (Equal tuples give
     equal entries: 4 == 4.0 encode alike; only a bool posing as a number
     would not, and HostState holds none.)
+
+    `az_memo` ({id(aggregate): (aggregate, AZ)}) lives for one call: Nova
+    shares one Aggregate object among all its hosts, and reading its
+    metadata through oslo.versionedobjects costs more than the rest of
+    this function. The entry holds the aggregate, so its id stays its own.
     """
     try:
         values = _READ_FIELDS(hs)
     except AttributeError:
         values = (hs.host,) + tuple(getattr(hs, f, None) for f in _FIELDS[1:])
+    az = default
+    for aggregate in getattr(hs, 'aggregates', None) or ():
+        seen = az_memo.get(id(aggregate), _UNSEEN)
+        if seen is _UNSEEN or seen[0] is not aggregate:
+            seen = az_memo[id(aggregate)] = (aggregate,
+                                              _aggregate_az(aggregate))
+        if seen[1]:
+            az = seen[1]
+            break
     if with_instances:
         instances = getattr(hs, 'instances', None)
         instances = tuple(instances) if instances else ()
     else:
         instances = None
-    return values + (host_az(hs), instances)
+    return values + (az, instances)
 
 
 def _entry(inputs):
@@ -121,9 +159,9 @@ def _entry(inputs):
     return entry
 
 
-def host_entry(host_state, with_instances=True):
+def host_entry(host_state, with_instances=True, default_az=None):
     """The contract's host object for one HostState."""
-    return _entry(_inputs(host_state, with_instances))
+    return _entry(_inputs(host_state, with_instances, default_az, {}))
 
 
 def hint(spec_obj, name):
@@ -208,9 +246,15 @@ def request_base(spec_obj):
     }
 
 
-def build(host_states, spec_obj, with_instances=True):
+def build(host_states, spec_obj, with_instances=True, default_az=_UNSEEN):
+    """The whole body as a dict. A host in no AZ aggregate is in
+    `default_az`: nova.conf's default_availability_zone unless given."""
+    if default_az is _UNSEEN:
+        default_az = configured_default_az()
     body = request_base(spec_obj)
-    body['hosts'] = [host_entry(hs, with_instances) for hs in host_states]
+    memo = {}
+    body['hosts'] = [_entry(_inputs(hs, with_instances, default_az, memo))
+                     for hs in host_states]
     return body
 
 
@@ -218,7 +262,7 @@ def build(host_states, spec_obj, with_instances=True):
 _ENCODE = json.JSONEncoder(allow_nan=False, separators=(',', ':'),
                            check_circular=False).encode
 
-# (host, nodename) -> (inputs, key, JSON text) of the last encoding. Most
+# (host, nodename) -> (inputs, (key, JSON bytes)) of the last encoding. Most
 # hosts do not change between two scheduling requests (and never between
 # the filter and the weigher of one), and encoding is most of the shim's
 # cost: an unchanged host costs one tuple comparison instead.
@@ -227,32 +271,40 @@ _ENCODED = {}
 _MAX_ENCODED = 50000
 
 
-def encode_host(host_state, with_instances=True):
-    """((host, nodename), JSON text) of one host entry."""
-    inputs = _inputs(host_state, with_instances)
-    cache_key = (inputs[0], inputs[1])
-    hit = _ENCODED.get(cache_key)
-    if hit is not None and hit[0] == inputs:
-        return hit[1], hit[2]
-    entry = _entry(inputs)
-    key = (entry['host'], entry['nodename'])
-    text = _ENCODE(entry)
-    if len(_ENCODED) >= _MAX_ENCODED:
-        _ENCODED.clear()
-    # A plain dict under the GIL: a race costs at most one extra encoding.
-    _ENCODED[cache_key] = (inputs, key, text)
-    return key, text
+def encode_hosts(host_states, with_instances=True, default_az=None):
+    """[((host, nodename), JSON bytes)] of the host entries, in order."""
+    out = []
+    memo = {}
+    cache = _ENCODED
+    for hs in host_states:
+        inputs = _inputs(hs, with_instances, default_az, memo)
+        hit = cache.get(inputs[:2])
+        if hit is not None and hit[0] == inputs:
+            out.append(hit[1])
+            continue
+        entry = _entry(inputs)
+        done = ((entry['host'], entry['nodename']),
+                _ENCODE(entry).encode())
+        if len(cache) >= _MAX_ENCODED:
+            cache.clear()
+        # A plain dict under the GIL: a race costs at most one extra
+        # encoding.
+        cache[inputs[:2]] = (inputs, done)
+        out.append(done)
+    return out
 
 
-def encode_hosts(host_states, with_instances=True):
-    """[(key, JSON text)] for the hosts, in order."""
-    return [encode_host(hs, with_instances) for hs in host_states]
+def encode_host(host_state, with_instances=True, default_az=None):
+    """((host, nodename), JSON bytes) of one host entry."""
+    return encode_hosts([host_state], with_instances, default_az)[0]
 
 
 def encode(spec_obj, fragments):
-    """The request body as bytes, from host entries already encoded."""
+    """The request body as bytes, from host entries already encoded (JSON
+    bytes): one copy of them, however many hosts."""
     head = _ENCODE(request_base(spec_obj))
-    return ('%s,"hosts":[%s]}' % (head[:-1], ','.join(fragments))).encode()
+    return b''.join((head[:-1].encode(), b',"hosts":[', b','.join(fragments),
+                     b']}'))
 
 
 def forget_encoded():

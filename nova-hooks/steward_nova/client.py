@@ -1,17 +1,21 @@
-"""HTTP side of the callout: one kept-alive session, the POST, the checks.
+"""HTTP side of the callout: kept-alive connections, the POST, the checks.
 
 Anything that is not a well-formed 200 answer covering exactly the hosts
 that were sent raises CalloutError; the filter and the weigher turn that
 into "fail open" and one rate-limited warning.
 """
 
+import http.client
 import json
 import math
+import operator
 import os
+import select
+import ssl
 import threading
+import urllib.parse
 
 from oslo_log import log as logging
-import requests
 
 from steward_nova import body as body_mod
 from steward_nova import conf as steward_conf
@@ -37,34 +41,182 @@ class CalloutError(Exception):
         self.detail = detail
 
 
-_session = None
-_session_pid = None
-_session_lock = threading.Lock()
+# -- Transport ------------------------------------------------------------
+#
+# http.client on kept-alive connections rather than requests: on loopback
+# requests' own machinery (adapters, hooks, cookie jar, header merging,
+# urllib3's pool) cost more per call than steward's answer to 100 hosts
+# (measured against steward: 0.65 ms instead of 1.3-1.6 ms per call at 100
+# hosts, 4.7 instead of 6.1 ms at 1,000).
+
+_HEADERS = {
+    'Content-Type': 'application/json',
+    'Accept': 'application/json',
+    'User-Agent': 'steward-nova/0.1',
+}
+# Idle connections kept per process. Each thread (or greenthread) takes
+# one for the length of a call, so this many calls at once reuse their
+# connections; more than that open short-lived ones.
+_MAX_IDLE = 8
 
 
-def session():
-    """The process-wide Session, so connections to steward are reused.
+def _target(endpoint):
+    """(scheme, host, port, path prefix) of [steward] endpoint."""
+    target = _TARGETS.get(endpoint)
+    if target is None:
+        try:
+            parts = urllib.parse.urlsplit(endpoint)
+            port = parts.port
+        except ValueError as e:
+            raise CalloutError('config', '[steward] endpoint %r is not a '
+                               'URL (%s)' % (endpoint, e)) from None
+        if parts.scheme not in ('http', 'https') or not parts.hostname:
+            raise CalloutError(
+                'config', '[steward] endpoint %r is not an http:// or '
+                'https:// URL' % endpoint)
+        target = (parts.scheme, parts.hostname,
+                  port or (443 if parts.scheme == 'https' else 80),
+                  parts.path.rstrip('/'))
+        if len(_TARGETS) > 16:
+            _TARGETS.clear()
+        _TARGETS[endpoint] = target
+    return target
 
-    Made lazily and again after a fork: nova-scheduler workers must not
-    share one socket with their parent.
+
+_TARGETS = {}
+
+
+def _dropped(conn):
+    """True when an idle connection cannot be reused: the server closed
+    it (readable at EOF) or it has no socket. As urllib3 checks."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        # select.poll is missing under eventlet's monkey patching, and
+        # select.select fails past fd 1023: poll when it is there.
+        poll = getattr(select, 'poll', None)
+        if poll is not None:
+            p = poll()
+            p.register(sock, select.POLLIN)
+            return bool(p.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+class _Connections:
+    """Idle kept-alive connections to steward, shared by all threads.
+
+    A call takes one (or opens one) and gives it back only after reading
+    a whole answer, so a connection never carries the leftovers of a
+    failed call. After a fork the child starts empty.
     """
-    global _session, _session_pid
-    pid = os.getpid()
-    if _session is None or _session_pid != pid:
-        with _session_lock:
-            if _session is None or _session_pid != pid:
-                s = requests.Session()
-                # Steward sits beside the scheduler: skip the per-request
-                # proxy and .netrc lookups requests does from the
-                # environment (they cost more than the call on loopback).
-                s.trust_env = False
-                s.headers.update({
-                    'Content-Type': 'application/json',
-                    'Accept': 'application/json',
-                    'User-Agent': 'steward-nova/0.1',
-                })
-                _session, _session_pid = s, pid
-    return _session
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle = []
+
+    def get(self, target, timeout):
+        """(connection, reused?) for `target`, its timeout set."""
+        conn = None
+        stale = []
+        with self._lock:
+            while self._idle:
+                candidate = self._idle.pop()
+                if candidate.steward_target == target:
+                    conn = candidate
+                    break
+                stale.append(candidate)
+        for c in stale:
+            c.close()
+        if conn is not None and _dropped(conn):
+            conn.close()
+            conn = None
+        if conn is None:
+            return self.new(target, timeout), False
+        if conn.timeout != timeout:
+            # [steward] timeout changed (oslo.config mutable options).
+            conn.timeout = timeout
+            conn.sock.settimeout(timeout)
+        return conn, True
+
+    @staticmethod
+    def new(target, timeout):
+        scheme, host, port, _ = target
+        if scheme == 'https':
+            conn = http.client.HTTPSConnection(
+                host, port, timeout=timeout,
+                context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn.steward_target = target
+        return conn
+
+    def put(self, conn):
+        with self._lock:
+            if len(self._idle) < _MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def clear(self):
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _after_fork(self):
+        # The lock may have been held by a thread the child does not have;
+        # the sockets are the parent's to use.
+        self._lock = threading.Lock()
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+
+CONNECTIONS = _Connections()
+os.register_at_fork(after_in_child=CONNECTIONS._after_fork)
+
+
+def _exchange(conn, path, data, headers):
+    """One request on `conn`: (status, body bytes, connection reusable?)."""
+    conn.request('POST', path, body=data, headers=headers)
+    resp = conn.getresponse()
+    raw = resp.read()
+    return resp.status, raw, not resp.will_close
+
+
+def _send(target, path, data, headers, timeout):
+    """POST on a kept-alive connection; (status, body bytes).
+
+    A reused connection that steward closed meanwhile (idle keep-alive
+    timeout, restart) fails with a ConnectionError before any answer:
+    the call is then made once more on a new connection. Both routes are
+    pure functions of the body, so repeating one is safe. A timeout is
+    never repeated.
+    """
+    conn, reused = CONNECTIONS.get(target, timeout)
+    try:
+        try:
+            status, raw, keep = _exchange(conn, path, data, headers)
+        except ConnectionError:
+            if not reused:
+                raise
+            conn.close()
+            conn = CONNECTIONS.new(target, timeout)
+            status, raw, keep = _exchange(conn, path, data, headers)
+    except BaseException:
+        conn.close()
+        raise
+    if keep:
+        CONNECTIONS.put(conn)
+    else:
+        conn.close()
+    return status, raw
 
 
 class _TokenFile:
@@ -115,8 +267,12 @@ def url(path):
 
 
 def post(path, data, req_id=None):
-    """POST the JSON bytes `data`; return the decoded 200 answer (a dict)."""
-    headers = {}
+    """POST the JSON bytes `data`; return the decoded 200 answer (a dict).
+
+    `path` may carry a query (/v1/filter?weigh=true).
+    """
+    target = _target(CONF.steward.endpoint)
+    headers = dict(_HEADERS)
     tok = token()
     if tok:
         headers['Authorization'] = 'Bearer ' + tok
@@ -124,19 +280,19 @@ def post(path, data, req_id=None):
         headers['X-OpenStack-Request-ID'] = req_id
     timeout = CONF.steward.timeout
     try:
-        resp = session().post(url(path), data=data, headers=headers,
-                              timeout=timeout)
-        raw = resp.content
-    except requests.Timeout as e:
+        status, raw = _send(target, target[3] + path, data, headers,
+                            timeout)
+    except TimeoutError as e:
+        # socket.timeout: connecting, or waiting for any part of the answer.
         raise CalloutError('timeout', 'no answer within %ss' % timeout) from e
-    except requests.RequestException as e:
+    except (OSError, http.client.HTTPException) as e:
         raise CalloutError(
             'connection', '%s: %s' % (type(e).__name__, e)) from e
-    if resp.status_code != 200:
+    if status != 200:
         raise CalloutError('bad_status', 'HTTP %d %s' % (
-            resp.status_code, _error_summary(resp)))
+            status, _error_summary(raw)))
     try:
-        # From bytes: json detects UTF-8 itself, quicker than resp.json().
+        # From bytes: json detects UTF-8 itself.
         answer = json.loads(raw)
     except ValueError as e:
         raise CalloutError('malformed', 'the 200 answer is not JSON: %r'
@@ -147,16 +303,16 @@ def post(path, data, req_id=None):
     return answer
 
 
-def _error_summary(resp):
+def _error_summary(raw):
     """`code: message` of steward's error body, else the start of it."""
     try:
-        err = resp.json()['error']
+        err = json.loads(raw)['error']
         text = '%s: %s' % (err.get('code'), err.get('message'))
         if err.get('field'):
             text += ' (field %s)' % err['field']
         return text
     except Exception:
-        return repr(resp.content[:200])
+        return repr(raw[:200])
 
 
 def _bad_entry(entry, what):
@@ -173,10 +329,25 @@ def _entries(answer, name, required=True):
     return entries
 
 
+_HOST_NODE = operator.itemgetter('host', 'nodename')
+_WEIGHT = operator.itemgetter('weight')
+_FLOAT = frozenset((float,))
+
+
+def _fast_keys(entries):
+    """[(host, nodename)] of the entries in one C-level pass, or None when
+    an entry is not an object with both keys (the slow path says which)."""
+    try:
+        return list(map(_HOST_NODE, entries))
+    except (TypeError, KeyError, AttributeError):
+        return None
+
+
 def _keys(entries):
     """(host, nodename) of each entry; nodename defaults to host.
 
-    Inline rather than a function per entry: answers carry every host.
+    The slow path, which names the bad entry: answers that name the sent
+    hosts with their nodenames never get here.
     """
     keys = []
     for e in entries:
@@ -191,35 +362,107 @@ def _keys(entries):
     return keys
 
 
+def _sent_keys(entries, sent):
+    """Keys of entries that must all be among `sent` (a set of (host,
+    nodename) pairs of non-empty strings). Membership alone proves the
+    types (a pair equal to a pair of str is one), so steward's ordinary
+    answer costs one pass in C; anything else takes the slow path."""
+    keys = _fast_keys(entries)
+    if keys is not None:
+        try:
+            if sent.issuperset(keys):
+                return keys
+        except TypeError:  # an unhashable host or nodename
+            pass
+    return _keys(entries)
+
+
 def check_filter_answer(answer, sent):
     """Allowed keys; `sent` is the set of (host, nodename) in the request."""
-    allowed = set(_keys(_entries(answer, 'allowed')))
-    rejected = set(_keys(_entries(answer, 'rejected', required=False)))
-    unknown = (allowed | rejected) - sent
+    allowed = set(_sent_keys(_entries(answer, 'allowed'), sent))
+    rejected = set(_sent_keys(_entries(answer, 'rejected', required=False),
+                              sent))
+    named = allowed | rejected
+    unknown = named - sent
     if unknown:
         raise CalloutError('malformed', 'the answer names hosts that were '
                            'not sent: %s' % sorted(unknown)[:5])
-    missing = sent - allowed - rejected
-    if missing:
+    if len(named) != len(sent):
+        missing = sent - named
         raise CalloutError('malformed', 'the answer leaves %d host(s) '
                            'neither allowed nor rejected, e.g. %s'
                            % (len(missing), sorted(missing)[:5]))
     return allowed
 
 
-def check_weigh_answer(answer, sent_keys):
-    """Weights in the order of `sent_keys` (a list of (host, nodename))."""
-    entries = _entries(answer, 'weights')
-    keys = _keys(entries)
+def allowed_indexes(answer, keys):
+    """Which sent hosts steward allowed: None for every one of them, else
+    the indexes of the allowed ones, in request order. `keys`: the sent
+    (host, nodename) pairs, in request order.
+
+    Steward's answers take C-level passes over lists (the contract keeps
+    `allowed` in request order); anything else goes through
+    check_filter_answer, which names what is wrong.
+    """
+    allowed_entries = _entries(answer, 'allowed')
+    rejected_entries = _entries(answer, 'rejected', required=False)
+    fast = _fast_keys(allowed_entries)
+    if fast is not None:
+        if not rejected_entries and fast == keys:
+            return None
+        rejected = _fast_keys(rejected_entries)
+        if rejected is not None and len(fast) + len(rejected) == len(keys):
+            try:
+                allowed = set(fast)
+                indexes = [i for i, k in enumerate(keys) if k in allowed]
+                # The allowed ones are sent ones, in order, each once; the
+                # rejected ones are exactly the others.
+                if ([keys[i] for i in indexes] == fast and set(rejected)
+                        == {k for k in keys if k not in allowed}):
+                    return indexes
+            except TypeError:  # an unhashable host or nodename
+                pass
+    allowed = check_filter_answer(answer, set(keys))
+    if len(allowed) == len(keys):
+        return None
+    return [i for i, k in enumerate(keys) if k in allowed]
+
+
+def _weights_of(entries):
+    """The finite weight of each entry, as floats."""
+    weights = None
+    try:
+        weights = list(map(_WEIGHT, entries))
+    except (TypeError, KeyError, AttributeError):
+        pass
+    # All floats and a finite sum: every weight is finite (NaN and inf
+    # propagate). Ints, an overflowing sum or anything odd: one by one.
+    if (weights is not None and _FLOAT.issuperset(map(type, weights))
+            and math.isfinite(sum(weights))):
+        return weights
     result = []
     for e in entries:
-        w = e.get('weight')
+        try:
+            w = e.get('weight')
+        except AttributeError:
+            raise _bad_entry(e, 'finite weight') from None
         t = type(w)
         if t is int:
             w = float(w)
         elif t is not float or not math.isfinite(w):
             raise _bad_entry(e, 'finite weight')
         result.append(w)
+    return result
+
+
+def check_weigh_answer(answer, sent_keys):
+    """Weights in the order of `sent_keys` (a list of (host, nodename))."""
+    entries = _entries(answer, 'weights')
+    keys = _fast_keys(entries)
+    if keys != sent_keys:
+        # Not the request's order (or not plain entries): check each one.
+        keys = _keys(entries)
+    result = _weights_of(entries)
     if keys == sent_keys:
         # The contract keeps the request's order: nothing to match.
         return result
@@ -234,7 +477,8 @@ def call(path, host_states, spec_obj):
     """Encode the body, POST it. Returns (answer, sent keys in order)."""
     try:
         encoded = body_mod.encode_hosts(
-            host_states, CONF.steward.send_instance_uuids)
+            host_states, CONF.steward.send_instance_uuids,
+            body_mod.configured_default_az())
         data = body_mod.encode(spec_obj, [frag for _, frag in encoded])
     except body_mod.BodyError as e:
         raise CalloutError('shim_error', str(e)) from e

@@ -13,7 +13,8 @@ GROUP = cfg.OptGroup(
     'steward',
     title='Nova Steward callout',
     help='How the StewardFilter and StewardWeigher reach steward. '
-         'Both make one HTTP call per scheduling request and fail open.')
+         'Together they make one HTTP round trip per scheduling '
+         'request (the weigher alone: one call) and fail open.')
 
 OPTS = [
     cfg.StrOpt(

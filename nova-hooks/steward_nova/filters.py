@@ -1,7 +1,10 @@
 """StewardFilter: steward decides which candidate hosts are allowed.
 
 One POST /v1/filter per scheduling request covers every host (filter_all),
-instead of one call per host. Fails open (see [steward] fail_open).
+instead of one call per host. With a StewardWeigher loaded it asks
+/v1/filter?weigh=true and keeps the weights of the allowed hosts for the
+weigher of the same request (handoff), which then makes no call: one round
+trip per scheduling request. Fails open (see [steward] fail_open).
 """
 
 from nova.scheduler import filters
@@ -10,6 +13,7 @@ from oslo_log import log as logging
 
 from steward_nova import client
 from steward_nova import conf as steward_conf
+from steward_nova import handoff
 
 CONF = steward_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -31,6 +35,9 @@ class StewardFilter(filters.BaseHostFilter):
         if not hosts:
             return hosts
         try:
+            # Whatever an earlier call for this request kept is stale now;
+            # a call that fails must leave nothing for the weigher.
+            handoff.drop(spec_obj)
             # BaseHostFilter applies RUN_ON_REBUILD in _filter_one, which
             # overriding filter_all bypasses: apply it the same way here.
             if (not self.RUN_ON_REBUILD
@@ -53,13 +60,43 @@ class StewardFilter(filters.BaseHostFilter):
         return bool(self.filter_all([host_state], spec_obj))
 
     def _ask_steward(self, hosts, spec_obj):
-        answer, keys = client.call('/v1/filter', hosts, spec_obj)
-        allowed = client.check_filter_answer(answer, set(keys))
-        if LOG.isEnabledFor(logging.DEBUG):
-            self._log_answer(answer, spec_obj, len(hosts), len(allowed))
+        weigh = handoff.wanted()
+        answer, keys = client.call(
+            '/v1/filter?weigh=true' if weigh else '/v1/filter',
+            hosts, spec_obj)
         # Nova's own objects, in Nova's order; matched on (host, nodename)
         # because Ironic hosts repeat the host name.
-        return [hs for hs, k in zip(hosts, keys, strict=True) if k in allowed]
+        indexes = client.allowed_indexes(answer, keys)
+        if indexes is None:
+            passed, passed_keys = hosts, keys
+        else:
+            passed = [hosts[i] for i in indexes]
+            passed_keys = [keys[i] for i in indexes]
+        if LOG.isEnabledFor(logging.DEBUG):
+            self._log_answer(answer, spec_obj, len(hosts), len(passed))
+        if weigh and passed and answer.get('weights') is not None:
+            self._keep_weights(answer, passed, passed_keys, spec_obj)
+        return passed
+
+    def _keep_weights(self, answer, passed, passed_keys, spec_obj):
+        """Hand the weights of the allowed hosts to the weigher.
+
+        The filter's own answer is good whatever its weights are: weights
+        that break the contract are not kept (the weigher then asks
+        /v1/weigh) and warned about, and the filter still filters. An
+        answer without "weights" (a steward older than weigh=true) is no
+        failure at all.
+        """
+        try:
+            weights = client.check_weigh_answer(answer, passed_keys)
+        except client.CalloutError as e:
+            client.warn_failure(
+                e.kind, 'weights: %s' % e.detail, '/v1/filter?weigh=true',
+                client.request_id(spec_obj),
+                'StewardFilter used the allowed hosts; the StewardWeigher '
+                'asks /v1/weigh instead')
+            return
+        handoff.put(spec_obj, passed, passed_keys, weights)
 
     def _log_answer(self, answer, spec_obj, sent, kept):
         req = client.request_id(spec_obj)

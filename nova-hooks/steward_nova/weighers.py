@@ -1,9 +1,11 @@
 """StewardWeigher: steward's raw weight per host (steal, spread, ...).
 
-One POST /v1/weigh per request covers every host (weigh_objects). Nova's
-handler normalises the raw weights to 0..1 and applies weight_multiplier.
-On any failure every host weighs 0.0, which the handler turns into no
-preference at all.
+The weights usually come with StewardFilter's answer for the same request
+(/v1/filter?weigh=true, see handoff): no call at all. Otherwise (filter not
+enabled or failed, hosts it did not see) one POST /v1/weigh per request
+covers every host (weigh_objects). Nova's handler normalises the raw
+weights to 0..1 and applies weight_multiplier. On any failure every host
+weighs 0.0, which the handler turns into no preference at all.
 """
 
 from nova.scheduler import utils as scheduler_utils
@@ -12,9 +14,13 @@ from oslo_log import log as logging
 
 from steward_nova import client
 from steward_nova import conf as steward_conf
+from steward_nova import handoff
 
 CONF = steward_conf.CONF
 LOG = logging.getLogger(__name__)
+
+# Aggregate metadata key overriding [steward] weight_multiplier.
+MULTIPLIER_KEY = 'steward_weight_multiplier'
 
 
 class StewardWeigher(weights.BaseHostWeigher):
@@ -24,13 +30,40 @@ class StewardWeigher(weights.BaseHostWeigher):
     # host, and an oslo.config lookup per host costs more than the rest of
     # the idiom together.
     _config_multiplier = None
+    # {id(aggregate): (aggregate, sets steward_weight_multiplier?)}, made
+    # anew by each weigh_objects, for the handler's weight_multiplier
+    # calls that follow it. Holding the aggregate keeps its id its own.
+    _sets_multiplier = None
+
+    def __init__(self):
+        super().__init__()
+        # Nova builds its weighers once, at start: from now on the filter
+        # asks for the weights along with its answer.
+        handoff.want()
 
     def weight_multiplier(self, host_state):
         default = self._config_multiplier
         if default is None:
             default = CONF.steward.weight_multiplier
-        return scheduler_utils.get_weight_multiplier(
-            host_state, 'steward_weight_multiplier', default)
+        # Nova's idiom (get_weight_multiplier) reads the metadata of every
+        # aggregate of every host through oslo.versionedobjects; hosts share
+        # a few aggregates, and most set no multiplier: then the answer is
+        # the default, as Nova's own function gives it. Any aggregate that
+        # sets one: Nova's function decides (min, casting, its warning).
+        memo = self._sets_multiplier
+        if memo is None:
+            memo = self._sets_multiplier = {}
+        for aggregate in getattr(host_state, 'aggregates', None) or ():
+            seen = memo.get(id(aggregate))
+            if seen is None or seen[0] is not aggregate:
+                metadata = getattr(aggregate, 'metadata', None) or {}
+                seen = (aggregate, MULTIPLIER_KEY in metadata)
+                if len(memo) < 10000:
+                    memo[id(aggregate)] = seen
+            if seen[1]:
+                return scheduler_utils.get_weight_multiplier(
+                    host_state, MULTIPLIER_KEY, default)
+        return default
 
     def weigh_objects(self, weighed_obj_list, weight_properties):
         hosts = [w.obj for w in weighed_obj_list]
@@ -40,7 +73,11 @@ class StewardWeigher(weights.BaseHostWeigher):
             self._config_multiplier = CONF.steward.weight_multiplier
         except Exception:
             self._config_multiplier = None
+        self._sets_multiplier = {}
         try:
+            kept = handoff.take(weight_properties, hosts)
+            if kept is not None:
+                return kept
             answer, keys = client.call('/v1/weigh', hosts, weight_properties)
             result = client.check_weigh_answer(answer, keys)
             if answer.get('degraded'):

@@ -1,9 +1,11 @@
 """The callout body built from Nova's real objects (no steward needed)."""
 
+import contextlib
 import json
 
 from nova import objects
 from nova.scheduler import host_manager
+from nova.scheduler import utils as scheduler_utils
 import pytest
 
 from harness import nova_scheduler as ns
@@ -12,6 +14,16 @@ from steward_nova.weighers import StewardWeigher
 
 U1 = ns.stable_uuid('instance', 1)
 U2 = ns.stable_uuid('instance', 2)
+
+
+@contextlib.contextmanager
+def default_az_option(value):
+    """nova.conf [DEFAULT] default_availability_zone for a while."""
+    ns.CONF.set_override('default_availability_zone', value)
+    try:
+        yield
+    finally:
+        ns.CONF.clear_override('default_availability_zone')
 
 
 def test_host_entry_carries_nova_view_and_az_from_aggregate():
@@ -32,10 +44,46 @@ def test_host_entry_carries_nova_view_and_az_from_aggregate():
     }
 
 
-def test_host_without_az_aggregate_has_unknown_az():
+def test_host_without_az_aggregate_is_in_nova_default_az():
+    """Nova's rule (Selection.from_host_state, availability_zones.
+    get_host_availability_zone): no aggregate with an availability_zone
+    puts the host in [DEFAULT] default_availability_zone."""
     other = ns.make_aggregate('fast-disks', {'ssd': 'true'})
     hs = ns.make_host_state('cmp-x1', aggregates=[other])
+    in_az = ns.make_host_state('cmp-a1', aggregates=[
+        other, ns.az_aggregate('az1')])
+    # Nova's own default for the option is "nova".
+    assert body.configured_default_az() == 'nova'
+    assert [e['az'] for e in body.build([hs, in_az],
+                                        ns.make_request_spec())['hosts']] == [
+        'nova', 'az1']
+    with default_az_option('az-dflt'):
+        assert body.build([hs], ns.make_request_spec())['hosts'][0][
+            'az'] == 'az-dflt'
+    # Unset (empty) is unknown: null, and steward uses its own view.
+    with default_az_option(''):
+        assert body.configured_default_az() is None
+        assert body.build([hs], ns.make_request_spec())['hosts'][0][
+            'az'] is None
     assert body.host_entry(hs)['az'] is None
+    assert body.host_entry(hs, default_az='az9')['az'] == 'az9'
+
+
+def test_default_az_reaches_steward_and_follows_the_option(nova_conf,
+                                                          fault_server):
+    """Through Nova's handlers and the encoded-host cache: a changed
+    default_availability_zone shows in the next request's body."""
+    srv = fault_server('ok')
+    hosts = [ns.make_host_state('dflt-x1'),
+             ns.make_host_state('dflt-a1',
+                                aggregates=[ns.az_aggregate('az1')])]
+    sched = nova_conf.scheduler(srv.url, filters=['StewardFilter'],
+                                weighers=[])
+    sched.filter(hosts, ns.make_request_spec())
+    with default_az_option('zone-b'):
+        sched.filter(hosts, ns.make_request_spec())
+    assert [[h['az'] for h in r['body']['hosts']] for r in srv.requests] == [
+        ['nova', 'az1'], ['zone-b', 'az1']]
 
 
 def test_unset_and_impossible_numbers_become_null_never_nan():
@@ -53,7 +101,7 @@ def test_unset_and_impossible_numbers_become_null_never_nan():
     assert entry['ram_allocation_ratio'] is None
     assert entry['disk_gb_total'] is None
     assert entry['disk_gb_free'] is None
-    assert entry['uuid'] is None and entry['az'] is None
+    assert entry['uuid'] is None and entry['az'] is None  # no default given
     assert entry['vcpus_total'] == 0 and entry['instance_uuids'] == []
     json.dumps(entry, allow_nan=False)
 
@@ -150,6 +198,34 @@ def test_weight_multiplier_from_config_and_aggregate(nova_conf):
     weigher = StewardWeigher()
     assert weigher.weight_multiplier(plain) == 1.5
     assert weigher.weight_multiplier(tuned) == 4.0
+
+
+def test_weight_multiplier_is_novas_for_every_aggregate_layout(nova_conf):
+    """The shortcut for hosts whose aggregates set no multiplier gives
+    what Nova's get_weight_multiplier gives, for every layout, before
+    and after aggregates are seen (and replaced, as Nova replaces an
+    updated aggregate with a new object)."""
+    nova_conf.scheduler('http://127.0.0.1:9', weight_multiplier=1.5)
+    az = ns.az_aggregate('az1')
+    ssd = ns.make_aggregate('ssd', {'ssd': 'true'})
+    four = ns.make_aggregate('m4', {'steward_weight_multiplier': '4.0'})
+    two = ns.make_aggregate('m2', {'steward_weight_multiplier': '2'})
+    bad = ns.make_aggregate('mbad', {'steward_weight_multiplier': 'x'})
+    layouts = [[], [az], [az, ssd], [az, four], [ssd, four, two], [bad],
+               [az, bad, ssd]]
+    hosts = [ns.make_host_state('mult-%d' % i, aggregates=aggs)
+             for i, aggs in enumerate(layouts)]
+    weigher = StewardWeigher()
+    expected = [scheduler_utils.get_weight_multiplier(
+        h, 'steward_weight_multiplier', 1.5) for h in hosts]
+    assert expected == [1.5, 1.5, 1.5, 4.0, 2.0, 1.5, 1.5]
+    for _ in range(2):
+        assert [weigher.weight_multiplier(h) for h in hosts] == expected
+    # The ssd aggregate now sets a multiplier: Nova sends a new object.
+    ssd_now = ns.make_aggregate('ssd', {'ssd': 'true',
+                                        'steward_weight_multiplier': '0.5'})
+    hosts[2].aggregates = [az, ssd_now]
+    assert weigher.weight_multiplier(hosts[2]) == 0.5
 
 
 def encoded_body(hosts, spec, with_instances=True):

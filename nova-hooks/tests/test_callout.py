@@ -1,10 +1,13 @@
 """What the shim sends and how it reads answers, seen from a recording
 server; and story f: a rebuild passes every host without any call."""
 
+import pytest
+
 from conftest import STEWARD_WEIGHER
 from conftest import names
 from conftest import warnings_of
 from harness import nova_scheduler as ns
+from steward_nova import client
 
 
 def hosts_in_az(prefix, n, az='az1'):
@@ -16,6 +19,8 @@ def hosts_in_az(prefix, n, az='az1'):
 
 def test_one_call_per_request_covers_every_host(nova_conf, fault_server,
                                                 tmp_path):
+    """Filter and weigher both enabled: ONE round trip, the filter's with
+    weigh=true, whose weights the weigher uses."""
     srv = fault_server('ok')
     token_file = tmp_path / 'token'
     token_file.write_text('  s3cret-reader \n')
@@ -25,13 +30,15 @@ def test_one_call_per_request_covers_every_host(nova_conf, fault_server,
                                            '9d3e-7f6a5b4c3d2e')
     assert len(sched.schedule(hosts, spec)) == 25
 
-    assert [r['path'] for r in srv.requests] == ['/v1/filter', '/v1/weigh']
+    assert [r['path'] for r in srv.requests] == ['/v1/filter?weigh=true']
     for r in srv.requests:
         assert len(r['body']['hosts']) == 25
         assert r['headers']['Authorization'] == 'Bearer s3cret-reader'
         assert r['headers']['X-OpenStack-Request-ID'] == (
             'req-1b2e8c7e-2c2a-4a0e-9d3e-7f6a5b4c3d2e')
         assert r['headers']['Content-Type'] == 'application/json'
+        assert r['headers']['Accept'] == 'application/json'
+        assert r['headers']['User-Agent'].startswith('steward-nova/')
         assert r['body']['instance']['uuid'] == spec.instance_uuid
         assert r['body']['hosts'][3]['az'] == 'az1'
         assert r['body']['hosts'][3]['instance_uuids'] == [
@@ -94,6 +101,10 @@ def test_ironic_nodes_matched_by_host_and_nodename(nova_conf, fault_server,
     weighed = sched.schedule(hosts, ns.make_request_spec())
     # Steward weighed node-3 (index 1 of the two sent) above node-1.
     assert [w.obj.nodename for w in weighed] == ['node-3', 'node-1']
+    # This steward answers the filter without weights (as one older than
+    # weigh=true does): no failure, the weigher asks /v1/weigh.
+    assert [r['path'] for r in srv.requests] == [
+        '/v1/filter?weigh=true', '/v1/weigh']
     assert warnings_of(shim_log) == []
     debug = [r.getMessage() for r in shim_log.records]
     assert any('rejected host ironic-cond node node-2' in m
@@ -151,3 +162,48 @@ def test_weights_are_matched_by_host_not_position(nova_conf, fault_server):
     weighed = sched.schedule(hosts, ns.make_request_spec())
     assert weighed[0].obj.host == 'order-2'
     assert [w.weight for w in weighed] == [1.0, 0.0, 0.0, 0.0]
+
+
+SENT = [('a', 'a'), ('b', 'b'), ('c', 'c'), ('ironic', 'n1'),
+        ('ironic', 'n2')]
+
+
+def entries(*keys):
+    return [{'host': h, 'nodename': n} for h, n in keys]
+
+
+@pytest.mark.parametrize('answer,expected', [
+    ({'allowed': entries(*SENT)}, None),
+    ({'allowed': entries(*SENT), 'rejected': []}, None),
+    ({'allowed': entries(SENT[0], SENT[2], SENT[4]),
+      'rejected': entries(SENT[3], SENT[1])}, [0, 2, 4]),
+    ({'allowed': [], 'rejected': entries(*SENT)}, []),
+    # Not steward's order, or a nodename left out: still read right.
+    ({'allowed': entries(SENT[2], SENT[0]),
+      'rejected': entries(*SENT[3:], SENT[1])}, [0, 2]),
+    ({'allowed': [{'host': 'a', 'nodename': None}, {'host': 'b'}],
+      'rejected': entries(*SENT[2:])}, [0, 1]),
+], ids=['all', 'all-empty-rejected', 'some', 'none', 'unordered',
+        'default-nodename'])
+def test_allowed_indexes(answer, expected):
+    assert client.allowed_indexes(answer, SENT) == expected
+
+
+@pytest.mark.parametrize('answer,what', [
+    ({'allowed': entries(*SENT[:4])}, 'neither allowed nor rejected'),
+    ({'allowed': entries(*SENT[:4]), 'rejected': entries(SENT[0])},
+     'neither allowed nor rejected'),
+    ({'allowed': entries(*SENT, ('x', 'x'))}, 'not sent'),
+    ({'allowed': entries(*SENT[:4]), 'rejected': entries(('x', 'x'))},
+     'not sent'),
+    ({'allowed': [{'host': ['a'], 'nodename': 'a'}]}, 'host/nodename'),
+    ({'allowed': [{'nodename': 'a'}]}, 'no valid host'),
+    ({'allowed': ['a']}, 'no valid host'),
+    ({'allowed': 'all'}, 'no "allowed" list'),
+], ids=['missing', 'rejected-twice', 'unknown', 'unknown-rejected',
+        'unhashable', 'no-host', 'not-object', 'not-list'])
+def test_allowed_indexes_rejects_broken_answers(answer, what):
+    with pytest.raises(client.CalloutError) as err:
+        client.allowed_indexes(answer, SENT)
+    assert err.value.kind == 'malformed'
+    assert what in err.value.detail

@@ -2,10 +2,16 @@
 
 Runs Nova 34's default pipeline (the defaults of [filter_scheduler]
 enabled_filters and weight_classes, read from nova.conf's option
-definitions) over N real HostState objects, with and without the steward
-classes appended, against a live release steward, alternating the two so
-drift hits both. Then splits the steward part into body building, HTTP
-round trip (steward's work plus loopback) and answer checking.
+definitions) over N real HostState objects, against a live release
+steward, in four variants alternated so drift hits all alike: Nova alone;
+with a no-op filter and weigher appended (what Nova's handlers charge for
+any one more filter and weigher); with the steward classes answered at once
+by steward's last real answer (the shim's own Python, no round trip); with
+the steward classes and steward. It checks that the shim made exactly one
+HTTP call per request (POST /v1/filter?weigh=true, the weigher using its
+weights). Then splits that round trip, as the shim runs it, into body
+building, HTTP (steward's work plus loopback), JSON parsing, answer
+checking and the weigher's hand-off.
 
     tox -c tox-compat/tox.ini -e bench
     python tox-compat/bench/nova_pipeline.py --sizes 100,1000 --reps 10
@@ -26,17 +32,22 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..'))
 
 
+from nova.scheduler import filters as nova_filters  # noqa: E402
+from nova.scheduler import weights as nova_weights  # noqa: E402
+
 from harness import nova_scheduler as ns  # noqa: E402
 from harness import start_steward  # noqa: E402
 from harness.steward import REPO_ROOT  # noqa: E402
 from steward_nova import body  # noqa: E402
 from steward_nova import client  # noqa: E402
+from steward_nova import handoff  # noqa: E402
 import steward_nova.conf  # noqa: E402, F401  (registers [steward])
 
 STEWARD_FILTER = 'steward_nova.filters.StewardFilter'
 STEWARD_WEIGHER = 'steward_nova.weighers.StewardWeigher'
 AZS = ('az1', 'az2', 'az3')
 DEFAULT_REPS = {100: 40, 1000: 15, 5000: 6}
+ROUND_TRIP = '/v1/filter?weigh=true'
 
 
 class _CountWarnings(logging.Handler):
@@ -74,7 +85,8 @@ def push_telemetry(steward, hosts, rng):
     now = time.time()
     batch = []
     for hs in hosts:
-        batch.append({'host': hs.host, 'az': body.host_az(hs),
+        batch.append({'host': hs.host,
+                      'az': body.host_az(hs, body.configured_default_az()),
                       'steal': round(rng.uniform(0.0, 0.3), 3),
                       'load5': round(rng.uniform(0.5, 40.0), 2),
                       'vcpus': hs.vcpus_total, 'observed_at': now})
@@ -92,22 +104,76 @@ def request_spec(profile):
                                 hints={'steward_role': ['web']})
 
 
-def scheduler(with_steward, endpoint, token_file):
+class NoopFilter(nova_filters.BaseHostFilter):
+    """Passes every host at once: what one more filter costs in Nova's
+    filter handler, whatever the filter does."""
+
+    RUN_ON_REBUILD = False
+
+    def filter_all(self, filter_obj_list, spec_obj):
+        return list(filter_obj_list)
+
+    def host_passes(self, host_state, spec_obj):
+        return True
+
+
+class NoopWeigher(nova_weights.BaseHostWeigher):
+    """Weighs every host 0.0 at once: what one more weigher costs in
+    Nova's weight handler (its debug dicts, normalisation, the
+    multiplier loop), whatever the weigher does."""
+
+    def weigh_objects(self, weighed_obj_list, weight_properties):
+        return [0.0] * len(weighed_obj_list)
+
+    def _weigh_object(self, host_state, weight_properties):
+        return 0.0
+
+
+def scheduler(extra, endpoint, token_file):
+    """Nova's default pipeline, plus `extra`: None, 'steward' (the shim's
+    classes) or 'noop' (NoopFilter and NoopWeigher)."""
     defaults = ns.CONF.filter_scheduler
     enabled = list(defaults.enabled_filters)
     weight_classes = list(defaults.weight_classes)
-    if with_steward:
+    if extra == 'steward':
         enabled.append('StewardFilter')
         weight_classes.append(STEWARD_WEIGHER)
+    elif extra == 'noop':
+        enabled.append('NoopFilter')
+        weight_classes.append(__name__ + '.NoopWeigher')
     flags = ns.nova_flags(
         filter_scheduler={
             'available_filters': ['nova.scheduler.filters.all_filters',
-                                  STEWARD_FILTER],
+                                  STEWARD_FILTER, __name__ + '.NoopFilter'],
             'enabled_filters': enabled, 'weight_classes': weight_classes},
         steward={'endpoint': endpoint, 'token_file': token_file,
                  'timeout': 5.0})
     with flags:
         return ns.NovaScheduler()
+
+
+class _Transport:
+    """client._send replaced: 'record' sends and keeps the last answer,
+    'canned' answers with it at once, so the shim runs without the
+    round trip (the hosts are the same from one request to the next)."""
+
+    def __init__(self):
+        self.last = None
+        self._real = client._send
+        self.mode = 'record'
+
+    def __call__(self, target, path, data, headers, timeout):
+        if self.mode == 'canned':
+            return self.last
+        self.last = self._real(target, path, data, headers, timeout)
+        return self.last
+
+    def __enter__(self):
+        client._send = self
+        return self
+
+    def __exit__(self, *exc):
+        client._send = self._real
 
 
 def timed(fn, *args):
@@ -134,13 +200,15 @@ def server_seconds(steward):
 
 
 def breakdown(steward, hosts, profile, reps):
-    """Median ms of each part of the two callouts, as the shim runs them,
-    plus steward's own mean handling time from its /metrics."""
-    parts = {k: [] for k in ('cold_encode', 'filter_encode', 'filter_http',
-                             'filter_check',
-                             'weigh_encode', 'weigh_http', 'weigh_check')}
-    sess = client.session()
-    headers = {'Authorization': 'Bearer ' + client.token()}
+    """Median ms of each part of the one round trip, as the shim runs it
+    (client.call split in its steps), plus steward's own mean handling
+    time from its /metrics."""
+    parts = {k: [] for k in ('cold_encode', 'encode', 'http', 'parse',
+                             'check', 'handoff')}
+    headers = dict(client._HEADERS,
+                   Authorization='Bearer ' + client.token())
+    target = client._target(client.CONF.steward.endpoint)
+    default_az = body.configured_default_az()
     before = server_seconds(steward)
     size = 0
 
@@ -150,21 +218,29 @@ def breakdown(steward, hosts, profile, reps):
         parts[name].append((time.perf_counter() - t0) * 1000)
         return result
 
-    def http(path, data):
-        resp = sess.post(client.url(path), data=data, headers=headers,
-                         timeout=10)
-        assert resp.status_code == 200, resp.content[:300]
-        return resp.content
-
-    def check_filter(raw, keys):
-        return client.check_filter_answer(json.loads(raw), set(keys))
-
-    def check_weigh(raw, keys):
-        return client.check_weigh_answer(json.loads(raw), keys)
-
     def encode(hs, spec):
-        enc = body.encode_hosts(hs)
+        enc = body.encode_hosts(hs, True, default_az)
         return body.encode(spec, [f for _, f in enc]), [k for k, _ in enc]
+
+    def http(data):
+        status, raw = client._send(target, target[3] + ROUND_TRIP, data,
+                                   headers, 10.0)
+        assert status == 200, raw[:300]
+        return raw
+
+    def check(answer, keys):
+        indexes = client.allowed_indexes(answer, keys)
+        if indexes is None:
+            passed, passed_keys = hosts, keys
+        else:
+            passed = [hosts[i] for i in indexes]
+            passed_keys = [keys[i] for i in indexes]
+        weights = client.check_weigh_answer(answer, passed_keys)
+        return passed, passed_keys, weights
+
+    def hand_over(spec, passed, passed_keys, weights):
+        handoff.put(spec, passed, passed_keys, weights)
+        return handoff.take(spec, passed)
 
     # Cold: nothing encoded before (a scheduler's first request).
     for _ in range(3):
@@ -173,26 +249,42 @@ def breakdown(steward, hosts, profile, reps):
 
     for _ in range(reps):
         spec = request_spec(profile)
-        data, keys = clock('filter_encode', encode, hosts, spec)
+        data, keys = clock('encode', encode, hosts, spec)
         size = len(data)
-        raw = clock('filter_http', http, '/v1/filter', data)
-        allowed = clock('filter_check', check_filter, raw, keys)
-        passed = [hs for hs, k in zip(hosts, keys, strict=True)
-                  if k in allowed]
-        data, keys = clock('weigh_encode', encode, passed, spec)
-        raw = clock('weigh_http', http, '/v1/weigh', data)
-        weights = clock('weigh_check', check_weigh, raw, keys)
+        raw = clock('http', http, data)
+        answer = clock('parse', json.loads, raw)
+        passed, passed_keys, weights = clock('check', check, answer, keys)
+        weights = clock('handoff', hand_over, spec, passed, passed_keys,
+                        weights)
         # As FilterScheduler does with the host it picks: the next request
         # sees one changed host.
         best = max(range(len(passed)), key=weights.__getitem__)
         passed[best].consume_from_request(spec)
     after = server_seconds(steward)
     result = {k: statistics.median(v) for k, v in parts.items()}
-    for route in ('/v1/filter', '/v1/weigh'):
-        s0, c0 = before.get(route, (0.0, 0))
-        s1, c1 = after.get(route, (0.0, 0))
-        result['server ' + route] = (s1 - s0) / max(c1 - c0, 1) * 1000
+    s0, c0 = before.get('/v1/filter', (0.0, 0))
+    s1, c1 = after.get('/v1/filter', (0.0, 0))
+    result['server'] = (s1 - s0) / max(c1 - c0, 1) * 1000
     return result, size
+
+
+class _CountCalls:
+    """Counts the shim's HTTP calls (client.post) while installed."""
+
+    def __init__(self):
+        self.paths = []
+        self._real = client.post
+
+    def __call__(self, path, data, req_id=None):
+        self.paths.append(path)
+        return self._real(path, data, req_id)
+
+    def __enter__(self):
+        client.post = self
+        return self
+
+    def __exit__(self, *exc):
+        client.post = self._real
 
 
 def run(args):
@@ -204,8 +296,9 @@ def run(args):
     rows, parts = [], []
     try:
         token_file = steward.token_file()
-        plain = scheduler(False, steward.url, token_file)
-        both = scheduler(True, steward.url, token_file)
+        plain = scheduler(None, steward.url, token_file)
+        noop = scheduler('noop', steward.url, token_file)
+        both = scheduler('steward', steward.url, token_file)
         print('steward %s (%s), profile %s; Nova filters %s; %d weighers '
               '+ StewardWeigher' % (
                   steward.url, args.steward_bin, args.profile,
@@ -213,31 +306,51 @@ def run(args):
                   len(plain.weighers)), flush=True)
         with ns.nova_flags(steward={'endpoint': steward.url,
                                     'token_file': token_file,
-                                    'timeout': 5.0}):
+                                    'timeout': 5.0}), _Transport() as wire:
             for n in args.sizes:
                 reps = args.reps or DEFAULT_REPS.get(n, 5)
                 hosts = make_cluster(n, rng)
                 push_telemetry(steward, hosts, rng)
-                for sched in (plain, both, plain, both):  # warm-up
+                # Alternated, so drift hits all four alike: Nova alone;
+                # with a no-op filter and weigher; with the shim answered
+                # at once (the last real answer); with the shim and steward.
+                runs = (('nova', plain, 'record'), ('noop', noop, 'record'),
+                        ('canned', both, 'canned'),
+                        ('steward', both, 'record'))
+                wire.mode = 'record'
+                for sched in (both, plain, noop, both):  # warm-up
                     sched.schedule(hosts, request_spec(args.profile))
-                t_plain, t_both = [], []
+                times = {name: [] for name, _, _ in runs}
+                counter = _CountCalls()
                 for _ in range(reps):
-                    for sched, acc in ((plain, t_plain), (both, t_both)):
+                    for name, sched, mode in runs:
                         spec = request_spec(args.profile)
-                        ms, result = timed(sched.schedule, hosts, spec)
-                        acc.append(ms)
+                        wire.mode = mode
+                        if name == 'steward':
+                            with counter:
+                                ms, result = timed(sched.schedule, hosts,
+                                                   spec)
+                        else:
+                            ms, result = timed(sched.schedule, hosts, spec)
+                        times[name].append(ms)
                         if not result:
                             raise SystemExit('no host passed at %d hosts' % n)
                         # FilterScheduler consumes the host it picks, so
                         # the next request sees it changed.
                         result[0].obj.consume_from_request(spec)
+                wire.mode = 'record'
+                calls = len(counter.paths) / reps
+                if counter.paths != [ROUND_TRIP] * reps:
+                    raise SystemExit(
+                        'expected one POST %s per request, the shim made '
+                        '%s' % (ROUND_TRIP, counter.paths[:6]))
                 if warn_counter.messages:
                     raise SystemExit('the shim failed open during the bench '
                                      '(numbers would be meaningless):\n' +
                                      '\n'.join(warn_counter.messages[:3]))
-                a, b = statistics.median(t_plain), statistics.median(t_both)
-                rows.append((n, reps, a, b, b - a, (b - a) / a * 100,
-                             min(t_plain), min(t_both)))
+                med = {k: statistics.median(v) for k, v in times.items()}
+                best = {k: min(v) for k, v in times.items()}
+                rows.append((n, reps, med, best, calls))
                 p, size = breakdown(steward, hosts, args.profile,
                                     max(3, reps // 2))
                 parts.append((n, size, p))
@@ -253,31 +366,48 @@ def report(rows, parts):
     print()
     print('Nova 34 default pipeline, median ms per scheduling request '
           '(filter + weigh)')
-    print('%7s %5s %12s %20s %10s %8s | %s' % (
+    print('%7s %5s %12s %20s %10s %8s %6s | %s' % (
         'hosts', 'reps', 'nova ms/req', 'nova+steward ms/req', 'added ms',
-        'added %', 'best of reps: nova, nova+steward, added %'))
-    for n, reps, a, b, d, pct, best_a, best_b in rows:
-        print('%7d %5d %12.1f %20.1f %10.1f %7.1f%% | %6.1f %6.1f %6.1f%%' % (
-            n, reps, a, b, d, pct, best_a, best_b,
-            (best_b - best_a) / best_a * 100))
+        'added %', 'calls', 'best of reps: nova, nova+steward, added %'))
+    for n, reps, med, best, calls in rows:
+        a, b = med['nova'], med['steward']
+        print('%7d %5d %12.1f %20.1f %10.1f %7.1f%% %6.2f | %6.1f %6.1f '
+              '%6.1f%%' % (n, reps, a, b, b - a, (b - a) / a * 100, calls,
+                           best['nova'], best['steward'],
+                           (best['steward'] - best['nova'])
+                           / best['nova'] * 100))
     print()
-    print('Where the steward part goes, median ms per request. HTTP = '
-          'round trip seen by the shim; server = steward\'s own mean '
-          'handling time (its /metrics histogram)')
+    print('The added ms split, from medians of the same alternated runs: '
+          'Nova\'s handlers for one more filter and weigher (a no-op pair); '
+          'the shim\'s Python with steward\'s answer given at once; the '
+          'round trip (loopback and steward)')
+    print('%7s | %14s %14s %14s | %s' % (
+        'hosts', 'nova handlers', 'shim Python', 'round trip',
+        'nova, +noop, +shim w/o round trip, +steward'))
+    for n, _, med, _, _ in rows:
+        print('%7d | %14.2f %14.2f %14.2f | %6.1f %6.1f %6.1f %6.1f' % (
+            n, med['noop'] - med['nova'], med['canned'] - med['noop'],
+            med['steward'] - med['canned'], med['nova'], med['noop'],
+            med['canned'], med['steward']))
+    print()
+    print('Where the steward part goes, median ms per request (the one '
+          'round trip, %s). HTTP = round trip seen by the shim; server = '
+          'steward\'s own mean handling time (its /metrics histogram)'
+          % ROUND_TRIP)
     print('encode = JSON of all hosts while one changed since the last '
-          'request; cold = with nothing encoded before')
-    print('%6s %6s %6s | %7s %7s %7s %7s | %7s %7s %7s %7s' % (
-        'hosts', 'KiB', 'cold', 'encode', 'HTTP', 'server', 'check',
-        'encode', 'HTTP', 'server', 'check'))
-    print('%6s %6s %6s | %-31s | %-31s' % ('', '', '', 'filter', 'weigh'))
+          'request; cold = with nothing encoded before; check = allowed '
+          'hosts and their weights; handoff = filter to weigher')
+    print('%6s %6s %6s | %7s %7s %7s %7s %7s %7s | %7s' % (
+        'hosts', 'KiB', 'cold', 'encode', 'HTTP', 'server', 'parse',
+        'check', 'handoff', 'shim'))
     for n, size, p in parts:
-        print('%6d %6.0f %6.2f | %7.2f %7.2f %7.2f %7.2f | %7.2f %7.2f %7.2f '
-              '%7.2f'
-              % (n, size / 1024, p['cold_encode'], p['filter_encode'],
-                 p['filter_http'],
-                 p['server /v1/filter'], p['filter_check'],
-                 p['weigh_encode'], p['weigh_http'], p['server /v1/weigh'],
-                 p['weigh_check']))
+        shim = p['encode'] + p['parse'] + p['check'] + p['handoff']
+        print('%6d %6.0f %6.2f | %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f | '
+              '%7.2f' % (n, size / 1024, p['cold_encode'], p['encode'],
+                         p['http'], p['server'], p['parse'], p['check'],
+                         p['handoff'], shim))
+    print('shim = encode + parse + check + handoff: the shim\'s own Python '
+          'time, without the round trip and Nova\'s handlers')
 
 
 def main():

@@ -22,10 +22,20 @@ def _weigh_equal(req):
                               'weight': 1.0} for h in req['hosts']]}
 
 
+def _ok(req):
+    """As steward answers: with weigh=true the filter answer carries the
+    weights of the allowed hosts too (docs/callout.md)."""
+    if req['_call'] == 'weigh':
+        return _weigh_equal(req)
+    status, answer = _allow_all(req)
+    if req['_weigh']:
+        answer['weights'] = _weigh_equal(req)[1]['weights']
+    return status, answer
+
+
 # mode -> (request JSON) -> (status, body: bytes or JSON-able)
 MODES = {
-    'ok': lambda req: (_allow_all(req) if req['_call'] == 'filter'
-                       else _weigh_equal(req)),
+    'ok': _ok,
     'garbage': lambda req: (200, b'<html>proxy error</html>'),
     'empty': lambda req: (200, b''),
     'status500': lambda req: (500, {'error': {
@@ -57,8 +67,8 @@ def _late(req):
 
 class FaultServer:
     """`mode` names an entry of MODES, or is a callable taking the
-    decoded request (plus `_call`: 'filter' or 'weigh') and returning
-    (status, body)."""
+    decoded request (plus `_call`: 'filter' or 'weigh', and `_weigh`:
+    whether the query asks weigh=true) and returning (status, body)."""
 
     def __init__(self, mode='garbage', sleep=2.0):
         self.mode = mode
@@ -82,6 +92,7 @@ class FaultServer:
                 req = dict(req)
                 req['_call'] = ('filter' if self.path.startswith(
                     '/v1/filter') else 'weigh')
+                req['_weigh'] = 'weigh=true' in self.path.partition('?')[2]
                 req['_sleep'] = server.sleep
                 mode = (server.mode if callable(server.mode)
                         else MODES[server.mode])

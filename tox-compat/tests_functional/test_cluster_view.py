@@ -359,9 +359,10 @@ def test_live_migration_stays_in_its_az_from_the_view(cloud, stewards):
 
 def test_move_in_the_default_az_stays_in_it(cloud, stewards):
     """tool-1 runs on cmp-x1, in no AZ aggregate: Nova (and steward's
-    view) put it in the default AZ "nova". The shim sends az null for a
-    candidate in no AZ aggregate (steward_nova.body.host_az), which is
-    exactly how Nova places cmp-x2 in "nova" too."""
+    view) put it in the default AZ "nova". A caller that sends az null for
+    a candidate in no AZ aggregate (an older shim, or a nova.conf with an
+    empty default_availability_zone) must still see cmp-x2 in "nova", as
+    steward's view from Nova has it."""
     st = stewards('move-default-az', nova_cloud='steward')
     wait_nova_view(st, cloud)
     assert get(st, '/v1/hosts/cmp-x2')['az'] == 'nova'
