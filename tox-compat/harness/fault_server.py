@@ -8,8 +8,9 @@ that no call was made at all.
 
 import http.server
 import json
-import threading
 import time
+
+from harness.httpstub import LoopbackServer
 
 
 def _allow_all(req):
@@ -65,7 +66,7 @@ def _late(req):
     return _allow_all(req) if req['_call'] == 'filter' else _weigh_equal(req)
 
 
-class FaultServer:
+class FaultServer(LoopbackServer):
     """`mode` names an entry of MODES, or is a callable taking the
     decoded request (plus `_call`: 'filter' or 'weigh', and `_weigh`:
     whether the query asks weigh=true) and returning (status, body)."""
@@ -115,25 +116,4 @@ class FaultServer:
             def log_message(self, *args):
                 pass
 
-        self._httpd = http.server.ThreadingHTTPServer(
-            ('127.0.0.1', 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = 'http://127.0.0.1:%d' % self._httpd.server_address[1]
-        # A short poll interval: stop() waits for one, once per test.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={'poll_interval': 0.05},
-            daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        super().__init__(Handler, poll_interval=0.05)

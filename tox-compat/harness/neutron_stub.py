@@ -10,11 +10,12 @@ recorded for tests to inspect.
 
 import http.server
 import json
-import threading
 import urllib.parse
 
+from harness.httpstub import LoopbackServer
 
-class NeutronStub:
+
+class NeutronStub(LoopbackServer):
     def __init__(self):
         self.requests = []
         stub = self
@@ -62,24 +63,4 @@ class NeutronStub:
             def log_message(self, *args):
                 pass
 
-        self._httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
-                                                      Handler)
-        self._httpd.daemon_threads = True
-        self.url = 'http://127.0.0.1:%d' % self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={'poll_interval': 0.1},
-            daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        super().__init__(Handler)

@@ -40,6 +40,7 @@ import urllib.parse
 from harness import cache
 from harness import rest
 from harness.commands import run_tool
+from harness.httpstub import LoopbackServer
 from harness.ports import free_port
 from harness.process import ManagedProcess
 from harness.process import PeerStartError
@@ -279,7 +280,7 @@ def import_history(path, datadir, promtool=None, log_dir=None):
 # -- live samples ----------------------------------------------------------
 
 
-class LiveTarget:
+class LiveTarget(LoopbackServer):
     """A /metrics endpoint in the test process (text format 0.0.4).
     Samples are set, not accumulated: set a counter to its new total."""
 
@@ -303,13 +304,7 @@ class LiveTarget:
             def log_message(self, *args):
                 pass
 
-        self._httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
-                                                      Handler)
-        self._httpd.daemon_threads = True
-        self.address = '127.0.0.1:%d' % self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={'poll_interval': 0.1},
-            daemon=True)
+        super().__init__(Handler)
 
     def set(self, name, labels, value):
         with self._lock:
@@ -326,13 +321,6 @@ class LiveTarget:
                                         _fmt(v))
                        for (name, labels), v in items)
 
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 # -- the server ------------------------------------------------------------
