@@ -23,12 +23,9 @@ import signal
 import subprocess
 import time
 
-from harness.ports import free_port
-from harness.process import ManagedProcess
 from harness.process import PeerStartError
 from harness.steward import Steward
-from harness.steward import default_binary
-from harness.steward import write_config
+from harness.steward import start_steward
 
 DEBIAN_PACKAGE = 'faketime'
 HOUR = 3600
@@ -147,27 +144,10 @@ def start_steward_at(at, workdir, binary=None, env=None, start_timeout=30.0,
     args go to write_config. The answer's stop() ends faketime and
     steward."""
     workdir = os.path.abspath(str(workdir))
-    os.makedirs(workdir, exist_ok=True)
-    binary = binary or default_binary()
-    if not os.access(binary, os.X_OK):
-        raise PeerStartError(
-            'no steward binary at %s: build it (cargo build) or set '
-            'STEWARD_BIN' % binary)
-    wrapper = faketime_wrapper(workdir, binary, at)
-    attempts = 3
-    for attempt in range(1, attempts + 1):
-        port = free_port()
-        path, tokens = write_config(workdir, port, **config)
-        proc = ManagedProcess('steward', [wrapper, 'serve', '--config', path],
-                              workdir, env=env).start()
-        url = 'http://127.0.0.1:%d' % port
-        try:
-            proc.wait_http(url + '/healthz', timeout=start_timeout)
-            return FakeClockSteward(proc, url, tokens, workdir, path, at=at)
-        except PeerStartError:
-            # wait_http may have signalled faketime alone already.
-            stop_group(proc, even_if_exited=True)
-            # Another process may have taken the port since free_port().
-            if attempt == attempts or 'in use' not in proc.log_text().lower():
-                raise
-    raise AssertionError('unreachable')
+    return start_steward(
+        workdir, binary=binary, env=env, start_timeout=start_timeout,
+        launcher=lambda b: faketime_wrapper(workdir, b, at),
+        make=lambda *args: FakeClockSteward(*args, at=at),
+        # wait_http may have signalled faketime alone already.
+        stop_failed=lambda proc: stop_group(proc, even_if_exited=True),
+        **config)

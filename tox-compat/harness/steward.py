@@ -130,9 +130,13 @@ def write_config(workdir, port, auth='static', profiles=None,
 
 
 def start_steward(workdir, binary=None, env=None, start_timeout=30.0,
-                  **config):
+                  launcher=None, make=Steward, stop_failed=None, **config):
     """Start `steward serve` on a free port; keyword args go to
-    write_config. Retries twice when another process took the port."""
+    write_config. Retries twice when another process took the port.
+    `launcher(binary)` gives the program to run instead of the binary
+    (e.g. a faketime wrapper), `make` builds the answer from
+    (proc, url, tokens, workdir, path), and `stop_failed(proc)` stops a
+    start that did not answer."""
     workdir = os.path.abspath(str(workdir))
     os.makedirs(workdir, exist_ok=True)
     binary = binary or default_binary()
@@ -140,18 +144,19 @@ def start_steward(workdir, binary=None, env=None, start_timeout=30.0,
         raise PeerStartError(
             'no steward binary at %s: build it (cargo build) or set '
             'STEWARD_BIN' % binary)
+    program = launcher(binary) if launcher else binary
     attempts = 3
     for attempt in range(1, attempts + 1):
         port = free_port()
         path, tokens = write_config(workdir, port, **config)
-        proc = ManagedProcess('steward', [binary, 'serve', '--config', path],
+        proc = ManagedProcess('steward', [program, 'serve', '--config', path],
                               workdir, env=env).start()
         url = 'http://127.0.0.1:%d' % port
         try:
             proc.wait_http(url + '/healthz', timeout=start_timeout)
-            return Steward(proc, url, tokens, workdir, path)
+            return make(proc, url, tokens, workdir, path)
         except PeerStartError:
-            proc.stop()
+            (stop_failed or ManagedProcess.stop)(proc)
             # Another process may have taken the port since free_port().
             if attempt == attempts or 'in use' not in proc.log_text().lower():
                 raise
