@@ -199,6 +199,13 @@ pub fn hour_of_week(unix_seconds: f64) -> usize {
     hours.rem_euclid(HOURS_PER_WEEK as i64) as usize
 }
 
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/// An hour of the week as operators read it, e.g. `Mon 20:00 UTC`.
+pub fn hour_of_week_name(hour: usize) -> String {
+    format!("{} {:02}:00 UTC", DAYS[hour / 24 % 7], hour % 24)
+}
+
 /// A figure per hour of the week (168 values, Monday 00:00 UTC first), rolled up over weeks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeeklyProfile {
@@ -295,15 +302,6 @@ impl PartialEq for ClusterView {
 }
 
 impl ClusterView {
-    pub fn new(hosts: HashMap<String, HostFacts>, vms: HashMap<String, VmFacts>) -> Self {
-        ClusterView {
-            hosts,
-            vms,
-            weekly: Arc::default(),
-            role_index: OnceLock::new(),
-        }
-    }
-
     /// The role index, built on first use. Publishers call it before publishing so that no
     /// scoring request pays for the build.
     pub fn role_index(&self) -> &RoleIndex {

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use super::errors::ApiError;
 use super::schema::*;
 use super::{AppState, RequestId};
-use crate::model::{HostFacts, SchedulingRequest, WeeklyProfile};
+use crate::model::{hour_of_week_name, HostFacts, SchedulingRequest, WeeklyProfile};
 use crate::scoring::{self, Profile};
 use crate::telemetry;
 use crate::unix_now;
@@ -285,13 +285,11 @@ fn host_info(state: &AppState, name: &str, f: &HostFacts, now: f64) -> HostInfo 
     }
 }
 
-const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-
 fn weekly_info(p: &WeeklyProfile) -> WeeklyInfo {
     let peak = (0..p.values.len())
         .filter_map(|h| p.at(h).map(|v| (h, v)))
         .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(h, _)| format!("{} {:02}:00 UTC", DAYS[h / 24 % 7], h % 24));
+        .map(|(h, _)| hour_of_week_name(h));
     WeeklyInfo {
         hours: (0..p.values.len()).map(|h| p.at(h)).collect(),
         weeks: p.weeks,

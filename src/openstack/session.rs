@@ -439,12 +439,7 @@ impl Session {
             .send()
             .await
             .map_err(|e| self.transport_error(&call, &e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&call, &e))?;
+        let (status, headers, bytes) = self.read_answer(&call, resp).await?;
         tracing::debug!(
             cloud = %self.cloud.name, url = %shown, status, request_id = %request_id,
             answered_request_id = answered_request_id(&headers).unwrap_or("-"),
@@ -600,12 +595,7 @@ impl Session {
                 }
                 Err(e) => return Err(self.transport_error(&call, &e)),
             };
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| self.transport_error(&call, &e))?;
+            let (status, headers, bytes) = self.read_answer(&call, resp).await?;
             tracing::debug!(
                 cloud = %self.cloud.name, service = service_type, method = %method, url = %shown,
                 status, request_id = %request_id,
@@ -673,6 +663,21 @@ impl Session {
             message: self.scrub(&message, call.token),
             request_id: answered_request_id(headers).map(str::to_string),
         }))
+    }
+
+    /// Status, headers and body of an answer; a body cut off is a transport error.
+    async fn read_answer(
+        &self,
+        call: &Call<'_>,
+        resp: reqwest::Response,
+    ) -> Result<(u16, reqwest::header::HeaderMap, bytes::Bytes)> {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(call, &e))?;
+        Ok((status, headers, bytes))
     }
 
     fn transport_error(&self, call: &Call<'_>, e: &reqwest::Error) -> Error {

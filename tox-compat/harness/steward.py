@@ -7,12 +7,10 @@
 The binary is $STEWARD_BIN, else <repo>/target/debug/steward.
 """
 
-import json
 import os
 import secrets
-import urllib.error
-import urllib.request
 
+from harness import rest
 from harness import tomlw
 from harness.ports import free_port
 from harness.process import ManagedProcess
@@ -21,7 +19,6 @@ from harness.process import PeerStartError
 REPO_ROOT = os.path.abspath(
     os.path.join(os.path.dirname(__file__), '..', '..'))
 ROLES = ('reader', 'telemetry', 'admin')
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def default_binary():
@@ -51,27 +48,13 @@ class Steward:
                 timeout=10.0):
         """(status, decoded JSON or raw text, headers); never raises on
         an HTTP error status, so tests can assert on it."""
-        data = None
-        hdrs = {'Accept': 'application/json'}
-        if body is not None:
-            data = (body if isinstance(body, bytes)
-                    else json.dumps(body).encode('utf-8'))
-            hdrs['Content-Type'] = 'application/json'
+        hdrs = {}
         if role and self.tokens.get(role):
             hdrs['Authorization'] = 'Bearer ' + self.tokens[role]
         hdrs.update(headers or {})
-        req = urllib.request.Request(self.url + path, data=data,
-                                     headers=hdrs, method=method)
-        try:
-            with _OPENER.open(req, timeout=timeout) as resp:
-                status, raw, rh = resp.status, resp.read(), resp.headers
-        except urllib.error.HTTPError as e:
-            status, raw, rh = e.code, e.read(), e.headers
-        try:
-            payload = json.loads(raw) if raw else None
-        except ValueError:
-            payload = raw.decode('utf-8', 'replace')
-        return status, payload, rh
+        r = rest.request(method, self.url + path, body=body, headers=hdrs,
+                         timeout=timeout)
+        return r.status, r.body, r.headers
 
     def post(self, path, body, role='reader', headers=None):
         return self.request('POST', path, body, role, headers)

@@ -14,7 +14,7 @@
 
 use serde::Deserialize;
 
-use crate::model::HOURS_PER_WEEK;
+use crate::model::{hour_of_week_name, HOURS_PER_WEEK};
 use crate::scoring::{Context, Plugin, Score};
 
 #[derive(Debug, Deserialize)]
@@ -63,12 +63,6 @@ fn fraction(name: &str, v: f64) -> Result<f64, String> {
     } else {
         Err(format!("{name} must be in [0, 1], got {v}"))
     }
-}
-
-const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-
-fn hour_name(h: usize) -> String {
-    format!("{} {:02}:00 UTC", DAYS[h / 24 % 7], h % 24)
 }
 
 impl Steal {
@@ -187,7 +181,7 @@ impl Plugin for Steal {
                 "predicted up to {:.1}% in the next {} h (at {})",
                 p * 100.0,
                 self.horizon_hours,
-                hour_name(at)
+                hour_of_week_name(at)
             ));
         }
         if let Some(used) = used {
