@@ -47,14 +47,31 @@ pub enum AuthStrategy {
     Noauth,
     /// Bearer tokens from `token_file`, each with its roles.
     Static,
+    /// Keystone tokens (`X-Auth-Token`), validated with steward's own `[openstack] cloud`.
+    Keystone,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     pub strategy: AuthStrategy,
     /// One token a line: `<token> <role>[,<role>...]`; roles are reader, telemetry, admin.
     pub token_file: Option<PathBuf>,
+    /// keystone: how long a validation is reused (never past the token's expiry); 0: never.
+    pub cache_seconds: f64,
+    /// keystone: the most validations kept at once.
+    pub cache_size: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            strategy: AuthStrategy::default(),
+            token_file: None,
+            cache_seconds: 60.0,
+            cache_size: 10_000,
+        }
+    }
 }
 
 /// A database URL that never shows its password when printed or logged.
@@ -294,6 +311,22 @@ impl Roles {
         telemetry: true,
         admin: true,
     };
+
+    /// What a Keystone token's roles allow: `reader` and `member` read and score, `service`
+    /// pushes telemetry (the pushers' service users), `admin` does everything. Other roles
+    /// give nothing.
+    pub fn from_keystone<'a>(names: impl IntoIterator<Item = &'a str>) -> Roles {
+        let mut r = Roles::default();
+        for name in names {
+            match name {
+                "admin" => r = Roles::ALL,
+                "reader" | "member" => r.reader = true,
+                "service" => r.telemetry = true,
+                _ => {}
+            }
+        }
+        r
+    }
 
     pub fn parse(list: &str) -> Result<Roles, String> {
         let mut r = Roles::default();
@@ -544,6 +577,27 @@ fn validate(
                          set strategy = \"static\" with a token_file, or listen on 127.0.0.1"
                     ),
                 ));
+            }
+            None
+        }
+        AuthStrategy::Keystone => {
+            if let Err(e) = crate::openstack::cloud::load(settings.openstack.cloud.as_deref()) {
+                problems.push(problem(
+                    "openstack.cloud",
+                    format!(
+                        "auth strategy keystone validates tokens with steward's own cloud: {e}"
+                    ),
+                ));
+            }
+            let secs = settings.auth.cache_seconds;
+            if !(secs.is_finite() && (0.0..=3600.0).contains(&secs)) {
+                problems.push(problem(
+                    "auth.cache_seconds",
+                    format!("must be 0 to 3600 seconds, got {secs}"),
+                ));
+            }
+            if settings.auth.cache_size == 0 {
+                problems.push(problem("auth.cache_size", "must be at least 1"));
             }
             None
         }
