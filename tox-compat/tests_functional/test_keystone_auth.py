@@ -41,7 +41,7 @@ def cloud(tmp_path_factory):
         ks = c.keystone
         c.member = ks.create_user('ops-member', roles=('member',))
         c.admin_user = ks.create_user('ops-admin', roles=('admin',))
-        # a role of its own, implying none of Keystone's (manager implies member)
+        # a role implying none of Keystone's (manager implies member)
         c.nobody = ks.create_user('ops-nobody', roles=('auditor',))
         yield c
     finally:
@@ -176,8 +176,9 @@ def test_the_tokens_expiry_ends_its_cache_entry(cloud, stewards):
     left = (token_expiry - datetime.datetime.now(
         datetime.timezone.utc)).total_seconds()
     assert 0 < left <= 6, (
-        'Keystone caps an application credential token at the credential\'s '
-        'expiry: expected it to expire within 6 s, got %r' % body['expires_at'])
+        'Keystone caps an application credential token at the '
+        'credential\'s expiry: expected it to expire within 6 s, got %r'
+        % body['expires_at'])
     expect(st, 'GET', '/v1/hosts', token, 200)
     time.sleep(left + 0.5)
     # cache_seconds = 600 would still hold it; its expiry must not
