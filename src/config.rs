@@ -56,6 +56,7 @@ pub enum AuthStrategy {
 pub struct AuthSettings {
     pub strategy: AuthStrategy,
     /// One token a line: `<token> <role>[,<role>...]`; roles are reader, telemetry, admin.
+    /// Required by static; optional beside keystone (for the Nova shim and pushers).
     pub token_file: Option<PathBuf>,
     /// keystone: how long a validation is reused (never past the token's expiry); 0: never.
     pub cache_seconds: f64,
@@ -599,7 +600,12 @@ fn validate(
             if settings.auth.cache_size == 0 {
                 problems.push(problem("auth.cache_size", "must be at least 1"));
             }
-            None
+            // Static tokens beside Keystone's: the Nova shim and telemetry pushers keep theirs.
+            settings
+                .auth
+                .token_file
+                .as_ref()
+                .and_then(|file| read_token_table(file, path, problems))
         }
         AuthStrategy::Static => match &settings.auth.token_file {
             None => {
@@ -609,25 +615,7 @@ fn validate(
                 ));
                 None
             }
-            Some(file) => {
-                let file = resolve_relative(file, path);
-                match std::fs::read_to_string(&file) {
-                    Ok(text) => match TokenTable::parse(&text, &file.display().to_string()) {
-                        Ok(t) => Some(t),
-                        Err(mut p) => {
-                            problems.append(&mut p);
-                            None
-                        }
-                    },
-                    Err(e) => {
-                        problems.push(problem(
-                            "auth.token_file",
-                            format!("cannot read {}: {e}", file.display()),
-                        ));
-                        None
-                    }
-                }
-            }
+            Some(file) => read_token_table(file, path, problems),
         },
     };
     let url = settings.database.url.expose();
@@ -731,6 +719,30 @@ fn validate(
         tokens,
         settings,
     })
+}
+
+fn read_token_table(
+    file: &Path,
+    config_path: Option<&Path>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<TokenTable> {
+    let file = resolve_relative(file, config_path);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => match TokenTable::parse(&text, &file.display().to_string()) {
+            Ok(t) => Some(t),
+            Err(mut p) => {
+                problems.append(&mut p);
+                None
+            }
+        },
+        Err(e) => {
+            problems.push(problem(
+                "auth.token_file",
+                format!("cannot read {}: {e}", file.display()),
+            ));
+            None
+        }
+    }
 }
 
 /// A relative token file is relative to the config file, as operators expect.

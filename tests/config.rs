@@ -252,3 +252,23 @@ fn keystone_roles_map_onto_steward_s() {
         Roles::default()
     );
 }
+
+#[test]
+fn a_token_file_beside_keystone_is_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "tokens", "short reader\n");
+    let problems = load_from(
+        None,
+        &env(&[
+            ("STEWARD__AUTH__STRATEGY", "keystone"),
+            ("STEWARD__AUTH__TOKEN_FILE", bad.to_str().unwrap()),
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key.starts_with("auth.token_file") && p.message.contains("shorter")),
+        "{problems:?}"
+    );
+}

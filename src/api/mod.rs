@@ -34,7 +34,7 @@ pub struct AppState {
     pub cluster: Arc<ClusterHandle>,
     pub store: Store,
     pub metrics: Metrics,
-    /// `None` means noauth (loopback only, enforced by config validation) or keystone.
+    /// Static tokens: required by `static`, optional beside `keystone`, none with `noauth`.
     pub tokens: Option<Arc<TokenTable>>,
     pub auth: AuthStrategy,
     /// The Keystone validator, with `auth = keystone` ([`AppState::with_keystone`]).
@@ -178,7 +178,17 @@ async fn authenticate(
     let roles: Option<Result<Roles, ApiError>> = match (state.auth, need) {
         (_, None) | (AuthStrategy::Noauth, _) => None,
         (AuthStrategy::Keystone, Some(_)) => {
-            Some(keystone_roles(&state, presented_token(&req)).await)
+            let presented = presented_token(&req);
+            // A static token (the Nova shim's) first: constant time, no call to Keystone.
+            let known = state
+                .tokens
+                .as_ref()
+                .zip(presented)
+                .and_then(|(tokens, t)| tokens.roles_of(t));
+            Some(match known {
+                Some(roles) => Ok(roles),
+                None => keystone_roles(&state, presented).await,
+            })
         }
         (AuthStrategy::Static, Some(_)) => Some(match (state.tokens.as_ref(), presented_token(&req)) {
             (None, _) => Err(ApiError::unavailable(

@@ -14,6 +14,8 @@ roles onto its own: reader/member read and score, admin does everything.
 - a token's expiry ends its cache entry (an application credential that
   expires in seconds makes a token that does);
 - Keystone unreachable: 503 that says so, not 500;
+- static tokens from [auth] token_file work beside Keystone's (the Nova
+  shim keeps its own token) without asking Keystone;
 - no token appears in steward's log or in an error body.
 """
 
@@ -60,15 +62,16 @@ def steward_env(clouds_yaml):
 def stewards(cloud, tmp_path):
     started = []
 
-    def start(label, cache_seconds=60, clouds_yaml=None):
+    def start(label, cache_seconds=60, clouds_yaml=None, token_file=None):
         workdir = tmp_path / label
         workdir.mkdir()
+        auth = {'strategy': 'keystone', 'cache_seconds': cache_seconds}
+        if token_file:
+            auth['token_file'] = token_file
         st = start_steward(
             workdir, auth='keystone',
             env=steward_env(clouds_yaml or cloud.identity['clouds_yaml']),
-            extra={'auth': {'strategy': 'keystone',
-                            'cache_seconds': cache_seconds},
-                   'openstack': {'cloud': 'steward'}})
+            extra={'auth': auth, 'openstack': {'cloud': 'steward'}})
         started.append(st)
         return st
 
@@ -201,3 +204,19 @@ def test_keystone_unreachable_is_503_not_500(cloud, stewards, tmp_path):
     text = repr(answer) + st.log_text()
     assert token not in text
     assert cloud.identity['user']['password'] not in text
+
+
+def test_static_tokens_work_beside_keystone(cloud, stewards, tmp_path):
+    shim = 'nova-shim-' + 'f' * 24
+    tokens = tmp_path / 'tokens'
+    tokens.write_text('%s reader\n' % shim)
+    st = stewards('static-beside', token_file=str(tokens))
+    before = cloud.keystone.log_text().count('GET /v3/auth/tokens')
+    expect(st, 'POST', '/v1/filter', shim, 200, CALLOUT)
+    expect(st, 'POST', '/v1/repair/plan', shim, 403, {},
+           'needs the admin role')
+    after = cloud.keystone.log_text().count('GET /v3/auth/tokens')
+    assert after == before, 'a static token was sent to Keystone'
+    # and Keystone tokens still pass
+    expect(st, 'GET', '/v1/hosts', login(cloud, cloud.member), 200)
+    assert shim not in st.log_text()
