@@ -120,10 +120,16 @@ def openstack(cloud, *args):
     for key in [k for k in env if k.startswith('OS_') and k not in (
             'OS_CLIENT_CONFIG_FILE', 'OS_NOVA_DISABLE_EVENTLET_PATCHING')]:
         del env[key]
+    program = peer_bin('osc', 'openstack')
     done = subprocess.run(
-        [peer_bin('osc', 'openstack'), '--os-cloud', 'ops'] + list(args),
+        [program, '--os-cloud', 'ops'] + list(args),
         env=env, capture_output=True, text=True, timeout=120,
         stdin=subprocess.DEVNULL)
+    if 'Unknown command' in done.stderr:
+        raise AssertionError(
+            '%s does not know `openstack steward`: install the plugin into '
+            'its venv (pip install -e nova-hooks; tox -e functional does)\n%s'
+            % (program, done.stderr))
     return done.returncode, done.stdout, done.stderr
 
 
