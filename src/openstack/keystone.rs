@@ -6,6 +6,7 @@
 //! held in memory only, as keys; nothing here prints one.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,11 +37,21 @@ pub enum Validation {
 }
 
 /// Validations of answers kept for a bounded time, in a bounded table.
-#[derive(Debug)]
 pub struct TokenCache {
     ttl: Duration,
     capacity: usize,
     entries: HashMap<String, Entry>,
+}
+
+/// Counts only: the keys are callers' tokens.
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("ttl", &self.ttl)
+            .field("capacity", &self.capacity)
+            .field("entries", &self.entries.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -350,6 +361,15 @@ mod tests {
         for t in ["a", "b", "c"] {
             assert!(c.get(t, at(10)).is_some(), "{t} dropped");
         }
+    }
+
+    #[test]
+    fn the_cache_never_prints_a_token() {
+        let mut c = TokenCache::new(Duration::from_secs(60), 10);
+        c.insert("gAAAAAB-secret-token", valid(Some(3600)), at(0));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("secret-token"), "{shown}");
+        assert!(shown.contains("entries: 1"), "{shown}");
     }
 
     #[test]
