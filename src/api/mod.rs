@@ -148,6 +148,11 @@ async fn keystone_roles(state: &AppState, presented: Option<&[u8]>) -> Result<Ro
             "Keystone does not accept this token (unknown, expired or revoked); get a new one with `openstack token issue`",
         )),
         Err(e) => {
+            state
+                .metrics
+                .source_errors
+                .with_label_values(&["keystone", e.kind()])
+                .inc();
             tracing::warn!(error = %e, kind = e.kind(), "cannot validate a token with Keystone");
             Err(ApiError::unavailable(format!(
                 "cannot validate the token with Keystone now; try again later ({e})"

@@ -196,11 +196,20 @@ def test_keystone_unreachable_is_503_not_500(cloud, stewards, tmp_path):
                 cloud.keystone.password_cloud(cloud.identity['user'])['auth'],
                 auth_url=dead))},
         path=str(tmp_path / 'dead-clouds.yaml'))
-    st = stewards('unreachable', clouds_yaml=clouds)
+    ops = 'metrics-reader-' + 'e' * 20
+    tokens = tmp_path / 'tokens'
+    tokens.write_text('%s reader\n' % ops)
+    st = stewards('unreachable', clouds_yaml=clouds, token_file=str(tokens))
     token = login(cloud, cloud.member)
     answer = expect(st, 'GET', '/v1/hosts', token, 503, None,
                     'cannot validate the token with Keystone')
     assert answer['error']['code'] == 'steward.unavailable'
+    # counted where operators alert on failing sources
+    status, metrics, _ = call(st, 'GET', '/metrics', ops)
+    assert status == 200
+    assert 'steward_source_errors_total{kind="transport",source="keystone"} 1' \
+        in metrics, [line for line in metrics.splitlines()
+                     if 'source_errors' in line]
     text = repr(answer) + st.log_text()
     assert token not in text
     assert cloud.identity['user']['password'] not in text
