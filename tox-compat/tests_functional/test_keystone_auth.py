@@ -207,9 +207,10 @@ def test_keystone_unreachable_is_503_not_500(cloud, stewards, tmp_path):
     # counted where operators alert on failing sources
     status, metrics, _ = call(st, 'GET', '/metrics', ops)
     assert status == 200
-    assert 'steward_source_errors_total{kind="transport",source="keystone"} 1' \
-        in metrics, [line for line in metrics.splitlines()
-                     if 'source_errors' in line]
+    sample = ('steward_source_errors_total{kind="transport",'
+              'source="keystone"} 1')
+    assert sample in metrics, [line for line in metrics.splitlines()
+                               if 'source_errors' in line]
     text = repr(answer) + st.log_text()
     assert token not in text
     assert cloud.identity['user']['password'] not in text
