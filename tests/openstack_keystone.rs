@@ -133,3 +133,21 @@ async fn the_cache_asks_keystone_once_per_token_within_its_time() {
         .count();
     assert_eq!(gets, 4);
 }
+
+#[tokio::test]
+async fn a_steward_user_without_the_service_role_is_told_what_to_grant() {
+    let server = MockServer::start().await;
+    // Keystone 30's answer when the policy identity:validate_token refuses the caller.
+    let body = serde_json::json!({"error": {"code": 403, "title": "Forbidden",
+        "message": "You are not authorized to perform the requested action: identity:validate_token."}});
+    keystone_validating(&server, ResponseTemplate::new(403).set_body_json(body)).await;
+    let err = keystone(&server)
+        .validate(&Secret::new(CALLER))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), "unauthorized");
+    assert!(text.contains("identity:validate_token"), "{text}");
+    assert!(text.contains("service role"), "{text}");
+    assert!(!text.contains(CALLER));
+}

@@ -171,6 +171,18 @@ impl Keystone {
         let reply = match reply {
             Ok(r) => r,
             Err(Error::Status(e)) if e.status == 404 => return Ok(Validation::Invalid),
+            Err(Error::Status(e)) if e.status == 403 => {
+                return Err(Error::Unauthorized {
+                    service: "identity".into(),
+                    url: e.url.clone(),
+                    message: format!(
+                        "Keystone does not let {} validate tokens ({}): give steward's user the \
+                         service role (openstack role add --user <user> --project service service)",
+                        self.session.cloud().describe(),
+                        e.message
+                    ),
+                })
+            }
             Err(e) => return Err(e),
         };
         #[derive(Deserialize)]

@@ -230,3 +230,16 @@ def test_static_tokens_work_beside_keystone(cloud, stewards, tmp_path):
     # and Keystone tokens still pass
     expect(st, 'GET', '/v1/hosts', login(cloud, cloud.member), 200)
     assert shim not in st.log_text()
+
+
+def test_a_steward_user_that_may_not_validate_is_told_what_to_grant(
+        cloud, stewards, tmp_path):
+    weak = cloud.keystone.create_user('steward-weak', project='service',
+                                      roles=('member',))
+    clouds = cloud.keystone.write_clouds_yaml(
+        {'steward': cloud.keystone.password_cloud(weak)},
+        path=str(tmp_path / 'weak-clouds.yaml'))
+    st = stewards('weak', clouds_yaml=clouds)
+    answer = expect(st, 'GET', '/v1/hosts', login(cloud, cloud.member), 503,
+                    None, 'give steward\'s user the service role')
+    assert 'identity:validate_token' in answer['error']['message']
