@@ -72,6 +72,7 @@ fn required_role(method: &str, path: &str) -> Option<fn(&Roles) -> bool> {
     match (method, path) {
         (_, "/healthz") => None,
         ("POST", "/v1/telemetry") => Some(|r| r.telemetry),
+        ("POST", p) if p.starts_with("/v1/rebalance/") => Some(|r| r.admin),
         _ => Some(|r| r.reader),
     }
 }
