@@ -1,5 +1,6 @@
 -- The rebalancer's journal: plans, one row per action with its state, every transition as an
--- event written before the side effect it announces, and the SQLite leader lease.
+-- event written before the side effect it announces, and the leader lease (used on SQLite only;
+-- kept here so both schemas match). TEXT columns hold JSON and prose: a text collation.
 CREATE TABLE rebalance_plan (
     id          VARCHAR(36) NOT NULL PRIMARY KEY,
     created_at  DOUBLE NOT NULL,
@@ -7,7 +8,7 @@ CREATE TABLE rebalance_plan (
     state       VARCHAR(16) NOT NULL,
     mode        VARCHAR(16) NOT NULL,
     -- The planner's summary (JSON): limits hit, candidates seen.
-    summary     TEXT NOT NULL,
+    summary     TEXT COLLATE utf8mb4_unicode_ci NOT NULL,
     decided_by  VARCHAR(255) NULL,
     decided_at  DOUBLE NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -24,19 +25,19 @@ CREATE TABLE rebalance_action (
     ram_mb          BIGINT NOT NULL,
     disk_gb         BIGINT NOT NULL,
     block_migration INTEGER NOT NULL,
-    reason          TEXT NOT NULL,
+    reason          TEXT COLLATE utf8mb4_unicode_ci NOT NULL,
     -- planned | approved | draining | migrating | rejoining | done | failed | aborted
     state           VARCHAR(16) NOT NULL,
     -- What the action ends as once rejoined (done | failed | aborted); set on entering rejoining.
     outcome         VARCHAR(16) NULL,
     -- The server as Nova showed it before os-migrateLive (JSON): the before-image.
-    before_image    TEXT NULL,
+    before_image    TEXT COLLATE utf8mb4_unicode_ci NULL,
     -- Set once Nova accepted os-migrateLive (202): a resumed action polls instead of asking again.
     accepted_at     DOUBLE NULL,
     migration_id    VARCHAR(64) NULL,
     abort_requested_at DOUBLE NULL,
     bytes_moved     BIGINT NOT NULL DEFAULT 0,
-    error           TEXT NULL,
+    error           TEXT COLLATE utf8mb4_unicode_ci NULL,
     created_at      DOUBLE NOT NULL,
     updated_at      DOUBLE NOT NULL,
     finished_at     DOUBLE NULL
@@ -51,7 +52,7 @@ CREATE TABLE rebalance_event (
     at          DOUBLE NOT NULL,
     from_state  VARCHAR(16) NOT NULL,
     to_state    VARCHAR(16) NOT NULL,
-    detail      TEXT NOT NULL
+    detail      TEXT COLLATE utf8mb4_unicode_ci NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE INDEX rebalance_event_action ON rebalance_event (action_id);

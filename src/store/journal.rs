@@ -369,7 +369,7 @@ impl Store {
                     at: r.try_get("at")?,
                     from: r.try_get("from_state")?,
                     to: r.try_get("to_state")?,
-                    detail: r.try_get("detail")?,
+                    detail: text(r, "detail")?,
                 })
             })
             .collect()
@@ -615,6 +615,27 @@ fn decode_err(what: String) -> JournalError {
     JournalError::Store(StoreError::Sql(sqlx::Error::Decode(what.into())))
 }
 
+/// A TEXT column: SQLite answers text, MySQL's protocol types TEXT as a BLOB.
+fn text(r: &AnyRow, col: &str) -> Result<String, sqlx::Error> {
+    opt_text(r, col)?.ok_or_else(|| sqlx::Error::Decode(format!("{col} is NULL").into()))
+}
+
+fn opt_text(r: &AnyRow, col: &str) -> Result<Option<String>, sqlx::Error> {
+    match r.try_get::<Option<String>, _>(col) {
+        Ok(v) => Ok(v),
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            let bytes: Option<Vec<u8>> = r.try_get(col)?;
+            bytes
+                .map(|b| {
+                    String::from_utf8(b)
+                        .map_err(|e| sqlx::Error::Decode(format!("{col}: {e}").into()))
+                })
+                .transpose()
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn plan_row(r: &AnyRow) -> Result<PlanRow, JournalError> {
     let id: String = r.try_get("id")?;
     let state: String = r.try_get("state")?;
@@ -623,7 +644,7 @@ fn plan_row(r: &AnyRow) -> Result<PlanRow, JournalError> {
             .ok_or_else(|| decode_err(format!("plan {id}: unknown state {state:?}")))?,
         created_at: r.try_get("created_at")?,
         mode: r.try_get("mode")?,
-        summary: r.try_get("summary")?,
+        summary: text(r, "summary")?,
         decided_by: r.try_get("decided_by")?,
         decided_at: r.try_get("decided_at")?,
         actions: Vec::new(),
@@ -651,13 +672,13 @@ fn action_row(r: &AnyRow) -> Result<ActionRow, JournalError> {
         ram_mb: r.try_get("ram_mb")?,
         disk_gb: r.try_get("disk_gb")?,
         block_migration: r.try_get::<i64, _>("block_migration")? != 0,
-        reason: r.try_get("reason")?,
-        before_image: r.try_get("before_image")?,
+        reason: text(r, "reason")?,
+        before_image: opt_text(r, "before_image")?,
         accepted_at: r.try_get("accepted_at")?,
         migration_id: r.try_get("migration_id")?,
         abort_requested_at: r.try_get("abort_requested_at")?,
         bytes_moved: r.try_get("bytes_moved")?,
-        error: r.try_get("error")?,
+        error: opt_text(r, "error")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         finished_at: r.try_get("finished_at")?,
