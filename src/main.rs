@@ -76,6 +76,10 @@ enum RebalanceCommand {
     Approve { plan: String },
     /// Cancel a plan's actions not yet started (as POST /v1/rebalance/plans/{id}/cancel).
     Cancel { plan: String },
+    /// Send one os-migrateLive through steward's Nova client, outside the journal (a probe for
+    /// tests against a real Nova API: it prints Nova's answer). Not for operators.
+    #[command(hide = true)]
+    DebugLiveMigrate { server: String, host: String },
     /// The journal's actions (as GET /v1/migrations).
     List {
         #[arg(long, short = 'f', value_enum, default_value = "table")]
@@ -385,6 +389,9 @@ mod rebalance {
                 RebalanceCommand::Approve { plan } => decide(&store, &plan, true).await,
                 RebalanceCommand::Cancel { plan } => decide(&store, &plan, false).await,
                 RebalanceCommand::List { format } => list(&store, format).await,
+                RebalanceCommand::DebugLiveMigrate { server, host } => {
+                    debug_live_migrate(&v, &server, &host).await
+                }
             };
             store.close().await;
             code
@@ -396,7 +403,8 @@ mod rebalance {
             "id": a.id, "plan_id": a.plan_id, "vm": a.vm, "vm_name": a.vm_name,
             "source": a.source, "target": a.target, "az": a.az, "state": a.state.as_str(),
             "outcome": a.outcome.map(|o| o.as_str()), "migration_id": a.migration_id,
-            "bytes_moved": a.bytes_moved, "error": a.error,
+            "bytes_moved": a.bytes_moved, "error": a.error, "accepted_at": a.accepted_at,
+            "abort_requested_at": a.abort_requested_at, "finished_at": a.finished_at,
         })
     }
 
@@ -561,10 +569,7 @@ mod rebalance {
 
     /// The executor over the configured cloud and hooks.
     pub fn executor(v: &Validated, store: &Store, metrics: Metrics) -> anyhow::Result<Executor> {
-        let cloud = openstack::cloud::load(v.settings.openstack.cloud.as_deref())?;
-        let options = openstack::session::SessionOptions::for_cloud(&cloud);
-        let session = Arc::new(openstack::session::Session::new(cloud, options)?);
-        let nova = Arc::new(openstack::nova::Nova::new(session));
+        let nova = Arc::new(nova(v)?);
         let hooks = hooks::from_settings(&v.settings.rebalance.hooks)
             .map_err(|e| anyhow::anyhow!("[rebalance.hooks]: {e}"))?;
         Ok(Executor::new(
@@ -574,6 +579,36 @@ mod rebalance {
             v.settings.rebalance.execution.clone(),
             metrics,
         ))
+    }
+
+    async fn debug_live_migrate(v: &Validated, server: &str, host: &str) -> ExitCode {
+        let nova = match nova(v) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("steward: {e:#}");
+                return ExitCode::from(1);
+            }
+        };
+        match nova.live_migrate(server, host).await {
+            Ok(rid) => {
+                println!(
+                    "accepted: os-migrateLive of server {server} to {host} [request {}]",
+                    rid.unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("steward: {e}");
+                ExitCode::from(1)
+            }
+        }
+    }
+
+    fn nova(v: &Validated) -> anyhow::Result<openstack::nova::Nova> {
+        let cloud = openstack::cloud::load(v.settings.openstack.cloud.as_deref())?;
+        let options = openstack::session::SessionOptions::for_cloud(&cloud);
+        let session = Arc::new(openstack::session::Session::new(cloud, options)?);
+        Ok(openstack::nova::Nova::new(session))
     }
 
     async fn run_once(
