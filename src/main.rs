@@ -291,6 +291,7 @@ fn serve(v: Validated) -> ExitCode {
         let listen = v.listen;
         let prometheus = Prometheus::new(&v.settings.prometheus).map_err(|e| anyhow::anyhow!(e))?;
         let nova = nova_source(&v)?;
+        let v_rebalance = rebalance::LoopSettings::of(&v);
         let state = AppState::new(v, store.clone(), ClusterHandle::new(view));
         Jobs {
             prometheus,
@@ -300,6 +301,7 @@ fn serve(v: Validated) -> ExitCode {
             metrics: state.metrics.clone(),
         }
         .spawn();
+        rebalance::spawn_loop(&v_rebalance, &store, state.metrics.clone())?;
         api::serve(state, listen, workers).await?;
         store.close().await;
         Ok(())
@@ -609,6 +611,68 @@ mod rebalance {
         let options = openstack::session::SessionOptions::for_cloud(&cloud);
         let session = Arc::new(openstack::session::Session::new(cloud, options)?);
         Ok(openstack::nova::Nova::new(session))
+    }
+
+    /// What the service's execution loop needs from the settings (`AppState` takes the rest).
+    pub struct LoopSettings {
+        mode: RebalanceMode,
+        nova: Option<anyhow::Result<openstack::nova::Nova>>,
+        hooks: steward::config::HooksSettings,
+        execution: steward::config::ExecutionSettings,
+    }
+
+    impl LoopSettings {
+        pub fn of(v: &Validated) -> LoopSettings {
+            let mode = v.settings.rebalance.mode;
+            LoopSettings {
+                mode,
+                nova: (mode != RebalanceMode::DryRun).then(|| nova(v)),
+                hooks: v.settings.rebalance.hooks.clone(),
+                execution: v.settings.rebalance.execution.clone(),
+            }
+        }
+    }
+
+    /// In `approve` and `auto` mode, `serve` runs an execution cycle every `cycle_seconds` as
+    /// the leader (one replica at a time); in `dry-run` it executes nothing.
+    pub fn spawn_loop(l: &LoopSettings, store: &Store, metrics: Metrics) -> anyhow::Result<()> {
+        let Some(nova) = &l.nova else {
+            return Ok(());
+        };
+        let nova = match nova {
+            Ok(n) => n.clone(),
+            Err(e) => anyhow::bail!("[rebalance] mode = {:?} needs Nova: {e:#}", l.mode.as_str()),
+        };
+        let hooks = hooks::from_settings(&l.hooks)
+            .map_err(|e| anyhow::anyhow!("[rebalance.hooks]: {e}"))?;
+        let every = std::time::Duration::from_secs_f64(l.execution.cycle_seconds);
+        let executor = Arc::new(Executor::new(
+            store.clone(),
+            Arc::new(nova),
+            hooks,
+            l.execution.clone(),
+            metrics,
+        ));
+        let store = store.clone();
+        let holder = leader::holder_id();
+        tracing::info!(mode = l.mode.as_str(), every_seconds = every.as_secs_f64(), %holder, "rebalance execution loop");
+        // The planner's cycle joins here (plan, journal, then execute), as in run-once.
+        tokio::spawn(async move {
+            loop {
+                match lead_and_run(&executor, &store, &holder, None, true).await {
+                    Ok(Some(r)) if !r.actions.is_empty() => tracing::info!(
+                        actions = r.actions.len(),
+                        unfinished = r.unfinished(),
+                        errors = r.errors.len(),
+                        "rebalance cycle"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "rebalance cycle could not start"),
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+        Ok(())
     }
 
     async fn run_once(

@@ -269,10 +269,12 @@ async fn a_migration_that_never_completes_is_aborted_past_the_timeout_and_rejoin
             .contains("aborted past its completion timeout"),
         "{a:?}"
     );
-    let st = r.fake.state.lock().unwrap();
-    assert!(st.aborted);
-    assert_eq!(st.aborts, 1);
-    drop(st);
+    let (aborted, aborts) = {
+        let st = r.fake.state.lock().unwrap();
+        (st.aborted, st.aborts)
+    };
+    assert!(aborted);
+    assert_eq!(aborts, 1);
     let deletes: Vec<String> = calls(&r.nova)
         .await
         .into_iter()
