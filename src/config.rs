@@ -231,40 +231,6 @@ impl Default for LoggingSettings {
     }
 }
 
-/// `[rebalance]`. H1's planner settings join this struct when branches merge; the execution half
-/// (`[rebalance.execution]`, `[rebalance.hooks]`) lives in its own structs below.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct RebalanceSettings {
-    pub mode: RebalanceMode,
-    pub execution: ExecutionSettings,
-    pub hooks: HooksSettings,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-pub enum RebalanceMode {
-    /// Plans only: written to the journal and shown, never executed.
-    #[default]
-    #[serde(rename = "dry-run")]
-    DryRun,
-    /// Plans wait for an admin (`POST /v1/rebalance/plans/{id}/approve`).
-    #[serde(rename = "approve")]
-    Approve,
-    /// Plans are approved as they are made and executed by the leader.
-    #[serde(rename = "auto")]
-    Auto,
-}
-
-impl RebalanceMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RebalanceMode::DryRun => "dry-run",
-            RebalanceMode::Approve => "approve",
-            RebalanceMode::Auto => "auto",
-        }
-    }
-}
-
 /// `[rebalance.execution]`: how approved actions are carried out.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -444,7 +410,7 @@ pub struct Settings {
     pub prometheus: PrometheusSettings,
     pub cluster: ClusterSettings,
     pub openstack: OpenStackSettings,
-    pub rebalance: RebalanceSettings,
+    pub rebalance: crate::rebalance::RebalanceSettings,
 }
 
 const SECTIONS: [&str; 12] = [
@@ -867,6 +833,24 @@ fn validate(
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.logging.level) {
         problems.push(problem("logging.level", e.to_string()));
     }
+    for (key, message) in settings.rebalance.validate() {
+        problems.push(problem(key, message));
+    }
+    if !settings.profiles.contains_key(&settings.rebalance.profile) {
+        problems.push(problem(
+            "rebalance.profile",
+            format!(
+                "names profile {:?}, which does not exist; profiles: {}",
+                settings.rebalance.profile,
+                settings
+                    .profiles
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
     let profiles = match ProfileSet::build(&settings.profiles, &settings.scheduling.default_profile)
     {
         Ok(p) => Some(p),
@@ -885,7 +869,7 @@ fn validate(
 
 /// `[rebalance]`: every number in range, every hook complete; relative files resolved.
 fn validate_rebalance(
-    r: &mut RebalanceSettings,
+    r: &mut crate::rebalance::RebalanceSettings,
     path: Option<&Path>,
     problems: &mut Vec<ConfigProblem>,
 ) {

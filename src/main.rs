@@ -323,9 +323,10 @@ mod rebalance {
     use std::sync::Arc;
 
     use serde::Deserialize;
-    use steward::config::{RebalanceMode, Validated};
+    use steward::config::Validated;
     use steward::metrics::Metrics;
     use steward::rebalance::execute::{lead_and_run, Executor};
+    use steward::rebalance::Mode as RebalanceMode;
     use steward::rebalance::{hooks, leader};
     use steward::store::journal::{ActionRow, NewAction, NewPlan};
     use steward::store::Store;
