@@ -21,7 +21,7 @@ use crate::config::ExecutionSettings;
 use crate::metrics::Metrics;
 use crate::openstack::nova::{Nova, ServerState};
 use crate::rebalance::hooks::{Hook, HookContext};
-use crate::store::journal::{ActionRow, ActionState, JournalError, Patch};
+use crate::store::journal::{ActionRow, ActionState, JournalError, NewAction, NewPlan, Patch};
 use crate::store::Store;
 use crate::unix_now;
 
@@ -719,4 +719,82 @@ fn list_or_none(names: &[&str]) -> String {
     } else {
         names.join(", ")
     }
+}
+
+/// A planner's [`Plan`](crate::rebalance::Plan) as the journal keeps it: one action per move,
+/// the rest (skipped candidates, steal-only reports, the budget) as the plan's summary.
+pub fn journal_plan(plan: &crate::rebalance::Plan, id: String) -> NewPlan {
+    let summary = serde_json::json!({
+        "skipped": plan.skipped,
+        "steal_only": plan.steal_only,
+        "budget": plan.budget,
+    });
+    NewPlan {
+        id,
+        created_at: plan.generated_at,
+        mode: plan.mode.as_str().into(),
+        summary: summary.to_string(),
+        actions: plan
+            .actions
+            .iter()
+            .map(|a| NewAction {
+                vm: a.vm.clone(),
+                vm_name: a.vm.clone(),
+                source: a.source_host.clone(),
+                target: a.target_host.clone(),
+                az: a.az.clone(),
+                ram_mb: a.memory_mb.round() as i64,
+                disk_gb: a.disk_gb.round() as i64,
+                block_migration: a.block_migration,
+                reason: a.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// What the planner needs from the journal each cycle: the moves under way (approved and not
+/// closed; they count against concurrency) and the finished ones since `since` (cooldown and
+/// no-return), a finished move dated when it started.
+pub async fn planner_inputs(
+    store: &Store,
+    since: f64,
+) -> Result<
+    (
+        Vec<crate::rebalance::InFlight>,
+        Vec<crate::rebalance::MoveRecord>,
+    ),
+    JournalError,
+> {
+    let open = store
+        .actions(
+            &[
+                ActionState::Approved,
+                ActionState::Draining,
+                ActionState::Migrating,
+                ActionState::Rejoining,
+            ],
+            1_000_000,
+        )
+        .await?;
+    let in_flight = open
+        .into_iter()
+        .map(|a| crate::rebalance::InFlight {
+            vm: a.vm,
+            source_host: a.source,
+            target_host: a.target,
+            az: a.az,
+        })
+        .collect();
+    let done = store.actions(&[ActionState::Done], 1_000_000).await?;
+    let history = done
+        .into_iter()
+        .filter(|a| a.finished_at.unwrap_or(0.0) >= since)
+        .map(|a| crate::rebalance::MoveRecord {
+            at: a.accepted_at.unwrap_or(a.updated_at),
+            vm: a.vm,
+            from_host: a.source,
+            to_host: a.target,
+        })
+        .collect();
+    Ok((in_flight, history))
 }
