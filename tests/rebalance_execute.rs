@@ -225,6 +225,17 @@ async fn a_migration_with_progress_completes_between_drain_and_rejoin() {
         "{consul:?}"
     );
     assert_eq!(consul[1], "PUT /v1/agent/maintenance?enable=false");
+    // The planner sees the finished move for its cooldown and no-return rules, nothing open.
+    let (open, moves) = steward::rebalance::execute::planner_inputs(&r.store, 0.0)
+        .await
+        .unwrap();
+    assert!(open.is_empty());
+    assert_eq!(moves.len(), 1);
+    assert_eq!(
+        (moves[0].from_host.as_str(), moves[0].to_host.as_str()),
+        (SOURCE, TARGET)
+    );
+    assert_eq!(Some(moves[0].at), a.accepted_at);
     assert_eq!(
         metric(
             &r.metrics,
