@@ -20,9 +20,9 @@ import subprocess
 
 import pytest
 
+from harness import tomlw
 from harness.peers import Cloud
 from harness.steward import default_binary
-from harness import tomlw
 
 SEED = {
     'hosts': [{'host': 'cmp-a1', 'az': 'az1', 'vcpus': 32},
