@@ -52,20 +52,25 @@ impl HookContext {
         Ok(node)
     }
 
-    /// Fill a template. `encode` percent-encodes each value (for URLs). An unknown field is an
-    /// error naming it, so a typo never reaches an orchestrator.
+    /// Fill a template. `encode` percent-encodes each value (for URLs). `{name}` is a field
+    /// when `name` looks like one (lower-case letters and `_`, or `meta:<key>`); any other brace
+    /// is literal text, so JSON bodies need no escaping. An unknown field is an error naming it,
+    /// so a typo never reaches an orchestrator.
     pub fn render(&self, template: &str, node: &str, encode: bool) -> Result<String, HookError> {
         let mut out = String::with_capacity(template.len());
         let mut rest = template;
         while let Some(start) = rest.find('{') {
             out.push_str(&rest[..start]);
             let after = &rest[start + 1..];
-            let Some(end) = after.find('}') else {
-                return Err(HookError(format!(
-                    "template {template:?} has a '{{' without its '}}'"
-                )));
+            let field = after
+                .find('}')
+                .map(|end| &after[..end])
+                .filter(|f| is_field(f));
+            let Some(field) = field else {
+                out.push('{');
+                rest = after;
+                continue;
             };
-            let field = &after[..end];
             let value = match field {
                 "vm" => self.vm.clone(),
                 "vm_name" => self.vm_name.clone(),
@@ -89,10 +94,18 @@ impl HookContext {
             } else {
                 out.push_str(&value);
             }
-            rest = &after[end + 1..];
+            rest = &after[field.len() + 1..];
         }
         out.push_str(rest);
         Ok(out)
+    }
+}
+
+/// What can name a template field: `[a-z_]+`, or `meta:` and a key without braces or blanks.
+fn is_field(f: &str) -> bool {
+    match f.strip_prefix("meta:") {
+        Some(k) => !k.is_empty() && !k.contains(|c: char| c.is_whitespace() || c == '"'),
+        None => !f.is_empty() && f.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
     }
 }
 
@@ -191,7 +204,12 @@ mod tests {
         assert_eq!(c.render("/x?t={target}", "n", true).unwrap(), "/x?t=cmp+2");
         let e = c.render("{tagret}", "n", false).unwrap_err();
         assert!(e.0.contains("{tagret}"), "{e}");
-        assert!(c.render("{vm", "n", false).is_err());
+        // Other braces are text: JSON bodies need no escaping.
+        assert_eq!(
+            c.render(r#"{"vm": "{vm}", "n": {"x": 1}} {vm"#, "n", false)
+                .unwrap(),
+            r#"{"vm": "4c1b6f0e-0000-4000-8000-000000000001", "n": {"x": 1}} {vm"#
+        );
     }
 
     #[test]
