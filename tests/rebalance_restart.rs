@@ -21,6 +21,9 @@ use wiremock::MockServer;
 const BIN: &str = env!("CARGO_BIN_EXE_steward");
 
 struct Cloud {
+    /// The journal's URL (SQLite file, or a MariaDB database of its own).
+    db_url: String,
+    mysql_db: Option<(String, String)>,
     nova: MockServer,
     k8s: MockServer,
     consul: MockServer,
@@ -28,7 +31,34 @@ struct Cloud {
     dir: tempfile::TempDir,
 }
 
+fn mysql_server() -> String {
+    std::env::var("STEWARD_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+async fn mysql_admin(server: &str) -> sqlx::MySqlConnection {
+    use sqlx::Connection;
+    sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
+        .await
+        .unwrap_or_else(|e| panic!("MariaDB at {server} is needed ({e}); run ./scripts/test or set STEWARD_TEST_MYSQL_URL"))
+}
+
+impl Cloud {
+    async fn drop_db(&self) {
+        if let Some((server, name)) = &self.mysql_db {
+            let mut c = mysql_admin(server).await;
+            sqlx::query(&format!("DROP DATABASE {name}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+}
+
 async fn cloud(script: Script, k8s_refusals: u64) -> Cloud {
+    cloud_on(script, k8s_refusals, false).await
+}
+
+async fn cloud_on(script: Script, k8s_refusals: u64, mariadb: bool) -> Cloud {
     let nova = MockServer::start().await;
     mount_keystone(&nova, &[TOKEN_1]).await;
     let fake = FakeCompute::new(script);
@@ -39,18 +69,33 @@ async fn cloud(script: Script, k8s_refusals: u64) -> Cloud {
     mount_consul(&consul).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let (db_url, mysql_db) = if mariadb {
+        let server = mysql_server();
+        let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
+        let mut c = mysql_admin(&server).await;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        (format!("{server}/{name}"), Some((server, name)))
+    } else {
+        (
+            format!("sqlite://{}?mode=rwc", d.join("state.sqlite").display()),
+            None,
+        )
+    };
     std::fs::write(d.join("clouds.yaml"), clouds_yaml(&nova.uri())).unwrap();
     std::fs::write(d.join("secure.yaml"), secure_yaml()).unwrap();
     std::fs::write(
         d.join("steward.toml"),
         format!(
-            "[database]\nurl = \"sqlite://{}?mode=rwc\"\nauto_upgrade = true\n\
+            "[database]\nurl = \"{}\"\nauto_upgrade = true\n\
              [openstack]\ncloud = \"steward\"\n\
              [rebalance]\nmode = \"auto\"\n\
              [rebalance.execution]\npoll_seconds = 0.1\nlease_seconds = 1.0\nrejoin_retry_seconds = 0.1\n\
              [rebalance.hooks.kubernetes]\napi_url = \"{}\"\nevict_retry_seconds = 0.1\ndrain_timeout_seconds = 120\n\
              [rebalance.hooks.consul]\nagent_url = \"{}\"\n",
-            d.join("state.sqlite").display(),
+            db_url,
             k8s.uri(),
             consul.uri()
         ),
@@ -62,6 +107,8 @@ async fn cloud(script: Script, k8s_refusals: u64) -> Cloud {
     )
     .unwrap();
     Cloud {
+        db_url,
+        mysql_db,
         nova,
         k8s,
         consul,
@@ -95,12 +142,10 @@ fn import(dir: &Path) {
     );
 }
 
-async fn store(dir: &Path) -> Store {
-    let url = DatabaseUrl(format!(
-        "sqlite://{}?mode=rwc",
-        dir.join("state.sqlite").display()
-    ));
-    Store::connect(&url, 1).await.unwrap()
+async fn store(c: &Cloud) -> Store {
+    Store::connect(&DatabaseUrl(c.db_url.clone()), 1)
+        .await
+        .unwrap()
 }
 
 async fn the_action(store: &Store) -> ActionRow {
@@ -138,12 +183,19 @@ fn kill9(mut child: Child) {
 /// Run run-once to its end; a dead holder's SQLite lease runs out after lease_seconds (exit 4
 /// until then).
 async fn run_to_end(dir: &Path) -> std::process::Output {
+    run_to_end_counting(dir).await.0
+}
+
+/// As [`run_to_end`], with how many runs found another leader first.
+async fn run_to_end_counting(dir: &Path) -> (std::process::Output, usize) {
     let started = Instant::now();
+    let mut led_elsewhere = 0;
     loop {
         let out = steward(dir, &["rebalance", "run-once"]).output().unwrap();
         if out.status.code() != Some(4) || started.elapsed() > Duration::from_secs(20) {
-            return out;
+            return (out, led_elsewhere);
         }
+        led_elsewhere += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -154,7 +206,7 @@ async fn kill_9_while_draining_then_restart_resumes_and_rejoins() {
     let c = cloud(Script::default(), u64::MAX).await;
     let dir = c.dir.path();
     import(dir);
-    let s = store(dir).await;
+    let s = store(&c).await;
     let mut child = steward(dir, &["rebalance", "run-once"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -230,18 +282,30 @@ async fn kill_9_while_draining_then_restart_resumes_and_rejoins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_migrating_then_restart_polls_without_asking_nova_again() {
+    kill_9_while_migrating(false).await;
+}
+
+/// On MariaDB the leader holds GET_LOCK: the server frees it as the killed process's
+/// connection drops, so the restarted run leads at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_migrating_on_mariadb_frees_the_leader_lock_and_resumes() {
+    kill_9_while_migrating(true).await;
+}
+
+async fn kill_9_while_migrating(mariadb: bool) {
     // The migration runs until the test lets it complete.
-    let c = cloud(
+    let c = cloud_on(
         Script {
             completes_after: None,
             ..Default::default()
         },
         0,
+        mariadb,
     )
     .await;
     let dir = c.dir.path();
     import(dir);
-    let s = store(dir).await;
+    let s = store(&c).await;
     let mut child = steward(dir, &["rebalance", "run-once"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -271,7 +335,13 @@ async fn kill_9_while_migrating_then_restart_polls_without_asking_nova_again() {
         completes_after: Some(0),
         ..Default::default()
     });
-    let out = run_to_end(dir).await;
+    let (out, led_elsewhere) = run_to_end_counting(dir).await;
+    if mariadb {
+        assert_eq!(
+            led_elsewhere, 0,
+            "the killed leader's GET_LOCK was freed with its connection"
+        );
+    }
     assert!(
         out.status.success(),
         "run-once after the kill: {}\n{}",
@@ -292,4 +362,5 @@ async fn kill_9_while_migrating_then_restart_polls_without_asking_nova_again() {
     );
     let _ = &c.nova;
     s.close().await;
+    c.drop_db().await;
 }
