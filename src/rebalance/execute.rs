@@ -518,6 +518,13 @@ impl Executor {
                             return self.finish_migration(&a, outcome, why).await;
                         }
                     }
+                    Err(e) if e.status() == Some(404) => {
+                        let why = format!(
+                            "server {} was deleted while it migrated; nothing is left to move",
+                            a.vm
+                        );
+                        return self.finish_migration(&a, ActionState::Failed, why).await;
+                    }
                     Err(e) => {
                         tracing::warn!(action = %a.id, vm = %a.vm, error = %e, "cannot read the server; trying again")
                     }
