@@ -690,6 +690,25 @@ mod rebalance {
                 return ExitCode::from(1);
             }
         };
+        let start_new = v.settings.rebalance.mode != RebalanceMode::DryRun;
+        if !start_new {
+            // Dry-run executes nothing new, but never leaves an action under way behind.
+            use steward::store::journal::ActionState as S;
+            match store
+                .actions(&[S::Draining, S::Migrating, S::Rejoining], 1)
+                .await
+            {
+                Ok(open) if open.is_empty() => {
+                    println!("[rebalance] mode is dry-run: nothing to execute");
+                    return ExitCode::SUCCESS;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("steward: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
         let executor = match executor(v, store, Metrics::new()) {
             Ok(e) => Arc::new(e),
             Err(e) => {
@@ -699,7 +718,6 @@ mod rebalance {
         };
         // The planner's cycle joins here: plan, then journal the plan (approved at once in
         // auto mode) before executing. Until then run-once carries out approved plans.
-        let start_new = v.settings.rebalance.mode != RebalanceMode::DryRun;
         let holder = leader::holder_id();
         let report = match lead_and_run(&executor, store, &holder, budget, start_new).await {
             Ok(Some(r)) => r,
