@@ -249,6 +249,172 @@ impl Default for LoggingSettings {
     }
 }
 
+/// `[rebalance.execution]`: how approved actions are carried out.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutionSettings {
+    /// Nova's `[libvirt] live_migration_completion_timeout`: seconds per GiB copied (RAM, plus
+    /// disk for block migrations). Past it (plus the margin) steward aborts the migration.
+    pub completion_timeout_seconds_per_gib: f64,
+    pub completion_timeout_margin_seconds: f64,
+    /// How often a running migration is polled (`GET /servers/{id}/migrations`).
+    pub poll_seconds: f64,
+    /// Actions one cycle carries out at once (the planner's own limits apply first).
+    pub max_parallel: usize,
+    /// How often `serve` runs an execution cycle when the mode is `approve` or `auto`.
+    pub cycle_seconds: f64,
+    /// The SQLite leader lease's length (MySQL/MariaDB hold `GET_LOCK` for the connection's life).
+    pub lease_seconds: f64,
+    /// Rejoin hooks are tried this many times within one cycle before the action is left in
+    /// `rejoining` for the next cycle (it is never closed with a node still drained).
+    pub rejoin_attempts: u32,
+    pub rejoin_retry_seconds: f64,
+}
+
+impl Default for ExecutionSettings {
+    fn default() -> Self {
+        ExecutionSettings {
+            completion_timeout_seconds_per_gib: 800.0,
+            completion_timeout_margin_seconds: 60.0,
+            poll_seconds: 5.0,
+            max_parallel: 4,
+            cycle_seconds: 300.0,
+            lease_seconds: 60.0,
+            rejoin_attempts: 5,
+            rejoin_retry_seconds: 10.0,
+        }
+    }
+}
+
+/// `[rebalance.hooks]`: what takes a VM's workload out before its migration and puts it back.
+/// Drain hooks run in this order (kubernetes, consul, exec, http); rejoin hooks in reverse.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksSettings {
+    pub kubernetes: Option<KubernetesHookSettings>,
+    pub consul: Option<ConsulHookSettings>,
+    pub exec: Vec<ExecHookSettings>,
+    pub http: Vec<HttpHookSettings>,
+}
+
+/// Which Kubernetes node or Consul node a VM is: `name` (the server's name) or
+/// `metadata:<key>` (a server metadata key; a VM without it is refused before any drain).
+pub fn parse_node_from(s: &str) -> Result<Option<String>, String> {
+    match s {
+        "name" => Ok(None),
+        _ => match s.strip_prefix("metadata:") {
+            Some(k) if !k.trim().is_empty() => Ok(Some(k.to_string())),
+            _ => Err(format!(
+                "{s:?} is not a node mapping; use \"name\" or \"metadata:<key>\""
+            )),
+        },
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesHookSettings {
+    /// The API server, e.g. `https://k8s.example.net:6443`.
+    pub api_url: String,
+    /// A file holding a bearer token (a service account allowed to patch nodes and evict pods).
+    pub token_file: Option<PathBuf>,
+    /// PEM CA bundle of the API server.
+    pub ca_file: Option<PathBuf>,
+    pub node_from: String,
+    /// After a 429 (a PodDisruptionBudget says not now), ask again this much later.
+    pub evict_retry_seconds: f64,
+    /// Give up the drain (and fail the action, after uncordoning) past this.
+    pub drain_timeout_seconds: f64,
+    pub request_timeout_seconds: f64,
+}
+
+impl Default for KubernetesHookSettings {
+    fn default() -> Self {
+        KubernetesHookSettings {
+            api_url: String::new(),
+            token_file: None,
+            ca_file: None,
+            node_from: "name".into(),
+            evict_retry_seconds: 5.0,
+            drain_timeout_seconds: 600.0,
+            request_timeout_seconds: 30.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsulHookSettings {
+    /// The Consul agent of the VM (a template: `{node}` is the mapped node name).
+    pub agent_url: String,
+    pub token_file: Option<PathBuf>,
+    pub node_from: String,
+    /// The maintenance reason Consul shows (a template).
+    pub reason: String,
+    pub request_timeout_seconds: f64,
+}
+
+impl Default for ConsulHookSettings {
+    fn default() -> Self {
+        ConsulHookSettings {
+            agent_url: "http://{node}:8500".into(),
+            token_file: None,
+            node_from: "name".into(),
+            reason: "steward: live migration of {vm} from {source} to {target}".into(),
+            request_timeout_seconds: 30.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecHookSettings {
+    pub name: String,
+    /// argv templates; empty: nothing to run at that step.
+    pub drain: Vec<String>,
+    pub rejoin: Vec<String>,
+    pub timeout_seconds: f64,
+}
+
+impl Default for ExecHookSettings {
+    fn default() -> Self {
+        ExecHookSettings {
+            name: "exec".into(),
+            drain: Vec::new(),
+            rejoin: Vec::new(),
+            timeout_seconds: 120.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpHookSettings {
+    pub name: String,
+    pub method: String,
+    /// URL templates (values are percent-encoded); empty: nothing to call at that step.
+    pub drain_url: String,
+    pub rejoin_url: String,
+    /// Body template (values inserted as they are); empty: no body.
+    pub body: String,
+    pub headers: BTreeMap<String, String>,
+    pub timeout_seconds: f64,
+}
+
+impl Default for HttpHookSettings {
+    fn default() -> Self {
+        HttpHookSettings {
+            name: "http".into(),
+            method: "POST".into(),
+            drain_url: String::new(),
+            rejoin_url: String::new(),
+            body: String::new(),
+            headers: BTreeMap::new(),
+            timeout_seconds: 30.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -262,9 +428,10 @@ pub struct Settings {
     pub prometheus: PrometheusSettings,
     pub cluster: ClusterSettings,
     pub openstack: OpenStackSettings,
+    pub rebalance: crate::rebalance::RebalanceSettings,
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "auth",
     "database",
@@ -276,6 +443,7 @@ const SECTIONS: [&str; 11] = [
     "prometheus",
     "cluster",
     "openstack",
+    "rebalance",
 ];
 
 /// One thing wrong with the configuration.
@@ -501,6 +669,7 @@ pub fn load_from(
         prometheus: section(&cfg, "prometheus", &mut problems),
         cluster: section(&cfg, "cluster", &mut problems),
         openstack: section(&cfg, "openstack", &mut problems),
+        rebalance: section(&cfg, "rebalance", &mut problems),
     };
     let validated = validate(settings, path, &mut problems);
     match validated {
@@ -539,7 +708,7 @@ fn section<T: DeserializeOwned + Default>(
 }
 
 fn validate(
-    settings: Settings,
+    mut settings: Settings,
     path: Option<&Path>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Validated> {
@@ -702,8 +871,27 @@ fn validate(
             problems.push(problem("openstack.cloud", e.to_string()));
         }
     }
+    validate_rebalance(&mut settings.rebalance, path, problems);
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.logging.level) {
         problems.push(problem("logging.level", e.to_string()));
+    }
+    for (key, message) in settings.rebalance.validate() {
+        problems.push(problem(key, message));
+    }
+    if !settings.profiles.contains_key(&settings.rebalance.profile) {
+        problems.push(problem(
+            "rebalance.profile",
+            format!(
+                "names profile {:?}, which does not exist; profiles: {}",
+                settings.rebalance.profile,
+                settings
+                    .profiles
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
     }
     let profiles = match ProfileSet::build(&settings.profiles, &settings.scheduling.default_profile)
     {
@@ -741,6 +929,146 @@ fn read_token_table(
                 format!("cannot read {}: {e}", file.display()),
             ));
             None
+        }
+    }
+}
+
+/// `[rebalance]`: every number in range, every hook complete; relative files resolved.
+fn validate_rebalance(
+    r: &mut crate::rebalance::RebalanceSettings,
+    path: Option<&Path>,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    let e = &r.execution;
+    for (key, value, min) in [
+        (
+            "completion_timeout_seconds_per_gib",
+            e.completion_timeout_seconds_per_gib,
+            0.001,
+        ),
+        (
+            "completion_timeout_margin_seconds",
+            e.completion_timeout_margin_seconds,
+            0.0,
+        ),
+        ("poll_seconds", e.poll_seconds, 0.01),
+        ("cycle_seconds", e.cycle_seconds, 0.01),
+        ("lease_seconds", e.lease_seconds, 0.5),
+        ("rejoin_retry_seconds", e.rejoin_retry_seconds, 0.0),
+    ] {
+        if !(value.is_finite() && value >= min) {
+            problems.push(problem(
+                format!("rebalance.execution.{key}"),
+                format!("must be a number of at least {min}, got {value}"),
+            ));
+        }
+    }
+    if e.max_parallel == 0 {
+        problems.push(problem(
+            "rebalance.execution.max_parallel",
+            "must be at least 1",
+        ));
+    }
+    if e.rejoin_attempts == 0 {
+        problems.push(problem(
+            "rebalance.execution.rejoin_attempts",
+            "must be at least 1: the rejoin hooks always run",
+        ));
+    }
+    if let Some(k) = r.hooks.kubernetes.as_mut() {
+        if url::Url::parse(&k.api_url).is_err() {
+            problems.push(problem(
+                "rebalance.hooks.kubernetes.api_url",
+                format!(
+                    "{:?} is not a URL; name the API server, e.g. https://k8s.example.net:6443",
+                    k.api_url
+                ),
+            ));
+        }
+        if let Err(m) = parse_node_from(&k.node_from) {
+            problems.push(problem("rebalance.hooks.kubernetes.node_from", m));
+        }
+        for (key, v) in [
+            ("evict_retry_seconds", k.evict_retry_seconds),
+            ("drain_timeout_seconds", k.drain_timeout_seconds),
+            ("request_timeout_seconds", k.request_timeout_seconds),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                problems.push(problem(
+                    format!("rebalance.hooks.kubernetes.{key}"),
+                    format!("must be a positive number, got {v}"),
+                ));
+            }
+        }
+        k.token_file = k.token_file.as_deref().map(|f| resolve_relative(f, path));
+        k.ca_file = k.ca_file.as_deref().map(|f| resolve_relative(f, path));
+    }
+    if let Some(c) = r.hooks.consul.as_mut() {
+        if c.agent_url.trim().is_empty() {
+            problems.push(problem(
+                "rebalance.hooks.consul.agent_url",
+                "must name the VM's Consul agent, e.g. http://{node}:8500",
+            ));
+        }
+        if let Err(m) = parse_node_from(&c.node_from) {
+            problems.push(problem("rebalance.hooks.consul.node_from", m));
+        }
+        if !(c.request_timeout_seconds.is_finite() && c.request_timeout_seconds > 0.0) {
+            problems.push(problem(
+                "rebalance.hooks.consul.request_timeout_seconds",
+                "must be a positive number",
+            ));
+        }
+        c.token_file = c.token_file.as_deref().map(|f| resolve_relative(f, path));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, h) in r.hooks.exec.iter().enumerate() {
+        if h.drain.is_empty() && h.rejoin.is_empty() {
+            problems.push(problem(
+                format!("rebalance.hooks.exec[{i}]"),
+                format!(
+                    "hook {:?} has neither drain nor rejoin; give at least one argv",
+                    h.name
+                ),
+            ));
+        }
+        if !(h.timeout_seconds.is_finite() && h.timeout_seconds > 0.0) {
+            problems.push(problem(
+                format!("rebalance.hooks.exec[{i}].timeout_seconds"),
+                "must be a positive number",
+            ));
+        }
+        if !names.insert(h.name.clone()) {
+            problems.push(problem(
+                format!("rebalance.hooks.exec[{i}].name"),
+                format!("hook name {:?} is used twice; names label metrics", h.name),
+            ));
+        }
+    }
+    for (i, h) in r.hooks.http.iter().enumerate() {
+        if h.drain_url.is_empty() && h.rejoin_url.is_empty() {
+            problems.push(problem(
+                format!("rebalance.hooks.http[{i}]"),
+                format!("hook {:?} has neither drain_url nor rejoin_url", h.name),
+            ));
+        }
+        if h.method.is_empty() || !h.method.bytes().all(|b| b.is_ascii_uppercase()) {
+            problems.push(problem(
+                format!("rebalance.hooks.http[{i}].method"),
+                format!("{:?} is not an HTTP method (GET, POST, PUT, ...)", h.method),
+            ));
+        }
+        if !(h.timeout_seconds.is_finite() && h.timeout_seconds > 0.0) {
+            problems.push(problem(
+                format!("rebalance.hooks.http[{i}].timeout_seconds"),
+                "must be a positive number",
+            ));
+        }
+        if !names.insert(h.name.clone()) {
+            problems.push(problem(
+                format!("rebalance.hooks.http[{i}].name"),
+                format!("hook name {:?} is used twice; names label metrics", h.name),
+            ));
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The `steward` command: `serve`, `config check`, `db upgrade`, `db status`.
+//! The `steward` command: `serve`, `config check`, `db upgrade`, `db status`, `rebalance ...`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +43,48 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// The rebalancer's journal and execution.
+    Rebalance {
+        #[command(subcommand)]
+        command: RebalanceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RebalanceCommand {
+    /// One execution cycle, for cron: become the leader (or exit 4 if another replica leads),
+    /// resume unfinished actions and run approved ones. Exit 0 when every action it touched is
+    /// closed, 3 when some are still under way (the next run resumes them), 1 on an error.
+    RunOnce {
+        /// Stop after this long, leaving running actions in the journal for the next run.
+        #[arg(long)]
+        max_seconds: Option<f64>,
+        #[arg(long, short = 'f', value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Write a plan from a JSON file into the journal (`{"actions": [{"vm", "vm_name",
+    /// "source", "target", "az", "ram_mb", "disk_gb", "block_migration", "reason"}], "summary": {}}`).
+    ImportPlan {
+        file: PathBuf,
+        /// Approve it at once (as the approve route would).
+        #[arg(long)]
+        approve: bool,
+        #[arg(long, short = 'f', value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Approve a proposed plan (as POST /v1/rebalance/plans/{id}/approve).
+    Approve { plan: String },
+    /// Cancel a plan's actions not yet started (as POST /v1/rebalance/plans/{id}/cancel).
+    Cancel { plan: String },
+    /// Send one os-migrateLive through steward's Nova client, outside the journal (a probe for
+    /// tests against a real Nova API: it prints Nova's answer). Not for operators.
+    #[command(hide = true)]
+    DebugLiveMigrate { server: String, host: String },
+    /// The journal's actions (as GET /v1/migrations).
+    List {
+        #[arg(long, short = 'f', value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +123,7 @@ fn main() -> ExitCode {
         Command::Db {
             command: DbCommand::Status,
         } => with_config(cli.config, |v| db(v, false)),
+        Command::Rebalance { command } => with_config(cli.config, |v| rebalance::run(v, command)),
     }
 }
 
@@ -271,6 +314,7 @@ fn serve(v: Validated) -> ExitCode {
         let prometheus = Prometheus::new(&v.settings.prometheus).map_err(|e| anyhow::anyhow!(e))?;
         let nova = nova_source(&v)?;
         let keystone = keystone_validator(&v)?;
+        let v_rebalance = rebalance::LoopSettings::of(&v);
         let mut state = AppState::new(v, store.clone(), ClusterHandle::new(view));
         if let Some(k) = keystone {
             state = state.with_keystone(k);
@@ -283,6 +327,7 @@ fn serve(v: Validated) -> ExitCode {
             metrics: state.metrics.clone(),
         }
         .spawn();
+        rebalance::spawn_loop(&v_rebalance, &store, state.metrics.clone())?;
         api::serve(state, listen, workers).await?;
         store.close().await;
         Ok(())
@@ -291,6 +336,460 @@ fn serve(v: Validated) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("steward: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+mod rebalance {
+    //! `steward rebalance ...`: the journal from the command line, and the cron cycle.
+
+    use std::path::Path;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+
+    use serde::Deserialize;
+    use steward::config::Validated;
+    use steward::metrics::Metrics;
+    use steward::rebalance::execute::{lead_and_run, Executor};
+    use steward::rebalance::Mode as RebalanceMode;
+    use steward::rebalance::{hooks, leader};
+    use steward::store::journal::{ActionRow, NewAction, NewPlan};
+    use steward::store::Store;
+    use steward::{openstack, unix_now};
+
+    use super::{runtime, Format, RebalanceCommand};
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PlanFile {
+        actions: Vec<ActionFile>,
+        #[serde(default)]
+        summary: serde_json::Value,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ActionFile {
+        vm: String,
+        #[serde(default)]
+        vm_name: String,
+        source: String,
+        target: String,
+        az: String,
+        ram_mb: i64,
+        #[serde(default)]
+        disk_gb: i64,
+        #[serde(default)]
+        block_migration: bool,
+        #[serde(default)]
+        reason: String,
+    }
+
+    pub fn run(v: Validated, command: RebalanceCommand) -> ExitCode {
+        runtime().block_on(async move {
+            let db = &v.settings.database;
+            let store = match Store::connect(&db.url, db.max_connections.max(2)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("steward: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let schema = if db.auto_upgrade {
+                store.upgrade().await.map(|_| ())
+            } else {
+                store.check_current().await
+            };
+            if let Err(e) = schema {
+                eprintln!("steward: {e}");
+                return ExitCode::from(1);
+            }
+            let code = match command {
+                RebalanceCommand::RunOnce {
+                    max_seconds,
+                    format,
+                } => run_once(&v, &store, max_seconds, format).await,
+                RebalanceCommand::ImportPlan {
+                    file,
+                    approve,
+                    format,
+                } => import_plan(&v, &store, &file, approve, format).await,
+                RebalanceCommand::Approve { plan } => decide(&store, &plan, true).await,
+                RebalanceCommand::Cancel { plan } => decide(&store, &plan, false).await,
+                RebalanceCommand::List { format } => list(&store, format).await,
+                RebalanceCommand::DebugLiveMigrate { server, host } => {
+                    debug_live_migrate(&v, &server, &host).await
+                }
+            };
+            store.close().await;
+            code
+        })
+    }
+
+    fn action_json(a: &ActionRow) -> serde_json::Value {
+        serde_json::json!({
+            "id": a.id, "plan_id": a.plan_id, "vm": a.vm, "vm_name": a.vm_name,
+            "source": a.source, "target": a.target, "az": a.az, "state": a.state.as_str(),
+            "outcome": a.outcome.map(|o| o.as_str()), "migration_id": a.migration_id,
+            "bytes_moved": a.bytes_moved, "error": a.error, "accepted_at": a.accepted_at,
+            "abort_requested_at": a.abort_requested_at, "finished_at": a.finished_at,
+        })
+    }
+
+    fn print_actions(actions: &[ActionRow], format: Format) {
+        match format {
+            Format::Json => {
+                let doc: Vec<_> = actions.iter().map(action_json).collect();
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            Format::Table => {
+                println!(
+                    "{:<36}  {:<36}  {:<16}  {:<16}  {:<10}  error",
+                    "action", "vm", "source", "target", "state"
+                );
+                for a in actions {
+                    println!(
+                        "{:<36}  {:<36}  {:<16}  {:<16}  {:<10}  {}",
+                        a.id,
+                        a.vm,
+                        a.source,
+                        a.target,
+                        a.state.as_str(),
+                        a.error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+
+    async fn import_plan(
+        v: &Validated,
+        store: &Store,
+        file: &Path,
+        approve: bool,
+        format: Format,
+    ) -> ExitCode {
+        let mode = v.settings.rebalance.mode;
+        if approve && mode == RebalanceMode::DryRun {
+            eprintln!("steward: [rebalance] mode is dry-run, so plans are never approved; set mode = \"approve\" or \"auto\"");
+            return ExitCode::from(1);
+        }
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("steward: cannot read plan file {}: {e}", file.display());
+                return ExitCode::from(1);
+            }
+        };
+        let parsed: PlanFile = match serde_path_to_error::deserialize(
+            &mut serde_json::Deserializer::from_str(&text),
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!(
+                    "steward: plan file {}: at {}: {}",
+                    file.display(),
+                    e.path(),
+                    e.inner()
+                );
+                return ExitCode::from(1);
+            }
+        };
+        for (i, a) in parsed.actions.iter().enumerate() {
+            if uuid::Uuid::parse_str(&a.vm).is_err() {
+                eprintln!(
+                    "steward: plan file {}: actions[{i}].vm {:?} is not a server UUID",
+                    file.display(),
+                    a.vm
+                );
+                return ExitCode::from(1);
+            }
+            if a.source.is_empty() || a.target.is_empty() || a.source == a.target {
+                eprintln!(
+                    "steward: plan file {}: actions[{i}] (server {}) needs a source and a different target host",
+                    file.display(),
+                    a.vm
+                );
+                return ExitCode::from(1);
+            }
+        }
+        let plan = NewPlan {
+            id: uuid::Uuid::new_v4().to_string(),
+            created_at: unix_now(),
+            mode: mode.as_str().into(),
+            summary: parsed.summary.to_string(),
+            actions: parsed
+                .actions
+                .into_iter()
+                .map(|a| NewAction {
+                    vm_name: if a.vm_name.is_empty() {
+                        a.vm.clone()
+                    } else {
+                        a.vm_name
+                    },
+                    vm: a.vm,
+                    source: a.source,
+                    target: a.target,
+                    az: a.az,
+                    ram_mb: a.ram_mb,
+                    disk_gb: a.disk_gb,
+                    block_migration: a.block_migration,
+                    reason: a.reason,
+                })
+                .collect(),
+        };
+        let who = approve.then_some("steward rebalance import-plan --approve");
+        match store.insert_plan(&plan, who).await {
+            Ok(p) => {
+                match format {
+                    Format::Json => println!(
+                        "{}",
+                        serde_json::json!({"plan": p.id, "state": p.state.as_str(),
+                            "actions": p.actions.iter().map(action_json).collect::<Vec<_>>()})
+                    ),
+                    Format::Table => {
+                        println!("plan {} ({})", p.id, p.state.as_str());
+                        print_actions(&p.actions, format);
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("steward: {e}");
+                ExitCode::from(1)
+            }
+        }
+    }
+
+    async fn decide(store: &Store, plan: &str, approve: bool) -> ExitCode {
+        match store
+            .decide_plan(
+                plan,
+                approve,
+                "steward rebalance (command line)",
+                unix_now(),
+            )
+            .await
+        {
+            Ok(p) => {
+                println!("plan {} is {}", p.id, p.state.as_str());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("steward: {e}");
+                ExitCode::from(1)
+            }
+        }
+    }
+
+    async fn list(store: &Store, format: Format) -> ExitCode {
+        match store.actions(&[], 100_000).await {
+            Ok(a) => {
+                print_actions(&a, format);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("steward: {e}");
+                ExitCode::from(1)
+            }
+        }
+    }
+
+    /// The executor over the configured cloud and hooks.
+    pub fn executor(v: &Validated, store: &Store, metrics: Metrics) -> anyhow::Result<Executor> {
+        let nova = Arc::new(nova(v)?);
+        let hooks = hooks::from_settings(&v.settings.rebalance.hooks)
+            .map_err(|e| anyhow::anyhow!("[rebalance.hooks]: {e}"))?;
+        Ok(Executor::new(
+            store.clone(),
+            nova,
+            hooks,
+            v.settings.rebalance.execution.clone(),
+            metrics,
+        ))
+    }
+
+    async fn debug_live_migrate(v: &Validated, server: &str, host: &str) -> ExitCode {
+        let nova = match nova(v) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("steward: {e:#}");
+                return ExitCode::from(1);
+            }
+        };
+        match nova.live_migrate(server, host).await {
+            Ok(rid) => {
+                println!(
+                    "accepted: os-migrateLive of server {server} to {host} [request {}]",
+                    rid.unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("steward: {e}");
+                ExitCode::from(1)
+            }
+        }
+    }
+
+    fn nova(v: &Validated) -> anyhow::Result<openstack::nova::Nova> {
+        let cloud = openstack::cloud::load(v.settings.openstack.cloud.as_deref())?;
+        let options = openstack::session::SessionOptions::for_cloud(&cloud);
+        let session = Arc::new(openstack::session::Session::new(cloud, options)?);
+        Ok(openstack::nova::Nova::new(session))
+    }
+
+    /// What the service's execution loop needs from the settings (`AppState` takes the rest).
+    pub struct LoopSettings {
+        mode: RebalanceMode,
+        nova: Option<anyhow::Result<openstack::nova::Nova>>,
+        hooks: steward::config::HooksSettings,
+        execution: steward::config::ExecutionSettings,
+    }
+
+    impl LoopSettings {
+        pub fn of(v: &Validated) -> LoopSettings {
+            let mode = v.settings.rebalance.mode;
+            LoopSettings {
+                mode,
+                nova: (mode != RebalanceMode::DryRun).then(|| nova(v)),
+                hooks: v.settings.rebalance.hooks.clone(),
+                execution: v.settings.rebalance.execution.clone(),
+            }
+        }
+    }
+
+    /// In `approve` and `auto` mode, `serve` runs an execution cycle every `cycle_seconds` as
+    /// the leader (one replica at a time); in `dry-run` it executes nothing.
+    pub fn spawn_loop(l: &LoopSettings, store: &Store, metrics: Metrics) -> anyhow::Result<()> {
+        let Some(nova) = &l.nova else {
+            return Ok(());
+        };
+        let nova = match nova {
+            Ok(n) => n.clone(),
+            Err(e) => anyhow::bail!("[rebalance] mode = {:?} needs Nova: {e:#}", l.mode.as_str()),
+        };
+        let hooks = hooks::from_settings(&l.hooks)
+            .map_err(|e| anyhow::anyhow!("[rebalance.hooks]: {e}"))?;
+        let every = std::time::Duration::from_secs_f64(l.execution.cycle_seconds);
+        let executor = Arc::new(Executor::new(
+            store.clone(),
+            Arc::new(nova),
+            hooks,
+            l.execution.clone(),
+            metrics,
+        ));
+        let store = store.clone();
+        let holder = leader::holder_id();
+        tracing::info!(mode = l.mode.as_str(), every_seconds = every.as_secs_f64(), %holder, "rebalance execution loop");
+        // The planner's cycle joins here (plan, journal, then execute), as in run-once.
+        tokio::spawn(async move {
+            loop {
+                match lead_and_run(&executor, &store, &holder, None, true).await {
+                    Ok(Some(r)) if !r.actions.is_empty() => tracing::info!(
+                        actions = r.actions.len(),
+                        unfinished = r.unfinished(),
+                        errors = r.errors.len(),
+                        "rebalance cycle"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "rebalance cycle could not start"),
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+        Ok(())
+    }
+
+    async fn run_once(
+        v: &Validated,
+        store: &Store,
+        max_seconds: Option<f64>,
+        format: Format,
+    ) -> ExitCode {
+        let budget = match max_seconds {
+            None => None,
+            Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+            Some(s) => {
+                eprintln!("steward: --max-seconds {s} must be a positive number of seconds");
+                return ExitCode::from(1);
+            }
+        };
+        let start_new = v.settings.rebalance.mode != RebalanceMode::DryRun;
+        if !start_new {
+            // Dry-run executes nothing new, but never leaves an action under way behind.
+            use steward::store::journal::ActionState as S;
+            match store
+                .actions(&[S::Draining, S::Migrating, S::Rejoining], 1)
+                .await
+            {
+                Ok(open) if open.is_empty() => {
+                    println!("[rebalance] mode is dry-run: nothing to execute");
+                    return ExitCode::SUCCESS;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("steward: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        let executor = match executor(v, store, Metrics::new()) {
+            Ok(e) => Arc::new(e),
+            Err(e) => {
+                eprintln!("steward: {e:#}");
+                return ExitCode::from(1);
+            }
+        };
+        // The planner's cycle joins here: plan, then journal the plan (approved at once in
+        // auto mode) before executing. Until then run-once carries out approved plans.
+        let holder = leader::holder_id();
+        let report = match lead_and_run(&executor, store, &holder, budget, start_new).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                println!("another steward replica leads the rebalancer; nothing done");
+                return ExitCode::from(4);
+            }
+            Err(e) => {
+                eprintln!("steward: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        match format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({
+                    "actions": report.actions.iter().map(|(id, vm, s)| serde_json::json!({"id": id, "vm": vm, "state": s.as_str()})).collect::<Vec<_>>(),
+                    "errors": report.errors,
+                    "out_of_time": report.out_of_time,
+                    "unfinished": report.unfinished(),
+                })
+            ),
+            Format::Table => {
+                for (id, vm, s) in &report.actions {
+                    println!("{id}  {vm}  {s}");
+                }
+                for e in &report.errors {
+                    eprintln!("steward: {e}");
+                }
+                println!(
+                    "{} action(s), {} unfinished{}",
+                    report.actions.len(),
+                    report.unfinished(),
+                    if report.out_of_time {
+                        " (stopped at --max-seconds; the next run resumes)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        if report.unfinished() > 0 {
+            ExitCode::from(3)
+        } else if report.errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
             ExitCode::from(1)
         }
     }

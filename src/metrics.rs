@@ -2,8 +2,8 @@
 //! jobs' (telemetry polling, rollups, cluster refresh).
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Debug, Clone)]
@@ -21,6 +21,16 @@ pub struct Metrics {
     pub source_last_success: GaugeVec,
     pub source_duration: HistogramVec,
     pub telemetry_dropped: IntCounterVec,
+    /// VMs the rebalancer's detection holds as candidates now.
+    pub rebalance_candidates: IntGauge,
+    /// Rebalance actions closed, by final state (done, failed, aborted).
+    pub rebalance_actions_total: IntCounterVec,
+    /// Rebalance actions in the journal now, by state.
+    pub rebalance_actions: IntGaugeVec,
+    pub rebalance_bytes_moved: IntCounter,
+    pub rebalance_hook_failures: IntCounterVec,
+    /// 1 while this replica is the rebalance leader.
+    pub rebalance_leader: IntGauge,
 }
 
 impl Metrics {
@@ -120,6 +130,45 @@ impl Metrics {
             &["query"],
         )
         .expect("valid metric");
+        let rebalance_candidates = IntGauge::new(
+            "steward_rebalance_candidates",
+            "VMs the rebalancer holds as noisy-neighbour candidates",
+        )
+        .expect("valid metric");
+        let rebalance_actions_total = IntCounterVec::new(
+            Opts::new(
+                "steward_rebalance_actions_total",
+                "Rebalance actions closed, by final state",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        let rebalance_actions = IntGaugeVec::new(
+            Opts::new(
+                "steward_rebalance_actions",
+                "Rebalance actions in the journal, by current state",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        let rebalance_bytes_moved = IntCounter::new(
+            "steward_rebalance_bytes_moved_total",
+            "Bytes copied by rebalance live migrations (RAM plus disk, as Nova reports them)",
+        )
+        .expect("valid metric");
+        let rebalance_hook_failures = IntCounterVec::new(
+            Opts::new(
+                "steward_rebalance_hook_failures_total",
+                "Failed drain or rejoin hook steps, by hook",
+            ),
+            &["hook"],
+        )
+        .expect("valid metric");
+        let rebalance_leader = IntGauge::new(
+            "steward_rebalance_leader",
+            "1 while this replica is the rebalance leader",
+        )
+        .expect("valid metric");
         let build = IntGaugeVec::new(
             Opts::new("steward_build_info", "Steward's version"),
             &["version"],
@@ -139,6 +188,12 @@ impl Metrics {
             Box::new(source_last_success.clone()),
             Box::new(source_duration.clone()),
             Box::new(telemetry_dropped.clone()),
+            Box::new(rebalance_candidates.clone()),
+            Box::new(rebalance_actions_total.clone()),
+            Box::new(rebalance_actions.clone()),
+            Box::new(rebalance_bytes_moved.clone()),
+            Box::new(rebalance_hook_failures.clone()),
+            Box::new(rebalance_leader.clone()),
             Box::new(build),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -157,6 +212,12 @@ impl Metrics {
             source_last_success,
             source_duration,
             telemetry_dropped,
+            rebalance_candidates,
+            rebalance_actions_total,
+            rebalance_actions,
+            rebalance_bytes_moved,
+            rebalance_hook_failures,
+            rebalance_leader,
         }
     }
 

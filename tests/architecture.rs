@@ -114,9 +114,14 @@ fn only_openstack_speaks_http_to_openstack_services() {
         "HTTP to OpenStack outside src/openstack:\n{}",
         bad.join("\n")
     );
-    // The one other HTTP client is the Prometheus source, which is not an OpenStack service.
+    // The other HTTP clients are the Prometheus source and the rebalance hooks (Kubernetes,
+    // Consul, generic HTTP), none of which is an OpenStack service.
     let prometheus = src("telemetry/prometheus.rs");
-    let clients: Vec<PathBuf> = files.into_iter().filter(|f| *f != prometheus).collect();
+    let hooks = src("rebalance/hooks");
+    let clients: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| *f != prometheus && !f.starts_with(&hooks))
+        .collect();
     let bad = offenders(&clients, &["reqwest"]);
     assert!(
         bad.is_empty(),
@@ -142,4 +147,21 @@ fn openstack_is_an_adapter_with_its_own_wire_types() {
         ],
     );
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn the_rebalance_executor_reaches_nova_only_through_openstack() {
+    // The executor orchestrates: Nova through `openstack::nova`, orchestrators through hooks,
+    // the journal through `store`. It speaks no HTTP itself and writes no SQL.
+    let files = vec![src("rebalance/execute.rs"), src("rebalance/leader.rs")];
+    let bad = offenders(&files, &["reqwest", "crate::api", "UPDATE ", "INSERT "]);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    let hooks = rust_files(&src("rebalance/hooks"));
+    assert!(hooks.len() >= 5, "one file per hook");
+    let bad = offenders(&hooks, &["crate::store", "crate::api", "crate::openstack"]);
+    assert!(
+        bad.is_empty(),
+        "hooks hold no state and know no OpenStack:\n{}",
+        bad.join("\n")
+    );
 }

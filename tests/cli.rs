@@ -151,7 +151,7 @@ fn db_status_upgrade_and_a_service_that_refuses_an_old_schema() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 migration(s) applied, 0 pending"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 migration(s) applied, 0 pending"));
     assert_eq!(
         steward(dir.path(), &["--config", c, "db", "status"])
             .status

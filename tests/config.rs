@@ -272,3 +272,42 @@ fn a_token_file_beside_keystone_is_read_and_checked() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn rebalance_execution_and_hook_problems_name_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "steward.toml",
+        "[rebalance.execution]\npoll_seconds = 0\nmax_parallel = 0\n\
+         [rebalance.hooks.kubernetes]\napi_url = \"k8s\"\nnode_from = \"label:x\"\n\
+         [rebalance.hooks.consul]\nagent_url = \"\"\n\
+         [[rebalance.hooks.exec]]\nname = \"lb\"\n\
+         [[rebalance.hooks.http]]\nname = \"lb\"\nmethod = \"post\"\ndrain_url = \"http://x/{vm}\"\n",
+    );
+    let problems = load_from(Some(&cfg), &[]).unwrap_err();
+    let k = keys(&problems);
+    for key in [
+        "rebalance.execution.poll_seconds",
+        "rebalance.execution.max_parallel",
+        "rebalance.hooks.kubernetes.api_url",
+        "rebalance.hooks.kubernetes.node_from",
+        "rebalance.hooks.consul.agent_url",
+        "rebalance.hooks.exec[0]",
+        "rebalance.hooks.http[0].method",
+        "rebalance.hooks.http[0].name",
+    ] {
+        assert!(k.contains(&key), "{key} missing from {k:?}");
+    }
+    // A complete hook set is accepted, relative token files resolved next to the config.
+    let cfg = write(
+        dir.path(),
+        "ok.toml",
+        "[rebalance]\nmode = \"approve\"\n\
+         [rebalance.hooks.kubernetes]\napi_url = \"https://k8s.example.net:6443\"\n\
+         node_from = \"metadata:k8s_node\"\ntoken_file = \"k8s.token\"\n",
+    );
+    let v = load_from(Some(&cfg), &[]).unwrap_or_else(|p| panic!("{p:#?}"));
+    let k8s = v.settings.rebalance.hooks.kubernetes.unwrap();
+    assert_eq!(k8s.token_file.unwrap(), dir.path().join("k8s.token"));
+}

@@ -122,7 +122,7 @@ fn migrations_apply_once_and_report_status() {
     on_both(|store| async move {
         let before = store.status().await.unwrap();
         assert!(before.applied.is_empty());
-        assert_eq!(before.pending.len(), 2);
+        assert_eq!(before.pending.len(), 3);
         assert!(store
             .check_current()
             .await
@@ -130,7 +130,7 @@ fn migrations_apply_once_and_report_status() {
             .to_string()
             .contains("steward db upgrade"));
         let after = store.upgrade().await.unwrap();
-        assert_eq!(after.applied, vec![1, 2]);
+        assert_eq!(after.applied, vec![1, 2, 3]);
         assert!(after.pending.is_empty());
         assert_eq!(
             store.upgrade().await.unwrap(),

@@ -26,12 +26,14 @@ impl Modify for Security {
 #[openapi(
     info(title = "Nova Steward", description = "Steal-aware, AZ-correct scheduling help for OpenStack Nova"),
     paths(routes::filter, routes::weigh, routes::profiles, routes::hosts, routes::host, routes::vm, routes::push_telemetry,
-          routes::healthz, routes::metrics, routes::openapi),
+          routes::healthz, routes::metrics, routes::openapi,
+          routes::rebalance_plans, routes::approve_plan, routes::cancel_plan, routes::migrations),
     components(schemas(CalloutRequest, InstanceDto, HostDto, FlavorDto, ServerGroupDto, OperationDto,
                        FilterResponse, CompactFilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
                        TelemetryPush, HostSampleDto, VmSampleDto, TelemetryAccepted, Accepted,
                        ProfileList, ProfileInfo, PluginInfo, HostList, HostInfo, HostDetail, WeeklyInfo, VmInfo, Health,
-                       ErrorBody, ErrorDetail)),
+                       ErrorBody, ErrorDetail,
+                       RebalancePlanList, RebalancePlanDto, RebalanceActionDto, MigrationList)),
     modifiers(&Security),
     security(("bearer" = []), ("x_auth_token" = []))
 )]

@@ -23,7 +23,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/hosts", web::get().to(hosts))
         .route("/v1/hosts/{name}", web::get().to(host))
         .route("/v1/vms/{uuid}", web::get().to(vm))
-        .route("/v1/telemetry", web::post().to(push_telemetry));
+        .route("/v1/telemetry", web::post().to(push_telemetry))
+        .route("/v1/rebalance/plans", web::get().to(rebalance_plans))
+        .route(
+            "/v1/rebalance/plans/{id}/approve",
+            web::post().to(approve_plan),
+        )
+        .route(
+            "/v1/rebalance/plans/{id}/cancel",
+            web::post().to(cancel_plan),
+        )
+        .route("/v1/migrations", web::get().to(migrations));
 }
 
 fn request_id(req: &HttpRequest) -> String {
@@ -494,4 +504,124 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "this document")))]
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(super::openapi::document())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ListQuery {
+    limit: Option<i64>,
+    state: Option<String>,
+}
+
+fn journal_error(e: crate::store::journal::JournalError) -> ApiError {
+    use crate::store::journal::JournalError;
+    match e {
+        JournalError::NotFound(m) => ApiError::not_found(m),
+        JournalError::Conflict(m) => ApiError::conflict(m),
+        JournalError::Store(e) => {
+            tracing::error!(error = %e, "rebalance journal");
+            ApiError::unavailable(format!(
+                "steward's database did not answer ({e}); try again"
+            ))
+        }
+    }
+}
+
+fn limit_of(q: &ListQuery, default: i64) -> Result<i64, ApiError> {
+    match q.limit {
+        None => Ok(default),
+        Some(n) if (1..=10_000).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            format!("limit {n} is out of range; ask for 1 to 10000"),
+            Some("limit".into()),
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/rebalance/plans",
+    params(("limit" = Option<i64>, Query, description = "newest plans first, at most this many (default 50)")),
+    responses((status = 200, body = RebalancePlanList), (status = 401, body = ErrorBody)))]
+pub async fn rebalance_plans(
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = limit_of(&query, 50)?;
+    let plans = state.store.plans(limit).await.map_err(journal_error)?;
+    Ok(HttpResponse::Ok().json(RebalancePlanList {
+        plans: plans.into_iter().map(Into::into).collect(),
+    }))
+}
+
+async fn decide(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+    approve: bool,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(ApiError::not_found(format!(
+            "{id:?} is not a plan id; GET /v1/rebalance/plans lists them"
+        )));
+    }
+    let who = format!("admin (request {})", request_id(&req));
+    let plan = state
+        .store
+        .decide_plan(&id, approve, &who, unix_now())
+        .await
+        .map_err(journal_error)?;
+    tracing::info!(plan = %id, approve, by = %who, "rebalance plan decided");
+    Ok(HttpResponse::Ok().json(RebalancePlanDto::from(plan)))
+}
+
+#[utoipa::path(post, path = "/v1/rebalance/plans/{id}/approve",
+    params(("id" = String, Path, description = "the plan's id")),
+    responses((status = 200, body = RebalancePlanDto), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn approve_plan(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    decide(req, id, state, true).await
+}
+
+#[utoipa::path(post, path = "/v1/rebalance/plans/{id}/cancel",
+    params(("id" = String, Path, description = "the plan's id")),
+    responses((status = 200, body = RebalancePlanDto), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel_plan(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    decide(req, id, state, false).await
+}
+
+#[utoipa::path(get, path = "/v1/migrations",
+    params(("state" = Option<String>, Query, description = "only actions in this state (planned, approved, draining, migrating, rejoining, done, failed, aborted)"),
+           ("limit" = Option<i64>, Query, description = "at most this many, oldest first (default 500)")),
+    responses((status = 200, body = MigrationList), (status = 400, body = ErrorBody)))]
+pub async fn migrations(
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::store::journal::ActionState;
+    let limit = limit_of(&query, 500)?;
+    let states = match query.state.as_deref() {
+        None => Vec::new(),
+        Some(s) => vec![ActionState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                format!("state {s:?} is not a rebalance state; use planned, approved, draining, migrating, rejoining, done, failed or aborted"),
+                Some("state".into()),
+            )
+        })?],
+    };
+    let actions = state
+        .store
+        .actions(&states, limit)
+        .await
+        .map_err(journal_error)?;
+    Ok(HttpResponse::Ok().json(MigrationList {
+        migrations: actions.into_iter().map(Into::into).collect(),
+    }))
 }

@@ -613,3 +613,104 @@ pub struct ErrorDetail {
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
+
+/// One rebalance action as the journal holds it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RebalanceActionDto {
+    pub id: String,
+    pub plan_id: String,
+    pub seq: i64,
+    /// The server's UUID.
+    pub vm: String,
+    pub vm_name: String,
+    pub source: String,
+    pub target: String,
+    pub az: String,
+    pub ram_mb: i64,
+    pub disk_gb: i64,
+    pub block_migration: bool,
+    pub reason: String,
+    /// planned, approved, draining, migrating, rejoining, done, failed or aborted.
+    pub state: String,
+    /// What the action ends as once rejoined.
+    pub outcome: Option<String>,
+    pub migration_id: Option<String>,
+    pub bytes_moved: i64,
+    pub error: Option<String>,
+    pub accepted_at: Option<f64>,
+    pub abort_requested_at: Option<f64>,
+    pub created_at: f64,
+    pub updated_at: f64,
+    pub finished_at: Option<f64>,
+}
+
+impl From<crate::store::journal::ActionRow> for RebalanceActionDto {
+    fn from(a: crate::store::journal::ActionRow) -> Self {
+        RebalanceActionDto {
+            id: a.id,
+            plan_id: a.plan_id,
+            seq: a.seq,
+            vm: a.vm,
+            vm_name: a.vm_name,
+            source: a.source,
+            target: a.target,
+            az: a.az,
+            ram_mb: a.ram_mb,
+            disk_gb: a.disk_gb,
+            block_migration: a.block_migration,
+            reason: a.reason,
+            state: a.state.as_str().into(),
+            outcome: a.outcome.map(|o| o.as_str().into()),
+            migration_id: a.migration_id,
+            bytes_moved: a.bytes_moved,
+            error: a.error,
+            accepted_at: a.accepted_at,
+            abort_requested_at: a.abort_requested_at,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+            finished_at: a.finished_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RebalancePlanDto {
+    pub id: String,
+    pub created_at: f64,
+    /// proposed, approved or cancelled.
+    pub state: String,
+    /// The mode it was made in: dry-run, approve or auto.
+    pub mode: String,
+    /// The planner's summary.
+    #[schema(value_type = Object)]
+    pub summary: serde_json::Value,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<f64>,
+    pub actions: Vec<RebalanceActionDto>,
+}
+
+impl From<crate::store::journal::PlanRow> for RebalancePlanDto {
+    fn from(p: crate::store::journal::PlanRow) -> Self {
+        RebalancePlanDto {
+            summary: serde_json::from_str(&p.summary)
+                .unwrap_or(serde_json::Value::String(p.summary.clone())),
+            id: p.id,
+            created_at: p.created_at,
+            state: p.state.as_str().into(),
+            mode: p.mode,
+            decided_by: p.decided_by,
+            decided_at: p.decided_at,
+            actions: p.actions.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RebalancePlanList {
+    pub plans: Vec<RebalancePlanDto>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MigrationList {
+    pub migrations: Vec<RebalanceActionDto>,
+}

@@ -1,5 +1,6 @@
 //! Nova's compute API as typed reads: hypervisors, servers (with their embedded flavors), server
-//! groups and aggregates. Wire types only; `cluster` maps them onto the model.
+//! groups and aggregates; and the live migration steward's rebalancer drives (os-migrateLive, the
+//! server's migrations, abort). Wire types only; `cluster` maps them onto the model.
 //!
 //! Every call asks for microversion 2.87: the last one whose `/os-hypervisors/detail` still
 //! reports vCPU, RAM and disk (2.88 dropped them), and late enough for embedded flavors (2.47),
@@ -177,6 +178,76 @@ pub struct Aggregate {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// What a live migration needs to know of one server (`GET /servers/{id}` as an admin).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct ServerState {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    /// `ACTIVE`, `MIGRATING`, `ERROR`, ...
+    #[serde(default)]
+    pub status: String,
+    #[serde(rename = "OS-EXT-SRV-ATTR:host", default)]
+    pub host: Option<String>,
+    #[serde(rename = "OS-EXT-SRV-ATTR:hypervisor_hostname", default)]
+    pub hypervisor_hostname: Option<String>,
+    #[serde(rename = "OS-EXT-STS:task_state", default)]
+    pub task_state: Option<String>,
+    #[serde(rename = "OS-EXT-AZ:availability_zone", default)]
+    pub availability_zone: Option<String>,
+    #[serde(default, deserialize_with = "string_map")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// An in-progress live migration as `GET /servers/{id}/migrations` shows it (2.23+; `uuid`
+/// from 2.59). Progress counters are null until the compute host reports them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ServerMigration {
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    #[serde(default)]
+    pub uuid: Option<String>,
+    /// `queued`, `preparing`, `running`, `post-migrating`, `completed`, `error`, `cancelled`...
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub source_compute: Option<String>,
+    #[serde(default)]
+    pub dest_compute: Option<String>,
+    #[serde(default)]
+    pub memory_total_bytes: Option<u64>,
+    #[serde(default)]
+    pub memory_processed_bytes: Option<u64>,
+    #[serde(default)]
+    pub memory_remaining_bytes: Option<u64>,
+    #[serde(default)]
+    pub disk_total_bytes: Option<u64>,
+    #[serde(default)]
+    pub disk_processed_bytes: Option<u64>,
+    #[serde(default)]
+    pub disk_remaining_bytes: Option<u64>,
+}
+
+impl ServerMigration {
+    /// Bytes copied so far (RAM plus disk), as far as the compute host reported.
+    pub fn processed_bytes(&self) -> u64 {
+        self.memory_processed_bytes
+            .unwrap_or(0)
+            .saturating_add(self.disk_processed_bytes.unwrap_or(0))
+    }
+}
+
+/// A server id goes into a URL path: refuse anything but a UUID before it does.
+fn checked_uuid<'a>(id: &'a str, what: &str) -> Result<&'a str> {
+    if uuid::Uuid::parse_str(id).is_ok() {
+        Ok(id)
+    } else {
+        Err(Error::Argument(format!(
+            "{id:?} is not a {what} UUID; Nova names servers by UUID"
+        )))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 struct Link {
     #[serde(default)]
@@ -279,6 +350,75 @@ impl Nova {
     pub async fn aggregates(&self) -> Result<Vec<Aggregate>> {
         let reply = self.get("os-aggregates", &[]).await?;
         items(&reply, "aggregates")
+    }
+
+    /// One server as an admin sees it: status, host and task state, for the live migration's
+    /// before-image and its outcome.
+    pub async fn server(&self, id: &str) -> Result<ServerState> {
+        let id = checked_uuid(id, "server")?;
+        let reply = self.get(&format!("servers/{id}"), &[]).await?;
+        let value: Value = reply.json()?;
+        decode_at(&reply, &value, "server")
+    }
+
+    /// `os-migrateLive` to `host` with `block_migration: "auto"` (2.25+: no `disk_over_commit`;
+    /// at 2.87 no `force`, so Nova's scheduler still checks the host). Nova answers 202 with no
+    /// body; a server already migrating is a 409, a host Nova does not know a 400.
+    pub async fn live_migrate(&self, id: &str, host: &str) -> Result<Option<String>> {
+        let id = checked_uuid(id, "server")?;
+        if host.trim().is_empty() {
+            return Err(Error::Argument(format!(
+                "live migration of server {id}: the target host is empty; a plan must name one"
+            )));
+        }
+        let body = serde_json::json!({
+            "os-migrateLive": {"host": host, "block_migration": "auto"}
+        });
+        let reply = self
+            .session
+            .request(
+                reqwest::Method::POST,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                &format!("servers/{id}/action"),
+                &[],
+                Some(&body),
+            )
+            .await?;
+        Ok(reply.request_id().map(str::to_string))
+    }
+
+    /// The server's in-progress live migrations (Nova lists no finished ones here).
+    pub async fn server_migrations(&self, id: &str) -> Result<Vec<ServerMigration>> {
+        let id = checked_uuid(id, "server")?;
+        let reply = self.get(&format!("servers/{id}/migrations"), &[]).await?;
+        items(&reply, "migrations")
+    }
+
+    /// Abort an in-progress live migration (2.24+); Nova answers 202, then rolls the server back
+    /// to its source. A migration that already ended is a 400, an unknown one a 404.
+    pub async fn abort_migration(&self, id: &str, migration: &str) -> Result<()> {
+        let id = checked_uuid(id, "server")?;
+        if migration.is_empty()
+            || !migration
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(Error::Argument(format!(
+                "server {id}: migration id {migration:?} is not an id Nova gives"
+            )));
+        }
+        self.session
+            .request(
+                reqwest::Method::DELETE,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                &format!("servers/{id}/migrations/{migration}"),
+                &[],
+                None,
+            )
+            .await?;
+        Ok(())
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply> {

@@ -1,5 +1,7 @@
 //! Steward's own database (sqlx): SQLite for the embedded default, MySQL/MariaDB (Galera) in
-//! production. Holds the latest telemetry now; the journal, cooldowns and leader lock join later.
+//! production. Holds the latest telemetry and the rebalancer's journal (`journal.rs`).
+
+pub mod journal;
 
 use std::collections::HashSet;
 

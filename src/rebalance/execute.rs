@@ -1,0 +1,807 @@
+//! The executor: carries each approved action through its journaled lifecycle
+//! planned → approved → draining → migrating → rejoining → done | failed | aborted.
+//!
+//! Rules it keeps:
+//! - every transition is written to the journal *before* the side effect it announces
+//!   (`draining` before the drain hooks, `migrating` before `os-migrateLive`, an abort mark
+//!   before the abort call, `rejoining` before the rejoin hooks);
+//! - an action is only ever closed from `rejoining`, after every rejoin hook succeeded, so no
+//!   node is left drained: a drain failure, a refused or failed migration and an abort all go
+//!   through `rejoining`; a rejoin that keeps failing leaves the action in `rejoining` for the
+//!   next cycle;
+//! - after a restart each unfinished action resumes from its state (hooks are idempotent; a
+//!   `migrating` action first asks Nova whether its request already went through);
+//! - a migration is never declared over while Nova still runs it: past the completion timeout
+//!   it is aborted through the API and polled until Nova has put the server back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::ExecutionSettings;
+use crate::metrics::Metrics;
+use crate::openstack::nova::{Nova, ServerState};
+use crate::rebalance::hooks::{Hook, HookContext};
+use crate::store::journal::{ActionRow, ActionState, JournalError, NewAction, NewPlan, Patch};
+use crate::store::Store;
+use crate::unix_now;
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Nova could not be asked (transport, 5xx on a read): the action stays where it is and
+    /// the next cycle resumes it.
+    #[error("action {action} (server {vm}): {message}")]
+    Nova {
+        action: String,
+        vm: String,
+        message: String,
+    },
+    /// Rejoin hooks still failing after every attempt: the action stays in `rejoining`.
+    #[error("action {action} (server {vm}) is still rejoining: {message}")]
+    RejoinPending {
+        action: String,
+        vm: String,
+        message: String,
+    },
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CycleReport {
+    /// Each action the cycle touched, with the state it was left in.
+    pub actions: Vec<(String, String, ActionState)>,
+    /// Errors that left an action unfinished (it resumes next cycle).
+    pub errors: Vec<String>,
+    /// True when the cycle's time budget ran out with actions still running.
+    pub out_of_time: bool,
+}
+
+impl CycleReport {
+    pub fn unfinished(&self) -> usize {
+        self.actions.iter().filter(|a| !a.2.is_final()).count()
+    }
+}
+
+pub struct Executor {
+    store: Store,
+    nova: Arc<Nova>,
+    hooks: Vec<Arc<dyn Hook>>,
+    settings: ExecutionSettings,
+    metrics: Metrics,
+}
+
+impl Executor {
+    pub fn new(
+        store: Store,
+        nova: Arc<Nova>,
+        hooks: Vec<Arc<dyn Hook>>,
+        settings: ExecutionSettings,
+        metrics: Metrics,
+    ) -> Self {
+        Executor {
+            store,
+            nova,
+            hooks,
+            settings,
+            metrics,
+        }
+    }
+
+    /// Seconds Nova's own completion timeout allows this action, plus the margin.
+    pub fn completion_timeout(&self, a: &ActionRow) -> f64 {
+        completion_timeout(&self.settings, a)
+    }
+
+    /// Run every approved and unfinished action, in-flight ones first, at most `max_parallel`
+    /// at once, for at most `budget` (then the running ones stop where they are, exactly as on
+    /// a crash, and the next cycle resumes them).
+    ///
+    /// With `start_new` false (dry-run mode) only actions already under way are carried on: a
+    /// mode switch never leaves a node drained.
+    pub async fn run_cycle(
+        self: &Arc<Self>,
+        budget: Option<Duration>,
+        start_new: bool,
+    ) -> CycleReport {
+        let mut report = CycleReport::default();
+        let mut states = vec![
+            ActionState::Draining,
+            ActionState::Migrating,
+            ActionState::Rejoining,
+        ];
+        if start_new {
+            states.push(ActionState::Approved);
+        }
+        let mut todo = match self.store.actions(&states, 100_000).await {
+            Ok(t) => t,
+            Err(e) => {
+                report.errors.push(format!("cannot read the journal: {e}"));
+                return report;
+            }
+        };
+        todo.sort_by_key(|a| (a.state == ActionState::Approved, a.created_at as i64, a.seq));
+        let ids: Vec<(String, String)> =
+            todo.iter().map(|a| (a.id.clone(), a.vm.clone())).collect();
+        let gate = Arc::new(tokio::sync::Semaphore::new(
+            self.settings.max_parallel.max(1),
+        ));
+        let mut set = tokio::task::JoinSet::new();
+        for a in todo {
+            let this = Arc::clone(self);
+            let gate = Arc::clone(&gate);
+            set.spawn(async move {
+                let _slot = gate.acquire_owned().await;
+                let r = this.run_action(&a.id).await;
+                (a.id, r)
+            });
+        }
+        let drain_all = async {
+            while let Some(joined) = set.join_next().await {
+                match joined {
+                    Ok((_, Ok(_))) => {}
+                    Ok((id, Err(e))) => {
+                        tracing::warn!(action = %id, error = %e, "action left unfinished");
+                        report.errors.push(e.to_string());
+                    }
+                    Err(e) => report.errors.push(format!("an action task ended: {e}")),
+                }
+            }
+        };
+        match budget {
+            Some(b) => {
+                if tokio::time::timeout(b, drain_all).await.is_err() {
+                    report.out_of_time = true;
+                }
+            }
+            None => drain_all.await,
+        }
+        set.abort_all();
+        while set.join_next().await.is_some() {}
+        for (id, vm) in ids {
+            if let Ok(Some(a)) = self.store.action(&id).await {
+                report.actions.push((id, vm, a.state));
+            }
+        }
+        self.publish_gauges().await;
+        report
+    }
+
+    /// Current actions by state, for `/metrics`.
+    pub async fn publish_gauges(&self) {
+        if let Ok(all) = self.store.actions(&[], 1_000_000).await {
+            for s in ActionState::ALL {
+                let n = all.iter().filter(|a| a.state == s).count();
+                self.metrics
+                    .rebalance_actions
+                    .with_label_values(&[s.as_str()])
+                    .set(n as i64);
+            }
+        }
+    }
+
+    /// Carry one action as far as it goes: to a final state, or to where it must wait.
+    pub async fn run_action(&self, id: &str) -> Result<ActionState, ExecError> {
+        loop {
+            let a = self
+                .store
+                .action(id)
+                .await?
+                .ok_or_else(|| JournalError::NotFound(format!("no rebalance action {id}")))?;
+            match a.state {
+                ActionState::Planned => return Ok(a.state),
+                s if s.is_final() => return Ok(s),
+                ActionState::Approved => self.start(&a).await?,
+                ActionState::Draining => self.drain(&a).await?,
+                ActionState::Migrating => self.migrate(&a).await?,
+                ActionState::Rejoining => self.rejoin(&a).await?,
+                _ => return Ok(a.state),
+            }
+        }
+    }
+
+    fn nova_error(&self, a: &ActionRow, message: String) -> ExecError {
+        ExecError::Nova {
+            action: a.id.clone(),
+            vm: a.vm.clone(),
+            message,
+        }
+    }
+
+    async fn move_to(
+        &self,
+        a: &ActionRow,
+        to: ActionState,
+        patch: Patch,
+        detail: &str,
+    ) -> Result<ActionRow, ExecError> {
+        let row = self
+            .store
+            .transition(&a.id, a.state, to, &patch, detail, unix_now())
+            .await?;
+        if a.state != to {
+            tracing::info!(action = %a.id, vm = %a.vm, from = %a.state, to = %to, detail, "rebalance action");
+        }
+        Ok(row)
+    }
+
+    /// approved → draining, with the server's before-image; or → aborted when the plan no
+    /// longer fits the server (moved, not ACTIVE, deleted): nothing was drained yet.
+    async fn start(&self, a: &ActionRow) -> Result<(), ExecError> {
+        let server = match self.nova.server(&a.vm).await {
+            Ok(s) => s,
+            Err(e) if e.status() == Some(404) => {
+                self.close_unstarted(a, format!("server {} no longer exists in Nova", a.vm))
+                    .await?;
+                return Ok(());
+            }
+            Err(e) => return Err(self.nova_error(a, format!("cannot read the server: {e}"))),
+        };
+        let stale = if server.host.as_deref() != Some(a.source.as_str()) {
+            Some(format!(
+                "server {} is on {} now, not on {} where the plan found it; the next plan will \
+                 look again",
+                a.vm,
+                server.host.as_deref().unwrap_or("no host"),
+                a.source
+            ))
+        } else if server.status != "ACTIVE" {
+            Some(format!(
+                "server {} is {}, and a live migration needs it ACTIVE",
+                a.vm, server.status
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = stale {
+            self.close_unstarted(a, why).await?;
+            return Ok(());
+        }
+        let image = serde_json::to_string(&server).unwrap_or_default();
+        let hooks: Vec<&str> = self.hooks.iter().map(|h| h.name()).collect();
+        self.move_to(
+            a,
+            ActionState::Draining,
+            Patch {
+                before_image: Some(image),
+                ..Default::default()
+            },
+            &format!("draining (hooks: {})", list_or_none(&hooks)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn close_unstarted(&self, a: &ActionRow, why: String) -> Result<(), ExecError> {
+        let now = unix_now();
+        self.move_to(
+            a,
+            ActionState::Aborted,
+            Patch {
+                error: Some(why.clone()),
+                finished_at: Some(now),
+                outcome: Some(ActionState::Aborted),
+                ..Default::default()
+            },
+            &why,
+        )
+        .await?;
+        self.count_final(ActionState::Aborted, 0);
+        Ok(())
+    }
+
+    fn context(&self, a: &ActionRow) -> HookContext {
+        let image: Option<ServerState> = a
+            .before_image
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok());
+        HookContext {
+            action: a.id.clone(),
+            vm: a.vm.clone(),
+            vm_name: image
+                .as_ref()
+                .map(|s| s.name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| a.vm_name.clone()),
+            source: a.source.clone(),
+            target: a.target.clone(),
+            az: a.az.clone(),
+            metadata: image.map(|s| s.metadata).unwrap_or_default(),
+        }
+    }
+
+    /// draining: run every drain hook in order (again, after a restart: they are idempotent);
+    /// → migrating, or → rejoining with outcome failed at the first hook that fails.
+    async fn drain(&self, a: &ActionRow) -> Result<(), ExecError> {
+        let ctx = self.context(a);
+        for h in &self.hooks {
+            if let Err(e) = h.drain(&ctx).await {
+                self.metrics
+                    .rebalance_hook_failures
+                    .with_label_values(&[h.name()])
+                    .inc();
+                let msg = format!("drain hook {} failed: {e}", h.name());
+                self.move_to(
+                    a,
+                    ActionState::Rejoining,
+                    Patch {
+                        outcome: Some(ActionState::Failed),
+                        error: Some(msg.clone()),
+                        ..Default::default()
+                    },
+                    &format!("{msg}; rejoining"),
+                )
+                .await?;
+                return Ok(());
+            }
+        }
+        self.move_to(
+            a,
+            ActionState::Migrating,
+            Patch::default(),
+            &format!(
+                "drained; asking Nova to live-migrate to {} (block_migration auto)",
+                a.target
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// migrating: ask Nova once (unless it already took the request), poll the server's
+    /// migration, abort past the timeout; → rejoining with the outcome.
+    async fn migrate(&self, a: &ActionRow) -> Result<(), ExecError> {
+        let mut a = a.clone();
+        if a.accepted_at.is_none() {
+            // After a crash the request may have gone out unrecorded: look before asking.
+            let server = self
+                .nova
+                .server(&a.vm)
+                .await
+                .map_err(|e| self.nova_error(&a, format!("cannot read the server: {e}")))?;
+            if let Some((outcome, why)) = finished(&a, &server, false) {
+                if outcome == ActionState::Done {
+                    return self.finish_migration(&a, outcome, why).await;
+                }
+            }
+            if is_migrating(&server) {
+                a = self
+                    .move_to(
+                        &a,
+                        ActionState::Migrating,
+                        Patch {
+                            accepted_at: Some(unix_now()),
+                            ..Default::default()
+                        },
+                        "Nova is already migrating the server (request sent before a restart)",
+                    )
+                    .await?;
+            } else {
+                match self.nova.live_migrate(&a.vm, &a.target).await {
+                    Ok(rid) => {
+                        a = self
+                            .move_to(
+                                &a,
+                                ActionState::Migrating,
+                                Patch {
+                                    accepted_at: Some(unix_now()),
+                                    ..Default::default()
+                                },
+                                &format!(
+                                    "Nova accepted os-migrateLive to {}{}",
+                                    a.target,
+                                    rid.map(|r| format!(" [request {r}]")).unwrap_or_default()
+                                ),
+                            )
+                            .await?;
+                    }
+                    Err(e) => {
+                        // A 5xx or a lost answer may still have started the migration.
+                        let refused = matches!(e.status(), Some(s) if s < 500);
+                        let started = if refused {
+                            false
+                        } else {
+                            self.nova
+                                .server(&a.vm)
+                                .await
+                                .map(|s| is_migrating(&s))
+                                .unwrap_or(false)
+                        };
+                        if started {
+                            a = self
+                                .move_to(
+                                    &a,
+                                    ActionState::Migrating,
+                                    Patch {
+                                        accepted_at: Some(unix_now()),
+                                        ..Default::default()
+                                    },
+                                    &format!("os-migrateLive answered an error but the server is migrating: {e}"),
+                                )
+                                .await?;
+                        } else {
+                            let msg = format!(
+                                "Nova refused the live migration of server {} to {}: {e}",
+                                a.vm, a.target
+                            );
+                            self.move_to(
+                                &a,
+                                ActionState::Rejoining,
+                                Patch {
+                                    outcome: Some(ActionState::Failed),
+                                    error: Some(msg.clone()),
+                                    ..Default::default()
+                                },
+                                &format!("{msg}; rejoining"),
+                            )
+                            .await?;
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        self.poll(a).await
+    }
+
+    async fn poll(&self, mut a: ActionRow) -> Result<(), ExecError> {
+        let poll = Duration::from_secs_f64(self.settings.poll_seconds);
+        let timeout = self.completion_timeout(&a);
+        loop {
+            let now = unix_now();
+            let accepted = a.accepted_at.unwrap_or(now);
+            let migrations = match self.nova.server_migrations(&a.vm).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(action = %a.id, vm = %a.vm, error = %e, "cannot poll the migration; trying again");
+                    tokio::time::sleep(poll).await;
+                    continue;
+                }
+            };
+            if let Some(m) = migrations.first() {
+                let bytes = (m.processed_bytes().min(i64::MAX as u64) as i64).max(a.bytes_moved);
+                let new_id = a.migration_id.as_deref() != Some(m.id.as_str());
+                if new_id || bytes != a.bytes_moved {
+                    let detail = if new_id {
+                        format!("Nova migration {} is {}", m.id, m.status)
+                    } else {
+                        String::new()
+                    };
+                    a = self
+                        .move_to(
+                            &a,
+                            ActionState::Migrating,
+                            Patch {
+                                migration_id: Some(m.id.clone()),
+                                bytes_moved: Some(bytes),
+                                ..Default::default()
+                            },
+                            &detail,
+                        )
+                        .await?;
+                }
+                if now - accepted > timeout {
+                    if a.abort_requested_at.is_none() {
+                        a = self
+                            .move_to(
+                                &a,
+                                ActionState::Migrating,
+                                Patch {
+                                    abort_requested_at: Some(now),
+                                    ..Default::default()
+                                },
+                                &format!(
+                                    "migration {} still {} after {:.0} s, past the completion \
+                                     timeout of {:.0} s: aborting it",
+                                    m.id,
+                                    m.status,
+                                    now - accepted,
+                                    timeout
+                                ),
+                            )
+                            .await?;
+                    }
+                    // Asked again on every poll until Nova ends it (a queued migration can
+                    // refuse an abort for a moment).
+                    if let Err(e) = self.nova.abort_migration(&a.vm, &m.id).await {
+                        tracing::warn!(action = %a.id, vm = %a.vm, migration = %m.id, error = %e, "abort refused; asking again");
+                    }
+                }
+            } else {
+                match self.nova.server(&a.vm).await {
+                    Ok(server) => {
+                        if let Some((outcome, why)) =
+                            finished(&a, &server, a.abort_requested_at.is_some())
+                        {
+                            return self.finish_migration(&a, outcome, why).await;
+                        }
+                    }
+                    Err(e) if e.status() == Some(404) => {
+                        let why = format!(
+                            "server {} was deleted while it migrated; nothing is left to move",
+                            a.vm
+                        );
+                        return self.finish_migration(&a, ActionState::Failed, why).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(action = %a.id, vm = %a.vm, error = %e, "cannot read the server; trying again")
+                    }
+                }
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    async fn finish_migration(
+        &self,
+        a: &ActionRow,
+        outcome: ActionState,
+        why: String,
+    ) -> Result<(), ExecError> {
+        let mut bytes = a.bytes_moved;
+        if outcome == ActionState::Done && bytes == 0 {
+            // The compute host reported no progress (a fast move): count what had to move.
+            let disk = if a.block_migration { a.disk_gb } else { 0 };
+            bytes = a
+                .ram_mb
+                .saturating_mul(1 << 20)
+                .saturating_add(disk.saturating_mul(1 << 30));
+        }
+        self.move_to(
+            a,
+            ActionState::Rejoining,
+            Patch {
+                outcome: Some(outcome),
+                bytes_moved: Some(bytes),
+                error: (outcome != ActionState::Done).then(|| why.clone()),
+                ..Default::default()
+            },
+            &format!("{why}; rejoining"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// rejoining: every rejoin hook, in reverse order, all of them even when one fails; the
+    /// action closes only once all succeed.
+    async fn rejoin(&self, a: &ActionRow) -> Result<(), ExecError> {
+        let ctx = self.context(a);
+        let attempts = self.settings.rejoin_attempts.max(1);
+        let mut a = a.clone();
+        for attempt in 1..=attempts {
+            let mut failures = Vec::new();
+            for h in self.hooks.iter().rev() {
+                if let Err(e) = h.rejoin(&ctx).await {
+                    self.metrics
+                        .rebalance_hook_failures
+                        .with_label_values(&[h.name()])
+                        .inc();
+                    failures.push(format!("rejoin hook {} failed: {e}", h.name()));
+                }
+            }
+            if failures.is_empty() {
+                let outcome = a.outcome.unwrap_or(ActionState::Failed);
+                self.move_to(
+                    &a,
+                    outcome,
+                    Patch {
+                        finished_at: Some(unix_now()),
+                        ..Default::default()
+                    },
+                    "rejoined",
+                )
+                .await?;
+                self.count_final(outcome, a.bytes_moved);
+                return Ok(());
+            }
+            let msg = failures.join("; ");
+            a = self
+                .move_to(
+                    &a,
+                    ActionState::Rejoining,
+                    Patch::default(),
+                    &format!("rejoin attempt {attempt} of {attempts}: {msg}"),
+                )
+                .await?;
+            if attempt == attempts {
+                return Err(ExecError::RejoinPending {
+                    action: a.id.clone(),
+                    vm: a.vm.clone(),
+                    message: format!("{msg}; the next cycle tries again"),
+                });
+            }
+            tokio::time::sleep(Duration::from_secs_f64(self.settings.rejoin_retry_seconds)).await;
+        }
+        Ok(())
+    }
+
+    fn count_final(&self, state: ActionState, bytes: i64) {
+        self.metrics
+            .rebalance_actions_total
+            .with_label_values(&[state.as_str()])
+            .inc();
+        self.metrics
+            .rebalance_bytes_moved
+            .inc_by(u64::try_from(bytes).unwrap_or(0));
+    }
+}
+
+/// One cycle as the leader: take the leadership (or return `None` when another replica has
+/// it), run the cycle while renewing it, step down. Losing the leadership mid-cycle stops the
+/// cycle where it is, as a crash would; the new leader resumes from the journal.
+pub async fn lead_and_run(
+    executor: &Arc<Executor>,
+    store: &Store,
+    holder: &str,
+    budget: Option<Duration>,
+    start_new: bool,
+) -> Result<Option<CycleReport>, crate::store::StoreError> {
+    let ttl = executor.settings.lease_seconds;
+    let Some(mut leader) = crate::rebalance::leader::try_lead(store, holder, ttl).await? else {
+        executor.metrics.rebalance_leader.set(0);
+        return Ok(None);
+    };
+    executor.metrics.rebalance_leader.set(1);
+    let renew_every = Duration::from_secs_f64((ttl / 3.0).max(0.1));
+    let mut lost = false;
+    let report = {
+        let cycle = executor.run_cycle(budget, start_new);
+        tokio::pin!(cycle);
+        loop {
+            tokio::select! {
+                r = &mut cycle => break r,
+                _ = tokio::time::sleep(renew_every) => {
+                    match leader.renew().await {
+                        Ok(true) => {}
+                        Ok(false) | Err(_) => {
+                            tracing::warn!("lost the rebalance leadership mid-cycle; stopping here");
+                            lost = true;
+                            break CycleReport { out_of_time: true, ..Default::default() };
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if !lost {
+        leader.release().await;
+    }
+    executor.metrics.rebalance_leader.set(0);
+    Ok(Some(report))
+}
+
+/// Nova's completion timeout for this action: seconds per GiB of what is copied (RAM, plus
+/// the disk for a block migration; at least one GiB), plus the margin.
+pub fn completion_timeout(s: &ExecutionSettings, a: &ActionRow) -> f64 {
+    let disk = if a.block_migration { a.disk_gb } else { 0 };
+    let gib = (a.ram_mb.max(0) as f64 * 1024.0 * 1024.0 + disk.max(0) as f64 * GIB) / GIB;
+    s.completion_timeout_seconds_per_gib * gib.max(1.0) + s.completion_timeout_margin_seconds
+}
+
+fn is_migrating(s: &ServerState) -> bool {
+    s.status == "MIGRATING" || s.task_state.as_deref() == Some("migrating")
+}
+
+/// The migration's outcome once Nova lists no migration in progress; `None` while the server
+/// still shows it migrating.
+fn finished(
+    a: &ActionRow,
+    s: &ServerState,
+    abort_requested: bool,
+) -> Option<(ActionState, String)> {
+    if is_migrating(s) {
+        return None;
+    }
+    let host = s.host.as_deref().unwrap_or("no host");
+    if host == a.target && s.status == "ACTIVE" {
+        return Some((
+            ActionState::Done,
+            format!("server {} is ACTIVE on {}", a.vm, a.target),
+        ));
+    }
+    if host == a.source && abort_requested {
+        return Some((
+            ActionState::Aborted,
+            format!(
+                "migration aborted past its completion timeout; server {} is {} on {}",
+                a.vm, s.status, a.source
+            ),
+        ));
+    }
+    Some((
+        ActionState::Failed,
+        format!(
+            "Nova ended the migration with server {} {} on {host} (wanted {}); nova-compute's log \
+             on {} says why",
+            a.vm, s.status, a.target, a.source
+        ),
+    ))
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// A planner's [`Plan`](crate::rebalance::Plan) as the journal keeps it: one action per move,
+/// the rest (skipped candidates, steal-only reports, the budget) as the plan's summary.
+pub fn journal_plan(plan: &crate::rebalance::Plan, id: String) -> NewPlan {
+    let summary = serde_json::json!({
+        "skipped": plan.skipped,
+        "steal_only": plan.steal_only,
+        "budget": plan.budget,
+    });
+    NewPlan {
+        id,
+        created_at: plan.generated_at,
+        mode: plan.mode.as_str().into(),
+        summary: summary.to_string(),
+        actions: plan
+            .actions
+            .iter()
+            .map(|a| NewAction {
+                vm: a.vm.clone(),
+                vm_name: a.vm.clone(),
+                source: a.source_host.clone(),
+                target: a.target_host.clone(),
+                az: a.az.clone(),
+                ram_mb: a.memory_mb.round() as i64,
+                disk_gb: a.disk_gb.round() as i64,
+                block_migration: a.block_migration,
+                reason: a.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// What the planner needs from the journal each cycle: the moves under way (approved and not
+/// closed; they count against concurrency) and the finished ones since `since` (cooldown and
+/// no-return), a finished move dated when it started.
+pub async fn planner_inputs(
+    store: &Store,
+    since: f64,
+) -> Result<
+    (
+        Vec<crate::rebalance::InFlight>,
+        Vec<crate::rebalance::MoveRecord>,
+    ),
+    JournalError,
+> {
+    let open = store
+        .actions(
+            &[
+                ActionState::Approved,
+                ActionState::Draining,
+                ActionState::Migrating,
+                ActionState::Rejoining,
+            ],
+            1_000_000,
+        )
+        .await?;
+    let in_flight = open
+        .into_iter()
+        .map(|a| crate::rebalance::InFlight {
+            vm: a.vm,
+            source_host: a.source,
+            target_host: a.target,
+            az: a.az,
+        })
+        .collect();
+    let done = store.actions(&[ActionState::Done], 1_000_000).await?;
+    let history = done
+        .into_iter()
+        .filter(|a| a.finished_at.unwrap_or(0.0) >= since)
+        .map(|a| crate::rebalance::MoveRecord {
+            at: a.accepted_at.unwrap_or(a.updated_at),
+            vm: a.vm,
+            from_host: a.source,
+            to_host: a.target,
+        })
+        .collect();
+    Ok((in_flight, history))
+}

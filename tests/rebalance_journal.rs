@@ -1,0 +1,285 @@
+//! The rebalancer's journal and leader election on both backends (SQLite and MariaDB, each
+//! test in its own database): plans, guarded transitions with their events, an admin's
+//! decision, the SQLite lease and MySQL's GET_LOCK.
+
+use sqlx::Connection;
+use steward::config::DatabaseUrl;
+use steward::rebalance::leader;
+use steward::store::journal::{ActionState, JournalError, NewAction, NewPlan, Patch, PlanState};
+use steward::store::{Backend, Store};
+
+fn mysql_server() -> String {
+    std::env::var("STEWARD_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// A fresh database on the backend, and what removes it.
+struct Scratch {
+    url: DatabaseUrl,
+    drop_db: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Scratch {
+    async fn new(backend: Backend) -> Scratch {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("s.sqlite").display()
+                );
+                Scratch {
+                    url: DatabaseUrl(url),
+                    drop_db: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::MySql => {
+                let server = mysql_server();
+                let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
+                let mut c = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
+                    .await
+                    .unwrap_or_else(|e| panic!("MariaDB at {server} is needed ({e}); run ./scripts/test, which starts a private one, or set STEWARD_TEST_MYSQL_URL"));
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                Scratch {
+                    url: DatabaseUrl(format!("{server}/{name}")),
+                    drop_db: Some((server, name)),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    async fn cleanup(self) {
+        if let Some((server, name)) = self.drop_db {
+            let mut c = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
+                .await
+                .unwrap();
+            sqlx::query(&format!("DROP DATABASE {name}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Run one async test body on both backends.
+fn on_both<F, Fut>(test: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for backend in [Backend::Sqlite, Backend::MySql] {
+            let scratch = Scratch::new(backend).await;
+            let store = Store::connect(&scratch.url, 4).await.unwrap();
+            assert_eq!(store.backend(), backend);
+            test(store.clone()).await;
+            store.close().await;
+            scratch.cleanup().await;
+        }
+    });
+}
+
+fn plan(mode: &str, n: usize) -> NewPlan {
+    NewPlan {
+        id: uuid::Uuid::new_v4().to_string(),
+        created_at: 1_795_000_000.0,
+        mode: mode.into(),
+        summary: r#"{"candidates": 3}"#.into(),
+        actions: (0..n)
+            .map(|i| NewAction {
+                vm: format!("00000000-0000-4000-8000-00000000000{i}"),
+                vm_name: format!("web-{i}"),
+                source: "cmp-1".into(),
+                target: "cmp-2".into(),
+                az: "az1".into(),
+                ram_mb: 4096,
+                disk_gb: 40,
+                block_migration: i % 2 == 1,
+                reason: format!("steal 0.2{i}"),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_plan_is_approved_then_walked_through_guarded_transitions() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        let p = store.insert_plan(&plan("approve", 2), None).await.unwrap();
+        assert_eq!(p.state, PlanState::Proposed);
+        assert_eq!(p.actions.len(), 2);
+        assert!(p.actions.iter().all(|a| a.state == ActionState::Planned));
+        assert!(p.actions[1].block_migration && !p.actions[0].block_migration);
+        let p = store
+            .decide_plan(&p.id, true, "admin", 1_795_000_010.0)
+            .await
+            .unwrap();
+        assert_eq!(p.state, PlanState::Approved);
+        assert_eq!(p.decided_by.as_deref(), Some("admin"));
+        assert!(p.actions.iter().all(|a| a.state == ActionState::Approved));
+        // Approving twice is a conflict naming the plan.
+        match store
+            .decide_plan(&p.id, true, "admin", 1_795_000_011.0)
+            .await
+        {
+            Err(JournalError::Conflict(m)) => assert!(m.contains(&p.id), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let id = p.actions[0].id.clone();
+        let a = store
+            .transition(
+                &id,
+                ActionState::Approved,
+                ActionState::Draining,
+                &Patch {
+                    before_image: Some("{\"status\": \"ACTIVE\"}".into()),
+                    ..Default::default()
+                },
+                "draining",
+                1_795_000_020.0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.state, ActionState::Draining);
+        assert_eq!(a.before_image.as_deref(), Some("{\"status\": \"ACTIVE\"}"));
+        // A second writer that still thinks the action is approved writes nothing.
+        match store
+            .transition(
+                &id,
+                ActionState::Approved,
+                ActionState::Draining,
+                &Patch::default(),
+                "again",
+                1_795_000_021.0,
+            )
+            .await
+        {
+            Err(JournalError::Conflict(m)) => assert!(m.contains("is draining"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let a = store
+            .transition(
+                &id,
+                ActionState::Draining,
+                ActionState::Rejoining,
+                &Patch {
+                    outcome: Some(ActionState::Done),
+                    bytes_moved: Some(5 << 30),
+                    migration_id: Some("42".into()),
+                    accepted_at: Some(1_795_000_030.5),
+                    ..Default::default()
+                },
+                "moved",
+                1_795_000_040.0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.outcome, Some(ActionState::Done));
+        assert_eq!(a.bytes_moved, 5 << 30);
+        assert_eq!(a.accepted_at, Some(1_795_000_030.5));
+        let events = store.events(&id).await.unwrap();
+        let path: Vec<String> = events
+            .iter()
+            .map(|e| format!("{}->{}", e.from, e.to))
+            .collect();
+        assert_eq!(
+            path,
+            [
+                "new->planned",
+                "planned->approved",
+                "approved->draining",
+                "draining->rejoining"
+            ]
+        );
+        let in_flight = store
+            .actions(&[ActionState::Draining, ActionState::Rejoining], 100)
+            .await
+            .unwrap();
+        assert_eq!(in_flight.len(), 1);
+        assert_eq!(store.actions(&[], 100).await.unwrap().len(), 2);
+        // Cancel: the action not started closes as aborted; the one under way runs on.
+        let p = store
+            .decide_plan(&p.id, false, "admin", 1_795_000_050.0)
+            .await
+            .unwrap();
+        assert_eq!(p.state, PlanState::Cancelled);
+        assert_eq!(p.actions[0].state, ActionState::Rejoining);
+        assert_eq!(p.actions[1].state, ActionState::Aborted);
+        assert_eq!(p.actions[1].finished_at, Some(1_795_000_050.0));
+        let plans = store.plans(10).await.unwrap();
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].summary, r#"{"candidates": 3}"#);
+    });
+}
+
+#[test]
+fn dry_run_plans_are_never_approved_and_unknown_ids_are_named() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        let p = store.insert_plan(&plan("dry-run", 1), None).await.unwrap();
+        match store.decide_plan(&p.id, true, "admin", 1.0).await {
+            Err(JournalError::Conflict(m)) => assert!(m.contains("dry-run"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let missing = "11111111-2222-4333-8444-555555555555";
+        match store.decide_plan(missing, true, "admin", 1.0).await {
+            Err(JournalError::NotFound(m)) => assert!(m.contains(missing), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let auto = store
+            .insert_plan(&plan("auto", 1), Some("auto"))
+            .await
+            .unwrap();
+        assert_eq!(auto.state, PlanState::Approved);
+        assert_eq!(auto.actions[0].state, ActionState::Approved);
+    });
+}
+
+#[test]
+fn one_replica_leads_at_a_time() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        let mut first = leader::try_lead(&store, "replica-a", 30.0)
+            .await
+            .unwrap()
+            .expect("a leads");
+        assert!(
+            leader::try_lead(&store, "replica-b", 30.0)
+                .await
+                .unwrap()
+                .is_none(),
+            "b must wait"
+        );
+        assert!(first.renew().await.unwrap());
+        first.release().await;
+        let second = leader::try_lead(&store, "replica-b", 30.0)
+            .await
+            .unwrap()
+            .expect("b leads after a stepped down");
+        second.release().await;
+        if store.backend() == Backend::Sqlite {
+            // A holder that died keeps the lease only until it runs out.
+            assert!(store
+                .acquire_lease("steward-rebalance", "dead", 100.0, 10.0)
+                .await
+                .unwrap());
+            assert!(!store
+                .acquire_lease("steward-rebalance", "alive", 105.0, 10.0)
+                .await
+                .unwrap());
+            assert!(store
+                .acquire_lease("steward-rebalance", "alive", 111.0, 10.0)
+                .await
+                .unwrap());
+        }
+    });
+}

@@ -1,0 +1,366 @@
+//! Kill -9 the `steward rebalance run-once` binary while an action is draining and while it is
+//! migrating, start it again, and check that the action resumes from the journal, ends closed
+//! and rejoined (uncordoned, out of Consul maintenance), and that Nova was asked once.
+//! Nova's compute side, Kubernetes and Consul are wiremock in this process; the journal is read
+//! from the same SQLite file the binary writes, to know when to kill.
+
+mod openstack_support;
+mod rebalance_support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use openstack_support::{clouds_yaml, mount_keystone, secure_yaml, TOKEN_1};
+use rebalance_support::*;
+use steward::config::DatabaseUrl;
+use steward::store::journal::{ActionRow, ActionState};
+use steward::store::Store;
+use wiremock::MockServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_steward");
+
+struct Cloud {
+    /// The journal's URL (SQLite file, or a MariaDB database of its own).
+    db_url: String,
+    mysql_db: Option<(String, String)>,
+    nova: MockServer,
+    k8s: MockServer,
+    consul: MockServer,
+    fake: FakeCompute,
+    dir: tempfile::TempDir,
+}
+
+fn mysql_server() -> String {
+    std::env::var("STEWARD_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+async fn mysql_admin(server: &str) -> sqlx::MySqlConnection {
+    use sqlx::Connection;
+    sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
+        .await
+        .unwrap_or_else(|e| panic!("MariaDB at {server} is needed ({e}); run ./scripts/test or set STEWARD_TEST_MYSQL_URL"))
+}
+
+impl Cloud {
+    async fn drop_db(&self) {
+        if let Some((server, name)) = &self.mysql_db {
+            let mut c = mysql_admin(server).await;
+            sqlx::query(&format!("DROP DATABASE {name}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn cloud(script: Script, k8s_refusals: u64) -> Cloud {
+    cloud_on(script, k8s_refusals, false).await
+}
+
+async fn cloud_on(script: Script, k8s_refusals: u64, mariadb: bool) -> Cloud {
+    let nova = MockServer::start().await;
+    mount_keystone(&nova, &[TOKEN_1]).await;
+    let fake = FakeCompute::new(script);
+    mount_compute(&nova, &fake).await;
+    let k8s = MockServer::start().await;
+    mount_kubernetes(&k8s, k8s_refusals).await;
+    let consul = MockServer::start().await;
+    mount_consul(&consul).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (db_url, mysql_db) = if mariadb {
+        let server = mysql_server();
+        let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
+        let mut c = mysql_admin(&server).await;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        (format!("{server}/{name}"), Some((server, name)))
+    } else {
+        (
+            format!("sqlite://{}?mode=rwc", d.join("state.sqlite").display()),
+            None,
+        )
+    };
+    std::fs::write(d.join("clouds.yaml"), clouds_yaml(&nova.uri())).unwrap();
+    std::fs::write(d.join("secure.yaml"), secure_yaml()).unwrap();
+    std::fs::write(
+        d.join("steward.toml"),
+        format!(
+            "[database]\nurl = \"{}\"\nauto_upgrade = true\n\
+             [openstack]\ncloud = \"steward\"\n\
+             [rebalance]\nmode = \"auto\"\n\
+             [rebalance.execution]\npoll_seconds = 0.1\nlease_seconds = 1.0\nrejoin_retry_seconds = 0.1\n\
+             [rebalance.hooks.kubernetes]\napi_url = \"{}\"\nevict_retry_seconds = 0.1\ndrain_timeout_seconds = 120\n\
+             [rebalance.hooks.consul]\nagent_url = \"{}\"\n",
+            db_url,
+            k8s.uri(),
+            consul.uri()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("plan.json"),
+        serde_json::to_string(&plan_json()).unwrap(),
+    )
+    .unwrap();
+    Cloud {
+        db_url,
+        mysql_db,
+        nova,
+        k8s,
+        consul,
+        fake,
+        dir,
+    }
+}
+
+fn steward(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir)
+        .env_remove("STEWARD_CONFIG")
+        .env_remove("OS_CLOUD")
+        .env("OS_CLIENT_CONFIG_FILE", dir.join("clouds.yaml"))
+        .env("OS_CLIENT_SECURE_FILE", dir.join("secure.yaml"))
+        .env("STEWARD_LOG", "steward=info")
+        .arg("--config")
+        .arg(dir.join("steward.toml"))
+        .args(args);
+    c
+}
+
+fn import(dir: &Path) {
+    let out = steward(dir, &["rebalance", "import-plan", "plan.json", "--approve"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "import-plan: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn store(c: &Cloud) -> Store {
+    Store::connect(&DatabaseUrl(c.db_url.clone()), 1)
+        .await
+        .unwrap()
+}
+
+async fn the_action(store: &Store) -> ActionRow {
+    let all = store.actions(&[], 10).await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.into_iter().next().unwrap()
+}
+
+/// Wait (up to 60 s) until `ready` holds for the journal's action and the mocks.
+async fn wait_for<F, Fut>(child: &mut Child, what: &str, ready: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !ready().await {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("steward ended ({status}) before {what}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn kill9(mut child: Child) {
+    // Child::kill is SIGKILL on Unix: no destructor, no step-down, no last journal write.
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{status}");
+}
+
+/// Run run-once to its end; a dead holder's SQLite lease runs out after lease_seconds (exit 4
+/// until then).
+async fn run_to_end(dir: &Path) -> std::process::Output {
+    run_to_end_counting(dir).await.0
+}
+
+/// As [`run_to_end`], with how many runs found another leader first.
+async fn run_to_end_counting(dir: &Path) -> (std::process::Output, usize) {
+    let started = Instant::now();
+    let mut led_elsewhere = 0;
+    loop {
+        let out = steward(dir, &["rebalance", "run-once"]).output().unwrap();
+        if out.status.code() != Some(4) || started.elapsed() > Duration::from_secs(20) {
+            return (out, led_elsewhere);
+        }
+        led_elsewhere += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_draining_then_restart_resumes_and_rejoins() {
+    // A PodDisruptionBudget refuses every eviction: the drain stays in progress.
+    let c = cloud(Script::default(), u64::MAX).await;
+    let dir = c.dir.path();
+    import(dir);
+    let s = store(&c).await;
+    let mut child = steward(dir, &["rebalance", "run-once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&mut child, "draining with evictions refused", || async {
+        let a = the_action(&s).await;
+        let refused = calls(&c.k8s)
+            .await
+            .iter()
+            .filter(|l| l.ends_with("/eviction"))
+            .count();
+        a.state == ActionState::Draining && refused >= 2
+    })
+    .await;
+    kill9(child);
+    assert_eq!(the_action(&s).await.state, ActionState::Draining);
+    assert_eq!(c.fake.migrate_requests(), 0);
+
+    // The budget allows the eviction now.
+    c.k8s.reset().await;
+    mount_kubernetes(&c.k8s, 0).await;
+    let out = run_to_end(dir).await;
+    assert!(
+        out.status.success(),
+        "run-once after the kill: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = the_action(&s).await;
+    assert_eq!(a.state, ActionState::Done, "{a:?}");
+    assert!(a.finished_at.is_some());
+    assert_eq!(c.fake.migrate_requests(), 1);
+    let k8s = calls(&c.k8s).await;
+    assert_eq!(
+        k8s.last().map(String::as_str),
+        Some("PATCH /api/v1/nodes/web-1"),
+        "{k8s:?}"
+    );
+    let uncordon = c
+        .k8s
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r.method.as_str() == "PATCH")
+        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap())
+        .unwrap();
+    assert_eq!(uncordon["spec"]["unschedulable"], false);
+    assert_eq!(
+        calls(&c.consul).await.last().map(String::as_str),
+        Some("PUT /v1/agent/maintenance?enable=false")
+    );
+    let events = s.events(&a.id).await.unwrap();
+    let path: Vec<String> = events
+        .iter()
+        .filter(|e| e.from != e.to)
+        .map(|e| format!("{}->{}", e.from, e.to))
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "new->approved",
+            "approved->draining",
+            "draining->migrating",
+            "migrating->rejoining",
+            "rejoining->done"
+        ]
+    );
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_migrating_then_restart_polls_without_asking_nova_again() {
+    kill_9_while_migrating(false).await;
+}
+
+/// On MariaDB the leader holds GET_LOCK: the server frees it as the killed process's
+/// connection drops, so the restarted run leads at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_migrating_on_mariadb_frees_the_leader_lock_and_resumes() {
+    kill_9_while_migrating(true).await;
+}
+
+async fn kill_9_while_migrating(mariadb: bool) {
+    // The migration runs until the test lets it complete.
+    let c = cloud_on(
+        Script {
+            completes_after: None,
+            ..Default::default()
+        },
+        0,
+        mariadb,
+    )
+    .await;
+    let dir = c.dir.path();
+    import(dir);
+    let s = store(&c).await;
+    let mut child = steward(dir, &["rebalance", "run-once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&mut child, "migrating with Nova polled", || async {
+        let a = the_action(&s).await;
+        a.state == ActionState::Migrating
+            && a.accepted_at.is_some()
+            && a.migration_id.is_some()
+            && c.fake.state.lock().unwrap().polls >= 2
+    })
+    .await;
+    kill9(child);
+    let before = the_action(&s).await;
+    assert_eq!(before.state, ActionState::Migrating);
+    assert!(before.bytes_moved > 0, "progress was journaled: {before:?}");
+    let consul_before = calls(&c.consul).await;
+    assert_eq!(
+        consul_before.len(),
+        1,
+        "still in maintenance: {consul_before:?}"
+    );
+
+    // Nova finishes the migration on the next poll.
+    c.fake.set_script(Script {
+        completes_after: Some(0),
+        ..Default::default()
+    });
+    let (out, led_elsewhere) = run_to_end_counting(dir).await;
+    if mariadb {
+        assert_eq!(
+            led_elsewhere, 0,
+            "the killed leader's GET_LOCK was freed with its connection"
+        );
+    }
+    assert!(
+        out.status.success(),
+        "run-once after the kill: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = the_action(&s).await;
+    assert_eq!(a.state, ActionState::Done, "{a:?}");
+    assert_eq!(c.fake.migrate_requests(), 1, "os-migrateLive was sent once");
+    assert_eq!(a.bytes_moved, before.bytes_moved);
+    assert_eq!(
+        calls(&c.consul).await.last().map(String::as_str),
+        Some("PUT /v1/agent/maintenance?enable=false")
+    );
+    assert_eq!(
+        calls(&c.k8s).await.last().map(String::as_str),
+        Some("PATCH /api/v1/nodes/web-1")
+    );
+    let _ = &c.nova;
+    s.close().await;
+    c.drop_db().await;
+}

@@ -1,0 +1,320 @@
+//! Shared by the rebalance tests: what a live migration needs from Nova's compute side (which
+//! cannot run here), played by wiremock with answers shaped like the real Nova 34 API at 2.87
+//! (`GET /servers/{id}`, `POST .../action` os-migrateLive, `GET /servers/{id}/migrations`,
+//! `DELETE .../migrations/{id}`), plus a Kubernetes API and a Consul agent.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path, path_regex, query_param};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const VM: &str = "8d2f6c1e-3b7a-4c55-9f0e-2a1b3c4d5e6f";
+pub const SOURCE: &str = "cmp-1";
+pub const TARGET: &str = "cmp-2";
+pub const NODE: &str = "web-1";
+
+/// How the fake compute side behaves.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Polls of the migration list that show it running before it completes; `None`: never.
+    pub completes_after: Option<usize>,
+    /// os-migrateLive answers this error status instead of 202.
+    pub refuse_with: Option<u16>,
+    /// Whether a refused request (500) still started the migration.
+    pub starts_despite_error: bool,
+    /// Bytes copied per poll (RAM).
+    pub bytes_per_poll: u64,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            completes_after: Some(2),
+            refuse_with: None,
+            starts_despite_error: false,
+            bytes_per_poll: 512 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub host: String,
+    pub migrating: bool,
+    pub polls: usize,
+    pub processed: u64,
+    pub migrate_requests: usize,
+    pub aborts: usize,
+    pub aborted: bool,
+}
+
+#[derive(Clone)]
+pub struct FakeCompute {
+    pub state: Arc<Mutex<State>>,
+    pub script: Arc<Mutex<Script>>,
+}
+
+impl FakeCompute {
+    pub fn new(script: Script) -> Self {
+        FakeCompute {
+            state: Arc::new(Mutex::new(State {
+                host: SOURCE.into(),
+                ..Default::default()
+            })),
+            script: Arc::new(Mutex::new(script)),
+        }
+    }
+
+    pub fn migrate_requests(&self) -> usize {
+        self.state.lock().unwrap().migrate_requests
+    }
+
+    pub fn set_script(&self, s: Script) {
+        *self.script.lock().unwrap() = s;
+    }
+
+    fn server_body(&self) -> Value {
+        let s = self.state.lock().unwrap();
+        json!({"server": {
+            "id": VM,
+            "name": NODE,
+            "status": if s.migrating { "MIGRATING" } else { "ACTIVE" },
+            "tenant_id": "6f70656e737461636b20342065766572",
+            "user_id": "fake",
+            "OS-EXT-SRV-ATTR:host": s.host,
+            "OS-EXT-SRV-ATTR:hypervisor_hostname": s.host,
+            "OS-EXT-SRV-ATTR:instance_name": "instance-00000001",
+            "OS-EXT-STS:task_state": if s.migrating { Value::from("migrating") } else { Value::Null },
+            "OS-EXT-STS:vm_state": "active",
+            "OS-EXT-STS:power_state": 1,
+            "OS-EXT-AZ:availability_zone": "az1",
+            "metadata": {"k8s_node": "node-from-metadata", "steward_role": "web"},
+            "flavor": {"vcpus": 2, "ram": 2048, "disk": 20, "ephemeral": 0, "swap": 0,
+                       "original_name": "m1.small", "extra_specs": {}},
+            "locked": false,
+            "tags": []
+        }})
+    }
+
+    fn migrations_body(&self) -> Value {
+        let script = self.script.lock().unwrap().clone();
+        let mut s = self.state.lock().unwrap();
+        if !s.migrating {
+            return json!({"migrations": []});
+        }
+        s.polls += 1;
+        if let Some(n) = script.completes_after {
+            if s.polls > n {
+                s.migrating = false;
+                s.host = TARGET.into();
+                return json!({"migrations": []});
+            }
+        }
+        s.processed = (s.processed + script.bytes_per_poll).min(2 << 30);
+        json!({"migrations": [{
+            "created_at": "2026-11-22T10:00:00.000000",
+            "dest_compute": TARGET, "dest_host": "192.0.2.12", "dest_node": TARGET,
+            "disk_processed_bytes": 0, "disk_remaining_bytes": 0, "disk_total_bytes": 0,
+            "id": 7,
+            "memory_processed_bytes": s.processed,
+            "memory_remaining_bytes": (2u64 << 30) - s.processed,
+            "memory_total_bytes": 2u64 << 30,
+            "server_uuid": VM,
+            "source_compute": SOURCE, "source_node": SOURCE,
+            "status": "running",
+            "updated_at": "2026-11-22T10:00:05.000000",
+            "uuid": "12341d4b-346a-40d0-83c6-5f4f6892b650",
+            "user_id": "fake", "project_id": "6f70656e737461636b20342065766572"
+        }]})
+    }
+}
+
+impl Respond for FakeCompute {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let p = req.url.path().to_string();
+        let server_path = format!("/v2.1/servers/{VM}");
+        if req.method.as_str() == "GET" && p == server_path {
+            return ResponseTemplate::new(200).set_body_json(self.server_body());
+        }
+        if req.method.as_str() == "GET" && p == format!("{server_path}/migrations") {
+            return ResponseTemplate::new(200).set_body_json(self.migrations_body());
+        }
+        if req.method.as_str() == "POST" && p == format!("{server_path}/action") {
+            let script = self.script.lock().unwrap().clone();
+            let mut s = self.state.lock().unwrap();
+            s.migrate_requests += 1;
+            if let Some(code) = script.refuse_with {
+                if script.starts_despite_error {
+                    s.migrating = true;
+                }
+                return nova_error(code, &format!("refused by the test script ({code})"));
+            }
+            if s.migrating {
+                return nova_error(
+                    409,
+                    &format!(
+                        "Cannot 'os-migrateLive' instance {VM} while it is in task_state migrating"
+                    ),
+                );
+            }
+            s.migrating = true;
+            s.polls = 0;
+            s.processed = 0;
+            return ResponseTemplate::new(202).insert_header(
+                "x-openstack-request-id",
+                "req-2f0c6f3c-1d7e-4a61-9d9e-0f5e0e3d9a11",
+            );
+        }
+        if req.method.as_str() == "DELETE" && p.starts_with(&format!("{server_path}/migrations/")) {
+            let mut s = self.state.lock().unwrap();
+            s.aborts += 1;
+            if !s.migrating {
+                return nova_error(
+                    400,
+                    "Migration 7 state of instance is completed. Cannot abort live migration.",
+                );
+            }
+            // Nova rolls the server back to its source.
+            s.migrating = false;
+            s.aborted = true;
+            s.host = SOURCE.into();
+            return ResponseTemplate::new(202);
+        }
+        ResponseTemplate::new(404).set_body_json(
+            json!({"itemNotFound": {"code": 404, "message": "no such route in the fake"}}),
+        )
+    }
+}
+
+/// Nova's error body: `{"<kind>": {"code": N, "message": "..."}}`.
+pub fn nova_error(code: u16, message: &str) -> ResponseTemplate {
+    let kind = match code {
+        400 => "badRequest",
+        404 => "itemNotFound",
+        409 => "conflictingRequest",
+        _ => "computeFault",
+    };
+    ResponseTemplate::new(code)
+        .insert_header(
+            "x-openstack-request-id",
+            "req-7a1b8f0e-5c2d-4e3f-8a9b-0c1d2e3f4a5b",
+        )
+        .set_body_json(json!({kind: {"code": code, "message": message}}))
+}
+
+pub async fn mount_compute(server: &MockServer, fake: &FakeCompute) {
+    Mock::given(path_regex(r"^/v2\.1/servers/"))
+        .respond_with(fake.clone())
+        .mount(server)
+        .await;
+}
+
+/// A Kubernetes API for node `NODE` holding one pod of a Deployment guarded by a
+/// PodDisruptionBudget (the first `refusals` evictions answer 429) and one DaemonSet pod.
+pub async fn mount_kubernetes(server: &MockServer, refusals: u64) {
+    let node_path = format!("/api/v1/nodes/{NODE}");
+    Mock::given(method("PATCH"))
+        .and(path(node_path.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "kind": "Node", "apiVersion": "v1", "metadata": {"name": NODE}, "spec": {}
+        })))
+        .mount(server)
+        .await;
+    let web_pod = json!({
+        "metadata": {"name": "web-7d4b9c-x2k4p", "namespace": "shop",
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9c", "uid": "a"}]},
+        "spec": {"nodeName": NODE}, "status": {"phase": "Running"}
+    });
+    let ds_pod = json!({
+        "metadata": {"name": "node-exporter-abcde", "namespace": "monitoring",
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "node-exporter", "uid": "b"}]},
+        "spec": {"nodeName": NODE}, "status": {"phase": "Running"}
+    });
+    let evictions = Arc::new(Mutex::new(0u64));
+    let gone = Arc::new(Mutex::new(false));
+    let pods = {
+        let gone = gone.clone();
+        move |_: &Request| {
+            let items = if *gone.lock().unwrap() {
+                vec![ds_pod.clone()]
+            } else {
+                vec![web_pod.clone(), ds_pod.clone()]
+            };
+            ResponseTemplate::new(200).set_body_json(json!({
+                "kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items
+            }))
+        }
+    };
+    Mock::given(method("GET"))
+        .and(path("/api/v1/pods"))
+        .and(query_param(
+            "fieldSelector",
+            format!("spec.nodeName={NODE}"),
+        ))
+        .respond_with(pods)
+        .mount(server)
+        .await;
+    let evict = move |_: &Request| {
+        let mut n = evictions.lock().unwrap();
+        *n += 1;
+        if *n <= refusals {
+            ResponseTemplate::new(429).set_body_json(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+                "reason": "TooManyRequests",
+                "details": {"causes": [{"reason": "DisruptionBudget", "message": "The disruption budget web-pdb needs 2 healthy pods and has 2 currently"}]},
+                "code": 429
+            }))
+        } else {
+            *gone.lock().unwrap() = true;
+            ResponseTemplate::new(201).set_body_json(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
+            }))
+        }
+    };
+    Mock::given(method("POST"))
+        .and(path(
+            "/api/v1/namespaces/shop/pods/web-7d4b9c-x2k4p/eviction",
+        ))
+        .respond_with(evict)
+        .mount(server)
+        .await;
+}
+
+/// A Consul agent: `PUT /v1/agent/maintenance` answers 200 with an empty body, as Consul does.
+pub async fn mount_consul(server: &MockServer) {
+    Mock::given(method("PUT"))
+        .and(path("/v1/agent/maintenance"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(server)
+        .await;
+}
+
+/// The requests a mock received, as `METHOD path?query` lines.
+pub async fn calls(server: &MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}{}",
+                r.method,
+                r.url.path(),
+                r.url.query().map(|q| format!("?{q}")).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// The plan file `steward rebalance import-plan` reads, for the one test VM.
+pub fn plan_json() -> Value {
+    json!({"actions": [{
+        "vm": VM, "vm_name": NODE, "source": SOURCE, "target": TARGET, "az": "az1",
+        "ram_mb": 2048, "disk_gb": 20, "block_migration": false,
+        "reason": "load5/vCPU 1.4 and steal 22% for 30 min; cmp-2 predicts 3% steal"
+    }], "summary": {"candidates": 1}})
+}

@@ -1,0 +1,145 @@
+"""Steward's live migration request, answered by the real Nova API 34.
+
+The real Keystone and Nova API (seeded with Nova's own objects; no
+compute service runs, so an accepted migration never progresses):
+
+- an approved plan run by `steward rebalance run-once` sends
+  os-migrateLive (host, block_migration "auto") through steward's Nova
+  client: Nova answers 202 and the server goes MIGRATING, as seen
+  through Nova's own API; the journal holds the action as migrating,
+  accepted, and run-once exits 3 (unfinished: the next run resumes);
+- a second os-migrateLive through the same client is refused by Nova
+  with 409 (task_state migrating), and steward names Nova's reason;
+- a second plan for the same server is not sent to Nova at all: the
+  executor sees the server is not ACTIVE and closes the action aborted.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from harness import tomlw
+from harness.peers import Cloud
+from harness.steward import default_binary
+
+SEED = {
+    'hosts': [{'host': 'cmp-a1', 'az': 'az1', 'vcpus': 32},
+              {'host': 'cmp-a2', 'az': 'az1', 'vcpus': 32}],
+    'servers': [{'name': 'web-1', 'host': 'cmp-a1', 'role': 'web'}],
+}
+
+
+@pytest.fixture(scope='module')
+def cloud(tmp_path_factory):
+    # keep_up: Nova refuses a live migration whose source compute is down.
+    c = Cloud(tmp_path_factory.mktemp('cloud'), keystone=True, nova=True,
+              keep_up=True)
+    c.start()
+    try:
+        c.seed(SEED)
+        c.steward_identity()
+        yield c
+    finally:
+        c.stop()
+
+
+def steward(workdir, cloud, *args, timeout=120):
+    env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
+    env['OS_CLIENT_CONFIG_FILE'] = cloud.identity['clouds_yaml']
+    env['NO_PROXY'] = env['no_proxy'] = '127.0.0.1,localhost'
+    env['STEWARD_LOG'] = 'steward=info'
+    return subprocess.run(
+        [default_binary(), '--config', os.path.join(workdir, 'steward.toml')]
+        + list(args), cwd=workdir, env=env, capture_output=True, text=True,
+        timeout=timeout, check=False)
+
+
+def write_config(workdir):
+    config = {
+        'database': {'url': 'sqlite://%s?mode=rwc' % os.path.join(
+            workdir, 'steward.sqlite'), 'auto_upgrade': True},
+        'openstack': {'cloud': 'steward'},
+        'rebalance': {'mode': 'approve',
+                      'execution': {'poll_seconds': 0.5}},
+    }
+    with open(os.path.join(workdir, 'steward.toml'), 'w',
+              encoding='utf-8') as f:
+        f.write(tomlw.dumps(config))
+
+
+def import_plan(workdir, cloud, server, approve):
+    path = os.path.join(workdir, 'plan.json')
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump({'actions': [{
+            'vm': server['uuid'], 'vm_name': 'web-1', 'source': 'cmp-a1',
+            'target': 'cmp-a2', 'az': 'az1', 'ram_mb': server['memory_mb'],
+            'disk_gb': server['disk_gb'], 'block_migration': True,
+            'reason': 'functional test'}]}, f)
+    args = ['rebalance', 'import-plan', path, '-f', 'json']
+    if approve:
+        args.append('--approve')
+    out = steward(workdir, cloud, *args)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def actions(workdir, cloud):
+    out = steward(workdir, cloud, 'rebalance', 'list', '-f', 'json')
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def nova_server(cloud, uuid):
+    return cloud.nova.get('/servers/%s' % uuid)['server']
+
+
+def test_os_migrate_live_is_accepted_then_refused_while_migrating(
+        cloud, tmp_path):
+    workdir = str(tmp_path)
+    write_config(workdir)
+    server = cloud.seeded['servers']['web-1']
+    assert nova_server(cloud, server['uuid'])['status'] == 'ACTIVE'
+
+    plan = import_plan(workdir, cloud, server, approve=False)
+    assert plan['state'] == 'proposed'
+    out = steward(workdir, cloud, 'rebalance', 'approve', plan['plan'])
+    assert out.returncode == 0, out.stderr
+
+    # One cycle, stopped after a few seconds: Nova took the request, but
+    # no compute service will ever finish it.
+    out = steward(workdir, cloud, 'rebalance', 'run-once',
+                  '--max-seconds', '6', '-f', 'json')
+    assert out.returncode == 3, (out.stdout, out.stderr)
+    report = json.loads(out.stdout)
+    assert report['out_of_time'] is True
+    assert report['unfinished'] == 1
+    [action] = actions(workdir, cloud)
+    assert action['state'] == 'migrating', action
+    assert action['accepted_at'] is not None, action
+    assert action['error'] is None, action
+
+    # Nova's own view: the request was accepted and the server migrates.
+    seen = nova_server(cloud, server['uuid'])
+    assert seen['status'] == 'MIGRATING', seen
+    assert seen['OS-EXT-STS:task_state'] == 'migrating', seen
+    assert seen['OS-EXT-SRV-ATTR:host'] == 'cmp-a1', seen
+
+    # A second os-migrateLive through steward's client: Nova says 409.
+    out = steward(workdir, cloud, 'rebalance', 'debug-live-migrate',
+                  server['uuid'], 'cmp-a2')
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert 'answered 409' in out.stderr, out.stderr
+    assert 'task_state migrating' in out.stderr, out.stderr
+
+    # A second plan for the same server never reaches Nova: the executor
+    # sees it is not ACTIVE and closes the action without draining.
+    import_plan(workdir, cloud, server, approve=True)
+    out = steward(workdir, cloud, 'rebalance', 'run-once',
+                  '--max-seconds', '3', '-f', 'json')
+    assert out.returncode == 3, (out.stdout, out.stderr)
+    first, second = actions(workdir, cloud)
+    assert first['state'] == 'migrating', first
+    assert second['state'] == 'aborted', second
+    assert 'MIGRATING' in second['error'], second
