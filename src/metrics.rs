@@ -96,20 +96,20 @@ impl Metrics {
         let source_last_success = GaugeVec::new(
             Opts::new(
                 "steward_source_last_success_timestamp_seconds",
-                "When a data source was last read successfully (unix seconds)",
+                "When a data source was last read successfully by a task (unix seconds)",
             ),
-            &["source", "job"],
+            &["source", "task"],
         )
         .expect("valid metric");
         let source_duration = HistogramVec::new(
             HistogramOpts::new(
                 "steward_source_refresh_duration_seconds",
-                "Time to read a data source, by job",
+                "Time to read a data source, by task (poll, rollup, refresh)",
             )
             .buckets(vec![
                 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             ]),
-            &["source", "job"],
+            &["source", "task"],
         )
         .expect("valid metric");
         let telemetry_dropped = IntCounterVec::new(
