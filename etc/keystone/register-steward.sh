@@ -13,7 +13,8 @@
 # Placement providers, inventories, usages, allocations) is admin-only in Nova's and Placement's
 # default policy: plain `reader` on a project cannot see another project's servers or any
 # hypervisor. So steward_reader implies `reader` (Keystone-level reads) and the two policy files
-# beside this script grant it exactly those read rules, nothing that writes:
+# beside this script grant it exactly those read rules, nothing that writes (other projects'
+# server groups stay admin-only: Nova checks that in code; see nova-policy.steward.yaml):
 #   etc/keystone/nova-policy.steward.yaml       -> merge into Nova's policy.yaml
 #   etc/keystone/placement-policy.steward.yaml  -> merge into Placement's policy.yaml
 # Writes are opt-in and separate:
