@@ -522,6 +522,28 @@ fn the_systemd_unit_runs_non_root_and_hardened() {
     );
 }
 
+#[test]
+fn systemd_accepts_every_line_of_the_unit() {
+    // The binary path is the only change: verify wants an executable that exists.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("steward.service");
+    std::fs::write(
+        &unit,
+        read("etc/systemd/steward.service").replace("/usr/local/bin/steward", "/bin/true"),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (Debian package systemd) checks the unit; install it");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify etc/systemd/steward.service: {stderr}"
+    );
+}
+
 /// Keys whose values are secrets in a clouds.yaml.
 const SECRET_KEYS: &[&str] = &[
     "password",

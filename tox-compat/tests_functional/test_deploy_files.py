@@ -304,6 +304,14 @@ def test_policy_overrides_let_steward_reader_read_and_not_write(tmp_path):
             assert seen == {STEWARD: [], ('reader',): [],
                             ('admin', 'reader'): ['web-of-another-project']
                             }, seen
+            # The rebalancer's opt-in role reads migrations; neither
+            # steward_reader nor plain reader may.
+            for roles, want in ((('steward_migrator', 'reader'), 200),
+                                (STEWARD, 403), (('reader',), 403)):
+                got = nova.request('GET', '/os-migrations', roles=roles,
+                                   **who)
+                assert got.status == want, ('%s GET /os-migrations: %s'
+                                            % (roles, got.status))
             write = nova.request('POST', '/os-aggregates', {
                 'aggregate': {'name': 'x', 'availability_zone': 'az9'}},
                 roles=STEWARD, **who)
