@@ -432,35 +432,52 @@ fn the_configmap_holds_no_secret_and_the_pod_mounts_what_it_names() {
         "two replicas must not both migrate at start; the initContainer runs `db upgrade`"
     );
     let token_file = raw["auth"]["token_file"].as_str().unwrap();
-    let main = containers(&m["Deployment"])
-        .into_iter()
-        .find(|c| c.get("ports").is_some())
-        .unwrap();
-    let mounts: Vec<&str> = main
-        .get("volumeMounts")
-        .and_then(Yaml::as_sequence)
-        .unwrap()
-        .iter()
-        .map(|vm| text(vm, "mountPath"))
-        .collect();
-    let token_dir = Path::new(token_file).parent().unwrap().to_str().unwrap();
-    assert!(
-        mounts.contains(&token_dir),
-        "token file {token_file} is mounted: {mounts:?}"
-    );
-    let clouds = main
-        .get("env")
-        .and_then(Yaml::as_sequence)
-        .unwrap()
-        .iter()
-        .find(|e| text(e, "name") == "OS_CLIENT_CONFIG_FILE")
-        .map(|e| text(e, "value"))
-        .expect("OS_CLIENT_CONFIG_FILE");
-    let clouds_dir = Path::new(clouds).parent().unwrap().to_str().unwrap();
-    assert!(
-        mounts.contains(&clouds_dir),
-        "{clouds} is mounted: {mounts:?}"
-    );
+    // Every container runs a steward command that validates the whole configuration first
+    // (`db upgrade` as much as `serve`): each needs the config, the token file, the database
+    // URL and the clouds.yaml that `[cluster] source = "nova"` resolves.
+    for c in containers(&m["Deployment"]) {
+        let name = text(c, "name");
+        let mounts: Vec<&str> = c
+            .get("volumeMounts")
+            .and_then(Yaml::as_sequence)
+            .unwrap()
+            .iter()
+            .map(|vm| text(vm, "mountPath"))
+            .collect();
+        let env: BTreeMap<&str, &Yaml> = c
+            .get("env")
+            .and_then(Yaml::as_sequence)
+            .unwrap()
+            .iter()
+            .map(|e| (text(e, "name"), e))
+            .collect();
+        let config = env
+            .get("STEWARD_CONFIG")
+            .map(|e| text(e, "value"))
+            .unwrap_or_else(|| panic!("{name}: STEWARD_CONFIG"));
+        assert!(
+            mounts.contains(&config),
+            "{name}: {config} is mounted: {mounts:?}"
+        );
+        let token_dir = Path::new(token_file).parent().unwrap().to_str().unwrap();
+        assert!(
+            mounts.contains(&token_dir),
+            "{name}: token file {token_file} is mounted: {mounts:?}"
+        );
+        assert!(
+            env.contains_key("STEWARD__DATABASE__URL"),
+            "{name}: STEWARD__DATABASE__URL"
+        );
+        let clouds = env
+            .get("OS_CLIENT_CONFIG_FILE")
+            .map(|e| text(e, "value"))
+            .unwrap_or_else(|| panic!("{name}: OS_CLIENT_CONFIG_FILE"));
+        let clouds_dir = Path::new(clouds).parent().unwrap().to_str().unwrap();
+        assert!(
+            mounts.contains(&clouds_dir),
+            "{name}: {clouds} is mounted: {mounts:?}"
+        );
+    }
 }
 
 // ---- systemd, clouds.yaml, Keystone -------------------------------------------------------
