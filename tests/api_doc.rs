@@ -52,3 +52,27 @@ fn the_reference_names_every_route_the_app_serves() {
         "only /healthz is open"
     );
 }
+
+#[test]
+fn the_regenerate_command_prints_the_same_text_and_needs_no_config() {
+    let bin = env!("CARGO_BIN_EXE_steward");
+    let empty = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .current_dir(empty.path())
+            .env_remove("STEWARD_CONFIG")
+            .output()
+            .expect("run steward");
+        assert!(out.status.success(), "steward {args:?}: {out:?}");
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let doc = serde_json::to_value(steward::api::openapi::document()).unwrap();
+    assert_eq!(
+        run(&["openapi", "--format", "markdown"]),
+        steward::api::openapi_markdown::render(&doc)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["openapi"])).expect("steward openapi prints JSON");
+    assert_eq!(json, doc, "the same document GET /openapi.json serves");
+}
