@@ -47,14 +47,32 @@ pub enum AuthStrategy {
     Noauth,
     /// Bearer tokens from `token_file`, each with its roles.
     Static,
+    /// Keystone tokens (`X-Auth-Token`), validated with steward's own `[openstack] cloud`.
+    Keystone,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     pub strategy: AuthStrategy,
     /// One token a line: `<token> <role>[,<role>...]`; roles are reader, telemetry, admin.
+    /// Required by static; optional beside keystone (for the Nova shim and pushers).
     pub token_file: Option<PathBuf>,
+    /// keystone: how long a validation is reused (never past the token's expiry); 0: never.
+    pub cache_seconds: f64,
+    /// keystone: the most validations kept at once.
+    pub cache_size: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            strategy: AuthStrategy::default(),
+            token_file: None,
+            cache_seconds: 60.0,
+            cache_size: 10_000,
+        }
+    }
 }
 
 /// A database URL that never shows its password when printed or logged.
@@ -294,6 +312,22 @@ impl Roles {
         telemetry: true,
         admin: true,
     };
+
+    /// What a Keystone token's roles allow: `reader` and `member` read and score, `service`
+    /// pushes telemetry (the pushers' service users), `admin` does everything. Other roles
+    /// give nothing.
+    pub fn from_keystone<'a>(names: impl IntoIterator<Item = &'a str>) -> Roles {
+        let mut r = Roles::default();
+        for name in names {
+            match name {
+                "admin" => r = Roles::ALL,
+                "reader" | "member" => r.reader = true,
+                "service" => r.telemetry = true,
+                _ => {}
+            }
+        }
+        r
+    }
 
     pub fn parse(list: &str) -> Result<Roles, String> {
         let mut r = Roles::default();
@@ -547,6 +581,32 @@ fn validate(
             }
             None
         }
+        AuthStrategy::Keystone => {
+            if let Err(e) = crate::openstack::cloud::load(settings.openstack.cloud.as_deref()) {
+                problems.push(problem(
+                    "openstack.cloud",
+                    format!(
+                        "auth strategy keystone validates tokens with steward's own cloud: {e}"
+                    ),
+                ));
+            }
+            let secs = settings.auth.cache_seconds;
+            if !(secs.is_finite() && (0.0..=3600.0).contains(&secs)) {
+                problems.push(problem(
+                    "auth.cache_seconds",
+                    format!("must be 0 to 3600 seconds, got {secs}"),
+                ));
+            }
+            if settings.auth.cache_size == 0 {
+                problems.push(problem("auth.cache_size", "must be at least 1"));
+            }
+            // Static tokens beside Keystone's: the Nova shim and telemetry pushers keep theirs.
+            settings
+                .auth
+                .token_file
+                .as_ref()
+                .and_then(|file| read_token_table(file, path, problems))
+        }
         AuthStrategy::Static => match &settings.auth.token_file {
             None => {
                 problems.push(problem(
@@ -555,25 +615,7 @@ fn validate(
                 ));
                 None
             }
-            Some(file) => {
-                let file = resolve_relative(file, path);
-                match std::fs::read_to_string(&file) {
-                    Ok(text) => match TokenTable::parse(&text, &file.display().to_string()) {
-                        Ok(t) => Some(t),
-                        Err(mut p) => {
-                            problems.append(&mut p);
-                            None
-                        }
-                    },
-                    Err(e) => {
-                        problems.push(problem(
-                            "auth.token_file",
-                            format!("cannot read {}: {e}", file.display()),
-                        ));
-                        None
-                    }
-                }
-            }
+            Some(file) => read_token_table(file, path, problems),
         },
     };
     let url = settings.database.url.expose();
@@ -677,6 +719,30 @@ fn validate(
         tokens,
         settings,
     })
+}
+
+fn read_token_table(
+    file: &Path,
+    config_path: Option<&Path>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<TokenTable> {
+    let file = resolve_relative(file, config_path);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => match TokenTable::parse(&text, &file.display().to_string()) {
+            Ok(t) => Some(t),
+            Err(mut p) => {
+                problems.append(&mut p);
+                None
+            }
+        },
+        Err(e) => {
+            problems.push(problem(
+                "auth.token_file",
+                format!("cannot read {}: {e}", file.display()),
+            ));
+            None
+        }
+    }
 }
 
 /// A relative token file is relative to the config file, as operators expect.

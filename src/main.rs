@@ -252,6 +252,28 @@ fn nova_source(v: &Validated) -> anyhow::Result<Option<NovaSource>> {
     }))
 }
 
+/// The validator of callers' Keystone tokens, when `[auth] strategy = "keystone"`: steward's
+/// own `[openstack] cloud` session asks Keystone, answers are cached `[auth] cache_seconds`.
+fn keystone_validator(
+    v: &Validated,
+) -> anyhow::Result<Option<std::sync::Arc<openstack::keystone::CachedValidator>>> {
+    let auth = &v.settings.auth;
+    if auth.strategy != config::AuthStrategy::Keystone {
+        return Ok(None);
+    }
+    let cloud = openstack::cloud::load(v.settings.openstack.cloud.as_deref())?;
+    tracing::info!(cloud = %cloud.describe(), cache_seconds = auth.cache_seconds, "tokens validated by Keystone");
+    let options = openstack::session::SessionOptions::for_cloud(&cloud);
+    let session = std::sync::Arc::new(openstack::session::Session::new(cloud, options)?);
+    Ok(Some(std::sync::Arc::new(
+        openstack::keystone::CachedValidator::new(
+            openstack::keystone::Keystone::new(session),
+            std::time::Duration::from_secs_f64(auth.cache_seconds),
+            auth.cache_size,
+        ),
+    )))
+}
+
 fn serve(v: Validated) -> ExitCode {
     let workers = v
         .settings
@@ -277,7 +299,11 @@ fn serve(v: Validated) -> ExitCode {
         let listen = v.listen;
         let prometheus = Prometheus::new(&v.settings.prometheus).map_err(|e| anyhow::anyhow!(e))?;
         let nova = nova_source(&v)?;
-        let state = AppState::new(v, store.clone(), ClusterHandle::new(view));
+        let keystone = keystone_validator(&v)?;
+        let mut state = AppState::new(v, store.clone(), ClusterHandle::new(view));
+        if let Some(k) = keystone {
+            state = state.with_keystone(k);
+        }
         Jobs {
             prometheus,
             nova,

@@ -5,7 +5,8 @@
 //! reader), `headers`, one of `body` (YAML written as JSON), `body_file` (path from the repo
 //! root) or `raw_body`; then what must hold: `status`, `response_headers` (a trailing `*`
 //! matches any rest), `json` (JSON pointer -> value), `json_contains` (pointer -> substring),
-//! `json_length` (pointer -> n), `greater` ([pointer, pointer] pairs), `body_contains`.
+//! `json_length` (pointer -> n), `greater` ([pointer, pointer] pairs), `absent` (pointers the
+//! answer must not have), `body_contains`.
 
 mod common;
 
@@ -53,6 +54,8 @@ struct Step {
     json_length: BTreeMap<String, usize>,
     #[serde(default)]
     greater: Vec<[String; 2]>,
+    #[serde(default)]
+    absent: Vec<String>,
     #[serde(default)]
     body_contains: Vec<String>,
 }
@@ -116,7 +119,8 @@ fn check_step(
     let needs_json = !(step.json.is_empty()
         && step.json_contains.is_empty()
         && step.json_length.is_empty()
-        && step.greater.is_empty());
+        && step.greater.is_empty()
+        && step.absent.is_empty());
     if !needs_json {
         return Ok(());
     }
@@ -157,6 +161,11 @@ fn check_step(
         match (x.as_f64(), y.as_f64()) {
             (Some(x), Some(y)) if x > y => {}
             _ => return Err(format!("expected {a} ({x}) > {b} ({y})")),
+        }
+    }
+    for ptr in &step.absent {
+        if let Some(got) = doc.pointer(ptr) {
+            return Err(format!("{ptr} = {got} should be absent; answer: {doc}"));
         }
     }
     Ok(())

@@ -209,3 +209,66 @@ fn database_passwords_never_print() {
         "mysql://root@127.0.0.1/x"
     );
 }
+
+#[test]
+fn keystone_auth_needs_steward_s_own_cloud_and_a_bounded_cache() {
+    let problems = load_from(
+        None,
+        &env(&[
+            ("STEWARD__AUTH__STRATEGY", "keystone"),
+            ("STEWARD__OPENSTACK__CLOUD", "no-such-cloud-anywhere"),
+            ("STEWARD__AUTH__CACHE_SECONDS", "7200"),
+            ("STEWARD__AUTH__CACHE_SIZE", "0"),
+        ]),
+    )
+    .unwrap_err();
+    let k = keys(&problems);
+    assert!(k.contains(&"openstack.cloud"), "{problems:?}");
+    assert!(k.contains(&"auth.cache_seconds"), "{problems:?}");
+    assert!(k.contains(&"auth.cache_size"), "{problems:?}");
+    let cloud = problems
+        .iter()
+        .find(|p| p.key == "openstack.cloud")
+        .unwrap();
+    assert!(
+        cloud
+            .message
+            .contains("validates tokens with steward's own cloud"),
+        "{cloud}"
+    );
+}
+
+#[test]
+fn keystone_roles_map_onto_steward_s() {
+    use steward::config::Roles;
+    let r = Roles::from_keystone(["member", "reader"]);
+    assert!(r.reader && !r.telemetry && !r.admin);
+    assert_eq!(Roles::from_keystone(["reader"]), r);
+    assert_eq!(Roles::from_keystone(["admin"]), Roles::ALL);
+    let s = Roles::from_keystone(["service"]);
+    assert!(s.telemetry && !s.reader && !s.admin);
+    assert_eq!(
+        Roles::from_keystone(["manager-of-nothing", "auditor"]),
+        Roles::default()
+    );
+}
+
+#[test]
+fn a_token_file_beside_keystone_is_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "tokens", "short reader\n");
+    let problems = load_from(
+        None,
+        &env(&[
+            ("STEWARD__AUTH__STRATEGY", "keystone"),
+            ("STEWARD__AUTH__TOKEN_FILE", bad.to_str().unwrap()),
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key.starts_with("auth.token_file") && p.message.contains("shorter")),
+        "{problems:?}"
+    );
+}

@@ -455,6 +455,73 @@ def _weights_of(entries):
     return result
 
 
+_INDEX = operator.itemgetter('index')
+_INT = frozenset((int,))
+
+
+def _is_index_list(value, n):
+    """True when `value` is a list of distinct ints in [0, n), ascending."""
+    if type(value) is not list or not _INT.issuperset(map(type, value)):
+        return False
+    if len(value) == n:
+        return value == list(range(n))
+    return (not value or (value[0] >= 0 and value[-1] < n)) and all(
+        map(operator.lt, value, value[1:]))
+
+
+def compact_answer(answer, n):
+    """(allowed indexes or None for every host, weights or None) of a
+    compact filter answer (docs/callout.md) to a request of `n` hosts.
+
+    An answer without "allowed_indexes" (a steward that does not know
+    compact=true) is None: the caller reads it as a named answer.
+    """
+    indexes = answer.get('allowed_indexes')
+    if indexes is None:
+        return None
+    if not _is_index_list(indexes, n):
+        raise CalloutError('malformed', '"allowed_indexes" is not an '
+                           'ascending list of indexes of the %d host(s) '
+                           'sent' % n)
+    rejected = _entries(answer, 'rejected', required=False)
+    if len(indexes) + len(rejected) != n:
+        raise CalloutError('malformed', 'the answer allows %d and rejects '
+                           '%d host(s), %d were sent'
+                           % (len(indexes), len(rejected), n))
+    if rejected:
+        try:
+            named = list(map(_INDEX, rejected))
+        except (TypeError, KeyError, AttributeError):
+            raise _bad_entry(rejected, 'index') from None
+        if not _is_index_list(named, n) or set(named).intersection(indexes):
+            raise CalloutError('malformed', 'the rejected hosts\' indexes '
+                               'are not the %d host(s) not allowed'
+                               % len(named))
+    weights = answer.get('weights')
+    if weights is not None:
+        if type(weights) is not list or len(weights) != len(indexes):
+            raise CalloutError('malformed', '"weights" is not one number '
+                               'per allowed host')
+        if not (_FLOAT.issuperset(map(type, weights))
+                and math.isfinite(sum(weights))):
+            weights = _plain_weights(weights)
+    return (None if len(indexes) == n else indexes), weights
+
+
+def _plain_weights(values):
+    """Finite floats of a plain list of numbers (ints allowed)."""
+    result = []
+    for w in values:
+        t = type(w)
+        if t is int:
+            w = float(w)
+        elif t is not float or not math.isfinite(w):
+            raise CalloutError('malformed', 'a weight is not a finite '
+                               'number: %r' % (w,))
+        result.append(w)
+    return result
+
+
 def check_weigh_answer(answer, sent_keys):
     """Weights in the order of `sent_keys` (a list of (host, nodename))."""
     entries = _entries(answer, 'weights')

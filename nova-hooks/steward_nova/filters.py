@@ -61,12 +61,18 @@ class StewardFilter(filters.BaseHostFilter):
 
     def _ask_steward(self, hosts, spec_obj):
         weigh = handoff.wanted()
+        # compact: hosts by index, weights as a plain array (docs/callout.md).
         answer, keys = client.call(
-            '/v1/filter?weigh=true' if weigh else '/v1/filter',
-            hosts, spec_obj)
-        # Nova's own objects, in Nova's order; matched on (host, nodename)
-        # because Ironic hosts repeat the host name.
-        indexes = client.allowed_indexes(answer, keys)
+            '/v1/filter?weigh=true&compact=true' if weigh
+            else '/v1/filter?compact=true', hosts, spec_obj)
+        compact = client.compact_answer(answer, len(keys))
+        if compact is not None:
+            indexes, weights = compact
+        else:
+            # A steward that predates compact answers names the hosts;
+            # matched on (host, nodename), as Ironic hosts repeat the host
+            # name.
+            indexes, weights = client.allowed_indexes(answer, keys), None
         if indexes is None:
             passed, passed_keys = hosts, keys
         else:
@@ -74,8 +80,11 @@ class StewardFilter(filters.BaseHostFilter):
             passed_keys = [keys[i] for i in indexes]
         if LOG.isEnabledFor(logging.DEBUG):
             self._log_answer(answer, spec_obj, len(hosts), len(passed))
-        if weigh and passed and answer.get('weights') is not None:
-            self._keep_weights(answer, passed, passed_keys, spec_obj)
+        if weigh and passed:
+            if weights is not None:
+                handoff.put(spec_obj, passed, passed_keys, weights)
+            elif compact is None and answer.get('weights') is not None:
+                self._keep_weights(answer, passed, passed_keys, spec_obj)
         return passed
 
     def _keep_weights(self, answer, passed, passed_keys, spec_obj):

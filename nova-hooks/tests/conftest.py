@@ -23,6 +23,9 @@ import steward_nova.conf  # noqa: E402, F401  (registers [steward])
 
 STEWARD_FILTER = 'steward_nova.filters.StewardFilter'
 STEWARD_WEIGHER = 'steward_nova.weighers.StewardWeigher'
+# The filter's one round trip per request: the weights and the compact
+# answer (docs/callout.md).
+ROUND_TRIP = '/v1/filter?weigh=true&compact=true'
 
 # The profiles the stories rely on, written out so a change of steward's
 # built-in defaults cannot change what the tests mean.

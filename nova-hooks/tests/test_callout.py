@@ -3,6 +3,7 @@ server; and story f: a rebuild passes every host without any call."""
 
 import pytest
 
+from conftest import ROUND_TRIP
 from conftest import STEWARD_WEIGHER
 from conftest import names
 from conftest import warnings_of
@@ -30,7 +31,7 @@ def test_one_call_per_request_covers_every_host(nova_conf, fault_server,
                                            '9d3e-7f6a5b4c3d2e')
     assert len(sched.schedule(hosts, spec)) == 25
 
-    assert [r['path'] for r in srv.requests] == ['/v1/filter?weigh=true']
+    assert [r['path'] for r in srv.requests] == [ROUND_TRIP]
     for r in srv.requests:
         assert len(r['body']['hosts']) == 25
         assert r['headers']['Authorization'] == 'Bearer s3cret-reader'
@@ -104,7 +105,7 @@ def test_ironic_nodes_matched_by_host_and_nodename(nova_conf, fault_server,
     # This steward answers the filter without weights (as one older than
     # weigh=true does): no failure, the weigher asks /v1/weigh.
     assert [r['path'] for r in srv.requests] == [
-        '/v1/filter?weigh=true', '/v1/weigh']
+        ROUND_TRIP, '/v1/weigh']
     assert warnings_of(shim_log) == []
     debug = [r.getMessage() for r in shim_log.records]
     assert any('rejected host ironic-cond node node-2' in m
@@ -207,3 +208,43 @@ def test_allowed_indexes_rejects_broken_answers(answer, what):
         client.allowed_indexes(answer, SENT)
     assert err.value.kind == 'malformed'
     assert what in err.value.detail
+
+
+def test_named_answer_of_an_older_steward_is_read(nova_conf, fault_server,
+                                                  shim_log):
+    """A steward that predates compact answers ignores compact=true and
+    names the hosts: the shim reads that answer as before, weights
+    included, still in one round trip."""
+    srv = fault_server('named')
+    hosts = hosts_in_az('named', 5)
+    sched = nova_conf.scheduler(srv.url)
+    assert len(sched.schedule(hosts, ns.make_request_spec())) == 5
+    assert [r['path'] for r in srv.requests] == [
+        ROUND_TRIP]
+    assert warnings_of(shim_log) == []
+
+
+def test_compact_answer_rejects_by_index(nova_conf, fault_server,
+                                         shim_log):
+    """Steward names hosts by their index in the request; the shim keeps
+    exactly the allowed ones and hands their weights to the weigher."""
+
+    def reject_odd(req):
+        n = len(req['hosts'])
+        allowed = [i for i in range(n) if i % 2 == 0]
+        return 200, {
+            'allowed_indexes': allowed,
+            'rejected': [{'index': i, 'host': req['hosts'][i]['host'],
+                          'nodename': req['hosts'][i]['nodename'],
+                          'plugin': 'role_spread', 'reason': 'at the cap'}
+                         for i in range(n) if i % 2],
+            'weights': [float(i) for i in allowed]}
+
+    srv = fault_server(reject_odd)
+    hosts = hosts_in_az('cmp', 6)
+    sched = nova_conf.scheduler(srv.url)
+    weighed = sched.schedule(hosts, ns.make_request_spec())
+    assert [w.obj.host for w in weighed] == ['cmp-4', 'cmp-2', 'cmp-0']
+    assert [r['path'] for r in srv.requests] == [
+        ROUND_TRIP]
+    assert warnings_of(shim_log) == []

@@ -10,6 +10,7 @@ import time
 from nova.scheduler import weights as nova_weights
 import pytest
 
+from conftest import ROUND_TRIP
 from conftest import STEWARD_FILTER
 from conftest import STEWARD_WEIGHER
 from conftest import names
@@ -79,6 +80,12 @@ BAD_ANSWERS = [
     ('unknown_host', 'malformed'),
     ('nan_weight', 'malformed'),
     ('sleep', 'timeout'),
+    ('compact_descending', 'malformed'),
+    ('compact_out_of_range', 'malformed'),
+    ('compact_missing', 'malformed'),
+    ('compact_overlap', 'malformed'),
+    ('compact_short_weights', 'malformed'),
+    ('compact_bad_weight', 'malformed'),
 ]
 
 
@@ -101,7 +108,7 @@ def test_bad_answer_fails_open(nova_conf, fault_server, shim_log, mode,
     # The shim really asked (filter and weigher) and was answered badly:
     # a failed filter call leaves no weights, so the weigher asked too.
     assert [r['path'] for r in srv.requests[:2]] == [
-        '/v1/filter?weigh=true', '/v1/weigh']
+        ROUND_TRIP, '/v1/weigh']
     warned = [r.getMessage() for r in warnings_of(shim_log)]
     assert len(warned) == 1, warned
     assert '(%s:' % kind in warned[0]

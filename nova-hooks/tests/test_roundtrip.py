@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from conftest import ROUND_TRIP
 from conftest import STEWARD_WEIGHER
 from conftest import names
 from conftest import warnings_of
@@ -67,14 +68,14 @@ def test_one_call_gives_the_ordering_of_two(nova_conf, steward, calls,
                                        'steward_profile': ['web']})
 
     one = sched.schedule(hosts, spec)
-    assert calls == ['/v1/filter?weigh=true']
+    assert calls == [ROUND_TRIP]
 
     # The same request the old way: the filter asks no weights, so the
     # weigher calls /v1/weigh.
     monkeypatch.setattr(handoff, 'wanted', lambda: False)
     del calls[:]
     two = sched.schedule(hosts, spec)
-    assert calls == ['/v1/filter', '/v1/weigh']
+    assert calls == ['/v1/filter?compact=true', '/v1/weigh']
 
     assert len(one) == 8
     assert names(one) == names(two)
@@ -138,7 +139,7 @@ def test_interleaved_requests_never_use_each_others_weights(
     assert weighed_a[0].obj.host == 'mix-1'
     assert weighed_b[0].obj.host == 'mix-4'
     assert [r['path'] for r in srv.requests] == [
-        '/v1/filter?weigh=true', '/v1/filter?weigh=true']
+        ROUND_TRIP, ROUND_TRIP]
 
 
 def test_multi_create_instance_uuid_is_part_of_the_key(nova_conf,
@@ -155,7 +156,7 @@ def test_multi_create_instance_uuid_is_part_of_the_key(nova_conf,
     spec.instance_uuid = '0a1b2c3d-0000-4000-8000-000000000005'
     assert sched.weigh(passed, spec)[0].obj.host == 'multi-5'
     assert [r['path'] for r in srv.requests] == [
-        '/v1/filter?weigh=true', '/v1/weigh']
+        ROUND_TRIP, '/v1/weigh']
 
 
 def test_concurrent_requests_each_get_their_own_weights(nova_conf,
@@ -187,7 +188,7 @@ def test_concurrent_requests_each_get_their_own_weights(nova_conf,
     assert errors == []
     assert results == {d: {'conc-%d' % d} for d in range(8)}
     # Every request made its one round trip, none fell back.
-    assert {r['path'] for r in srv.requests} == {'/v1/filter?weigh=true'}
+    assert {r['path'] for r in srv.requests} == {ROUND_TRIP}
     assert len(srv.requests) == 80
 
 
@@ -206,7 +207,7 @@ def test_hosts_filtered_down_after_steward_still_use_the_kept_weights(
                                 weighers=[STEWARD_WEIGHER])
     result = sched.schedule(hosts, spec_with_best(3))
     assert names(result) == ['sub-3', 'sub-5', 'sub-4', 'sub-0']
-    assert [r['path'] for r in srv.requests] == ['/v1/filter?weigh=true']
+    assert [r['path'] for r in srv.requests] == [ROUND_TRIP]
     # Nova normalised steward's raw weights of the four hosts left.
     assert [w.weight for w in result] == pytest.approx(
         [1.0, 0.05 / 10.0, 0.04 / 10.0, 0.0])
@@ -223,7 +224,7 @@ def test_hosts_the_filter_did_not_see_make_the_weigher_ask(nova_conf,
     weighed_hosts = sched.weigh(passed + hosts[3:], spec)
     assert len(weighed_hosts) == 4
     assert [r['path'] for r in srv.requests] == [
-        '/v1/filter?weigh=true', '/v1/weigh']
+        ROUND_TRIP, '/v1/weigh']
     assert len(srv.requests[1]['body']['hosts']) == 4
 
 
@@ -257,7 +258,7 @@ def test_failed_filter_call_leaves_nothing_behind(nova_conf, fault_server,
     assert names(passed) == names(hosts)
     assert sched.weigh(passed, spec)[0].obj.host == 'failed-0'
     assert [r['path'] for r in srv.requests] == [
-        '/v1/filter?weigh=true', '/v1/filter?weigh=true', '/v1/weigh']
+        ROUND_TRIP, ROUND_TRIP, '/v1/weigh']
     warned = [r.getMessage() for r in warnings_of(shim_log)]
     assert len(warned) == 1 and 'HTTP 500' in warned[0]
 
@@ -290,7 +291,7 @@ def test_bad_weights_keep_the_filter_answer_and_the_weigher_asks(
     assert sorted(names(result)) == ['badw-1', 'badw-2', 'badw-3']
     assert result[0].obj.host == 'badw-3'
     assert [r['path'] for r in srv.requests] == [
-        '/v1/filter?weigh=true', '/v1/weigh']
+        ROUND_TRIP, '/v1/weigh']
     warned = [r.getMessage() for r in warnings_of(shim_log)]
     assert len(warned) == 1, warned
     assert 'weights:' in warned[0] and 'asks /v1/weigh' in warned[0]

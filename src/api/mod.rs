@@ -17,8 +17,10 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpMessage, HttpServer, ResponseError};
 
 use crate::cluster::ClusterHandle;
-use crate::config::{Roles, TokenTable, Validated};
+use crate::config::{AuthStrategy, Roles, TokenTable, Validated};
 use crate::metrics::Metrics;
+use crate::openstack::keystone::{CachedValidator, Validation};
+use crate::openstack::Secret;
 use crate::scoring::{Options, ProfileSet};
 use crate::store::Store;
 use errors::ApiError;
@@ -33,8 +35,11 @@ pub struct AppState {
     pub cluster: Arc<ClusterHandle>,
     pub store: Store,
     pub metrics: Metrics,
-    /// `None` means noauth (loopback only, enforced by config validation).
+    /// Static tokens: required by `static`, optional beside `keystone`, none with `noauth`.
     pub tokens: Option<Arc<TokenTable>>,
+    pub auth: AuthStrategy,
+    /// The Keystone validator, with `auth = keystone` ([`AppState::with_keystone`]).
+    pub keystone: Option<Arc<CachedValidator>>,
     pub max_body_bytes: usize,
     pub max_hosts: usize,
 }
@@ -52,9 +57,19 @@ impl AppState {
             store,
             metrics,
             tokens: v.tokens.map(Arc::new),
+            auth: v.settings.auth.strategy,
+            keystone: None,
             max_body_bytes: v.settings.server.max_body_bytes,
             max_hosts: v.settings.server.max_hosts,
         }
+    }
+}
+
+impl AppState {
+    /// Validate callers' tokens with Keystone (`[auth] strategy = "keystone"`).
+    pub fn with_keystone(mut self, validator: Arc<CachedValidator>) -> Self {
+        self.keystone = Some(validator);
+        self
     }
 }
 
@@ -68,12 +83,82 @@ fn valid_request_id(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// Which role a route needs; `None` for the health check only.
-fn required_role(method: &str, path: &str) -> Option<fn(&Roles) -> bool> {
+/// What a route needs: `None` for the health check only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Reader,
+    Telemetry,
+    Admin,
+}
+
+impl Need {
+    fn allows(self, r: &Roles) -> bool {
+        match self {
+            Need::Reader => r.reader,
+            Need::Telemetry => r.telemetry,
+            Need::Admin => r.admin,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Need::Reader => "reader",
+            Need::Telemetry => "telemetry",
+            Need::Admin => "admin",
+        }
+    }
+}
+
+/// Reads and the scoring callout need `reader`, the telemetry push `telemetry`, every other
+/// write (repair, rebalance) `admin`: a new write route is admin-only unless listed here.
+fn required_role(method: &str, path: &str) -> Option<Need> {
     match (method, path) {
         (_, "/healthz") => None,
-        ("POST", "/v1/telemetry") => Some(|r| r.telemetry),
-        _ => Some(|r| r.reader),
+        ("GET" | "HEAD" | "OPTIONS", _) => Some(Need::Reader),
+        ("POST", "/v1/filter" | "/v1/weigh") => Some(Need::Reader),
+        ("POST", "/v1/telemetry") => Some(Need::Telemetry),
+        _ => Some(Need::Admin),
+    }
+}
+
+/// The roles of a Keystone token, or why the request is refused. Never puts the token in a
+/// message or a log line.
+async fn keystone_roles(state: &AppState, presented: Option<&[u8]>) -> Result<Roles, ApiError> {
+    let Some(validator) = state.keystone.as_ref() else {
+        return Err(ApiError::unavailable(
+            "[auth] strategy is keystone but steward has no Keystone session; check [openstack] cloud",
+        ));
+    };
+    let Some(raw) = presented else {
+        return Err(ApiError::unauthorized(
+            "no token: send a Keystone token in `X-Auth-Token` (openstack token issue)",
+        ));
+    };
+    let Some(token) = std::str::from_utf8(raw)
+        .ok()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 8192)
+    else {
+        return Err(ApiError::unauthorized(
+            "the X-Auth-Token header is not a Keystone token; get one with `openstack token issue`",
+        ));
+    };
+    match validator.validate(&Secret::new(token)).await {
+        Ok(Validation::Valid(info)) => Ok(Roles::from_keystone(info.roles.iter().map(String::as_str))),
+        Ok(Validation::Invalid) => Err(ApiError::unauthorized(
+            "Keystone does not accept this token (unknown, expired or revoked); get a new one with `openstack token issue`",
+        )),
+        Err(e) => {
+            state
+                .metrics
+                .source_errors
+                .with_label_values(&["keystone", e.kind()])
+                .inc();
+            tracing::warn!(error = %e, kind = e.kind(), "cannot validate a token with Keystone");
+            Err(ApiError::unavailable(format!(
+                "cannot validate the token with Keystone now; try again later ({e})"
+            )))
+        }
     }
 }
 
@@ -95,25 +180,46 @@ async fn authenticate(
         .app_data::<web::Data<AppState>>()
         .expect("AppState is registered")
         .clone();
-    if let (Some(tokens), Some(allowed)) = (
-        state.tokens.as_ref(),
-        required_role(req.method().as_str(), req.path()),
-    ) {
-        let denial = match presented_token(&req) {
-            None => Some(ApiError::unauthorized(
+    let need = required_role(req.method().as_str(), req.path());
+    let roles: Option<Result<Roles, ApiError>> = match (state.auth, need) {
+        (_, None) | (AuthStrategy::Noauth, _) => None,
+        (AuthStrategy::Keystone, Some(_)) => {
+            let presented = presented_token(&req);
+            // A static token (the Nova shim's) first: constant time, no call to Keystone.
+            let known = state
+                .tokens
+                .as_ref()
+                .zip(presented)
+                .and_then(|(tokens, t)| tokens.roles_of(t));
+            Some(match known {
+                Some(roles) => Ok(roles),
+                None => keystone_roles(&state, presented).await,
+            })
+        }
+        (AuthStrategy::Static, Some(_)) => Some(match (state.tokens.as_ref(), presented_token(&req)) {
+            (None, _) => Err(ApiError::unavailable(
+                "[auth] strategy is static but no token table is loaded; check [auth] token_file",
+            )),
+            (_, None) => Err(ApiError::unauthorized(
                 "no token: send `Authorization: Bearer <token>` or `X-Auth-Token` (see [auth] token_file)",
             )),
-            Some(t) => match tokens.roles_of(t) {
-                None => Some(ApiError::unauthorized(
+            (Some(tokens), Some(t)) => tokens.roles_of(t).ok_or_else(|| {
+                ApiError::unauthorized(
                     "the token is not known to steward; check the token file of the caller and of [auth] token_file",
-                )),
-                Some(roles) if !allowed(&roles) => Some(ApiError::forbidden(format!(
-                    "this token's roles do not allow {} {}",
-                    req.method(),
-                    req.path()
-                ))),
-                Some(_) => None,
-            },
+                )
+            }),
+        }),
+    };
+    if let (Some(roles), Some(need)) = (roles, need) {
+        let denial = match roles {
+            Err(e) => Some(e),
+            Ok(r) if !need.allows(&r) => Some(ApiError::forbidden(format!(
+                "this token's roles do not allow {} {}; it needs the {} role",
+                req.method(),
+                req.path(),
+                need.name()
+            ))),
+            Ok(_) => None,
         };
         if let Some(err) = denial {
             tracing::warn!(

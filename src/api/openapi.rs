@@ -28,7 +28,7 @@ impl Modify for Security {
     paths(routes::filter, routes::weigh, routes::profiles, routes::hosts, routes::host, routes::vm, routes::push_telemetry,
           routes::healthz, routes::metrics, routes::openapi),
     components(schemas(CalloutRequest, InstanceDto, HostDto, FlavorDto, ServerGroupDto, OperationDto,
-                       FilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
+                       FilterResponse, CompactFilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
                        TelemetryPush, HostSampleDto, VmSampleDto, TelemetryAccepted, Accepted,
                        ProfileList, ProfileInfo, PluginInfo, HostList, HostInfo, HostDetail, WeeklyInfo, VmInfo, Health,
                        ErrorBody, ErrorDetail)),

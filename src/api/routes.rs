@@ -83,13 +83,16 @@ fn record(state: &AppState, route: &str, hosts: usize, degraded: bool) {
 pub struct FilterQuery {
     #[serde(default)]
     weigh: bool,
+    #[serde(default)]
+    compact: bool,
 }
 
 /// The Nova callout's filter: which candidate hosts may take the instance, each rejection with
 /// its plugin and reason (reader role). `?weigh=true` adds the allowed hosts' weights.
 #[utoipa::path(post, path = "/v1/filter", request_body = CalloutRequest,
-    params(("weigh" = Option<bool>, Query, description = "also answer the allowed hosts' weights (one round trip per scheduling request)")),
-    responses((status = 200, body = FilterResponse), (status = 400, body = ErrorBody),
+    params(("weigh" = Option<bool>, Query, description = "also answer the allowed hosts' weights (one round trip per scheduling request)"),
+           ("compact" = Option<bool>, Query, description = "answer hosts by their index in the request and weights as a plain array (CompactFilterResponse): what the Nova shim asks for")),
+    responses((status = 200, body = FilterResponse), (status = 200, body = CompactFilterResponse), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn filter(
     req: HttpRequest,
@@ -109,11 +112,41 @@ pub async fn filter(
             None,
         )
     };
-    let mut allowed = Vec::with_capacity(sreq.hosts.len());
-    let mut rejected = Vec::new();
+    let degraded = !out.degraded_reasons.is_empty();
+    let rid = request_id(&req);
+    let allowed_count = out.rejections.iter().filter(|r| r.is_none()).count();
+    let rejected_count = out.rejections.len() - allowed_count;
+    record(&state, "filter", out.rejections.len(), degraded);
+    tracing::info!(
+        request_id = %rid, instance = %sreq.instance.uuid, operation = sreq.operation.as_str(),
+        profile = %profile.name, allowed = allowed_count, rejected = rejected_count, degraded,
+        "filter"
+    );
+    let mut rejected = Vec::with_capacity(rejected_count);
+    if query.compact {
+        let mut allowed_indexes = Vec::with_capacity(allowed_count);
+        for (i, (h, r)) in sreq.hosts.into_iter().zip(out.rejections).enumerate() {
+            match r {
+                None => allowed_indexes.push(i),
+                Some(r) => rejected.push(rejected_host(&state, Some(i), h, r)),
+            }
+        }
+        let weights = host_weights.map(|hw| allowed_indexes.iter().map(|&i| hw[i]).collect());
+        return Ok(HttpResponse::Ok().json(CompactFilterResponse {
+            request_id: rid,
+            profile: profile.name.clone(),
+            role: out.role,
+            degraded,
+            degraded_reasons: out.degraded_reasons,
+            allowed_indexes,
+            rejected,
+            weights,
+        }));
+    }
+    let mut allowed = Vec::with_capacity(allowed_count);
     let mut weights = host_weights
         .as_ref()
-        .map(|_| Vec::with_capacity(sreq.hosts.len()));
+        .map(|_| Vec::with_capacity(allowed_count));
     for (i, (h, r)) in sreq.hosts.into_iter().zip(out.rejections).enumerate() {
         match r {
             None => {
@@ -130,29 +163,9 @@ pub async fn filter(
                     nodename: h.nodename,
                 })
             }
-            Some(r) => {
-                state
-                    .metrics
-                    .rejections
-                    .with_label_values(&[r.plugin])
-                    .inc();
-                rejected.push(RejectedHost {
-                    host: h.host,
-                    nodename: h.nodename,
-                    plugin: r.plugin.to_string(),
-                    reason: r.reason,
-                })
-            }
+            Some(r) => rejected.push(rejected_host(&state, None, h, r)),
         }
     }
-    let degraded = !out.degraded_reasons.is_empty();
-    record(&state, "filter", allowed.len() + rejected.len(), degraded);
-    let rid = request_id(&req);
-    tracing::info!(
-        request_id = %rid, instance = %sreq.instance.uuid, operation = sreq.operation.as_str(),
-        profile = %profile.name, allowed = allowed.len(), rejected = rejected.len(), degraded,
-        "filter"
-    );
     Ok(HttpResponse::Ok().json(FilterResponse {
         request_id: rid,
         profile: profile.name.clone(),
@@ -163,6 +176,27 @@ pub async fn filter(
         rejected,
         weights,
     }))
+}
+
+/// A rejected host of a filter answer, counted by the plugin that rejected it.
+fn rejected_host(
+    state: &AppState,
+    index: Option<usize>,
+    h: crate::model::Host,
+    r: scoring::Rejection,
+) -> RejectedHost {
+    state
+        .metrics
+        .rejections
+        .with_label_values(&[r.plugin])
+        .inc();
+    RejectedHost {
+        index,
+        host: h.host,
+        nodename: h.nodename,
+        plugin: r.plugin.to_string(),
+        reason: r.reason,
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]

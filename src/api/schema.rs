@@ -312,6 +312,9 @@ pub struct HostRef {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RejectedHost {
+    /// In a compact answer: the host's index in the request's `hosts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
     pub host: String,
     pub nodename: String,
     /// The plugin that rejected the host.
@@ -333,6 +336,25 @@ pub struct FilterResponse {
     /// With `?weigh=true`: the allowed hosts' raw weights, in the order of `allowed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights: Option<Vec<HostWeight>>,
+}
+
+/// `POST /v1/filter?compact=true`: the filter answer with hosts named by their index in the
+/// request, for callers that hold the hosts in request order (the Nova shim).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CompactFilterResponse {
+    pub request_id: String,
+    pub profile: String,
+    pub role: Option<String>,
+    /// True when telemetry or cluster facts were missing or stale.
+    pub degraded: bool,
+    pub degraded_reasons: Vec<String>,
+    /// Indexes of the allowed hosts in the request's `hosts`, ascending.
+    pub allowed_indexes: Vec<usize>,
+    /// Every other host, each with its `index`, in request order.
+    pub rejected: Vec<RejectedHost>,
+    /// With `?weigh=true`: the raw weight of each allowed host, in the order of `allowed_indexes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

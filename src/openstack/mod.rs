@@ -1,7 +1,9 @@
-//! Typed async clients for the OpenStack services steward reads: Keystone auth, Nova, Placement.
+//! Typed async clients for the OpenStack services steward reads: Keystone auth and token
+//! validation, Nova, Placement.
 //! The adapter layer: it moves data and names failures; what the data means is decided elsewhere.
 
 pub mod cloud;
+pub mod keystone;
 pub mod nova;
 pub mod placement;
 pub mod session;

@@ -539,6 +539,24 @@ impl Session {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Reply> {
+        self.request_with(method, service_type, microversion, path, query, body, &[])
+            .await
+    }
+
+    /// As [`Session::request`], with headers that carry secrets of their own (Keystone's
+    /// `X-Subject-Token`): sent as sensitive headers and scrubbed, like the session's own token,
+    /// from anything the service echoes into an error.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn request_with(
+        &self,
+        method: Method,
+        service_type: &str,
+        microversion: Option<&Microversion>,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        secret_headers: &[(&'static str, &Secret)],
+    ) -> Result<Reply> {
         let mut token = self.token(None).await?;
         let mut retried = false;
         // A server may close a kept-alive connection just as it is reused: a read can safely
@@ -564,6 +582,15 @@ impl Session {
                 })?;
             auth.set_sensitive(true);
             req = req.header("X-Auth-Token", auth);
+            for (name, secret) in secret_headers {
+                let mut v = HeaderValue::from_str(secret.expose()).map_err(|_| {
+                    Error::Argument(format!(
+                        "the value of header {name} holds characters an HTTP header cannot carry"
+                    ))
+                })?;
+                v.set_sensitive(true);
+                req = req.header(*name, v);
+            }
             if let Some(mv) = microversion {
                 for (name, value) in mv.headers() {
                     req = req.header(name, value);
@@ -633,7 +660,13 @@ impl Session {
                 });
             }
             if !(200..300).contains(&status) {
-                return Err(self.status_error(&call, status, &headers, &bytes));
+                let mut err = self.status_error(&call, status, &headers, &bytes);
+                if let Error::Status(e) = &mut err {
+                    for (_, secret) in secret_headers {
+                        scrub_secret(&mut e.message, secret);
+                    }
+                }
+                return Err(err);
             }
             return Ok(Reply {
                 status,
@@ -720,6 +753,14 @@ impl Session {
             }
         }
         out
+    }
+}
+
+/// Replace a secret (at least 4 characters, as [`Session::scrub`]) in `text` with `***`.
+fn scrub_secret(text: &mut String, secret: &Secret) {
+    let s = secret.expose();
+    if s.len() >= 4 && text.contains(s) {
+        *text = text.replace(s, "***");
     }
 }
 

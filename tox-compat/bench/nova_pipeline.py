@@ -47,7 +47,7 @@ STEWARD_FILTER = 'steward_nova.filters.StewardFilter'
 STEWARD_WEIGHER = 'steward_nova.weighers.StewardWeigher'
 AZS = ('az1', 'az2', 'az3')
 DEFAULT_REPS = {100: 40, 1000: 15, 5000: 6}
-ROUND_TRIP = '/v1/filter?weigh=true'
+ROUND_TRIP = '/v1/filter?weigh=true&compact=true'
 
 
 class _CountWarnings(logging.Handler):
@@ -229,13 +229,12 @@ def breakdown(steward, hosts, profile, reps):
         return raw
 
     def check(answer, keys):
-        indexes = client.allowed_indexes(answer, keys)
+        indexes, weights = client.compact_answer(answer, len(keys))
         if indexes is None:
             passed, passed_keys = hosts, keys
         else:
             passed = [hosts[i] for i in indexes]
             passed_keys = [keys[i] for i in indexes]
-        weights = client.check_weigh_answer(answer, passed_keys)
         return passed, passed_keys, weights
 
     def hand_over(spec, passed, passed_keys, weights):

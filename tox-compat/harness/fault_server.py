@@ -23,9 +23,9 @@ def _weigh_equal(req):
                               'weight': 1.0} for h in req['hosts']]}
 
 
-def _ok(req):
-    """As steward answers: with weigh=true the filter answer carries the
-    weights of the allowed hosts too (docs/callout.md)."""
+def _named(req):
+    """As a steward that predates compact answers: with weigh=true the
+    filter answer carries the weights of the allowed hosts too."""
     if req['_call'] == 'weigh':
         return _weigh_equal(req)
     status, answer = _allow_all(req)
@@ -34,9 +34,49 @@ def _ok(req):
     return status, answer
 
 
+def _compact(req, allowed=None, rejected=None, weights=None):
+    """A compact filter answer (docs/callout.md); by default every host
+    allowed with weight 1.0."""
+    n = len(req['hosts'])
+    allowed = list(range(n)) if allowed is None else allowed
+    answer = {'allowed_indexes': allowed,
+              'rejected': [] if rejected is None else rejected}
+    if req['_weigh']:
+        answer['weights'] = ([1.0] * len(allowed) if weights is None
+                             else weights)
+    return 200, answer
+
+
+def _ok(req):
+    """As steward answers (docs/callout.md): compact when asked."""
+    if req['_call'] == 'filter' and req['_compact']:
+        return _compact(req)
+    return _named(req)
+
+
+def _rejected(req, indexes):
+    return [{'index': i, 'host': req['hosts'][i]['host'],
+             'nodename': req['hosts'][i]['nodename'], 'plugin': 'test',
+             'reason': 'rejected by the test'} for i in indexes]
+
+
 # mode -> (request JSON) -> (status, body: bytes or JSON-able)
 MODES = {
     'ok': _ok,
+    'named': _named,
+    # Compact answers that break the contract (docs/callout.md).
+    'compact_descending': lambda req: _compact(
+        req, allowed=list(range(len(req['hosts'])))[::-1]),
+    'compact_out_of_range': lambda req: _compact(
+        req, allowed=[len(req['hosts'])], rejected=_rejected(
+            req, range(1, len(req['hosts'])))),
+    'compact_missing': lambda req: _compact(req, allowed=[0]),
+    'compact_overlap': lambda req: _compact(
+        req, allowed=list(range(len(req['hosts']) - 1)),
+        rejected=_rejected(req, [0])),
+    'compact_short_weights': lambda req: _compact(req, weights=[1.0]),
+    'compact_bad_weight': lambda req: _compact(
+        req, weights=['heavy'] * len(req['hosts'])),
     'garbage': lambda req: (200, b'<html>proxy error</html>'),
     'empty': lambda req: (200, b''),
     'status500': lambda req: (500, {'error': {
@@ -68,8 +108,9 @@ def _late(req):
 
 class FaultServer(LoopbackServer):
     """`mode` names an entry of MODES, or is a callable taking the
-    decoded request (plus `_call`: 'filter' or 'weigh', and `_weigh`:
-    whether the query asks weigh=true) and returning (status, body)."""
+    decoded request (plus `_call`: 'filter' or 'weigh', `_weigh` and
+    `_compact`: whether the query asks weigh=true, compact=true) and
+    returning (status, body)."""
 
     def __init__(self, mode='garbage', sleep=2.0):
         self.mode = mode
@@ -93,7 +134,9 @@ class FaultServer(LoopbackServer):
                 req = dict(req)
                 req['_call'] = ('filter' if self.path.startswith(
                     '/v1/filter') else 'weigh')
-                req['_weigh'] = 'weigh=true' in self.path.partition('?')[2]
+                query = self.path.partition('?')[2]
+                req['_weigh'] = 'weigh=true' in query
+                req['_compact'] = 'compact=true' in query
                 req['_sleep'] = server.sleep
                 mode = (server.mode if callable(server.mode)
                         else MODES[server.mode])
