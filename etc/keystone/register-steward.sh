@@ -20,6 +20,10 @@
 # Writes are opt-in and separate:
 #   STEWARD_MIGRATOR=1    role `steward_migrator` for the rebalancer in `approve`/`auto` mode
 #                         (live migration, list and abort migrations; same policy files).
+#   STEWARD_VALIDATE_TOKENS=1  role `service` for steward's user, needed when steward runs with
+#                         [auth] strategy = "keystone" (Keystone lets a service validate others'
+#                         tokens). Mind that Placement's defaults let `service` write too: where
+#                         that matters, keep [auth] strategy = "static".
 #   STEWARD_REPAIR_USER=1 a second user `steward-repair` with `admin` on the service project,
 #                         for the one-shot inventory repair only (flavor extra specs, Placement
 #                         inventories and allocations, resource classes). Use its credentials
@@ -85,6 +89,12 @@ if [ "${STEWARD_MIGRATOR:-0}" = 1 ]; then
     exists role steward_migrator || $OPENSTACK role create steward_migrator
     $OPENSTACK role add --user steward --user-domain "$DOMAIN" \
         --project "$PROJECT" --project-domain "$DOMAIN" steward_migrator
+fi
+
+# --- opt-in: validating callers' Keystone tokens ([auth] strategy = "keystone") -------------
+if [ "${STEWARD_VALIDATE_TOKENS:-0}" = 1 ]; then
+    $OPENSTACK role add --user steward --user-domain "$DOMAIN" \
+        --project "$PROJECT" --project-domain "$DOMAIN" service
 fi
 
 # --- opt-in: the inventory repair's separate admin user --------------------------------------

@@ -176,6 +176,7 @@ def _run_register(ks, tmp_path, clouds):
         'STEWARD_INTERNAL_URL': 'http://steward.internal:8790',
         'STEWARD_PASSWORD_FILE': str(tmp_path / 'steward-password'),
         'STEWARD_MIGRATOR': '1',
+        'STEWARD_VALIDATE_TOKENS': '1',
         'STEWARD_REPAIR_USER': '1',
         'STEWARD_REPAIR_PASSWORD_FILE': str(tmp_path / 'repair-password'),
     })
@@ -221,8 +222,8 @@ def test_keystone_registration_is_least_privilege_and_idempotent(tmp_path):
         _, token = ks.login('steward', 'Password1-for-steward',
                             project='service')
         roles = sorted(r['name'] for r in token['roles'])
-        assert roles == ['reader', 'steward_migrator', 'steward_reader'], (
-            roles)
+        assert roles == ['reader', 'service', 'steward_migrator',
+                         'steward_reader'], roles
         catalog = {s['type']: s for s in token['catalog']}
         public = [e['url'] for e in
                   catalog['scheduler-steward']['endpoints']
