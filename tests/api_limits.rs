@@ -83,3 +83,22 @@ async fn ten_thousand_hosts_get_an_answer_each() {
     assert_eq!(status, 200);
     assert_eq!(answer["allowed"].as_array().unwrap().len(), 10_000);
 }
+
+#[actix_web::test]
+async fn a_content_length_past_the_limit_is_refused_unread() {
+    let (_dir, st) = state("[server]\nmax_body_bytes = 65536\n").await;
+    let app = test::init_service(steward::api::app(st)).await;
+    // The header alone decides: the few bytes behind it are never read.
+    let req = test::TestRequest::post()
+        .uri("/v1/filter")
+        .insert_header(("Authorization", format!("Bearer {READER}")))
+        .insert_header(("Content-Length", "10000000"))
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status().as_u16(), 413);
+    let answer: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_body_bytes = 65536"));
+}
