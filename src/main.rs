@@ -1,4 +1,5 @@
-//! The `steward` command: `serve`, `config check`, `db upgrade`, `db status`, `rebalance ...`.
+//! The `steward` command: `serve`, `config check`, `db upgrade`, `db status`, `rebalance ...`,
+//! `openapi`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,12 @@ enum Command {
     Db {
         #[command(subcommand)]
         command: DbCommand,
+    },
+    /// Print the HTTP API's OpenAPI document (what GET /openapi.json serves), or its Markdown
+    /// reference: `steward openapi -f markdown > docs/api.md`.
+    Openapi {
+        #[arg(long, short = 'f', value_enum, default_value = "json")]
+        format: DocFormat,
     },
     /// The rebalancer's journal and execution.
     Rebalance {
@@ -105,6 +112,12 @@ enum DbCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum DocFormat {
+    Json,
+    Markdown,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Table,
     Json,
@@ -124,7 +137,24 @@ fn main() -> ExitCode {
             command: DbCommand::Status,
         } => with_config(cli.config, |v| db(v, false)),
         Command::Rebalance { command } => with_config(cli.config, |v| rebalance::run(v, command)),
+        Command::Openapi { format } => openapi(format),
     }
+}
+
+/// Needs no configuration: the document is the code's.
+fn openapi(format: DocFormat) -> ExitCode {
+    let doc = match serde_json::to_value(api::openapi::document()) {
+        Ok(doc) => doc,
+        Err(e) => {
+            eprintln!("steward: cannot encode the OpenAPI document: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match format {
+        DocFormat::Json => println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default()),
+        DocFormat::Markdown => print!("{}", api::openapi_markdown::render(&doc)),
+    }
+    ExitCode::SUCCESS
 }
 
 fn print_problems(problems: &[ConfigProblem]) {

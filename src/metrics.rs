@@ -106,20 +106,20 @@ impl Metrics {
         let source_last_success = GaugeVec::new(
             Opts::new(
                 "steward_source_last_success_timestamp_seconds",
-                "When a data source was last read successfully (unix seconds)",
+                "When a data source was last read successfully by a task (unix seconds)",
             ),
-            &["source", "job"],
+            &["source", "task"],
         )
         .expect("valid metric");
         let source_duration = HistogramVec::new(
             HistogramOpts::new(
                 "steward_source_refresh_duration_seconds",
-                "Time to read a data source, by job",
+                "Time to read a data source, by task (poll, rollup, refresh)",
             )
             .buckets(vec![
                 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             ]),
-            &["source", "job"],
+            &["source", "task"],
         )
         .expect("valid metric");
         let telemetry_dropped = IntCounterVec::new(
@@ -175,6 +175,14 @@ impl Metrics {
         )
         .expect("valid metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        // Every final state exported from the start, at 0: an alert on
+        // `increase(...{state="failed"}[1h])` then sees the first failure, which it would miss
+        // on a series that did not exist before it.
+        for state in crate::store::journal::ActionState::ALL {
+            if state.is_final() {
+                rebalance_actions_total.with_label_values(&[state.as_str()]);
+            }
+        }
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),

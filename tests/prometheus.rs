@@ -112,7 +112,7 @@ async fn a_poll_publishes_readings_and_drops_unit_errors_with_their_reason() {
         metrics.contains("steward_telemetry_dropped_total{query=\"vm_load5\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("steward_source_last_success_timestamp_seconds{job=\"poll\",source=\"prometheus\"} 1795410000"));
+    assert!(metrics.contains("steward_source_last_success_timestamp_seconds{source=\"prometheus\",task=\"poll\"} 1795410000"));
 }
 
 /// Poll a healthy Prometheus, then one that fails as `fault` does: the view keeps the good

@@ -3,6 +3,7 @@
 
 pub mod errors;
 pub mod openapi;
+pub mod openapi_markdown;
 mod routes;
 pub mod schema;
 

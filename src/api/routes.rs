@@ -112,6 +112,8 @@ pub struct FilterQuery {
     compact: bool,
 }
 
+/// The Nova callout's filter: which candidate hosts may take the instance, each rejection with
+/// its plugin and reason (reader role). `?weigh=true` adds the allowed hosts' weights.
 #[utoipa::path(post, path = "/v1/filter", request_body = CalloutRequest,
     params(("weigh" = Option<bool>, Query, description = "also answer the allowed hosts' weights (one round trip per scheduling request)"),
            ("compact" = Option<bool>, Query, description = "answer hosts by their index in the request and weights as a plain array (CompactFilterResponse): what the Nova shim asks for")),
@@ -228,6 +230,8 @@ pub struct WeighQuery {
     explain: bool,
 }
 
+/// The Nova callout's weigher: a raw weight per candidate host under the request's profile
+/// (reader role; Nova normalises). `?explain=true` adds each plugin's score.
 #[utoipa::path(post, path = "/v1/weigh", request_body = CalloutRequest,
     params(("explain" = Option<bool>, Query, description = "add each plugin's score and weight per host")),
     responses((status = 200, body = WeighResponse), (status = 400, body = ErrorBody),
@@ -291,6 +295,7 @@ pub async fn weigh(
     }))
 }
 
+/// The scheduling profiles: their plugins, weights and parameters.
 #[utoipa::path(get, path = "/v1/profiles", responses((status = 200, body = ProfileList)))]
 pub async fn profiles(state: web::Data<AppState>) -> HttpResponse {
     let set = &state.profiles;
@@ -357,6 +362,7 @@ fn weekly_info(p: &WeeklyProfile) -> WeeklyInfo {
     }
 }
 
+/// Every hypervisor steward knows, with its AZ, steal and the age of its data.
 #[utoipa::path(get, path = "/v1/hosts", responses((status = 200, body = HostList)))]
 pub async fn hosts(state: web::Data<AppState>) -> HttpResponse {
     let view = state.cluster.snapshot();
@@ -370,6 +376,7 @@ pub async fn hosts(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(HostList { hosts })
 }
 
+/// One hypervisor: what steward knows of it, from where, how old, and its weekly steal profile.
 #[utoipa::path(get, path = "/v1/hosts/{name}", params(("name" = String, Path, description = "hypervisor host name")),
     responses((status = 200, body = HostDetail), (status = 404, body = ErrorBody)))]
 pub async fn host(
@@ -404,6 +411,7 @@ pub async fn host(
     }))
 }
 
+/// One VM: host, AZ, role, project, flavor and telemetry, with their age.
 #[utoipa::path(get, path = "/v1/vms/{uuid}", params(("uuid" = String, Path, description = "Nova instance uuid")),
     responses((status = 200, body = VmInfo), (status = 404, body = ErrorBody)))]
 pub async fn vm(
@@ -439,6 +447,7 @@ pub async fn vm(
     }))
 }
 
+/// Push steal and load samples of hosts and VMs (telemetry role); stored before they are used.
 #[utoipa::path(post, path = "/v1/telemetry", request_body = TelemetryPush,
     responses((status = 202, body = TelemetryAccepted), (status = 400, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
@@ -486,7 +495,8 @@ pub async fn push_telemetry(
     }))
 }
 
-#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+/// Liveness and readiness: 200 once steward serves (the only route without a token).
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = Health)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok".into(),
@@ -494,6 +504,7 @@ pub async fn healthz() -> HttpResponse {
     })
 }
 
+/// Steward's own Prometheus metrics (reader role; see docs/operations.md).
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
@@ -501,6 +512,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
+/// This OpenAPI document (docs/api.md is generated from it).
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "this document")))]
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(super::openapi::document())

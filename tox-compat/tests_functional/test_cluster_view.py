@@ -314,10 +314,10 @@ def test_view_from_keystone_and_nova(cloud, stewards, nova_cloud):
             'flavor) %r, got %r' % (seeded['uuid'], name, want, got))
 
     last = metric_values(st, 'steward_source_last_success_timestamp_seconds',
-                         job='refresh', source='nova')
+                         task='refresh', source='nova')
     assert len(last) == 1 and started - 1 <= last[0] <= time.time() + 1, (
         'expected one steward_source_last_success_timestamp_seconds'
-        '{job="refresh",source="nova"} between %.0f and now, got %r' % (
+        '{source="nova",task="refresh"} between %.0f and now, got %r' % (
             started, last))
     # The clouds.yaml entry holds only a password or only an application
     # credential: the login Keystone accepted was that one.
@@ -553,14 +553,14 @@ def test_nova_membership_survives_telemetry_polls(cloud, stewards):
     wait_nova_view(st, cloud)
     wait_telemetry(st, cloud, NOISY, profile=False)
     polls = sum(metric_values(st, 'steward_source_refresh_duration_seconds'
-                              '_count', source='prometheus', job='poll'))
+                              '_count', source='prometheus', task='poll'))
     seen = []
     deadline = time.monotonic() + 4
     while time.monotonic() < deadline:
         seen.append(get(st, '/v1/hosts/%s' % NOISY)['vcpus'])
         time.sleep(0.2)
     after = sum(metric_values(st, 'steward_source_refresh_duration_seconds'
-                              '_count', source='prometheus', job='poll'))
+                              '_count', source='prometheus', task='poll'))
     assert after > polls, 'no Prometheus poll in 4 s: %r -> %r' % (
         polls, after)
     assert set(seen) == {64.0}, (
