@@ -244,9 +244,10 @@ pub struct Settings {
     pub prometheus: PrometheusSettings,
     pub cluster: ClusterSettings,
     pub openstack: OpenStackSettings,
+    pub rebalance: crate::rebalance::RebalanceSettings,
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "auth",
     "database",
@@ -258,6 +259,7 @@ const SECTIONS: [&str; 11] = [
     "prometheus",
     "cluster",
     "openstack",
+    "rebalance",
 ];
 
 /// One thing wrong with the configuration.
@@ -467,6 +469,7 @@ pub fn load_from(
         prometheus: section(&cfg, "prometheus", &mut problems),
         cluster: section(&cfg, "cluster", &mut problems),
         openstack: section(&cfg, "openstack", &mut problems),
+        rebalance: section(&cfg, "rebalance", &mut problems),
     };
     let validated = validate(settings, path, &mut problems);
     match validated {
@@ -662,6 +665,24 @@ fn validate(
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.logging.level) {
         problems.push(problem("logging.level", e.to_string()));
+    }
+    for (key, message) in settings.rebalance.validate() {
+        problems.push(problem(key, message));
+    }
+    if !settings.profiles.contains_key(&settings.rebalance.profile) {
+        problems.push(problem(
+            "rebalance.profile",
+            format!(
+                "names profile {:?}, which does not exist; profiles: {}",
+                settings.rebalance.profile,
+                settings
+                    .profiles
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
     }
     let profiles = match ProfileSet::build(&settings.profiles, &settings.scheduling.default_profile)
     {

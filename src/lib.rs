@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod openstack;
+pub mod rebalance;
 pub mod scoring;
 pub mod store;
 pub mod telemetry;
