@@ -309,6 +309,21 @@ pub struct StrategyReport {
     /// The shortest time between two moves of the same VM (none if no VM moved twice).
     pub min_hours_between_moves_of_a_vm: Option<f64>,
     pub cooldown_respected: bool,
+    /// Every move started, in order: what the budget and cooldown figures are computed from.
+    pub moves: Vec<MoveOut>,
+}
+
+/// One live migration the twin started.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MoveOut {
+    pub vm: String,
+    pub role: String,
+    pub from_host: String,
+    pub to_host: String,
+    pub az: String,
+    /// Hours since the scenario's start.
+    pub at_hours: f64,
+    pub gib: f64,
 }
 
 /// The comparison of every strategy on one scenario.
@@ -662,6 +677,7 @@ pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String>
     let mut moves: Vec<MoveRecord> = Vec::new();
     let mut starts_per_az: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     let mut next_cycle = scn.start_unix;
+    let mut moves_out: Vec<MoveOut> = Vec::new();
     let mut gib_moved = 0.0;
     let mut vm_demand = vec![0.0; twin.vms.len()];
     for k in 0..steps {
@@ -752,6 +768,15 @@ pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String>
                 at: t,
             });
             gib_moved += a.bytes as f64 / GIB;
+            moves_out.push(MoveOut {
+                vm: a.vm.clone(),
+                role: scn.roles[twin.vms[vm].role].name.clone(),
+                from_host: a.source_host.clone(),
+                to_host: a.target_host.clone(),
+                az: a.az.clone(),
+                at_hours: (t - scn.start_unix) / 3600.0,
+                gib: a.bytes as f64 / GIB,
+            });
             starts_per_az
                 .entry(a.az.clone())
                 .or_default()
@@ -801,6 +826,7 @@ pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String>
         budget_respected,
         min_hours_between_moves_of_a_vm: min_gap,
         cooldown_respected: min_gap.is_none_or(|g| g >= cfg.cooldown_hours),
+        moves: moves_out,
     })
 }
 
