@@ -4,7 +4,6 @@
 mod common_rebalance;
 
 use common_rebalance::*;
-use steward::rebalance::plan::plan;
 use steward::rebalance::{Bucket, InFlight, Limit, MoveRecord, RebalanceSettings, GIB};
 
 #[test]

@@ -85,6 +85,9 @@ fn case() -> impl Strategy<Value = Case> {
     )
 }
 
+/// Which concurrency counter a migration counts in: (AZ, source, target) -> key.
+type Key<'a> = &'a dyn Fn(&str, &str, &str) -> String;
+
 const ROLES: [Option<&str>; 4] = [Some("web"), Some("db"), Some("batch"), None];
 
 proptest! {
@@ -141,16 +144,16 @@ proptest! {
 
         prop_assert!(p.actions.len() <= cfg.max_actions_per_cycle as usize);
         // Concurrency: in flight plus planned, wherever the plan adds one.
-        let count = |key: &dyn Fn(&str, &str, &str) -> String| {
+        let count = |key: Key| {
             let mut m: HashMap<String, u32> = HashMap::new();
             for f in &w.in_flight { *m.entry(key(&f.az, &f.source_host, &f.target_host)).or_default() += 1; }
             for a in &p.actions { *m.entry(key(&a.az, &a.source_host, &a.target_host)).or_default() += 1; }
             m
         };
-        let planned_keys = |key: &dyn Fn(&str, &str, &str) -> String| -> Vec<String> {
+        let planned_keys = |key: Key| -> Vec<String> {
             p.actions.iter().map(|a| key(&a.az, &a.source_host, &a.target_host)).collect()
         };
-        let limits: [(&dyn Fn(&str, &str, &str) -> String, u32); 4] = [
+        let limits: [(Key, u32); 4] = [
             (&|_, _, _| "all".to_string(), cfg.max_concurrent),
             (&|az, _, _| az.to_string(), cfg.max_concurrent_per_az),
             (&|_, s, _| s.to_string(), cfg.max_concurrent_per_source),

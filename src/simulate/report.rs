@@ -59,7 +59,7 @@ pub fn render(report: &Report) -> String {
         "p99 steal",
         "Migrations",
         "GiB moved",
-        "Max GiB/AZ/h",
+        "Max GiB/AZ in 1 h",
         "AZ violations",
         "Worst role stacking",
     ];
@@ -81,15 +81,15 @@ pub fn render(report: &Report) -> String {
         })
         .collect();
     let mut out = format!(
-        "scenario {}: {} hosts in {} AZs, {} VMs, {} h, seed {}; budget {} GiB/AZ/h (burst {} GiB), cooldown {} h\n",
+        "scenario {}: {} hosts in {} AZs, {} VMs, {} h, seed {}; budget per AZ: a {} GiB bucket refilled at {} GiB/h; cooldown {} h\n",
         report.scenario,
         report.hosts,
         report.azs,
         report.vms,
         report.hours,
         report.seed,
-        report.budget_gib_per_az_per_hour,
         report.budget_burst_gib,
+        report.budget_gib_per_az_per_hour,
         report.cooldown_hours
     );
     out.push_str(&table(&header, &rows));
@@ -100,15 +100,23 @@ pub fn render(report: &Report) -> String {
                 s.strategy, s.unplaced
             ));
         }
-        if !s.budget_respected {
-            out.push_str(&format!("{}: the byte budget was exceeded\n", s.strategy));
+        if s.migrations == 0 {
+            continue;
         }
-        if !s.cooldown_respected {
-            out.push_str(&format!(
-                "{}: a VM moved twice within its cooldown\n",
-                s.strategy
-            ));
-        }
+        let budget = if s.budget_respected {
+            "byte budget kept in every AZ"
+        } else {
+            "BYTE BUDGET EXCEEDED"
+        };
+        let cooldown = match (s.cooldown_respected, s.min_hours_between_moves_of_a_vm) {
+            (true, None) => "no VM moved twice".to_string(),
+            (true, Some(g)) => format!("no VM moved twice within the cooldown (closest {g:.1} h)"),
+            (false, g) => format!(
+                "A VM MOVED TWICE WITHIN THE COOLDOWN ({:.1} h apart)",
+                g.unwrap_or(0.0)
+            ),
+        };
+        out.push_str(&format!("{}: {budget}; {cooldown}\n", s.strategy));
     }
     out
 }
