@@ -10,6 +10,7 @@ pub mod model;
 pub mod openstack;
 pub mod rebalance;
 pub mod scoring;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 

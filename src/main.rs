@@ -1,5 +1,5 @@
 //! The `steward` command: `serve`, `config check`, `db upgrade`, `db status`, `rebalance ...`,
-//! `openapi`.
+//! `simulate`, `openapi`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +43,21 @@ enum Command {
     Db {
         #[command(subcommand)]
         command: DbCommand,
+    },
+    /// The digital twin: compare Nova's default placement, steward's placement and steward's
+    /// placement plus the rebalancer on one synthetic workload (etc/scenarios/*.toml).
+    Simulate {
+        /// The scenario file, e.g. etc/scenarios/diurnal.toml.
+        #[arg(long, short = 's')]
+        scenario: PathBuf,
+        /// Simulated hours (overrides the scenario's `hours`).
+        #[arg(long)]
+        hours: Option<f64>,
+        /// Seed of the workload's randomness (overrides the scenario's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, short = 'f', value_enum, default_value = "table")]
+        format: Format,
     },
     /// Print the HTTP API's OpenAPI document (what GET /openapi.json serves), or its Markdown
     /// reference: `steward openapi -f markdown > docs/api.md`.
@@ -138,6 +153,77 @@ fn main() -> ExitCode {
         } => with_config(cli.config, |v| db(v, false)),
         Command::Rebalance { command } => with_config(cli.config, |v| rebalance::run(v, command)),
         Command::Openapi { format } => openapi(format),
+        Command::Simulate {
+            scenario,
+            hours,
+            seed,
+            format,
+        } => simulate(&scenario, hours, seed, format),
+    }
+}
+
+fn simulate(
+    path: &std::path::Path,
+    hours: Option<f64>,
+    seed: Option<u64>,
+    format: Format,
+) -> ExitCode {
+    use steward::simulate::{self, Scenario};
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "steward: cannot read scenario {}: {e}; scenarios ship in etc/scenarios/",
+                path.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let mut scenario = match Scenario::parse(&text) {
+        Ok(s) => s,
+        Err(problems) => {
+            eprintln!(
+                "steward: scenario {} has {} problem(s):",
+                path.display(),
+                problems.len()
+            );
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(h) = hours {
+        scenario.hours = h;
+    }
+    if let Some(s) = seed {
+        scenario.seed = s;
+    }
+    let problems = scenario.problems();
+    if !problems.is_empty() {
+        for p in problems {
+            eprintln!("steward: {p} (--hours/--seed)");
+        }
+        return ExitCode::from(1);
+    }
+    match simulate::simulate(&scenario) {
+        Ok(report) => {
+            match format {
+                Format::Table => print!("{}", simulate::report::render(&report)),
+                Format::Json => match serde_json::to_string_pretty(&report) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("steward: {e}");
+                        return ExitCode::from(1);
+                    }
+                },
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("steward: scenario {}: {e}", path.display());
+            ExitCode::from(1)
+        }
     }
 }
 

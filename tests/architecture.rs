@@ -68,6 +68,65 @@ fn scoring_imports_no_adapter_and_does_no_io() {
     );
 }
 
+/// What a pure core must not touch: adapters, I/O, the clock, locks.
+const IMPURE: [&str; 15] = [
+    "crate::api",
+    "crate::store",
+    "crate::cluster",
+    "crate::telemetry",
+    "crate::config",
+    "std::fs",
+    "std::net",
+    "std::io",
+    "tokio",
+    "reqwest",
+    "sqlx",
+    "SystemTime",
+    "Instant::now",
+    "Mutex",
+    "RwLock",
+];
+
+#[test]
+fn rebalance_detect_and_plan_are_pure() {
+    let files = vec![src("rebalance/detect.rs"), src("rebalance/plan.rs")];
+    let mut needles = IMPURE.to_vec();
+    // The executor and its hooks sit beside them and do I/O: the planner never calls them.
+    needles.extend(["execute::", "hooks::", "crate::openstack", "unix_now"]);
+    let bad = offenders(&files, &needles);
+    assert!(
+        bad.is_empty(),
+        "rebalance::{{detect,plan}} must stay pure:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_simulator_is_pure_and_uses_the_service_code() {
+    let files = rust_files(&src("simulate"));
+    assert!(files.len() >= 3, "the simulate sources were found");
+    let mut needles = IMPURE.to_vec();
+    needles.extend(["crate::openstack", "unix_now"]);
+    let bad = offenders(&files, &needles);
+    assert!(
+        bad.is_empty(),
+        "the simulator must stay pure (main.rs reads the scenario file):\n{}",
+        bad.join("\n")
+    );
+    // The twin decides with the service's own code, not a copy of it.
+    let text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    for used in [
+        "scoring::filter_and_weigh",
+        "rebalance::detect::",
+        "rebalance::plan::",
+    ] {
+        assert!(text.contains(used), "the simulator uses {used}");
+    }
+}
+
 #[test]
 fn only_api_knows_the_wire_format() {
     let files = vec![src("model.rs")]

@@ -311,3 +311,42 @@ fn rebalance_execution_and_hook_problems_name_their_keys() {
     let k8s = v.settings.rebalance.hooks.kubernetes.unwrap();
     assert_eq!(k8s.token_file.unwrap(), dir.path().join("k8s.token"));
 }
+
+#[test]
+fn the_rebalance_section_defaults_to_dry_run_and_names_each_bad_key() {
+    use steward::rebalance::Mode;
+    let v = load_from(None, &[]).unwrap();
+    assert_eq!(v.settings.rebalance.mode, Mode::DryRun);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "steward.toml",
+        "[rebalance]\nmode = \"auto\"\nforbidden_windows = [\"11:00-14:00\", \"lunch\"]\n\
+         max_concurrent_per_target = 0\nsteal_exit = 0.5\nprofile = \"nope\"\n",
+    );
+    let problems = load_from(Some(&file), &[]).unwrap_err();
+    assert_eq!(
+        keys(&problems),
+        [
+            "rebalance.steal_exit",
+            "rebalance.max_concurrent_per_target",
+            "rebalance.forbidden_windows[1]",
+            "rebalance.profile",
+        ]
+    );
+    let bad_mode = write(dir.path(), "mode.toml", "[rebalance]\nmode = \"yolo\"\n");
+    let problems = load_from(Some(&bad_mode), &[]).unwrap_err();
+    assert_eq!(keys(&problems), ["rebalance.mode"]);
+
+    let v = load_from(
+        None,
+        &env(&[
+            ("STEWARD__REBALANCE__MODE", "approve"),
+            ("STEWARD__REBALANCE__BUDGET_GIB_PER_AZ_PER_HOUR", "50"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(v.settings.rebalance.mode, Mode::Approve);
+    assert_eq!(v.settings.rebalance.budget_gib_per_az_per_hour, 50.0);
+}

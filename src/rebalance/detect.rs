@@ -9,6 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::ClusterView;
 
 use super::{RebalanceSettings, StealReport};
@@ -40,7 +42,9 @@ pub struct History {
 impl History {
     /// Add every VM's latest sample from a view (once per `observed_at`), start a new series
     /// for a VM whose host changed, and forget samples older than `keep_seconds` before `now`
-    /// and VMs that left the view.
+    /// and VMs that left the view. A VM with a load but no steal of its own (a pusher that
+    /// reports steal per hypervisor only) takes its host's steal when that sample is at most
+    /// `keep_seconds` apart from the VM's.
     pub fn record(&mut self, view: &ClusterView, now: f64, keep_seconds: f64) {
         self.vms.retain(|uuid, _| view.vms.contains_key(uuid));
         for (uuid, facts) in &view.vms {
@@ -55,7 +59,13 @@ impl History {
             if facts.vcpus.is_some() {
                 series.vcpus = facts.vcpus;
             }
-            if let (Some(load5), Some(steal)) = (facts.load5, facts.steal) {
+            let host_steal = || {
+                let h = view.hosts.get(facts.host.as_deref()?)?;
+                ((h.observed_at - facts.observed_at).abs() <= keep_seconds)
+                    .then_some(h.steal)
+                    .flatten()
+            };
+            if let (Some(load5), Some(steal)) = (facts.load5, facts.steal.or_else(host_steal)) {
                 let newer = series
                     .samples
                     .back()
@@ -79,14 +89,15 @@ impl History {
     }
 }
 
-/// Candidates as of the last cycle: VM uuid -> unix seconds it became one.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Candidates as of the last cycle: VM uuid -> unix seconds it became one. Small: the
+/// executor may store it so that hysteresis survives a restart.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct DetectState {
     pub candidates: BTreeMap<String, f64>,
 }
 
 /// A VM that suffers steal under load: what the planner works on.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Candidate {
     pub vm: String,
     pub host: Option<String>,
@@ -99,7 +110,7 @@ pub struct Candidate {
     pub since: f64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Detection {
     /// Worst first (severity descending, then uuid for a stable order).
     pub candidates: Vec<Candidate>,
@@ -327,5 +338,37 @@ mod tests {
         view.vms.clear();
         h.record(&view, 10_000.0, 3600.0);
         assert!(h.vms.is_empty());
+    }
+
+    #[test]
+    fn a_vm_without_its_own_steal_takes_its_hosts() {
+        use crate::model::{HostFacts, VmFacts};
+        let mut view = ClusterView::default();
+        view.hosts.insert(
+            "h1".into(),
+            HostFacts {
+                steal: Some(0.25),
+                observed_at: 100.0,
+                ..Default::default()
+            },
+        );
+        view.vms.insert(
+            "a".into(),
+            VmFacts {
+                host: Some("h1".into()),
+                vcpus: Some(2.0),
+                load5: Some(1.8),
+                observed_at: 110.0,
+                ..Default::default()
+            },
+        );
+        let mut h = History::default();
+        h.record(&view, 110.0, 600.0);
+        assert_eq!(h.vms["a"].samples[0].steal, 0.25);
+        // A host sample far older than the VM's is not the VM's steal.
+        view.hosts.get_mut("h1").unwrap().observed_at = -10_000.0;
+        view.vms.get_mut("a").unwrap().observed_at = 200.0;
+        h.record(&view, 200.0, 600.0);
+        assert_eq!(h.vms["a"].samples.len(), 1);
     }
 }

@@ -144,7 +144,8 @@ pub struct StealReport {
     pub load_per_vcpu: f64,
 }
 
-/// A migration already under way (from the journal): it counts against the concurrency limits.
+/// An unfinished action from the journal (planned and awaiting approval, approved, or under
+/// way): it counts against the concurrency limits, and its VM is not planned again.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct InFlight {
     pub vm: String,

@@ -5,8 +5,8 @@
 //! `role_spread`, `steal`'s `max_steal`, ...); be in the VM's AZ (checked here too: a host with
 //! no AZ never qualifies); have room for the VM (free vCPU, RAM and, for a block migration,
 //! disk, as Placement counts them, allocation ratios applied); stay under the role's per-host
-//! cap (the profile's `role_spread.max_per_host`, enforced hard even when the profile scores
-//! it soft: a move that stacks a role defeats its purpose); not be a host the VM left within
+//! cap (the profile's `role_spread.max_per_host` in `hard` mode, counting the moves planned
+//! earlier in the cycle; a `soft` cap only weighs, as at placement); not be a host the VM left within
 //! `no_return_hours`; and have a predicted steal at least `steal_margin` below the VM's steal.
 //! Among those, the highest scoring-core weight wins. Each planned move is applied to the
 //! working state (room, role counts, CPU use of the target; concurrency counters; the AZ's
@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::model::{
     ClusterView, Flavor, Host, Instance, Operation, SchedulingRequest, HOURS_PER_WEEK,
 };
-use crate::scoring::plugins::{RoleSpread, Steal};
+use crate::scoring::plugins::{RoleSpread, RoleSpreadMode, Steal};
 use crate::scoring::{self, Options, Profile};
 
 use super::detect::{Candidate, Detection};
@@ -89,6 +89,7 @@ fn figures(profile: &Profile) -> ProfileFigures {
     let role_cap = params("role_spread")
         .and_then(|p| serde_json::from_value(p).ok())
         .and_then(|p| RoleSpread::from_params(p).ok())
+        .filter(|r| r.mode == RoleSpreadMode::Hard)
         .map(|r| r.max_per_host);
     let empty = || serde_json::Value::Object(Default::default());
     let steal = serde_json::from_value(params("steal").unwrap_or_else(empty))

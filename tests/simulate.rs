@@ -1,0 +1,211 @@
+//! `steward simulate` on the SHIPPED scenario: steward placement plus the rebalancer keeps p95
+//! VM steal at or below half of Nova's default, never crosses an AZ, stays inside the byte
+//! budget and never moves a VM twice within its cooldown. Budget and cooldown are checked
+//! from the list of moves in the output, not from the twin's own verdicts.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_steward");
+
+fn scenario_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/scenarios/diurnal.toml")
+}
+
+fn simulate(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .env_remove("STEWARD_CONFIG")
+        .arg("simulate")
+        .args(args)
+        .output()
+        .expect("steward runs")
+}
+
+fn strategy<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["strategy"] == name)
+        .unwrap_or_else(|| panic!("strategy {name} in the report"))
+}
+
+/// The rebalance settings of the shipped scenario, read from the file itself.
+fn shipped_rebalance() -> toml::Value {
+    let text = std::fs::read_to_string(scenario_path()).unwrap();
+    let doc: toml::Value = toml::from_str(&text).unwrap();
+    doc["rebalance"].clone()
+}
+
+fn number(v: &toml::Value) -> f64 {
+    v.as_float()
+        .or_else(|| v.as_integer().map(|i| i as f64))
+        .unwrap()
+}
+
+#[test]
+fn the_shipped_scenario_shows_what_the_issue_promises() {
+    let path = scenario_path();
+    let out = simulate(&["--scenario", path.to_str().unwrap(), "-f", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nova = strategy(&report, "nova-default");
+    let placement = strategy(&report, "steward-placement");
+    let rebalance = strategy(&report, "steward-rebalance");
+
+    // 1. p95 VM steal at most half of Nova's default (which must suffer, or this says nothing).
+    let nova_p95 = nova["steal_p95"].as_f64().unwrap();
+    let ours_p95 = rebalance["steal_p95"].as_f64().unwrap();
+    assert!(nova_p95 > 0.05, "Nova's default suffers steal: {nova_p95}");
+    assert!(
+        ours_p95 <= 0.5 * nova_p95,
+        "p95 steal {ours_p95} is above half of Nova's {nova_p95}"
+    );
+    // The rebalancer does work, and does not make things worse than placement alone.
+    let moves = rebalance["moves"].as_array().unwrap();
+    assert!(!moves.is_empty(), "the rebalancer moved VMs");
+    assert_eq!(
+        rebalance["migrations"].as_u64().unwrap(),
+        moves.len() as u64
+    );
+    assert!(rebalance["steal_p99"].as_f64().unwrap() <= placement["steal_p99"].as_f64().unwrap());
+
+    // 2. Zero AZ violations, and every move inside its AZ.
+    for s in [nova, placement, rebalance] {
+        assert_eq!(s["az_violations"], 0, "{}", s["strategy"]);
+        assert_eq!(s["unplaced"], 0, "{}", s["strategy"]);
+    }
+    for m in moves {
+        let az = m["az"].as_str().unwrap();
+        for host in [&m["from_host"], &m["to_host"]] {
+            assert!(
+                host.as_str().unwrap().starts_with(&format!("{az}-")),
+                "move {m} stays in {az}"
+            );
+        }
+    }
+
+    // 3. Bytes moved within the budget: per AZ, over every interval between two starts, at
+    //    most the bucket's size plus the hourly rate times the interval.
+    let cfg = shipped_rebalance();
+    let rate = number(&cfg["budget_gib_per_az_per_hour"]);
+    let burst = cfg.get("budget_burst_gib").map(number).unwrap_or(rate);
+    let mut per_az: HashMap<&str, Vec<(f64, f64)>> = HashMap::new();
+    for m in moves {
+        per_az
+            .entry(m["az"].as_str().unwrap())
+            .or_default()
+            .push((m["at_hours"].as_f64().unwrap(), m["gib"].as_f64().unwrap()));
+    }
+    for (az, starts) in &per_az {
+        for i in 0..starts.len() {
+            let mut sum = 0.0;
+            for s in &starts[i..] {
+                sum += s.1;
+                let allowed = burst + rate * (s.0 - starts[i].0);
+                assert!(
+                    sum <= allowed + 1e-6,
+                    "{az}: {sum} GiB from hour {} to {}, budget allows {allowed}",
+                    starts[i].0,
+                    s.0
+                );
+            }
+        }
+    }
+    assert_eq!(rebalance["budget_respected"], true);
+
+    // 4. No VM moved twice within its cooldown.
+    let cooldown = number(&cfg["cooldown_hours"]);
+    let mut last: HashMap<&str, f64> = HashMap::new();
+    for m in moves {
+        let vm = m["vm"].as_str().unwrap();
+        let at = m["at_hours"].as_f64().unwrap();
+        if let Some(prev) = last.insert(vm, at) {
+            assert!(
+                at - prev >= cooldown,
+                "{vm} moved at {prev} h and again at {at} h"
+            );
+        }
+    }
+    assert_eq!(rebalance["cooldown_respected"], true);
+
+    // And no move started in a forbidden window (11:00-14:00 UTC in the shipped scenario).
+    for m in moves {
+        let hour = m["at_hours"].as_f64().unwrap() % 24.0;
+        assert!(!(11.0..14.0).contains(&hour), "move at {hour} h: {m}");
+    }
+}
+
+#[test]
+fn runs_are_reproducible_and_the_seed_changes_the_workload() {
+    let path = scenario_path();
+    let p = path.to_str().unwrap();
+    let run = |seed: &str| {
+        let out = simulate(&[
+            "--scenario",
+            p,
+            "--hours",
+            "12",
+            "--seed",
+            seed,
+            "-f",
+            "json",
+        ]);
+        assert!(out.status.success());
+        out.stdout
+    };
+    let a = run("7");
+    assert_eq!(a, run("7"));
+    assert_ne!(a, run("8"));
+    let report: Value = serde_json::from_slice(&a).unwrap();
+    assert_eq!(report["hours"], 12.0);
+    assert_eq!(report["seed"], 7);
+}
+
+#[test]
+fn the_table_is_the_default_output() {
+    let path = scenario_path();
+    let out = simulate(&["--scenario", path.to_str().unwrap(), "--hours", "2"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("| Strategy "), "{text}");
+    for s in ["nova-default", "steward-placement", "steward-rebalance"] {
+        assert!(text.contains(&format!("| {s} ")), "{text}");
+    }
+}
+
+#[test]
+fn a_bad_scenario_names_the_key_and_a_missing_one_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(scenario_path())
+        .unwrap()
+        .replace("hosts_per_az = 8", "hosts_per_az = 0")
+        .replace("max_concurrent_per_az = 2", "max_concurrent_per_az = 0");
+    std::fs::write(&bad, text).unwrap();
+    let out = simulate(&["--scenario", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hosts_per_az"), "{err}");
+    assert!(err.contains("rebalance.max_concurrent_per_az"), "{err}");
+
+    let out = simulate(&["--scenario", "/nonexistent/scenario.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/scenario.toml"), "{err}");
+
+    let out = simulate(&[
+        "--scenario",
+        scenario_path().to_str().unwrap(),
+        "--hours=-3",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hours"));
+}
