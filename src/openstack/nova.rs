@@ -177,6 +177,23 @@ pub struct Aggregate {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// A flavor as `/flavors/detail` shows it to an admin (extra specs from 2.61 on).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Flavor {
+    /// The flavor id users name (`flavorid` in Nova's database), not the row id.
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub vcpus: i64,
+    #[serde(default)]
+    pub ram: i64,
+    #[serde(default)]
+    pub disk: i64,
+    #[serde(default, deserialize_with = "string_map")]
+    pub extra_specs: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 struct Link {
     #[serde(default)]
@@ -279,6 +296,51 @@ impl Nova {
     pub async fn aggregates(&self) -> Result<Vec<Aggregate>> {
         let reply = self.get("os-aggregates", &[]).await?;
         items(&reply, "aggregates")
+    }
+
+    /// Every flavor, public and private (admin), with its extra specs.
+    pub async fn flavors(&self) -> Result<Vec<Flavor>> {
+        self.list_by_marker(
+            "flavors/detail",
+            &[("is_public", "None".to_string())],
+            "flavors",
+            "flavors_links",
+        )
+        .await
+    }
+
+    /// Add or overwrite extra specs of flavor `flavor_id` (`POST /flavors/{id}/os-extra_specs`);
+    /// keys not named are left as they are. Answers the flavor's extra specs as Nova sent them.
+    pub async fn set_flavor_extra_specs(
+        &self,
+        flavor_id: &str,
+        specs: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>> {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default, deserialize_with = "string_map")]
+            extra_specs: BTreeMap<String, String>,
+        }
+        if flavor_id.is_empty() || flavor_id.contains('/') || flavor_id.contains("..") {
+            return Err(Error::Argument(format!(
+                "{flavor_id:?} is not a flavor id; pass the flavor's id as `openstack flavor list` \
+                 shows it"
+            )));
+        }
+        let body = serde_json::json!({ "extra_specs": specs });
+        let reply = self
+            .session
+            .request(
+                reqwest::Method::POST,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                &format!("flavors/{flavor_id}/os-extra_specs"),
+                &[],
+                Some(&body),
+            )
+            .await?;
+        let answer: Answer = reply.json()?;
+        Ok(answer.extra_specs)
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply> {

@@ -1,6 +1,8 @@
 //! Steward's own database (sqlx): SQLite for the embedded default, MySQL/MariaDB (Galera) in
 //! production. Holds the latest telemetry now; the journal, cooldowns and leader lock join later.
 
+mod repair;
+
 use std::collections::HashSet;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -10,6 +12,8 @@ use sqlx::{AnyPool, Row};
 use crate::config::DatabaseUrl;
 use crate::model::{ClusterView, HostFacts, Source, VmFacts, WeeklyProfile, WeeklyProfiles};
 use crate::telemetry::{HostSample, VmSample};
+
+pub use repair::{JournalEntry, RepairRun};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("sql/sqlite");
 static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("sql/mysql");
