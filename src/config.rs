@@ -206,6 +206,32 @@ pub struct OpenStackSettings {
     pub cloud: Option<String>,
 }
 
+/// `[repair]`: how `steward repair` reaches Nova's databases and how hard it pushes.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepairSettings {
+    /// Nova's API database, `mysql://USER:PASSWORD@HOST/nova_api` (request specs, cell mappings).
+    pub api_database: Option<DatabaseUrl>,
+    /// Cell name or uuid -> `mysql://...`; by default each cell's URL is read from the API
+    /// database's `cell_mappings` (`mysql+pymysql://` taken as `mysql://`).
+    pub cell_databases: BTreeMap<String, DatabaseUrl>,
+    /// Nodes repaired at once.
+    pub concurrency: usize,
+    /// Attempts of one write that keeps losing races (`placement.concurrent_update`).
+    pub max_attempts: u32,
+}
+
+impl Default for RepairSettings {
+    fn default() -> Self {
+        RepairSettings {
+            api_database: None,
+            cell_databases: BTreeMap::new(),
+            concurrency: 4,
+            max_attempts: 5,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -244,9 +270,10 @@ pub struct Settings {
     pub prometheus: PrometheusSettings,
     pub cluster: ClusterSettings,
     pub openstack: OpenStackSettings,
+    pub repair: RepairSettings,
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "auth",
     "database",
@@ -258,6 +285,7 @@ const SECTIONS: [&str; 11] = [
     "prometheus",
     "cluster",
     "openstack",
+    "repair",
 ];
 
 /// One thing wrong with the configuration.
@@ -467,6 +495,7 @@ pub fn load_from(
         prometheus: section(&cfg, "prometheus", &mut problems),
         cluster: section(&cfg, "cluster", &mut problems),
         openstack: section(&cfg, "openstack", &mut problems),
+        repair: section(&cfg, "repair", &mut problems),
     };
     let validated = validate(settings, path, &mut problems);
     match validated {
@@ -658,6 +687,36 @@ fn validate(
     if c.source == ClusterSource::Nova {
         if let Err(e) = crate::openstack::cloud::load(settings.openstack.cloud.as_deref()) {
             problems.push(problem("openstack.cloud", e.to_string()));
+        }
+    }
+    let r = &settings.repair;
+    if r.concurrency == 0 || r.concurrency > 64 {
+        problems.push(problem(
+            "repair.concurrency",
+            format!("must be 1 to 64, got {}", r.concurrency),
+        ));
+    }
+    if r.max_attempts == 0 {
+        problems.push(problem("repair.max_attempts", "must be at least 1"));
+    }
+    for (key, url) in r
+        .api_database
+        .iter()
+        .map(|u| ("repair.api_database".to_string(), u))
+        .chain(
+            r.cell_databases
+                .iter()
+                .map(|(k, u)| (format!("repair.cell_databases.{k}"), u)),
+        )
+    {
+        if !(url.expose().starts_with("mysql://") || url.expose().starts_with("mariadb://")) {
+            problems.push(problem(
+                &key,
+                format!(
+                    "{} is not a mysql:// URL (Nova's databases are MySQL/MariaDB)",
+                    url.redacted()
+                ),
+            ));
         }
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.logging.level) {

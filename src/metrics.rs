@@ -21,6 +21,7 @@ pub struct Metrics {
     pub source_last_success: GaugeVec,
     pub source_duration: HistogramVec,
     pub telemetry_dropped: IntCounterVec,
+    pub repair_runs: IntCounterVec,
 }
 
 impl Metrics {
@@ -120,6 +121,17 @@ impl Metrics {
             &["query"],
         )
         .expect("valid metric");
+        let repair_runs = IntCounterVec::new(
+            Opts::new(
+                "steward_repair_runs_total",
+                "Inventory repair runs finished, by result (ok, failed)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for result in ["ok", "failed"] {
+            repair_runs.with_label_values(&[result]);
+        }
         let build = IntGaugeVec::new(
             Opts::new("steward_build_info", "Steward's version"),
             &["version"],
@@ -139,6 +151,7 @@ impl Metrics {
             Box::new(source_last_success.clone()),
             Box::new(source_duration.clone()),
             Box::new(telemetry_dropped.clone()),
+            Box::new(repair_runs.clone()),
             Box::new(build),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -157,6 +170,7 @@ impl Metrics {
             source_last_success,
             source_duration,
             telemetry_dropped,
+            repair_runs,
         }
     }
 

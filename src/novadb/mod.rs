@@ -189,6 +189,27 @@ impl NovaDb {
         })
     }
 
+    /// Node name (`compute_nodes.hypervisor_hostname`; an Ironic node's uuid) -> the uuid of
+    /// the cell that holds it, for every live compute node.
+    pub async fn node_cells(&self) -> Result<BTreeMap<String, String>, NovaDbError> {
+        let mut out = BTreeMap::new();
+        for cell in &self.cells {
+            let what = format!("cell {}", cell.name);
+            let rows =
+                sqlx::query("SELECT hypervisor_hostname FROM compute_nodes WHERE deleted = 0")
+                    .fetch_all(&cell.pool)
+                    .await
+                    .map_err(sql(&what))?;
+            for r in rows {
+                let node: Option<String> = r.try_get(0).map_err(sql(&what))?;
+                if let Some(node) = node {
+                    out.insert(node, cell.uuid.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Live (not deleted) instances whose `node` is one of `nodes`, in every cell.
     pub async fn instances_on_nodes(
         &self,

@@ -343,6 +343,26 @@ impl Nova {
         Ok(answer.extra_specs)
     }
 
+    /// Remove one extra spec of a flavor (`DELETE /flavors/{id}/os-extra_specs/{key}`).
+    pub async fn delete_flavor_extra_spec(&self, flavor_id: &str, key: &str) -> Result<()> {
+        for (what, v) in [("flavor id", flavor_id), ("extra spec key", key)] {
+            if v.is_empty() || v.contains('/') || v.contains("..") {
+                return Err(Error::Argument(format!("{v:?} is not a {what}")));
+            }
+        }
+        self.session
+            .request(
+                reqwest::Method::DELETE,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                &format!("flavors/{flavor_id}/os-extra_specs/{key}"),
+                &[],
+                None,
+            )
+            .await
+            .map(|_| ())
+    }
+
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply> {
         self.session
             .request(
