@@ -11,7 +11,10 @@ CREATE TABLE repair_run (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE repair_journal (
+    -- Order of writes; `entry` (a uuid the writer picks) names a row without relying on
+    -- the driver's last-insert id.
     id           BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    entry        VARCHAR(64) NOT NULL,
     run_id       VARCHAR(64) NOT NULL,
     node         VARCHAR(64) NOT NULL,
     action       VARCHAR(40) NOT NULL,
@@ -23,5 +26,6 @@ CREATE TABLE repair_journal (
     state        VARCHAR(16) NOT NULL,
     at           DOUBLE NOT NULL,
     message      VARCHAR(2048) NULL,
+    UNIQUE KEY repair_journal_entry (entry),
     INDEX repair_journal_run (run_id, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -11,6 +11,7 @@ CREATE TABLE repair_run (
 
 CREATE TABLE repair_journal (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry        TEXT NOT NULL,
     run_id       TEXT NOT NULL,
     node         TEXT NOT NULL,
     action       TEXT NOT NULL,
@@ -22,3 +23,4 @@ CREATE TABLE repair_journal (
     message      TEXT NULL
 );
 CREATE INDEX repair_journal_run ON repair_journal (run_id, id);
+CREATE UNIQUE INDEX repair_journal_entry ON repair_journal (entry);

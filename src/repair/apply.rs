@@ -210,7 +210,7 @@ impl Exec {
         node: &str,
         step: &Step,
         image: Option<&[u8]>,
-    ) -> Result<i64, RepairError> {
+    ) -> Result<String, RepairError> {
         Ok(self
             .store
             .repair_journal_before(
@@ -224,17 +224,17 @@ impl Exec {
             .await?)
     }
 
-    async fn done(&self, entry: i64, after: Option<&[u8]>) -> Result<(), RepairError> {
+    async fn done(&self, entry: String, after: Option<&[u8]>) -> Result<(), RepairError> {
         self.store
-            .repair_journal_mark(entry, "done", after, None)
+            .repair_journal_mark(&entry, "done", after, None)
             .await?;
         Ok(())
     }
 
-    async fn failed(&self, entry: i64, e: &RepairError) {
+    async fn failed(&self, entry: String, e: &RepairError) {
         let _ = self
             .store
-            .repair_journal_mark(entry, "failed", None, Some(&e.to_string()))
+            .repair_journal_mark(&entry, "failed", None, Some(&e.to_string()))
             .await;
     }
 
@@ -623,7 +623,12 @@ pub async fn rollback(
         };
         if result != "failed" {
             store
-                .repair_journal_mark(before.id, "restored", after.after_image.as_deref(), None)
+                .repair_journal_mark(
+                    &before.entry,
+                    "restored",
+                    after.after_image.as_deref(),
+                    None,
+                )
                 .await?;
         }
         out.push(RollbackItem {

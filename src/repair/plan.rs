@@ -502,6 +502,16 @@ fn plan_node(
         } else {
             notes.push(format!("instance {} has no request spec", i.uuid));
         }
+        for f in flavors {
+            let policy = f.extra_specs.get("hw:cpu_policy").map(|p| p.trim());
+            if matches!(policy, Some("dedicated") | Some("mixed")) {
+                notes.push(format!(
+                    "instance {}'s {:?} flavor sets hw:cpu_policy, so Nova also asks for PCPU; \
+                     bare-metal flavors should not carry hw:cpu_policy",
+                    i.uuid, f.copy
+                ));
+            }
+        }
         if let Some(ts) = &i.task_state {
             notes.push(format!("instance {} has task_state {ts}", i.uuid));
         }

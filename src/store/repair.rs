@@ -22,6 +22,7 @@ pub struct RepairRun {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JournalEntry {
     pub id: i64,
+    pub entry: String,
     pub run_id: String,
     pub node: String,
     pub action: String,
@@ -101,7 +102,8 @@ impl Store {
         Ok(())
     }
 
-    /// Record a write about to be made, with what it overwrites. Returns the entry's id.
+    /// Record a write about to be made, with what it overwrites. Returns the entry's key (a
+    /// uuid picked here, so no driver's last-insert id is trusted).
     pub async fn repair_journal_before(
         &self,
         run_id: &str,
@@ -110,12 +112,14 @@ impl Store {
         object: &str,
         before_image: Option<&[u8]>,
         now: f64,
-    ) -> Result<i64, StoreError> {
-        let done = sqlx::query(
+    ) -> Result<String, StoreError> {
+        let entry = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
             "INSERT INTO repair_journal \
-             (run_id, node, action, object, before_image, after_image, state, at, message) \
-             VALUES (?, ?, ?, ?, ?, NULL, 'pending', ?, NULL)",
+             (entry, run_id, node, action, object, before_image, after_image, state, at, message) \
+             VALUES (?, ?, ?, ?, ?, ?, NULL, 'pending', ?, NULL)",
         )
+        .bind(entry.clone())
         .bind(run_id.to_string())
         .bind(node.to_string())
         .bind(action.to_string())
@@ -124,34 +128,24 @@ impl Store {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        match done.last_insert_id() {
-            Some(id) => Ok(id),
-            None => {
-                // Fall back to the newest entry of this run (one writer per run).
-                let row = sqlx::query("SELECT MAX(id) FROM repair_journal WHERE run_id = ?")
-                    .bind(run_id.to_string())
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(row.try_get::<i64, _>(0)?)
-            }
-        }
+        Ok(entry)
     }
 
     /// Mark a journal entry done / failed / restored, with the after-image when there is one.
     pub async fn repair_journal_mark(
         &self,
-        entry: i64,
+        entry: &str,
         state: &str,
         after_image: Option<&[u8]>,
         message: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE repair_journal SET state = ?, after_image = ?, message = ? WHERE id = ?",
+            "UPDATE repair_journal SET state = ?, after_image = ?, message = ? WHERE entry = ?",
         )
         .bind(state.to_string())
         .bind(after_image.map(<[u8]>::to_vec))
         .bind(message.map(|m| m.chars().take(2000).collect::<String>()))
-        .bind(entry)
+        .bind(entry.to_string())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -161,7 +155,7 @@ impl Store {
     pub async fn repair_journal(&self, run_id: &str) -> Result<Vec<JournalEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, run_id, node, action, object, before_image, after_image, state, at, \
-             message FROM repair_journal WHERE run_id = ? ORDER BY id",
+             message, entry FROM repair_journal WHERE run_id = ? ORDER BY id",
         )
         .bind(run_id.to_string())
         .fetch_all(&self.pool)
@@ -179,6 +173,7 @@ impl Store {
                     state: r.try_get(7)?,
                     at: r.try_get(8)?,
                     message: r.try_get(9)?,
+                    entry: r.try_get(10)?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()

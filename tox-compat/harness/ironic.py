@@ -98,8 +98,9 @@ class Ironic:
         available or active) the way an operator and Nova's driver would:
         manage, provide, then instance_uuid + deploy. Returns its uuid."""
         body = {'name': name, 'driver': 'fake-hardware',
-                'resource_class': resource_class,
                 'properties': properties or {}}
+        if resource_class:
+            body['resource_class'] = resource_class
         if uuid:
             body['uuid'] = uuid
         node = self.call('POST', '/v1/nodes', body, expect=201).body['uuid']

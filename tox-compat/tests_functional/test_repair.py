@@ -1,0 +1,248 @@
+"""The Ironic inventory repair (issue 4) against real peers.
+
+One module-wide cloud: the real Keystone 30, Placement 16, Nova API 34 on
+Nova's own schemas (API, cell0, cell1 on MariaDB, seeded with Nova's own
+objects) and Ironic 39 with fake-hardware nodes. The `steward repair`
+binary logs in through a clouds.yaml (Ironic is in the catalog as
+`baremetal`) and reads Nova's API database, which names the cell
+database in cell_mappings.
+
+The StackHPC case: a gold node reporting VCPU 64, MEMORY_MB 131072,
+DISK_GB 371 and CUSTOM_GOLD 1, with an instance whose flavor was half
+migrated by the old `nova-manage db ironic_flavor_migration`
+(resources:CUSTOM_GOLD=1 only), so it consumes all four classes. After
+`apply` the node has CUSTOM_GOLD only with usage 1; Nova's own objects
+load the rewritten flavor and request spec and ask for {CUSTOM_GOLD: 1}
+only; `verify` passes; a second apply finds nothing to do; `rollback`
+puts the instance's flavor back byte for byte.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from harness import mariadb
+from harness.peers import Cloud
+from harness.steward import default_binary
+
+GOLD = {'vcpus': 64, 'memory_mb': 131072, 'disk_gb': 371}
+SEED = {
+    'hosts': [
+        dict(host='bm-gold-1', ironic={'resource_class': 'GOLD'}, **GOLD),
+        # A node without an instance: only its inventory changes.
+        dict(host='bm-gold-2', ironic={'resource_class': 'GOLD'}, **GOLD),
+        # Enrolled without a resource class: reported, never touched.
+        dict(host='bm-noclass', ironic={'resource_class': ''}, **GOLD),
+    ],
+    'flavors': [{'name': 'bm.gold', 'vcpus': 64, 'memory_mb': 131072,
+                 'root_gb': 371,
+                 'extra_specs': {'resources:CUSTOM_GOLD': '1',
+                                 'capabilities:boot_mode': 'uefi'}},
+                {'name': 'm1.small', 'vcpus': 2, 'memory_mb': 4096,
+                 'root_gb': 20}],
+    'servers': [{'name': 'gold-inst', 'host': 'bm-gold-1',
+                 'flavor': 'bm.gold'}],
+}
+
+
+@pytest.fixture(scope='module')
+def cloud(tmp_path_factory):
+    c = Cloud(tmp_path_factory.mktemp('cloud'), keystone=True, nova=True,
+              ironic=True)
+    c.start()
+    try:
+        c.seed(SEED)
+        c.keystone.register_service('baremetal', c.ironic.url,
+                                    name='ironic')
+        c.steward_identity()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope='module')
+def steward(cloud, tmp_path_factory):
+    """run(*args) -> (exit code, stdout, stderr) of `steward repair ...`
+    with its own SQLite journal."""
+    workdir = tmp_path_factory.mktemp('steward')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
+    env.update({
+        'OS_CLIENT_CONFIG_FILE': cloud.identity['clouds_yaml'],
+        'NO_PROXY': '127.0.0.1,localhost', 'no_proxy': '127.0.0.1,localhost',
+        'STEWARD_LOG': 'warn',
+        'STEWARD__OPENSTACK__CLOUD': 'steward',
+        'STEWARD__REPAIR__API_DATABASE': cloud.nova.database_url('api'),
+        'STEWARD__DATABASE__URL': 'sqlite://%s?mode=rwc' % (
+            workdir / 'steward.sqlite'),
+    })
+
+    def run(*args):
+        done = subprocess.run([default_binary(), 'repair'] + list(args),
+                              env=env, capture_output=True, text=True,
+                              timeout=300, cwd=str(workdir))
+        return done.returncode, done.stdout, done.stderr
+
+    return run
+
+
+def node(cloud, host):
+    return cloud.seeded['ironic_nodes'][host]
+
+
+def instance_flavor_text(cloud, uuid):
+    db = cloud.nova.db_names['cell1']
+    return mariadb.execute(db, 'SELECT flavor FROM instance_extra WHERE '
+                           'instance_uuid = %s', (uuid,))[0][0]
+
+
+def request_spec_text(cloud, uuid):
+    db = cloud.nova.db_names['api']
+    return mariadb.execute(db, 'SELECT spec FROM request_specs WHERE '
+                           'instance_uuid = %s', (uuid,))[0][0]
+
+
+def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
+    gold = node(cloud, 'bm-gold-1')
+    spare = node(cloud, 'bm-gold-2')
+    noclass = node(cloud, 'bm-noclass')
+    inst = cloud.seeded['servers']['gold-inst']['uuid']
+    placement = cloud.placement
+    assert placement.usages(gold) == {
+        'VCPU': 64, 'MEMORY_MB': 131072, 'DISK_GB': 371, 'CUSTOM_GOLD': 1}
+    flavor_before = instance_flavor_text(cloud, inst)
+    spec_before = request_spec_text(cloud, inst)
+    inventory_before = placement.inventories(gold)
+
+    # -- plan: says what is wrong, in order, and changes nothing ---------
+    code, out, err = steward('plan', '-f', 'json')
+    assert code == 0, err
+    plan = json.loads(out)
+    nodes = {n['node']: n for n in plan['nodes']}
+    assert nodes[gold]['status'] == 'needs_repair'
+    assert [s['action'] for s in nodes[gold]['steps']] == [
+        'rewrite_instance_flavor', 'rewrite_request_spec',
+        'shrink_allocation', 'set_custom_only_inventory', 'check_usage']
+    assert nodes[spare]['status'] == 'needs_repair'
+    assert [s['action'] for s in nodes[spare]['steps']] == [
+        'set_custom_only_inventory', 'check_usage']
+    assert nodes[noclass]['status'] == 'skipped'
+    assert noclass in nodes[noclass]['problems'][0]
+    assert 'resource_class' in nodes[noclass]['problems'][0]
+    assert {'action': 'ensure_resource_class', 'class': 'CUSTOM_GOLD'} in \
+        plan['global']
+    flavor_steps = [s for s in plan['global']
+                    if s['action'] == 'set_flavor_extra_specs']
+    assert [s['flavor_name'] for s in flavor_steps] == ['bm.gold']
+    assert instance_flavor_text(cloud, inst) == flavor_before
+    assert placement.inventories(gold) == inventory_before
+
+    code, out, err = steward('plan')
+    assert code == 0, err
+    assert 'needs_repair' in out and gold in out
+
+    # -- apply needs a selection -----------------------------------------
+    code, out, err = steward('apply')
+    assert code == 127
+    assert '--all' in err
+
+    # -- apply the GOLD class --------------------------------------------
+    code, out, err = steward('apply', '--resource-class', 'GOLD',
+                             '-f', 'json')
+    assert code == 0, out + err
+    report = json.loads(out)
+    results = {n['node']: n['result'] for n in report['nodes']}
+    assert results == {gold: 'repaired', spare: 'repaired'}
+    run_id = report['run_id']
+
+    # Placement: the custom class only, used once.
+    inv = placement.inventories(gold)
+    assert sorted(inv) == ['CUSTOM_GOLD']
+    assert inv['CUSTOM_GOLD']['total'] == 1
+    assert placement.usages(gold) == {'CUSTOM_GOLD': 1}
+    assert sorted(placement.inventories(spare)) == ['CUSTOM_GOLD']
+    assert placement.allocations(inst)['allocations'][gold]['resources'] \
+        == {'CUSTOM_GOLD': 1}
+    # ... as the OpenStack CLI (osc-placement) shows it.
+    rows = json.loads(placement.openstack(
+        'resource', 'provider', 'inventory', 'list', gold, '-f', 'json'))
+    assert [(r['resource_class'], r['used']) for r in rows] == [
+        ('CUSTOM_GOLD', 1)]
+    usage = json.loads(placement.openstack(
+        'resource', 'provider', 'usage', 'show', gold, '-f', 'json'))
+    assert [(r['resource_class'], r['usage']) for r in usage] == [
+        ('CUSTOM_GOLD', 1)]
+
+    # Nova's own objects load what steward wrote and ask for the custom
+    # class only; every other field is as Nova wrote it.
+    seen = cloud.nova.inspect(inst)[inst]
+    for copy in ('cur', 'request_spec'):
+        assert seen[copy]['resources'] == {'CUSTOM_GOLD': 1}, copy
+        assert seen[copy]['extra_specs'] == {
+            'resources:CUSTOM_GOLD': '1', 'resources:VCPU': '0',
+            'resources:MEMORY_MB': '0', 'resources:DISK_GB': '0',
+            'capabilities:boot_mode': 'uefi'}
+        assert (seen[copy]['name'], seen[copy]['vcpus'],
+                seen[copy]['memory_mb'], seen[copy]['root_gb']) == (
+            'bm.gold', 64, 131072, 371)
+    before = json.loads(flavor_before)
+    after = json.loads(instance_flavor_text(cloud, inst))
+    specs = after['cur']['nova_object.data'].pop('extra_specs')
+    before['cur']['nova_object.data'].pop('extra_specs')
+    assert after == before
+    assert specs['resources:VCPU'] == '0'
+    # The flavor new instances boot from, through the Nova API.
+    flavors = cloud.nova.get('/flavors/detail')['flavors']
+    gold_flavor = [f for f in flavors if f['name'] == 'bm.gold'][0]
+    assert gold_flavor['extra_specs']['resources:DISK_GB'] == '0'
+    small = [f for f in flavors if f['name'] == 'm1.small'][0]
+    assert small['extra_specs'] == {}
+
+    # -- verify ------------------------------------------------------------
+    code, out, err = steward('verify', '--resource-class', 'GOLD')
+    assert code == 0, out + err
+    # The node without a class is a problem verify reports (exit 3).
+    code, out, err = steward('verify', '-f', 'json')
+    assert code == 3, out + err
+    found = json.loads(out)
+    assert [p['object'] for p in found['problems']] == [noclass]
+
+    # -- a second apply finds nothing to do --------------------------------
+    code, out, err = steward('apply', '--resource-class', 'GOLD')
+    assert code == 4, out + err
+    assert 'nothing to do' in out
+
+    # -- rollback: the flavor copies exactly as they were ------------------
+    code, out, err = steward('rollback', run_id, '-f', 'json')
+    assert code == 0, out + err
+    items = {(i['action'], i['object']): i['result']
+             for i in json.loads(out)}
+    assert items[('rewrite_instance_flavor', 'instance %s' % inst)] == \
+        'restored'
+    assert items[('rewrite_request_spec', 'request_spec %s' % inst)] == \
+        'restored'
+    assert instance_flavor_text(cloud, inst) == flavor_before
+    assert request_spec_text(cloud, inst) == spec_before
+    seen = cloud.nova.inspect(inst)[inst]
+    assert seen['cur']['extra_specs'] == {'resources:CUSTOM_GOLD': '1',
+                                          'capabilities:boot_mode': 'uefi'}
+    flavors = cloud.nova.get('/flavors/detail')['flavors']
+    gold_flavor = [f for f in flavors if f['name'] == 'bm.gold'][0]
+    assert gold_flavor['extra_specs'] == {'resources:CUSTOM_GOLD': '1',
+                                          'capabilities:boot_mode': 'uefi'}
+    # Placement is left repaired unless the operator asks for it too.
+    assert placement.usages(gold) == {'CUSTOM_GOLD': 1}
+
+
+def test_bad_input_names_the_object(steward):
+    code, out, err = steward('plan', '--node',
+                             '00000000-1111-2222-3333-444444444444')
+    assert code == 127
+    assert '00000000-1111-2222-3333-444444444444' in err
+    code, out, err = steward('verify', '--cell', 'no-such-cell')
+    assert code == 127
+    assert 'no-such-cell' in err
+    code, out, err = steward('rollback', 'repair-nope')
+    assert code == 127
+    assert 'repair-nope' in err
