@@ -54,7 +54,8 @@ def main(argv=None):
     p.add_argument('--config-file', required=True)
     p.add_argument('instances', nargs='+')
     args = p.parse_args(argv)
-    config.parse_args(['nova-inspect'], default_config_files=[args.config_file])
+    config.parse_args(['nova-inspect'],
+                      default_config_files=[args.config_file])
     objects.register_all()
     ctx = nova_context.get_admin_context()
     print(json.dumps({u: inspect(ctx, u) for u in args.instances},
