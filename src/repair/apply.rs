@@ -31,6 +31,9 @@ pub struct ApplyOptions {
     pub max_attempts: u32,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Where `steward_repair_runs_total` is counted (the server's registry; a one-shot CLI
+    /// run has none and leaves its record in the journal's `repair_run`).
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 /// What happened to one node.
@@ -114,6 +117,9 @@ pub async fn apply(
         report.ok = report.nodes.iter().all(|n| n.result != "failed");
     }
     let status = if report.ok { "ok" } else { "failed" };
+    if let Some(m) = &options.metrics {
+        m.repair_runs.with_label_values(&[status]).inc();
+    }
     store
         .repair_run_finish(&run_id, status, now(), &serde_json::to_string(&report)?)
         .await?;
@@ -587,7 +593,7 @@ pub async fn rollback(
 ) -> Result<Vec<RollbackItem>, RepairError> {
     if store.repair_run(run_id).await?.is_none() {
         return Err(RepairError::Input(format!(
-            "no repair run {run_id}; `steward repair runs` lists them"
+            "no repair run {run_id}; pass the run id `steward repair apply` printed"
         )));
     }
     let journal = store.repair_journal(run_id).await?;

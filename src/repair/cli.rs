@@ -139,6 +139,7 @@ pub async fn run(v: &Validated, command: Command, json_out: bool) -> ExitCode {
             let options = ApplyOptions {
                 max_attempts: v.settings.repair.max_attempts,
                 progress,
+                metrics: None,
             };
             let result = apply::apply(
                 clients.clone(),
