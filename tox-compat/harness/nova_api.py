@@ -150,6 +150,14 @@ class NovaApi:
                        env=self.env)
         return json.loads(out)
 
+    def destroy(self, *instance_uuids):
+        """Delete instances as nova-compute does (Instance.destroy(): soft
+        delete of the instance and its instance_extra)."""
+        run_tool([peer_bin('nova', 'python', self.venv), INSPECTOR,
+                  '--config-file', self.conf_path, '--destroy'] + list(
+                      instance_uuids), self.workdir, 'nova-inspect',
+                 env=self.env)
+
     def heartbeat(self, hosts=()):
         """One report now for the seeded-up nova-compute services (or the
         named hosts): they count as up for another service_down_time."""

@@ -14,12 +14,18 @@ migrated by the old `nova-manage db ironic_flavor_migration`
 `apply` the node has CUSTOM_GOLD only with usage 1; Nova's own objects
 load the rewritten flavor and request spec and ask for {CUSTOM_GOLD: 1}
 only; `verify` passes; a second apply finds nothing to do; `rollback`
-puts the instance's flavor back byte for byte.
+puts the instance's flavor back byte for byte. A deleted instance's
+instance_extra row is never rewritten. An apply killed with SIGKILL in the
+middle is finished by the next apply, under the same run id, and one
+rollback undoes both.
 """
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
+import time
 
 import pytest
 
@@ -43,8 +49,22 @@ SEED = {
                 {'name': 'm1.small', 'vcpus': 2, 'memory_mb': 4096,
                  'root_gb': 20}],
     'servers': [{'name': 'gold-inst', 'host': 'bm-gold-1',
+                 'flavor': 'bm.gold'},
+                # Deleted by the fixture (Nova's Instance.destroy()).
+                {'name': 'gone-inst', 'host': 'bm-gold-2',
                  'flavor': 'bm.gold'}],
 }
+# Five silver nodes, each with an instance: an apply run long enough to be
+# killed in the middle.
+SILVER = ['bm-silver-%d' % i for i in range(5)]
+SEED['hosts'] += [dict(host=h, ironic={'resource_class': 'baremetal-silver'},
+                       **GOLD) for h in SILVER]
+SEED['flavors'].append({'name': 'bm.silver', 'vcpus': 64,
+                        'memory_mb': 131072, 'root_gb': 371,
+                        'extra_specs': {
+                            'resources:CUSTOM_BAREMETAL_SILVER': '1'}})
+SEED['servers'] += [{'name': 'inst-' + h, 'host': h, 'flavor': 'bm.silver'}
+                    for h in SILVER]
 
 
 @pytest.fixture(scope='module')
@@ -54,6 +74,9 @@ def cloud(tmp_path_factory):
     c.start()
     try:
         c.seed(SEED)
+        gone = c.seeded['servers']['gone-inst']['uuid']
+        c.nova.destroy(gone)
+        c.placement.call('DELETE', '/allocations/%s' % gone, expect=204)
         c.keystone.register_service('baremetal', c.ironic.url,
                                     name='ironic')
         c.steward_identity()
@@ -62,11 +85,7 @@ def cloud(tmp_path_factory):
         c.stop()
 
 
-@pytest.fixture(scope='module')
-def steward(cloud, tmp_path_factory):
-    """run(*args) -> (exit code, stdout, stderr) of `steward repair ...`
-    with its own SQLite journal."""
-    workdir = tmp_path_factory.mktemp('steward')
+def steward_env(cloud, workdir):
     env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
     env.update({
         'OS_CLIENT_CONFIG_FILE': cloud.identity['clouds_yaml'],
@@ -77,6 +96,15 @@ def steward(cloud, tmp_path_factory):
         'STEWARD__DATABASE__URL': 'sqlite://%s?mode=rwc' % (
             workdir / 'steward.sqlite'),
     })
+    return env
+
+
+@pytest.fixture(scope='module')
+def steward(cloud, tmp_path_factory):
+    """run(*args) -> (exit code, stdout, stderr) of `steward repair ...`
+    with its own SQLite journal."""
+    workdir = tmp_path_factory.mktemp('steward')
+    env = steward_env(cloud, workdir)
 
     def run(*args):
         done = subprocess.run([default_binary(), 'repair'] + list(args),
@@ -112,6 +140,8 @@ def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
     assert placement.usages(gold) == {
         'VCPU': 64, 'MEMORY_MB': 131072, 'DISK_GB': 371, 'CUSTOM_GOLD': 1}
     flavor_before = instance_flavor_text(cloud, inst)
+    gone = cloud.seeded['servers']['gone-inst']['uuid']
+    gone_before = instance_flavor_text(cloud, gone)
     spec_before = request_spec_text(cloud, inst)
     inventory_before = placement.inventories(gold)
 
@@ -134,7 +164,8 @@ def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
         plan['global']
     flavor_steps = [s for s in plan['global']
                     if s['action'] == 'set_flavor_extra_specs']
-    assert [s['flavor_name'] for s in flavor_steps] == ['bm.gold']
+    assert sorted(s['flavor_name'] for s in flavor_steps) == [
+        'bm.gold', 'bm.silver']
     assert instance_flavor_text(cloud, inst) == flavor_before
     assert placement.inventories(gold) == inventory_before
 
@@ -162,6 +193,8 @@ def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
     assert inv['CUSTOM_GOLD']['total'] == 1
     assert placement.usages(gold) == {'CUSTOM_GOLD': 1}
     assert sorted(placement.inventories(spare)) == ['CUSTOM_GOLD']
+    # The deleted instance's row is Nova's history: untouched.
+    assert instance_flavor_text(cloud, gone) == gone_before
     assert placement.allocations(inst)['allocations'][gold]['resources'] \
         == {'CUSTOM_GOLD': 1}
     # ... as the OpenStack CLI (osc-placement) shows it.
@@ -203,7 +236,11 @@ def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
     code, out, err = steward('verify', '--resource-class', 'GOLD')
     assert code == 0, out + err
     # The node without a class is a problem verify reports (exit 3).
-    code, out, err = steward('verify', '-f', 'json')
+    code, out, err = steward('verify', '--resource-class', 'GOLD', '-f',
+                             'json')
+    assert code == 0, out + err
+    assert json.loads(out) == {'clean': True, 'problems': [], 'nodes': 2}
+    code, out, err = steward('verify', '--node', noclass, '-f', 'json')
     assert code == 3, out + err
     found = json.loads(out)
     assert [p['object'] for p in found['problems']] == [noclass]
@@ -246,3 +283,77 @@ def test_bad_input_names_the_object(steward):
     code, out, err = steward('rollback', 'repair-nope')
     assert code == 127
     assert 'repair-nope' in err
+
+
+def test_a_killed_apply_is_finished_by_the_next_under_its_run_id(
+        cloud, tmp_path):
+    env = steward_env(cloud, tmp_path)
+    env['STEWARD__REPAIR__CONCURRENCY'] = '1'
+    journal = str(tmp_path / 'steward.sqlite')
+    instances = [cloud.seeded['servers']['inst-' + h]['uuid']
+                 for h in SILVER]
+    nodes = [node(cloud, h) for h in SILVER]
+    before = {i: instance_flavor_text(cloud, i) for i in instances}
+    argv = [default_binary(), 'repair', 'apply', '--resource-class',
+            'baremetal-silver', '-f', 'json']
+
+    # Kill -9 as soon as the first instance's flavor is rewritten.
+    first = subprocess.Popen(argv, env=env, cwd=str(tmp_path),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    run_id = None
+    while time.monotonic() < deadline and first.poll() is None:
+        try:
+            db = sqlite3.connect(journal, timeout=0.2)
+            row = db.execute(
+                "SELECT run_id FROM repair_journal WHERE state = 'done' AND "
+                "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
+            db.close()
+        except sqlite3.Error:
+            row = None
+        if row:
+            first.send_signal(signal.SIGKILL)
+            run_id = row[0]
+            break
+        time.sleep(0.005)
+    first.communicate(timeout=30)
+    assert run_id is not None and first.returncode == -signal.SIGKILL, (
+        'the first apply ended (%s) before it could be killed'
+        % first.returncode)
+    db = sqlite3.connect(journal)
+    assert db.execute('SELECT status FROM repair_run WHERE id = ?',
+                      (run_id,)).fetchone() == ('running',)
+    db.close()
+
+    # The next apply picks the run up and finishes it.
+    done = subprocess.run(argv, env=env, cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert (report['run_id'], report['resumed'], report['ok']) == (
+        run_id, True, True)
+    for n in nodes:
+        assert sorted(cloud.placement.inventories(n)) == [
+            'CUSTOM_BAREMETAL_SILVER']
+        assert cloud.placement.usages(n) == {'CUSTOM_BAREMETAL_SILVER': 1}
+    seen = cloud.nova.inspect(*instances)
+    for i in instances:
+        assert seen[i]['cur']['resources'] == {'CUSTOM_BAREMETAL_SILVER': 1}
+        assert seen[i]['request_spec']['resources'] == {
+            'CUSTOM_BAREMETAL_SILVER': 1}
+    check = subprocess.run([default_binary(), 'repair', 'verify',
+                            '--resource-class', 'baremetal-silver'],
+                           env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    # One rollback covers what both processes wrote.
+    back = subprocess.run([default_binary(), 'repair', 'rollback', run_id,
+                           '--placement', '-f', 'json'], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert {i: instance_flavor_text(cloud, i) for i in instances} == before
+    for n in nodes:
+        assert cloud.placement.usages(n) == {
+            'VCPU': 64, 'MEMORY_MB': 131072, 'DISK_GB': 371,
+            'CUSTOM_BAREMETAL_SILVER': 1}
