@@ -3,6 +3,7 @@
 
 pub mod errors;
 pub mod openapi;
+mod repair;
 mod routes;
 pub mod schema;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub tokens: Option<Arc<TokenTable>>,
     pub max_body_bytes: usize,
     pub max_hosts: usize,
+    /// What the repair routes connect with (`[openstack]`, `[repair]`).
+    pub settings: Arc<crate::config::Settings>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             tokens: v.tokens.map(Arc::new),
             max_body_bytes: v.settings.server.max_body_bytes,
             max_hosts: v.settings.server.max_hosts,
+            settings: Arc::new(v.settings),
         }
     }
 }
@@ -72,6 +76,7 @@ fn required_role(method: &str, path: &str) -> Option<fn(&Roles) -> bool> {
     match (method, path) {
         (_, "/healthz") => None,
         ("POST", "/v1/telemetry") => Some(|r| r.telemetry),
+        (_, p) if p.starts_with("/v1/repair") => Some(|r| r.admin),
         _ => Some(|r| r.reader),
     }
 }
@@ -174,6 +179,7 @@ async fn observe(
 /// Register the routes and middleware on an app (used by `serve` and by the tests).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
+    repair::configure(cfg);
 }
 
 pub fn app(

@@ -34,7 +34,10 @@ fn request_id(req: &HttpRequest) -> String {
 }
 
 /// Read the body up to the configured limit, answering 413 past it without reading the rest.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+pub(super) async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
     let too_large = || {
         ApiError::too_large(format!(
             "the request body is larger than [server] max_body_bytes = {limit}"

@@ -81,14 +81,31 @@ pub async fn apply(
     selection: &str,
     options: &ApplyOptions,
 ) -> Result<RunReport, RepairError> {
-    let (run_id, resumed) = match store.repair_unfinished_run().await? {
+    let (run_id, resumed) = begin(&store, selection).await?;
+    apply_run(clients, store, plan, run_id, resumed, options).await
+}
+
+/// The run to write under: the interrupted one (status `running`), else a new one.
+pub async fn begin(store: &Store, selection: &str) -> Result<(String, bool), RepairError> {
+    Ok(match store.repair_unfinished_run().await? {
         Some(run) => (run.id, true),
         None => {
             let id = format!("repair-{}", uuid::Uuid::new_v4());
             store.repair_run_start(&id, now(), selection).await?;
             (id, false)
         }
-    };
+    })
+}
+
+/// Execute `plan` under a run [`begin`] gave.
+pub async fn apply_run(
+    clients: Clients,
+    store: Store,
+    plan: &Plan,
+    run_id: String,
+    resumed: bool,
+    options: &ApplyOptions,
+) -> Result<RunReport, RepairError> {
     if resumed {
         tracing::info!(run = %run_id, "resuming an interrupted repair run");
     }

@@ -67,7 +67,7 @@ pub async fn run(v: &Validated, command: Command, json_out: bool) -> ExitCode {
             ));
         }
     }
-    let clients = match super::connect(v, cell.as_deref()).await {
+    let clients = match super::connect(&v.settings, cell.as_deref()).await {
         Ok(c) => c,
         Err(RepairError::NovaDb(crate::novadb::NovaDbError::UnknownCell(c, known))) => {
             return fail(&RepairError::Input(format!("no cell {c}; cells: {known}")))

@@ -9,7 +9,7 @@ pub mod plan;
 
 use std::sync::Arc;
 
-use crate::config::Validated;
+use crate::config::Settings;
 use crate::novadb::NovaDb;
 use crate::openstack;
 
@@ -41,8 +41,8 @@ pub enum RepairError {
 
 /// The clients of `[openstack] cloud` and `[repair]`. Nova's databases: `[repair] api_database`
 /// is required; cells come from its `cell_mappings` unless `[repair] cell_databases` names them.
-pub async fn connect(v: &Validated, cell: Option<&str>) -> Result<Clients, RepairError> {
-    let r = &v.settings.repair;
+pub async fn connect(settings: &Settings, cell: Option<&str>) -> Result<Clients, RepairError> {
+    let r = &settings.repair;
     let Some(api) = &r.api_database else {
         return Err(RepairError::Input(
             "[repair] api_database is not set: give steward Nova's API database \
@@ -50,7 +50,7 @@ pub async fn connect(v: &Validated, cell: Option<&str>) -> Result<Clients, Repai
                 .into(),
         ));
     };
-    let cloud = openstack::cloud::load(v.settings.openstack.cloud.as_deref())
+    let cloud = openstack::cloud::load(settings.openstack.cloud.as_deref())
         .map_err(openstack::Error::from)?;
     let options = openstack::session::SessionOptions::for_cloud(&cloud);
     let session = Arc::new(openstack::session::Session::new(cloud, options)?);

@@ -32,6 +32,7 @@ import pytest
 from harness import mariadb
 from harness.peers import Cloud
 from harness.steward import default_binary
+from harness.steward import start_steward
 
 GOLD = {'vcpus': 64, 'memory_mb': 131072, 'disk_gb': 371}
 SEED = {
@@ -357,3 +358,44 @@ def test_a_killed_apply_is_finished_by_the_next_under_its_run_id(
         assert cloud.placement.usages(n) == {
             'VCPU': 64, 'MEMORY_MB': 131072, 'DISK_GB': 371,
             'CUSTOM_BAREMETAL_SILVER': 1}
+
+
+def test_the_api_plans_and_runs_a_repair(cloud, steward, tmp_path):
+    """POST /v1/repair/plans and /v1/repair/runs (admin), then the run's
+    progress and result from GET /v1/repair/runs/{id}. Whatever the
+    tests before left (the gold flavors rolled back), GOLD needs work."""
+    gold = node(cloud, 'bm-gold-1')
+    st = start_steward(tmp_path, env=steward_env(cloud, tmp_path),
+                       extra={'logging': {'level': 'info'}})
+    try:
+        status, p, _ = st.post('/v1/repair/plans',
+                               {'resource_class': 'GOLD'}, role='admin')
+        assert status == 200, p
+        assert {n['node']: n['status'] for n in p['nodes']}[gold] == \
+            'needs_repair'
+        status, started, headers = st.post(
+            '/v1/repair/runs', {'resource_class': 'GOLD'}, role='admin')
+        assert status == 202, started
+        run_id = started['run_id']
+        assert headers['Location'] == '/v1/repair/runs/%s' % run_id
+        deadline = time.monotonic() + 120
+        while True:
+            status, run, _ = st.request('GET', '/v1/repair/runs/%s' % run_id,
+                                        role='admin')
+            assert status == 200, run
+            if run['status'] != 'running' or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert run['status'] == 'ok', run
+        assert run['writes'].get('done', 0) >= 1
+        results = {n['node']: n['result'] for n in run['result']['nodes']}
+        assert results[gold] == 'repaired'
+        status, text, _ = st.request('GET', '/metrics')
+        assert 'steward_repair_runs_total{result="ok"} 1' in text
+    finally:
+        st.stop()
+    code, out, err = steward('verify', '--resource-class', 'GOLD')
+    assert code == 0, out + err
+    assert cloud.nova.inspect(cloud.seeded['servers']['gold-inst']['uuid'])[
+        cloud.seeded['servers']['gold-inst']['uuid']]['cur']['resources'] \
+        == {'CUSTOM_GOLD': 1}
