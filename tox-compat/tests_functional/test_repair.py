@@ -40,6 +40,9 @@ SEED = {
         dict(host='bm-gold-1', ironic={'resource_class': 'GOLD'}, **GOLD),
         # A node without an instance: only its inventory changes.
         dict(host='bm-gold-2', ironic={'resource_class': 'GOLD'}, **GOLD),
+        # In maintenance, its instance in ERROR: repaired all the same.
+        dict(host='bm-gold-3', ironic={'resource_class': 'GOLD',
+                                       'maintenance': True}, **GOLD),
         # Enrolled without a resource class: reported, never touched.
         dict(host='bm-noclass', ironic={'resource_class': ''}, **GOLD),
     ],
@@ -53,7 +56,9 @@ SEED = {
                  'flavor': 'bm.gold'},
                 # Deleted by the fixture (Nova's Instance.destroy()).
                 {'name': 'gone-inst', 'host': 'bm-gold-2',
-                 'flavor': 'bm.gold'}],
+                 'flavor': 'bm.gold'},
+                {'name': 'err-inst', 'host': 'bm-gold-3',
+                 'flavor': 'bm.gold', 'vm_state': 'error'}],
 }
 # Five silver nodes, each with an instance: an apply run long enough to be
 # killed in the middle.
@@ -156,6 +161,9 @@ def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
         'rewrite_instance_flavor', 'rewrite_request_spec',
         'shrink_allocation', 'set_custom_only_inventory', 'check_usage']
     assert nodes[spare]['status'] == 'needs_repair'
+    maint = node(cloud, 'bm-gold-3')
+    assert nodes[maint]['status'] == 'needs_repair'
+    assert any('maintenance' in n for n in nodes[maint]['notes'])
     assert [s['action'] for s in nodes[spare]['steps']] == [
         'set_custom_only_inventory', 'check_usage']
     assert nodes[noclass]['status'] == 'skipped'
@@ -185,7 +193,12 @@ def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
     assert code == 0, out + err
     report = json.loads(out)
     results = {n['node']: n['result'] for n in report['nodes']}
-    assert results == {gold: 'repaired', spare: 'repaired'}
+    assert results == {gold: 'repaired', spare: 'repaired',
+                       maint: 'repaired'}
+    err = cloud.seeded['servers']['err-inst']['uuid']
+    assert placement.usages(maint) == {'CUSTOM_GOLD': 1}
+    assert cloud.nova.inspect(err)[err]['cur']['resources'] == {
+        'CUSTOM_GOLD': 1}
     run_id = report['run_id']
 
     # Placement: the custom class only, used once.
@@ -240,7 +253,7 @@ def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
     code, out, err = steward('verify', '--resource-class', 'GOLD', '-f',
                              'json')
     assert code == 0, out + err
-    assert json.loads(out) == {'clean': True, 'problems': [], 'nodes': 2}
+    assert json.loads(out) == {'clean': True, 'problems': [], 'nodes': 3}
     code, out, err = steward('verify', '--node', noclass, '-f', 'json')
     assert code == 3, out + err
     found = json.loads(out)
