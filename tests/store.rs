@@ -324,6 +324,7 @@ fn the_repair_journal_keeps_before_images_and_runs() {
                 "rewrite_instance_flavor",
                 "instance i1",
                 Some(before.as_bytes()),
+                Some(b"meant"),
                 101.0,
             )
             .await
@@ -335,6 +336,7 @@ fn the_repair_journal_keeps_before_images_and_runs() {
                 "set_custom_only_inventory",
                 "provider p1",
                 Some(b"{}"),
+                None,
                 102.0,
             )
             .await
@@ -344,8 +346,15 @@ fn the_repair_journal_keeps_before_images_and_runs() {
             .repair_journal_mark(&a, "done", Some(b"after"), None)
             .await
             .unwrap();
+        // Before it is marked, an entry holds what the write meant to leave.
+        let j = store.repair_journal("repair-1").await.unwrap();
+        assert_eq!(j[0].after_image.as_deref(), Some(&b"after"[..]));
+        assert_eq!(
+            (j[1].state.as_str(), j[1].after_image.as_deref()),
+            ("pending", None)
+        );
         store
-            .repair_journal_mark(&b, "failed", None, Some("409 placement.concurrent_update"))
+            .repair_journal_fail(&b, "409 placement.concurrent_update")
             .await
             .unwrap();
         // A killed run is still running: the next apply resumes it.

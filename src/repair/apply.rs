@@ -227,12 +227,14 @@ impl Exec {
         }
     }
 
-    /// Journal a write about to happen; returns the entry id.
+    /// Journal a write about to happen (what it overwrites, what it writes); returns the
+    /// entry's key.
     async fn before(
         &self,
         node: &str,
         step: &Step,
         image: Option<&[u8]>,
+        intended: Option<&[u8]>,
     ) -> Result<String, RepairError> {
         Ok(self
             .store
@@ -242,6 +244,7 @@ impl Exec {
                 step.action(),
                 &step.object(),
                 image,
+                intended,
                 now(),
             )
             .await?)
@@ -254,11 +257,10 @@ impl Exec {
         Ok(())
     }
 
+    /// The write was refused or its answer lost; the entry keeps its intended after-image, as
+    /// a lost answer may hide a write that happened.
     async fn failed(&self, entry: String, e: &RepairError) {
-        let _ = self
-            .store
-            .repair_journal_mark(&entry, "failed", None, Some(&e.to_string()))
-            .await;
+        let _ = self.store.repair_journal_fail(&entry, &e.to_string()).await;
     }
 
     async fn step(&self, node: &str, step: &Step) -> Result<(), RepairError> {
@@ -297,6 +299,7 @@ impl Exec {
                         Some(&to_json_bytes(
                             &json!({"flavor_id": flavor_id, "extra_specs": before}),
                         )),
+                        Some(&to_json_bytes(specs)),
                     )
                     .await?;
                 match c.nova.set_flavor_extra_specs(flavor_id, specs).await {
@@ -334,7 +337,9 @@ impl Exec {
                         return Ok(());
                     }
                     let new = parsed.to_text();
-                    let entry = self.before(node, step, Some(current.as_bytes())).await?;
+                    let entry = self
+                        .before(node, step, Some(current.as_bytes()), Some(new.as_bytes()))
+                        .await?;
                     match c
                         .db
                         .swap_instance_flavor(cell, instance, &current, &new)
@@ -372,7 +377,9 @@ impl Exec {
                         return Ok(());
                     }
                     let new = parsed.to_text();
-                    let entry = self.before(node, step, Some(current.as_bytes())).await?;
+                    let entry = self
+                        .before(node, step, Some(current.as_bytes()), Some(new.as_bytes()))
+                        .await?;
                     match c.db.swap_request_spec(instance, &current, &new).await {
                         Ok(true) => return self.done(entry, Some(new.as_bytes())).await,
                         Ok(false) => {
@@ -444,7 +451,12 @@ impl Exec {
                         "consumer_type": owner.consumer_type,
                     });
                     let entry = self
-                        .before(node, step, Some(&to_json_bytes(&before)))
+                        .before(
+                            node,
+                            step,
+                            Some(&to_json_bytes(&before)),
+                            Some(&to_json_bytes(&json!({"allocations": new}))),
+                        )
                         .await?;
                     match c.placement.set_allocations(consumer, &new, &owner).await {
                         Ok(()) => {
@@ -512,6 +524,7 @@ impl Exec {
                     node,
                     step,
                     Some(&to_json_bytes(&json!({"inventories": current.inventories}))),
+                    Some(&to_json_bytes(&json!({"inventories": new}))),
                 )
                 .await?;
             match placement
@@ -615,17 +628,20 @@ pub async fn rollback(
     }
     let journal = store.repair_journal(run_id).await?;
     // The first before-image of each object is its state before the run; the last after-image
-    // is what the run left.
+    // is what the run left (or meant to: a killed run leaves `pending` entries whose write may
+    // have happened, so every entry counts; restoring is a compare-and-swap or idempotent).
     let mut first: BTreeMap<(String, String), &JournalEntry> = BTreeMap::new();
     let mut last_after: BTreeMap<(String, String), &JournalEntry> = BTreeMap::new();
     let mut order: Vec<(String, String)> = Vec::new();
-    for e in journal.iter().filter(|e| e.state == "done") {
+    for e in journal.iter().filter(|e| e.before_image.is_some()) {
         let key = (e.action.clone(), e.object.clone());
         if !first.contains_key(&key) {
             order.push(key.clone());
             first.insert(key.clone(), e);
         }
-        last_after.insert(key, e);
+        if e.after_image.is_some() {
+            last_after.insert(key, e);
+        }
     }
     let mut out = Vec::new();
     for key in order.into_iter().rev() {

@@ -102,8 +102,11 @@ impl Store {
         Ok(())
     }
 
-    /// Record a write about to be made, with what it overwrites. Returns the entry's key (a
-    /// uuid picked here, so no driver's last-insert id is trusted).
+    /// Record a write about to be made, with what it overwrites and what it means to write (the
+    /// after-image, replaced by the answer once done): a crash between the write and its mark
+    /// leaves an entry rollback can still use. Returns the entry's key (a uuid picked here, so
+    /// no driver's last-insert id is trusted).
+    #[allow(clippy::too_many_arguments)]
     pub async fn repair_journal_before(
         &self,
         run_id: &str,
@@ -111,13 +114,14 @@ impl Store {
         action: &str,
         object: &str,
         before_image: Option<&[u8]>,
+        intended_after: Option<&[u8]>,
         now: f64,
     ) -> Result<String, StoreError> {
         let entry = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO repair_journal \
              (entry, run_id, node, action, object, before_image, after_image, state, at, message) \
-             VALUES (?, ?, ?, ?, ?, ?, NULL, 'pending', ?, NULL)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, NULL)",
         )
         .bind(entry.clone())
         .bind(run_id.to_string())
@@ -125,6 +129,7 @@ impl Store {
         .bind(action.to_string())
         .bind(object.to_string())
         .bind(before_image.map(<[u8]>::to_vec))
+        .bind(intended_after.map(<[u8]>::to_vec))
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -148,6 +153,16 @@ impl Store {
         .bind(entry.to_string())
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Mark a journal entry failed, keeping its images.
+    pub async fn repair_journal_fail(&self, entry: &str, message: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE repair_journal SET state = 'failed', message = ? WHERE entry = ?")
+            .bind(message.chars().take(2000).collect::<String>())
+            .bind(entry.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
