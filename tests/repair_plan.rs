@@ -351,3 +351,17 @@ proptest! {
         prop_assert!(after.is_empty(), "{:#?}", after);
     }
 }
+
+#[test]
+fn a_node_nova_never_reported_is_clean_unless_instances_name_it() {
+    let mut f = stackhpc();
+    f.providers.clear();
+    let p = plan(&f, &Selection::default(), &BTreeMap::new());
+    assert_eq!(p.nodes[0].status, NodeStatus::Skipped);
+    assert!(p.nodes[0].problems[0].contains("no resource provider"));
+    f.instances.clear();
+    let p = plan(&f, &Selection::default(), &BTreeMap::new());
+    assert_eq!(p.nodes[0].status, NodeStatus::Clean);
+    assert!(p.nodes[0].steps.is_empty());
+    assert!(p.nodes[0].notes[0].contains("no resource provider"));
+}

@@ -414,12 +414,29 @@ fn plan_node(
     }
     let class = normalize_rc_name(rc);
     let Some(provider) = provider else {
+        if instances.is_empty() {
+            // Not reported by nova-compute (enroll, manageable, ...): nothing of it is in
+            // Placement or in Nova's instances, so nothing to repair.
+            return NodePlan {
+                node: node.uuid.clone(),
+                name: node.name.clone(),
+                class: Some(class),
+                status: NodeStatus::Clean,
+                problems: Vec::new(),
+                notes: vec![format!(
+                    "no resource provider in Placement (provision state {}): nothing to repair",
+                    node.provision_state.as_deref().unwrap_or("?")
+                )],
+                steps: Vec::new(),
+            };
+        }
         return skipped(
             node,
             Some(class),
             format!(
-                "Placement has no resource provider {} for Ironic node {}: nova-compute has not \
-                 reported the node; check its nova-compute service and plan again",
+                "Placement has no resource provider {} for Ironic node {}, which has instances: \
+                 nova-compute has not reported the node; check its nova-compute service and \
+                 plan again",
                 node.uuid, node.uuid
             ),
         );
