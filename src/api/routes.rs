@@ -46,7 +46,7 @@ fn request_id(req: &HttpRequest) -> String {
 /// Read the body up to the configured limit, answering 413 past it without reading the rest.
 /// A `Content-Length` over the limit is refused before any byte is read; one within it sizes
 /// the buffer once (a 1,000-host callout is about 430 KB).
-async fn read_body(
+pub(super) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

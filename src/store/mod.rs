@@ -3,6 +3,8 @@
 
 pub mod journal;
 
+mod repair;
+
 use std::collections::HashSet;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -12,6 +14,8 @@ use sqlx::{AnyPool, Row};
 use crate::config::DatabaseUrl;
 use crate::model::{ClusterView, HostFacts, Source, VmFacts, WeeklyProfile, WeeklyProfiles};
 use crate::telemetry::{HostSample, VmSample};
+
+pub use repair::{JournalEntry, RepairRun};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("sql/sqlite");
 static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("sql/mysql");
