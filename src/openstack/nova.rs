@@ -392,13 +392,9 @@ impl Nova {
             "os-migrateLive": {"host": host, "block_migration": "auto"}
         });
         let reply = self
-            .session
-            .request(
+            .write(
                 reqwest::Method::POST,
-                SERVICE_TYPE,
-                Some(&self.microversion),
                 &format!("servers/{id}/action"),
-                &[],
                 Some(&body),
             )
             .await?;
@@ -425,16 +421,12 @@ impl Nova {
                 "server {id}: migration id {migration:?} is not an id Nova gives"
             )));
         }
-        self.session
-            .request(
-                reqwest::Method::DELETE,
-                SERVICE_TYPE,
-                Some(&self.microversion),
-                &format!("servers/{id}/migrations/{migration}"),
-                &[],
-                None,
-            )
-            .await?;
+        self.write(
+            reqwest::Method::DELETE,
+            &format!("servers/{id}/migrations/{migration}"),
+            None,
+        )
+        .await?;
         Ok(())
     }
 
@@ -469,13 +461,9 @@ impl Nova {
         }
         let body = serde_json::json!({ "extra_specs": specs });
         let reply = self
-            .session
-            .request(
+            .write(
                 reqwest::Method::POST,
-                SERVICE_TYPE,
-                Some(&self.microversion),
                 &format!("flavors/{flavor_id}/os-extra_specs"),
-                &[],
                 Some(&body),
             )
             .await?;
@@ -490,17 +478,13 @@ impl Nova {
                 return Err(Error::Argument(format!("{v:?} is not a {what}")));
             }
         }
-        self.session
-            .request(
-                reqwest::Method::DELETE,
-                SERVICE_TYPE,
-                Some(&self.microversion),
-                &format!("flavors/{flavor_id}/os-extra_specs/{key}"),
-                &[],
-                None,
-            )
-            .await
-            .map(|_| ())
+        self.write(
+            reqwest::Method::DELETE,
+            &format!("flavors/{flavor_id}/os-extra_specs/{key}"),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply> {
@@ -512,6 +496,25 @@ impl Nova {
                 path,
                 query,
                 None,
+            )
+            .await
+    }
+
+    /// A write (POST with a JSON body, or DELETE) at the client's microversion.
+    async fn write(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply> {
+        self.session
+            .request(
+                method,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                path,
+                &[],
+                body,
             )
             .await
     }
