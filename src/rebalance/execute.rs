@@ -227,6 +227,23 @@ impl Executor {
         Ok(row)
     }
 
+    /// A failed step: → rejoining with the outcome `failed` and `msg` as the error; the rejoin
+    /// hooks then put the workload back.
+    async fn fail_and_rejoin(&self, a: &ActionRow, msg: String) -> Result<ActionRow, ExecError> {
+        let detail = format!("{msg}; rejoining");
+        self.move_to(
+            a,
+            ActionState::Rejoining,
+            Patch {
+                outcome: Some(ActionState::Failed),
+                error: Some(msg),
+                ..Default::default()
+            },
+            &detail,
+        )
+        .await
+    }
+
     /// approved → draining, with the server's before-image; or → aborted when the plan no
     /// longer fits the server (moved, not ACTIVE, deleted): nothing was drained yet.
     async fn start(&self, a: &ActionRow) -> Result<(), ExecError> {
@@ -323,17 +340,7 @@ impl Executor {
                     .with_label_values(&[h.name()])
                     .inc();
                 let msg = format!("drain hook {} failed: {e}", h.name());
-                self.move_to(
-                    a,
-                    ActionState::Rejoining,
-                    Patch {
-                        outcome: Some(ActionState::Failed),
-                        error: Some(msg.clone()),
-                        ..Default::default()
-                    },
-                    &format!("{msg}; rejoining"),
-                )
-                .await?;
+                self.fail_and_rejoin(a, msg).await?;
                 return Ok(());
             }
         }
@@ -426,17 +433,7 @@ impl Executor {
                                 "Nova refused the live migration of server {} to {}: {e}",
                                 a.vm, a.target
                             );
-                            self.move_to(
-                                &a,
-                                ActionState::Rejoining,
-                                Patch {
-                                    outcome: Some(ActionState::Failed),
-                                    error: Some(msg.clone()),
-                                    ..Default::default()
-                                },
-                                &format!("{msg}; rejoining"),
-                            )
-                            .await?;
+                            self.fail_and_rejoin(&a, msg).await?;
                             return Ok(());
                         }
                     }
