@@ -1,0 +1,267 @@
+//! One planning cycle (NOT pure: reads and writes steward's store): load the planner's state,
+//! record the cluster view into the detector's history, detect, gather the journal's in-flight
+//! actions and finished moves, plan, journal the plan, save the state. Run by the elected
+//! leader only, before it executes (`serve`'s loop and `steward rebalance run-once`).
+//!
+//! The state (`rebalance_detector`, row `planner`) is one JSON document: the per-VM samples
+//! within the detection window, the candidates of the last cycle (hysteresis) and the byte
+//! budget per AZ. It is what lets a cron-driven `run-once`, a fresh process each time, sustain
+//! detection over `window_seconds` and `min_samples`.
+//!
+//! Modes: `auto` journals the plan approved at once; `approve` journals it proposed (an admin
+//! approves it); `dry-run` journals it too, as a `dry-run` plan the journal refuses to approve.
+//! A plan with no action and no skipped candidate is not journaled (an empty plan every cycle
+//! is noise); the cycle's outcome still says how many candidates there were. The byte budget
+//! a plan spends is kept in `auto` and `approve` mode (a proposed plan reserves its bytes; a
+//! cancelled one does not refund them, the bucket refills at its rate); a dry-run plan spends
+//! nothing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
+use crate::model::{ClusterView, Host};
+use crate::openstack::nova::{Hypervisor, Server};
+use crate::scoring::{Options, Profile};
+use crate::store::journal::{ActionState, JournalError, PlanRow, PlanState};
+use crate::store::{Store, StoreError};
+
+use super::detect::{detect, DetectState, History};
+use super::execute::{journal_plan, planner_inputs};
+use super::plan::{plan, PlanInput, VmSize};
+use super::{BudgetState, InFlight, Mode, Plan, RebalanceSettings};
+
+/// The row of `rebalance_detector` the planner keeps its state in.
+pub const STATE_NAME: &str = "planner";
+
+/// Who approves a plan made in `auto` mode, as the journal records it.
+pub const AUTO_APPROVER: &str = "steward (auto mode)";
+
+/// What the planner keeps between cycles.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct PlannerState {
+    pub history: History,
+    pub detect: DetectState,
+    pub budget: BudgetState,
+}
+
+/// What one cycle plans over. The caller takes the view snapshot and gathers the compute
+/// nodes' room and the VMs' sizes (see [`hosts_and_sizes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CycleInput<'a> {
+    pub view: &'a ClusterView,
+    pub hosts: &'a [Host],
+    pub sizes: &'a HashMap<String, VmSize>,
+    /// `[rebalance] profile`, from the profile set.
+    pub profile: &'a Profile,
+    pub opts: &'a Options,
+    pub cfg: &'a RebalanceSettings,
+    /// Unix seconds.
+    pub now: f64,
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone)]
+pub struct CycleOutcome {
+    /// Candidates detected this cycle.
+    pub candidates: usize,
+    /// The plan as computed.
+    pub plan: Plan,
+    /// The plan as journaled; `None` when it had no action and no skipped candidate.
+    pub journaled: Option<PlanRow>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Load the planner's state. A document that no longer parses (written by another version)
+/// is reported and replaced by a fresh state: detection starts over, nothing else is lost.
+pub async fn load_state(store: &Store) -> Result<PlannerState, StoreError> {
+    let Some(text) = store.load_detector(STATE_NAME).await? else {
+        return Ok(PlannerState::default());
+    };
+    Ok(serde_json::from_str(&text).unwrap_or_else(|e| {
+        tracing::warn!(
+            error = %e,
+            "the rebalancer's stored detector state (table rebalance_detector, row {STATE_NAME}) does not parse; detection starts over"
+        );
+        PlannerState::default()
+    }))
+}
+
+pub async fn save_state(store: &Store, state: &PlannerState, now: f64) -> Result<(), StoreError> {
+    let text = serde_json::to_string(state).unwrap_or_else(|_| "{}".into());
+    store.save_detector(STATE_NAME, &text, now).await
+}
+
+/// Moves the planner must count as unfinished: the executor's in-flight ones (approved and
+/// under way) plus the actions of proposed plans awaiting an admin (not dry-run plans, which
+/// are never run), so a VM waiting for approval is not planned again every cycle.
+async fn unfinished_moves(
+    store: &Store,
+    since: f64,
+) -> Result<(Vec<InFlight>, Vec<super::MoveRecord>), JournalError> {
+    let (mut in_flight, moves) = planner_inputs(store, since).await?;
+    let pending = store.actions(&[ActionState::Planned], 1_000_000).await?;
+    let mut plan_counts: HashMap<String, bool> = HashMap::new();
+    let seen: HashSet<String> = in_flight.iter().map(|a| a.vm.clone()).collect();
+    for a in pending {
+        let awaiting = match plan_counts.get(&a.plan_id) {
+            Some(c) => *c,
+            None => {
+                let c = store
+                    .plan(&a.plan_id)
+                    .await?
+                    .is_some_and(|p| p.state == PlanState::Proposed && p.mode != "dry-run");
+                plan_counts.insert(a.plan_id.clone(), c);
+                c
+            }
+        };
+        if awaiting && !seen.contains(&a.vm) {
+            in_flight.push(InFlight {
+                vm: a.vm,
+                source_host: a.source,
+                target_host: a.target,
+                az: a.az,
+            });
+        }
+    }
+    Ok((in_flight, moves))
+}
+
+/// One planning cycle: record, detect, plan, journal, save (see the module's comment).
+pub async fn plan_cycle(
+    store: &Store,
+    input: &CycleInput<'_>,
+    metrics: Option<&Metrics>,
+) -> Result<CycleOutcome, CycleError> {
+    let cfg = input.cfg;
+    let now = input.now;
+    let mut state = load_state(store).await?;
+    state.history.record(input.view, now, cfg.window_seconds);
+    let detection = detect(&state.history, &state.detect, cfg, now);
+    if let Some(m) = metrics {
+        m.rebalance_candidates
+            .set(i64::try_from(detection.candidates.len()).unwrap_or(i64::MAX));
+    }
+    let since = now - cfg.cooldown_hours.max(cfg.no_return_hours) * 3600.0;
+    let (in_flight, moves) = unfinished_moves(store, since).await?;
+    let planned = plan(
+        &PlanInput {
+            view: input.view,
+            hosts: input.hosts,
+            sizes: input.sizes,
+            detection: &detection,
+            in_flight: &in_flight,
+            history: &moves,
+            budget: &state.budget,
+            now,
+        },
+        input.profile,
+        input.opts,
+        cfg,
+    );
+    let journaled = if planned.actions.is_empty() && planned.skipped.is_empty() {
+        None
+    } else {
+        let np = journal_plan(&planned, uuid::Uuid::new_v4().to_string());
+        let approver = (cfg.mode == Mode::Auto).then_some(AUTO_APPROVER);
+        let row = store.insert_plan(&np, approver).await?;
+        tracing::info!(
+            plan = %row.id,
+            mode = cfg.mode.as_str(),
+            actions = planned.actions.len(),
+            skipped = planned.skipped.len(),
+            "rebalance plan journaled"
+        );
+        Some(row)
+    };
+    let candidates = detection.candidates.len();
+    state.detect = detection.state;
+    if cfg.mode != Mode::DryRun {
+        state.budget = planned.budget.clone();
+    }
+    save_state(store, &state, now).await?;
+    Ok(CycleOutcome {
+        candidates,
+        plan: planned,
+        journaled,
+    })
+}
+
+/// The planner's compute nodes and VM sizes from Nova's listings (microversion 2.87, which
+/// still reports each hypervisor's vCPUs, RAM and disk): a host per compute service, sizes
+/// summed over its nodes, in the AZ the view gives it; a VM's size from its embedded flavor.
+/// Nova does not report allocation ratios, so room is counted at 1.0 (conservative). A VM with
+/// local disk (root or ephemeral) is counted as a block migration for the byte budget.
+pub fn hosts_and_sizes(
+    hypervisors: &[Hypervisor],
+    servers: &[Server],
+    view: &ClusterView,
+) -> (Vec<Host>, HashMap<String, VmSize>) {
+    let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
+    for hv in hypervisors {
+        if hv
+            .hypervisor_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("ironic"))
+        {
+            continue;
+        }
+        let name = hv
+            .service
+            .as_ref()
+            .and_then(|s| s.host.clone())
+            .unwrap_or_else(|| hv.hypervisor_hostname.clone());
+        let h = hosts.entry(name.clone()).or_insert_with(|| Host {
+            host: name.clone(),
+            nodename: hv.hypervisor_hostname.clone(),
+            uuid: Some(hv.id.clone()),
+            az: view.hosts.get(&name).and_then(|f| f.az.clone()),
+            hypervisor_type: hv.hypervisor_type.clone(),
+            ..Default::default()
+        });
+        let add = |slot: &mut Option<f64>, v: Option<i64>| {
+            if let Some(v) = v {
+                *slot = Some(slot.unwrap_or(0.0) + v as f64);
+            }
+        };
+        add(&mut h.vcpus_total, hv.vcpus);
+        add(&mut h.vcpus_used, hv.vcpus_used);
+        add(&mut h.memory_mb_total, hv.memory_mb);
+        add(
+            &mut h.memory_mb_free,
+            hv.memory_mb
+                .zip(hv.memory_mb_used)
+                .map(|(t, u)| (t - u).max(0)),
+        );
+        add(&mut h.disk_gb_total, hv.local_gb);
+        add(
+            &mut h.disk_gb_free,
+            hv.local_gb.zip(hv.local_gb_used).map(|(t, u)| (t - u).max(0)),
+        );
+    }
+    let mut sizes = HashMap::new();
+    for s in servers {
+        if let Some(h) = s.host.as_ref().and_then(|h| hosts.get_mut(h)) {
+            h.instance_uuids.push(s.id.clone());
+        }
+        let local_disk = s.flavor.disk.max(0) + s.flavor.ephemeral.max(0);
+        sizes.insert(
+            s.id.clone(),
+            VmSize {
+                vcpus: s.flavor.vcpus.max(0) as f64,
+                memory_mb: s.flavor.ram.max(0) as f64,
+                disk_gb: local_disk as f64,
+                block_migration: local_disk > 0,
+            },
+        );
+    }
+    (hosts.into_values().collect(), sizes)
+}
