@@ -3,6 +3,6 @@
 -- budget per AZ, as one JSON document per name (one row: 'planner').
 CREATE TABLE rebalance_detector (
     name        VARCHAR(64) NOT NULL PRIMARY KEY,
-    state       LONGTEXT COLLATE utf8mb4_bin NOT NULL,
+    state       LONGTEXT COLLATE utf8mb4_unicode_ci NOT NULL,
     updated_at  DOUBLE NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -10,8 +10,9 @@
 //!
 //! Modes: `auto` journals the plan approved at once; `approve` journals it proposed (an admin
 //! approves it); `dry-run` journals it too, as a `dry-run` plan the journal refuses to approve.
-//! A plan with no action and no skipped candidate is not journaled (an empty plan every cycle
-//! is noise); the cycle's outcome still says how many candidates there were. The byte budget
+//! A plan with no action and no skipped candidate (other than one skipped because its move is
+//! already in flight or awaiting approval) is not journaled: an empty plan every cycle is
+//! noise; the cycle's outcome still says how many candidates there were. The byte budget
 //! a plan spends is kept in `auto` and `approve` mode (a proposed plan reserves its bytes; a
 //! cancelled one does not refund them, the bucket refills at its rate); a dry-run plan spends
 //! nothing.
@@ -30,7 +31,7 @@ use crate::store::{Store, StoreError};
 use super::detect::{detect, DetectState, History};
 use super::execute::{journal_plan, planner_inputs};
 use super::plan::{plan, PlanInput, VmSize};
-use super::{BudgetState, InFlight, Mode, Plan, RebalanceSettings};
+use super::{BudgetState, InFlight, Limit, Mode, Plan, RebalanceSettings};
 
 /// The row of `rebalance_detector` the planner keeps its state in.
 pub const STATE_NAME: &str = "planner";
@@ -68,7 +69,7 @@ pub struct CycleOutcome {
     pub candidates: usize,
     /// The plan as computed.
     pub plan: Plan,
-    /// The plan as journaled; `None` when it had no action and no skipped candidate.
+    /// The plan as journaled; `None` when it had nothing new (see the module's comment).
     pub journaled: Option<PlanRow>,
 }
 
@@ -167,7 +168,10 @@ pub async fn plan_cycle(
         input.opts,
         cfg,
     );
-    let journaled = if planned.actions.is_empty() && planned.skipped.is_empty() {
+    // A candidate skipped only because its move is already under way is not news.
+    let news = !planned.actions.is_empty()
+        || planned.skipped.iter().any(|s| s.limit != Limit::InFlight);
+    let journaled = if !news {
         None
     } else {
         let np = journal_plan(&planned, uuid::Uuid::new_v4().to_string());

@@ -1,8 +1,6 @@
 //! The rebalancer's planner state between cycles (`rebalance_detector`, migration 0005): one
 //! JSON document per name. Moves text only; what the document holds is `rebalance::cycle`'s.
 
-use sqlx::Row;
-
 use super::{Backend, Store, StoreError};
 
 impl Store {
@@ -13,7 +11,8 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(match row {
-            Some(r) => Some(r.try_get::<String, _>("state")?),
+            // MySQL's protocol types TEXT as a BLOB: the journal's reader takes both.
+            Some(r) => Some(super::journal::text(&r, "state")?),
             None => None,
         })
     }
