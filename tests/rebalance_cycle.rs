@@ -129,7 +129,11 @@ fn hosts() -> Vec<Host> {
 }
 
 fn sizes() -> HashMap<String, VmSize> {
-    [(NOISY.to_string(), web_size()), (CALM.to_string(), web_size())].into()
+    [
+        (NOISY.to_string(), web_size()),
+        (CALM.to_string(), web_size()),
+    ]
+    .into()
 }
 
 /// Push one round of telemetry at `t`, as POST /v1/telemetry stores it: the noisy VM is busy
@@ -191,6 +195,7 @@ async fn run_cycle(store: &Store, cfg: &RebalanceSettings, k: u32, m: &Metrics) 
     push(store, now).await;
     let view = store.load_view().await.unwrap();
     let (hosts, sizes) = (hosts(), sizes());
+    let names: HashMap<String, String> = [(NOISY.to_string(), "web-noisy".to_string())].into();
     let profile = profile(&cfg.profile);
     let opts = Options::default();
     cycle::plan_cycle(
@@ -199,6 +204,7 @@ async fn run_cycle(store: &Store, cfg: &RebalanceSettings, k: u32, m: &Metrics) 
             view: &view,
             hosts: &hosts,
             sizes: &sizes,
+            names: &names,
             profile: &profile,
             opts: &opts,
             cfg,
@@ -219,7 +225,10 @@ async fn sustained(scratch: &Scratch, mode: Mode) -> (CycleOutcome, Store) {
     let first = scratch.store().await;
     for k in 0..2 {
         let out = run_cycle(&first, &cfg, k, &m).await;
-        assert_eq!(out.candidates, 0, "cycle {k}: the window is not sustained yet");
+        assert_eq!(
+            out.candidates, 0,
+            "cycle {k}: the window is not sustained yet"
+        );
         assert!(out.plan.actions.is_empty(), "cycle {k}: {:?}", out.plan);
         assert!(out.journaled.is_none(), "cycle {k}: nothing to journal");
     }
@@ -235,7 +244,11 @@ async fn sustained(scratch: &Scratch, mode: Mode) -> (CycleOutcome, Store) {
     assert_eq!(out.plan.actions.len(), 1, "{:?}", out.plan);
     let a = &out.plan.actions[0];
     assert_eq!(
-        (a.vm.as_str(), a.source_host.as_str(), a.target_host.as_str()),
+        (
+            a.vm.as_str(),
+            a.source_host.as_str(),
+            a.target_host.as_str()
+        ),
         (NOISY, "cmp-noisy", "cmp-quiet")
     );
     assert!(
@@ -254,7 +267,10 @@ fn a_fresh_history_needs_min_samples_cycles_before_any_plan() {
         let m = Metrics::new();
         for k in 0..4 {
             let store = scratch.store().await;
-            store.save_detector(cycle::STATE_NAME, "{}", 0.0).await.unwrap();
+            store
+                .save_detector(cycle::STATE_NAME, "{}", 0.0)
+                .await
+                .unwrap();
             let out = run_cycle(&store, &cfg, k, &m).await;
             assert_eq!(out.candidates, 0, "cycle {k}");
             store.close().await;
@@ -276,6 +292,7 @@ fn auto_mode_journals_the_plan_approved() {
         assert_eq!(stored.actions[0].state, ActionState::Approved);
         assert_eq!(stored.actions[0].target, "cmp-quiet");
         assert_eq!(stored.actions[0].az, "az1");
+        assert_eq!(stored.actions[0].vm_name, "web-noisy");
         // The move's bytes are taken from az1's bucket and kept for the next cycle.
         let kept = cycle::load_state(&store).await.unwrap();
         assert!(kept.budget.per_az.contains_key("az1"), "{kept:?}");

@@ -364,3 +364,90 @@ async fn kill_9_while_migrating(mariadb: bool) {
     s.close().await;
     c.drop_db().await;
 }
+
+/// Push one round of telemetry into the journal's database, as `POST /v1/telemetry` stores
+/// it: the VM busy (load5 1.8 on 2 vCPUs) and stolen (30 %) on cmp-1; cmp-2, in the same AZ
+/// (Nova's aggregate), has no steal.
+async fn push_noisy(s: &Store) {
+    use steward::model::{HostFacts, VmFacts};
+    use steward::telemetry::{HostSample, VmSample};
+    let now = steward::unix_now();
+    let host = |name: &str, steal: f64, cpu_use: f64| HostSample {
+        host: name.into(),
+        facts: HostFacts {
+            steal: Some(steal),
+            load5: Some(cpu_use * 32.0),
+            cpu_use: Some(cpu_use),
+            vcpus: Some(32.0),
+            observed_at: now,
+            ..Default::default()
+        },
+    };
+    let vm = VmSample {
+        uuid: VM.into(),
+        facts: VmFacts {
+            host: Some(SOURCE.into()),
+            steal: Some(0.30),
+            load5: Some(1.8),
+            vcpus: Some(2.0),
+            observed_at: now,
+            ..Default::default()
+        },
+    };
+    s.save_telemetry(
+        &[host(SOURCE, 0.30, 0.95), host(TARGET, 0.0, 0.2)],
+        &[vm],
+        now,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_in_auto_mode_plans_from_sustained_telemetry_and_moves_the_vm() {
+    let c = cloud(Script::default(), 0).await;
+    let dir = c.dir.path();
+    let s = store(&c).await;
+    s.upgrade().await.unwrap();
+    // [rebalance] min_samples is 3 by default: two runs see too few samples.
+    for run in 1..=3 {
+        push_noisy(&s).await;
+        // Samples are told apart by their time.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let out = steward(dir, &["rebalance", "run-once", "-f", "json"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "run {run}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let actions = s.actions(&[], 10).await.unwrap();
+        if run < 3 {
+            assert_eq!(doc["plan"]["candidates"], 0, "run {run}: {doc}");
+            assert!(doc["plan"]["id"].is_null(), "run {run}: {doc}");
+            assert!(actions.is_empty(), "run {run}: {actions:?}");
+            assert_eq!(c.fake.migrate_requests(), 0);
+        } else {
+            assert_eq!(doc["plan"]["candidates"], 1, "{doc}");
+            assert_eq!(doc["plan"]["state"], "approved", "{doc}");
+            assert_eq!(doc["plan"]["actions"][0]["target_host"], TARGET, "{doc}");
+            let a = the_action(&s).await;
+            assert_eq!(a.state, ActionState::Done, "{a:?}");
+            assert_eq!((a.source.as_str(), a.target.as_str()), (SOURCE, TARGET));
+            assert_eq!(a.vm_name, NODE, "the server's name from Nova's listing");
+            assert_eq!(c.fake.migrate_requests(), 1);
+        }
+    }
+    // The VM now runs on cmp-2: the next run plans nothing and asks Nova nothing more.
+    let out = steward(dir, &["rebalance", "run-once"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.fake.migrate_requests(), 1);
+    assert_eq!(s.plans(10).await.unwrap().len(), 1);
+}

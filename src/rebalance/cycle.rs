@@ -54,6 +54,8 @@ pub struct CycleInput<'a> {
     pub view: &'a ClusterView,
     pub hosts: &'a [Host],
     pub sizes: &'a HashMap<String, VmSize>,
+    /// Server names by uuid, for the journal (an action shows its VM's uuid when missing).
+    pub names: &'a HashMap<String, String>,
     /// `[rebalance] profile`, from the profile set.
     pub profile: &'a Profile,
     pub opts: &'a Options,
@@ -79,6 +81,10 @@ pub enum CycleError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Nova(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Load the planner's state. A document that no longer parses (written by another version)
@@ -169,12 +175,17 @@ pub async fn plan_cycle(
         cfg,
     );
     // A candidate skipped only because its move is already under way is not news.
-    let news = !planned.actions.is_empty()
-        || planned.skipped.iter().any(|s| s.limit != Limit::InFlight);
+    let news =
+        !planned.actions.is_empty() || planned.skipped.iter().any(|s| s.limit != Limit::InFlight);
     let journaled = if !news {
         None
     } else {
-        let np = journal_plan(&planned, uuid::Uuid::new_v4().to_string());
+        let mut np = journal_plan(&planned, uuid::Uuid::new_v4().to_string());
+        for a in &mut np.actions {
+            if let Some(name) = input.names.get(&a.vm).filter(|n| !n.is_empty()) {
+                a.vm_name.clone_from(name);
+            }
+        }
         let approver = (cfg.mode == Mode::Auto).then_some(AUTO_APPROVER);
         let row = store.insert_plan(&np, approver).await?;
         tracing::info!(
@@ -248,7 +259,9 @@ pub fn hosts_and_sizes(
         add(&mut h.disk_gb_total, hv.local_gb);
         add(
             &mut h.disk_gb_free,
-            hv.local_gb.zip(hv.local_gb_used).map(|(t, u)| (t - u).max(0)),
+            hv.local_gb
+                .zip(hv.local_gb_used)
+                .map(|(t, u)| (t - u).max(0)),
         );
     }
     let mut sizes = HashMap::new();
@@ -268,4 +281,98 @@ pub fn hosts_and_sizes(
         );
     }
     (hosts.into_values().collect(), sizes)
+}
+
+/// What a service's or `run-once`'s planning cycle needs besides the store and the view: the
+/// Nova client it lists hypervisors, servers, server groups and aggregates through, and the
+/// settings. Gathering is an adapter; the decisions are `detect` and `plan`.
+pub struct Planner {
+    pub nova: std::sync::Arc<crate::openstack::nova::Nova>,
+    pub profiles: std::sync::Arc<crate::scoring::ProfileSet>,
+    pub opts: Options,
+    pub cfg: RebalanceSettings,
+    /// `[roles] metadata_key` and `[cluster] default_availability_zone`, for Nova's membership.
+    pub role_key: String,
+    pub default_az: String,
+    pub metrics: Option<Metrics>,
+}
+
+impl Planner {
+    /// Gather Nova's membership and sizes, lay the membership over `view` (Nova is the
+    /// authority on where each VM runs), and run one [`plan_cycle`].
+    pub async fn run(
+        &self,
+        store: &Store,
+        view: &ClusterView,
+        now: f64,
+    ) -> Result<CycleOutcome, CycleError> {
+        let Some(profile) = self.profiles.profiles.get(&self.cfg.profile) else {
+            return Err(CycleError::Config(format!(
+                "[rebalance] profile {:?} is not a scheduling profile; name one of [profiles] ({})",
+                self.cfg.profile,
+                self.profiles
+                    .profiles
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let nova_err = |what: &str, e: crate::openstack::Error| {
+            CycleError::Nova(format!(
+                "cannot list {what} from Nova ({e}); the planner skips this cycle, check [openstack] cloud"
+            ))
+        };
+        let hypervisors = self
+            .nova
+            .hypervisors()
+            .await
+            .map_err(|e| nova_err("hypervisors", e))?;
+        let servers = self
+            .nova
+            .servers()
+            .await
+            .map_err(|e| nova_err("servers", e))?;
+        let groups = self
+            .nova
+            .server_groups()
+            .await
+            .map_err(|e| nova_err("server groups", e))?;
+        let aggregates = self
+            .nova
+            .aggregates()
+            .await
+            .map_err(|e| nova_err("aggregates", e))?;
+        let inventory = crate::cluster::inventory::build(
+            &hypervisors,
+            &servers,
+            &groups,
+            &aggregates,
+            &self.role_key,
+            &self.default_az,
+        );
+        // A clone starts without the derived role index, so the membership below counts.
+        let mut view = view.clone();
+        crate::cluster::inventory::apply(&mut view, &inventory);
+        let (hosts, sizes) = hosts_and_sizes(&hypervisors, &servers, &view);
+        let names: HashMap<String, String> = servers
+            .iter()
+            .map(|s| (s.id.clone(), s.name.clone()))
+            .collect();
+        plan_cycle(
+            store,
+            &CycleInput {
+                view: &view,
+                hosts: &hosts,
+                sizes: &sizes,
+                names: &names,
+                profile,
+                opts: &self.opts,
+                cfg: &self.cfg,
+                now,
+            },
+            self.metrics.as_ref(),
+        )
+        .await
+    }
 }
