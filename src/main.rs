@@ -888,7 +888,7 @@ mod rebalance {
                 };
                 match lead_and_run_after(&executor, &store, &holder, None, start_new, first).await {
                     Ok(Some((planned, r))) => {
-                        if let Some(planned) = planned {
+                        if let Some(planned) = planned.flatten() {
                             next_plan = now + plan_every;
                             match planned {
                                 Ok(o) => tracing::info!(
@@ -992,6 +992,11 @@ mod rebalance {
                     return ExitCode::from(1);
                 }
             };
+        let planned = planned.unwrap_or_else(|| {
+            Err(CycleError::Leadership(
+                "lost the rebalance leadership while planning; the next run plans again".into(),
+            ))
+        });
         let plan_doc = plan_summary(&planned);
         if let Err(e) = &planned {
             report.errors.push(e.to_string());

@@ -85,6 +85,9 @@ pub enum CycleError {
     Nova(String),
     #[error("{0}")]
     Config(String),
+    /// The leadership was lost before the cycle finished (another replica plans next).
+    #[error("{0}")]
+    Leadership(String),
 }
 
 /// Load the planner's state. A document that no longer parses (written by another version)
