@@ -379,3 +379,69 @@ impl Planner {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::HostFacts;
+
+    fn hv(name: &str, host: &str, kind: &str) -> Hypervisor {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("uuid-{name}"), "hypervisor_hostname": name, "hypervisor_type": kind,
+            "service": {"host": host}, "vcpus": 16, "vcpus_used": 4,
+            "memory_mb": 65536, "memory_mb_used": 16384, "local_gb": 500, "local_gb_used": 100
+        }))
+        .unwrap()
+    }
+
+    fn server(id: &str, host: &str, disk: i64, ephemeral: i64) -> Server {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": format!("name-{id}"), "OS-EXT-SRV-ATTR:host": host,
+            "flavor": {"vcpus": 2, "ram": 4096, "disk": disk, "ephemeral": ephemeral, "swap": ""}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn hosts_sum_their_nodes_take_the_views_az_and_skip_ironic() {
+        let mut view = ClusterView::default();
+        view.hosts.insert(
+            "cmp-1".into(),
+            HostFacts {
+                az: Some("az1".into()),
+                ..Default::default()
+            },
+        );
+        let (hosts, sizes) = hosts_and_sizes(
+            &[
+                hv("node-a", "cmp-1", "QEMU"),
+                hv("node-b", "cmp-1", "QEMU"),
+                hv("cmp-2", "cmp-2", "QEMU"),
+                hv("bm-1", "ironic-conductor", "ironic"),
+            ],
+            &[
+                server("vm-local", "cmp-1", 20, 10),
+                server("vm-volume", "cmp-2", 0, 0),
+            ],
+            &view,
+        );
+        let names: Vec<&str> = hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(names, ["cmp-1", "cmp-2"]);
+        let h1 = &hosts[0];
+        assert_eq!(h1.az.as_deref(), Some("az1"));
+        assert_eq!(h1.vcpus_total, Some(32.0));
+        assert_eq!(h1.vcpus_used, Some(8.0));
+        assert_eq!(h1.memory_mb_free, Some(2.0 * 49152.0));
+        assert_eq!(h1.disk_gb_free, Some(800.0));
+        assert_eq!(
+            h1.cpu_allocation_ratio, None,
+            "Nova does not say; 1.0 is assumed"
+        );
+        assert_eq!(h1.instance_uuids, ["vm-local"]);
+        assert_eq!(hosts[1].az, None, "an AZ comes from the view only");
+        let local = sizes["vm-local"];
+        assert_eq!((local.disk_gb, local.block_migration), (30.0, true));
+        assert_eq!((local.vcpus, local.memory_mb), (2.0, 4096.0));
+        assert!(!sizes["vm-volume"].block_migration);
+    }
+}
