@@ -451,3 +451,120 @@ async fn run_once_in_auto_mode_plans_from_sustained_telemetry_and_moves_the_vm()
     assert_eq!(c.fake.migrate_requests(), 1);
     assert_eq!(s.plans(10).await.unwrap().len(), 1);
 }
+
+/// Kills the service when the test ends, whatever happens.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_in_auto_mode_plans_from_pushed_telemetry_and_moves_the_vm() {
+    let c = cloud(Script::default(), 0).await;
+    let dir = c.dir.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    const ADMIN: &str = "admin-token-0123456789abcdef";
+    std::fs::write(dir.join("tokens"), format!("{ADMIN} admin\n")).unwrap();
+    // The same cloud, served: plan every 0.2 s, execute every 0.2 s.
+    let toml = std::fs::read_to_string(dir.join("steward.toml"))
+        .unwrap()
+        .replace(
+            "[rebalance]\nmode = \"auto\"\n",
+            "[rebalance]\nmode = \"auto\"\ninterval_seconds = 0.2\n",
+        )
+        .replace(
+            "[rebalance.execution]\n",
+            "[rebalance.execution]\ncycle_seconds = 0.2\n",
+        );
+    std::fs::write(
+        dir.join("steward.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\
+             [auth]\nstrategy = \"static\"\ntoken_file = \"tokens\"\n{toml}"
+        ),
+    )
+    .unwrap();
+    let _service = Service(
+        steward(dir, &["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let started = Instant::now();
+    while !http
+        .get(url("/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "no /healthz");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = store(&c).await;
+    // Pushed the way a telemetry agent does, until the window holds min_samples (3) samples
+    // and the loop has planned and carried out the move.
+    let started = Instant::now();
+    let mut pushes = 0;
+    loop {
+        let now = steward::unix_now();
+        let body = serde_json::json!({
+            "hosts": [
+                {"host": SOURCE, "steal": 0.30, "load5": 30.4, "cpu_use": 0.95, "vcpus": 32, "observed_at": now},
+                {"host": TARGET, "steal": 0.0, "load5": 6.4, "cpu_use": 0.2, "vcpus": 32, "observed_at": now},
+            ],
+            "vms": [{"uuid": VM, "host": SOURCE, "steal": 0.30, "load5": 1.8, "vcpus": 2, "observed_at": now}],
+        });
+        let r = http
+            .post(url("/v1/telemetry"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+        pushes += 1;
+        let actions = s.actions(&[], 10).await.unwrap();
+        if actions.iter().any(|a| a.state == ActionState::Done) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no move done after {pushes} pushes: {actions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        pushes >= 3,
+        "a move after {pushes} push(es): the window was not sustained"
+    );
+    let plans = s.plans(10).await.unwrap();
+    assert_eq!(plans.len(), 1, "{plans:?}");
+    assert_eq!(plans[0].mode, "auto");
+    let a = the_action(&s).await;
+    assert_eq!((a.source.as_str(), a.target.as_str()), (SOURCE, TARGET));
+    assert_eq!(c.fake.migrate_requests(), 1);
+    let metrics = http
+        .get(url("/metrics"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("steward_rebalance_actions_total{state=\"done\"} 1"),
+        "{metrics}"
+    );
+}
