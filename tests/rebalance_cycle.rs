@@ -267,10 +267,7 @@ fn a_fresh_history_needs_min_samples_cycles_before_any_plan() {
         let m = Metrics::new();
         for k in 0..4 {
             let store = scratch.store().await;
-            store
-                .save_detector(cycle::STATE_NAME, "{}", 0.0)
-                .await
-                .unwrap();
+            cycle::reset_state(&store).await.unwrap();
             let out = run_cycle(&store, &cfg, k, &m).await;
             assert_eq!(out.candidates, 0, "cycle {k}");
             store.close().await;
@@ -363,8 +360,13 @@ fn a_dry_run_plan_is_journaled_and_can_never_be_approved() {
 fn a_state_that_does_not_parse_starts_detection_over() {
     on_both(|_, scratch| async move {
         let store = scratch.store().await;
+        // A history document another version wrote.
         store
-            .save_detector(cycle::STATE_NAME, "{not json", 0.0)
+            .save_detector(
+                &format!("{}/history/0", cycle::STATE_NAME),
+                "{not json",
+                0.0,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -375,6 +377,50 @@ fn a_state_that_does_not_parse_starts_detection_over() {
         assert_eq!(out.candidates, 0);
         let kept = cycle::load_state(&store).await.unwrap();
         assert_eq!(kept.history.vms[NOISY].samples.len(), 1);
+        store.close().await;
+        scratch
+    });
+}
+
+#[test]
+fn a_large_history_is_stored_in_bounded_documents_and_read_back_whole() {
+    on_both(|_, scratch| async move {
+        use steward::rebalance::detect::{Sample, Series};
+        let store = scratch.store().await;
+        let mut state = cycle::PlannerState::default();
+        let n = cycle::VMS_PER_DOCUMENT * 2 + 7;
+        for i in 0..n {
+            state.history.vms.insert(
+                format!("vm-{i:06}"),
+                Series {
+                    host: Some(format!("cmp-{}", i % 50)),
+                    vcpus: Some(4.0),
+                    samples: [Sample {
+                        at: NOW,
+                        load5: 3.6,
+                        steal: 0.3,
+                    }]
+                    .into(),
+                },
+            );
+        }
+        state.detect.candidates.insert("vm-000001".into(), NOW);
+        cycle::save_state(&store, &state, NOW).await.unwrap();
+        let docs = store.load_detector_set(cycle::STATE_NAME).await.unwrap();
+        assert_eq!(docs.len(), 1 + 3, "a head and three history documents");
+        assert_eq!(cycle::load_state(&store).await.unwrap(), state);
+        // A smaller history replaces the old documents rather than leaving stale ones behind.
+        state.history.vms.retain(|k, _| k.as_str() < "vm-000010");
+        cycle::save_state(&store, &state, NOW).await.unwrap();
+        assert_eq!(
+            store
+                .load_detector_set(cycle::STATE_NAME)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(cycle::load_state(&store).await.unwrap(), state);
         store.close().await;
         scratch
     });

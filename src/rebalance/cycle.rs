@@ -3,9 +3,10 @@
 //! actions and finished moves, plan, journal the plan, save the state. Run by the elected
 //! leader only, before it executes (`serve`'s loop and `steward rebalance run-once`).
 //!
-//! The state (`rebalance_detector`, row `planner`) is one JSON document: the per-VM samples
-//! within the detection window, the candidates of the last cycle (hysteresis) and the byte
-//! budget per AZ. It is what lets a cron-driven `run-once`, a fresh process each time, sustain
+//! The state (`rebalance_detector`) is JSON: row `planner` holds the candidates of the last
+//! cycle (hysteresis) and the byte budget per AZ; rows `planner/history/N` hold the per-VM
+//! samples within the detection window, [`VMS_PER_DOCUMENT`] VMs each; all are replaced in one
+//! transaction. It is what lets a cron-driven `run-once`, a fresh process each time, sustain
 //! detection over `window_seconds` and `min_samples`.
 //!
 //! Modes: `auto` journals the plan approved at once; `approve` journals it proposed (an admin
@@ -90,24 +91,75 @@ pub enum CycleError {
     Leadership(String),
 }
 
-/// Load the planner's state. A document that no longer parses (written by another version)
-/// is reported and replaced by a fresh state: detection starts over, nothing else is lost.
-pub async fn load_state(store: &Store) -> Result<PlannerState, StoreError> {
-    let Some(text) = store.load_detector(STATE_NAME).await? else {
-        return Ok(PlannerState::default());
-    };
-    Ok(serde_json::from_str(&text).unwrap_or_else(|e| {
-        tracing::warn!(
-            error = %e,
-            "the rebalancer's stored detector state (table rebalance_detector, row {STATE_NAME}) does not parse; detection starts over"
-        );
-        PlannerState::default()
-    }))
+/// VMs per stored history document: each stays a few MiB (about 350 bytes per VM), well under
+/// MySQL's `max_allowed_packet`, however large the cloud.
+pub const VMS_PER_DOCUMENT: usize = 5_000;
+
+/// The state's first document (`planner`): what is not per VM.
+#[derive(Debug, Default, Deserialize, Serialize)]
+struct StoredHead {
+    #[serde(default)]
+    detect: DetectState,
+    #[serde(default)]
+    budget: BudgetState,
 }
 
+/// Load the planner's state: the head row `planner` and the history rows `planner/history/N`.
+/// A document that no longer parses (written by another version) is reported and replaced
+/// by a fresh state: detection starts over, nothing else is lost.
+pub async fn load_state(store: &Store) -> Result<PlannerState, StoreError> {
+    let docs = store.load_detector_set(STATE_NAME).await?;
+    let mut state = PlannerState::default();
+    for (name, text) in docs {
+        let parsed = if name == STATE_NAME {
+            serde_json::from_str::<StoredHead>(&text).map(|h| {
+                state.detect = h.detect;
+                state.budget = h.budget;
+            })
+        } else {
+            serde_json::from_str::<History>(&text).map(|h| state.history.vms.extend(h.vms))
+        };
+        if let Err(e) = parsed {
+            tracing::warn!(
+                error = %e,
+                "the rebalancer's stored detector state (table rebalance_detector, row {name}) does not parse; detection starts over"
+            );
+            return Ok(PlannerState::default());
+        }
+    }
+    Ok(state)
+}
+
+/// Save the planner's state, replacing what was stored, in one transaction.
 pub async fn save_state(store: &Store, state: &PlannerState, now: f64) -> Result<(), StoreError> {
-    let text = serde_json::to_string(state).unwrap_or_else(|_| "{}".into());
-    store.save_detector(STATE_NAME, &text, now).await
+    let head = StoredHead {
+        detect: state.detect.clone(),
+        budget: state.budget.clone(),
+    };
+    let mut docs = vec![(
+        STATE_NAME.to_string(),
+        serde_json::to_string(&head).unwrap_or_else(|_| "{}".into()),
+    )];
+    let mut vms: Vec<(&String, &super::detect::Series)> = state.history.vms.iter().collect();
+    vms.sort_by(|a, b| a.0.cmp(b.0));
+    for (i, chunk) in vms.chunks(VMS_PER_DOCUMENT).enumerate() {
+        let part = History {
+            vms: chunk
+                .iter()
+                .map(|(k, v)| ((*k).clone(), (*v).clone()))
+                .collect(),
+        };
+        docs.push((
+            format!("{STATE_NAME}/history/{i}"),
+            serde_json::to_string(&part).unwrap_or_else(|_| "{}".into()),
+        ));
+    }
+    store.replace_detector_set(STATE_NAME, &docs, now).await
+}
+
+/// Forget the planner's state (detection starts over).
+pub async fn reset_state(store: &Store) -> Result<(), StoreError> {
+    store.replace_detector_set(STATE_NAME, &[], 0.0).await
 }
 
 /// Moves the planner must count as unfinished: the executor's in-flight ones (approved and

@@ -38,3 +38,55 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Every document named `prefix` or `prefix/...`, by name.
+    pub async fn load_detector_set(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, state FROM rebalance_detector WHERE name = ? OR name LIKE ? ORDER BY name",
+        )
+        .bind(prefix.to_string())
+        .bind(format!("{prefix}/%"))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push((
+                super::journal::text(&r, "name")?,
+                super::journal::text(&r, "state")?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Replace every document named `prefix` or `prefix/...` by `docs`, in one transaction:
+    /// a reader sees the old set or the new one, never a mix.
+    pub async fn replace_detector_set(
+        &self,
+        prefix: &str,
+        docs: &[(String, String)],
+        now: f64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM rebalance_detector WHERE name = ? OR name LIKE ?")
+            .bind(prefix.to_string())
+            .bind(format!("{prefix}/%"))
+            .execute(&mut *tx)
+            .await?;
+        for (name, state) in docs {
+            sqlx::query(
+                "INSERT INTO rebalance_detector (name, state, updated_at) VALUES (?, ?, ?)",
+            )
+            .bind(name.clone())
+            .bind(state.clone())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
