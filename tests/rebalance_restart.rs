@@ -3,6 +3,9 @@
 //! and rejoined (uncordoned, out of Consul maintenance), and that Nova was asked once.
 //! Nova's compute side, Kubernetes and Consul are wiremock in this process; the journal is read
 //! from the same SQLite file the binary writes, to know when to kill.
+//! Also the planner's cycle end to end: telemetry sustained over `min_samples` runs of
+//! `run-once` (and through `POST /v1/telemetry` with `serve`'s loop) becomes an approved plan in
+//! auto mode and a move carried to `done`, the planner reading the fake Nova's listings.
 
 mod openstack_support;
 mod rebalance_support;
