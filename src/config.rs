@@ -224,6 +224,32 @@ pub struct OpenStackSettings {
     pub cloud: Option<String>,
 }
 
+/// `[repair]`: how `steward repair` reaches Nova's databases and how hard it pushes.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepairSettings {
+    /// Nova's API database, `mysql://USER:PASSWORD@HOST/nova_api` (request specs, cell mappings).
+    pub api_database: Option<DatabaseUrl>,
+    /// Cell name or uuid -> `mysql://...`; by default each cell's URL is read from the API
+    /// database's `cell_mappings` (`mysql+pymysql://` taken as `mysql://`).
+    pub cell_databases: BTreeMap<String, DatabaseUrl>,
+    /// Nodes repaired at once.
+    pub concurrency: usize,
+    /// Attempts of one write that keeps losing races (`placement.concurrent_update`).
+    pub max_attempts: u32,
+}
+
+impl Default for RepairSettings {
+    fn default() -> Self {
+        RepairSettings {
+            api_database: None,
+            cell_databases: BTreeMap::new(),
+            concurrency: 4,
+            max_attempts: 5,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -429,9 +455,10 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     pub openstack: OpenStackSettings,
     pub rebalance: crate::rebalance::RebalanceSettings,
+    pub repair: RepairSettings,
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "server",
     "auth",
     "database",
@@ -444,6 +471,7 @@ const SECTIONS: [&str; 12] = [
     "cluster",
     "openstack",
     "rebalance",
+    "repair",
 ];
 
 /// One thing wrong with the configuration.
@@ -670,6 +698,7 @@ pub fn load_from(
         cluster: section(&cfg, "cluster", &mut problems),
         openstack: section(&cfg, "openstack", &mut problems),
         rebalance: section(&cfg, "rebalance", &mut problems),
+        repair: section(&cfg, "repair", &mut problems),
     };
     let validated = validate(settings, path, &mut problems);
     match validated {
@@ -872,6 +901,36 @@ fn validate(
         }
     }
     validate_rebalance(&mut settings.rebalance, path, problems);
+    let r = &settings.repair;
+    if r.concurrency == 0 || r.concurrency > 64 {
+        problems.push(problem(
+            "repair.concurrency",
+            format!("must be 1 to 64, got {}", r.concurrency),
+        ));
+    }
+    if r.max_attempts == 0 {
+        problems.push(problem("repair.max_attempts", "must be at least 1"));
+    }
+    for (key, url) in r
+        .api_database
+        .iter()
+        .map(|u| ("repair.api_database".to_string(), u))
+        .chain(
+            r.cell_databases
+                .iter()
+                .map(|(k, u)| (format!("repair.cell_databases.{k}"), u)),
+        )
+    {
+        if !(url.expose().starts_with("mysql://") || url.expose().starts_with("mariadb://")) {
+            problems.push(problem(
+                &key,
+                format!(
+                    "{} is not a mysql:// URL (Nova's databases are MySQL/MariaDB)",
+                    url.redacted()
+                ),
+            ));
+        }
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.logging.level) {
         problems.push(problem("logging.level", e.to_string()));
     }

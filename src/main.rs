@@ -1,5 +1,5 @@
 //! The `steward` command: `serve`, `config check`, `db upgrade`, `db status`, `rebalance ...`,
-//! `simulate`, `openapi`.
+//! `simulate`, `repair ...`, `openapi`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +65,15 @@ enum Command {
         #[arg(long, short = 'f', value_enum, default_value = "json")]
         format: DocFormat,
     },
+    /// Move legacy Ironic nodes and their instances to custom resource classes (plan first).
+    Repair {
+        #[command(subcommand)]
+        command: Option<RepairCommand>,
+        #[command(flatten)]
+        selection: RepairSelection,
+        #[arg(long, short = 'f', value_enum, default_value = "table", global = true)]
+        format: Format,
+    },
     /// The rebalancer's journal and execution.
     Rebalance {
         #[command(subcommand)]
@@ -106,6 +115,54 @@ enum RebalanceCommand {
     List {
         #[arg(long, short = 'f', value_enum, default_value = "table")]
         format: Format,
+    },
+}
+
+/// Which Ironic nodes a repair looks at.
+#[derive(clap::Args, Clone, Default)]
+struct RepairSelection {
+    /// An Ironic node uuid or name (repeatable).
+    #[arg(long = "node", global = true)]
+    nodes: Vec<String>,
+    /// Ironic's resource class (`baremetal-gold`) or its custom name (`CUSTOM_BAREMETAL_GOLD`).
+    #[arg(long, global = true)]
+    resource_class: Option<String>,
+    /// A cell name or uuid: only nodes whose compute node is in it.
+    #[arg(long, global = true)]
+    cell: Option<String>,
+    /// Every node (required by `apply` when nothing else selects).
+    #[arg(long, global = true)]
+    all: bool,
+}
+
+impl RepairSelection {
+    fn selection(&self) -> steward::repair::plan::Selection {
+        steward::repair::plan::Selection {
+            nodes: self.nodes.clone(),
+            resource_class: self.resource_class.clone(),
+            cell: self.cell.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum RepairCommand {
+    /// Show per node what is wrong and the ordered steps that fix it; changes nothing (default).
+    Plan,
+    /// Execute the plan: journaled, node by node; exit 0 repaired, 1 failed, 4 nothing to do.
+    Apply {
+        /// No progress bar on stderr.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check that Placement and Nova agree with the target; exit 0 clean, 3 problems found.
+    Verify,
+    /// Put back the embedded flavors, request specs and flavor extra specs run RUN_ID changed.
+    Rollback {
+        run_id: String,
+        /// Also restore the nodes' inventories and the allocations.
+        #[arg(long)]
+        placement: bool,
     },
 }
 
@@ -159,6 +216,11 @@ fn main() -> ExitCode {
             seed,
             format,
         } => simulate(&scenario, hours, seed, format),
+        Command::Repair {
+            command,
+            selection,
+            format,
+        } => with_config(cli.config, |v| repair(v, command, selection, format)),
     }
 }
 
@@ -357,6 +419,31 @@ fn db(v: Validated, upgrade: bool) -> ExitCode {
             }
         }
     })
+}
+
+fn repair(
+    v: Validated,
+    command: Option<RepairCommand>,
+    selection: RepairSelection,
+    format: Format,
+) -> ExitCode {
+    use steward::repair::cli::Command as C;
+    let s = selection.selection();
+    let command = match command.unwrap_or(RepairCommand::Plan) {
+        RepairCommand::Plan => C::Plan(s),
+        RepairCommand::Apply { no_progress } => C::Apply {
+            selection: s,
+            all: selection.all,
+            progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        },
+        RepairCommand::Verify => C::Verify(s),
+        RepairCommand::Rollback { run_id, placement } => C::Rollback { run_id, placement },
+    };
+    runtime().block_on(steward::repair::cli::run(
+        &v,
+        command,
+        matches!(format, Format::Json),
+    ))
 }
 
 /// The Nova client the cluster refresh reads through, when `[cluster] source = "nova"`.

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub rebalance_hook_failures: IntCounterVec,
     /// 1 while this replica is the rebalance leader.
     pub rebalance_leader: IntGauge,
+    pub repair_runs: IntCounterVec,
 }
 
 impl Metrics {
@@ -169,6 +170,17 @@ impl Metrics {
             "1 while this replica is the rebalance leader",
         )
         .expect("valid metric");
+        let repair_runs = IntCounterVec::new(
+            Opts::new(
+                "steward_repair_runs_total",
+                "Inventory repair runs finished, by result (ok, failed)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for result in ["ok", "failed"] {
+            repair_runs.with_label_values(&[result]);
+        }
         let build = IntGaugeVec::new(
             Opts::new("steward_build_info", "Steward's version"),
             &["version"],
@@ -202,6 +214,7 @@ impl Metrics {
             Box::new(rebalance_bytes_moved.clone()),
             Box::new(rebalance_hook_failures.clone()),
             Box::new(rebalance_leader.clone()),
+            Box::new(repair_runs.clone()),
             Box::new(build),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -226,6 +239,7 @@ impl Metrics {
             rebalance_bytes_moved,
             rebalance_hook_failures,
             rebalance_leader,
+            repair_runs,
         }
     }
 

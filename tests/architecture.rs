@@ -255,3 +255,51 @@ fn the_rebalance_executor_reaches_nova_only_through_openstack() {
         bad.join("\n")
     );
 }
+
+#[test]
+fn repair_plan_is_pure() {
+    let files = vec![src("repair/plan.rs")];
+    let bad = offenders(
+        &files,
+        &[
+            "crate::api",
+            "crate::store",
+            "crate::novadb",
+            "crate::openstack",
+            "crate::config",
+            "std::fs",
+            "std::net",
+            "std::io",
+            "tokio",
+            "reqwest",
+            "sqlx",
+            "SystemTime",
+            "Instant::now",
+            "unix_now",
+            "Mutex",
+            "RwLock",
+        ],
+    );
+    assert!(
+        bad.is_empty(),
+        "repair::plan must stay pure (facts in, steps out):\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn novadb_is_an_adapter() {
+    let files = rust_files(&src("novadb"));
+    assert!(files.len() >= 2, "the novadb sources were found");
+    let bad = offenders(
+        &files,
+        &[
+            "crate::repair",
+            "crate::api",
+            "crate::scoring",
+            "crate::cluster",
+            "crate::store",
+        ],
+    );
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

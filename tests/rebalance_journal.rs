@@ -2,91 +2,12 @@
 //! test in its own database): plans, guarded transitions with their events, an admin's
 //! decision, the SQLite lease and MySQL's GET_LOCK.
 
-use sqlx::Connection;
-use steward::config::DatabaseUrl;
+mod common;
+
+use common::scratch::on_both;
 use steward::rebalance::leader;
 use steward::store::journal::{ActionState, JournalError, NewAction, NewPlan, Patch, PlanState};
-use steward::store::{Backend, Store};
-
-fn mysql_server() -> String {
-    std::env::var("STEWARD_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
-}
-
-/// A fresh database on the backend, and what removes it.
-struct Scratch {
-    url: DatabaseUrl,
-    drop_db: Option<(String, String)>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Scratch {
-    async fn new(backend: Backend) -> Scratch {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("s.sqlite").display()
-                );
-                Scratch {
-                    url: DatabaseUrl(url),
-                    drop_db: None,
-                    _dir: Some(dir),
-                }
-            }
-            Backend::MySql => {
-                let server = mysql_server();
-                let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
-                let mut c = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
-                    .await
-                    .unwrap_or_else(|e| panic!("MariaDB at {server} is needed ({e}); run ./scripts/test, which starts a private one, or set STEWARD_TEST_MYSQL_URL"));
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                Scratch {
-                    url: DatabaseUrl(format!("{server}/{name}")),
-                    drop_db: Some((server, name)),
-                    _dir: None,
-                }
-            }
-        }
-    }
-
-    async fn cleanup(self) {
-        if let Some((server, name)) = self.drop_db {
-            let mut c = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
-                .await
-                .unwrap();
-            sqlx::query(&format!("DROP DATABASE {name}"))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-    }
-}
-
-/// Run one async test body on both backends.
-fn on_both<F, Fut>(test: F)
-where
-    F: Fn(Store) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        for backend in [Backend::Sqlite, Backend::MySql] {
-            let scratch = Scratch::new(backend).await;
-            let store = Store::connect(&scratch.url, 4).await.unwrap();
-            assert_eq!(store.backend(), backend);
-            test(store.clone()).await;
-            store.close().await;
-            scratch.cleanup().await;
-        }
-    });
-}
+use steward::store::Backend;
 
 fn plan(mode: &str, n: usize) -> NewPlan {
     NewPlan {

@@ -3,69 +3,13 @@
 //! test makes and drops its own database. No server is a failure, not a skip: the test script
 //! starts a private one where none runs.
 
-use sqlx::Connection;
+mod common;
+
+use common::scratch::on_both;
 use steward::config::DatabaseUrl;
 use steward::model::{HostFacts, Source, VmFacts, WeeklyProfile};
-use steward::store::{Backend, Store};
+use steward::store::Store;
 use steward::telemetry::{HostSample, VmSample};
-
-fn mysql_server() -> String {
-    std::env::var("STEWARD_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
-}
-
-/// A fresh database on the backend, and what removes it.
-struct Scratch {
-    url: DatabaseUrl,
-    drop_db: Option<(String, String)>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Scratch {
-    async fn new(backend: Backend) -> Scratch {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("s.sqlite").display()
-                );
-                Scratch {
-                    url: DatabaseUrl(url),
-                    drop_db: None,
-                    _dir: Some(dir),
-                }
-            }
-            Backend::MySql => {
-                let server = mysql_server();
-                let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
-                let mut c = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
-                    .await
-                    .unwrap_or_else(|e| panic!("MariaDB at {server} is needed ({e}); run ./scripts/test, which starts a private one, or set STEWARD_TEST_MYSQL_URL"));
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                Scratch {
-                    url: DatabaseUrl(format!("{server}/{name}")),
-                    drop_db: Some((server, name)),
-                    _dir: None,
-                }
-            }
-        }
-    }
-
-    async fn cleanup(self) {
-        if let Some((server, name)) = self.drop_db {
-            let mut c = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
-                .await
-                .unwrap();
-            sqlx::query(&format!("DROP DATABASE {name}"))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-    }
-}
 
 fn host(name: &str, az: Option<&str>, steal: Option<f64>, at: f64) -> HostSample {
     HostSample {
@@ -95,26 +39,18 @@ fn vm(uuid: &str, host: Option<&str>, role: Option<&str>, at: f64) -> VmSample {
     }
 }
 
-/// Run one async test body on both backends.
-fn on_both<F, Fut>(test: F)
-where
-    F: Fn(Store) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        for backend in [Backend::Sqlite, Backend::MySql] {
-            let scratch = Scratch::new(backend).await;
-            let store = Store::connect(&scratch.url, 4).await.unwrap();
-            assert_eq!(store.backend(), backend);
-            test(store.clone()).await;
-            store.close().await;
-            scratch.cleanup().await;
-        }
-    });
+/// The versions of sql/sqlite/NNNN_*.sql (the MySQL folder has the same numbers).
+fn migration_versions() -> Vec<i64> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/sqlite");
+    let mut v: Vec<i64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.split('_').next()?.parse().ok()
+        })
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 #[test]
@@ -122,25 +58,8 @@ fn migrations_apply_once_and_report_status() {
     on_both(|store| async move {
         let before = store.status().await.unwrap();
         assert!(before.applied.is_empty());
-        // Every file under sql/<backend> is one migration (other branches add theirs).
-        let dir = match store.backend() {
-            Backend::Sqlite => "sqlite",
-            Backend::MySql => "mysql",
-        };
-        let files: Vec<i64> = {
-            let mut v: Vec<i64> =
-                std::fs::read_dir(format!("{}/sql/{dir}", env!("CARGO_MANIFEST_DIR")))
-                    .unwrap()
-                    .filter_map(|e| {
-                        let name = e.ok()?.file_name().into_string().ok()?;
-                        name.strip_suffix(".sql")?.split('_').next()?.parse().ok()
-                    })
-                    .collect();
-            v.sort_unstable();
-            v
-        };
-        assert!(files.len() >= 4, "{files:?}");
-        assert_eq!(before.pending.len(), files.len());
+        let versions = migration_versions();
+        assert_eq!(before.pending.len(), versions.len());
         assert!(store
             .check_current()
             .await
@@ -148,7 +67,7 @@ fn migrations_apply_once_and_report_status() {
             .to_string()
             .contains("steward db upgrade"));
         let after = store.upgrade().await.unwrap();
-        assert_eq!(after.applied, files);
+        assert_eq!(after.applied, versions);
         assert!(after.pending.is_empty());
         assert_eq!(
             store.upgrade().await.unwrap(),
@@ -304,4 +223,88 @@ fn an_unreachable_database_is_named_without_its_password() {
         "{err}"
     );
     assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn the_repair_journal_keeps_before_images_and_runs() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        assert!(store.repair_unfinished_run().await.unwrap().is_none());
+        store
+            .repair_run_start("repair-1", 100.0, "{\"nodes\":[]}")
+            .await
+            .unwrap();
+        // A flavor text as Nova wrote it, larger than a VARCHAR page and with non-ASCII.
+        let before = format!(
+            "{{\"cur\": {{\"name\": \"Fußball\", \"pad\": \"{}\"}}}}",
+            "x".repeat(70_000)
+        );
+        let a = store
+            .repair_journal_before(
+                "repair-1",
+                "node-a",
+                "rewrite_instance_flavor",
+                "instance i1",
+                Some(before.as_bytes()),
+                Some(b"meant"),
+                101.0,
+            )
+            .await
+            .unwrap();
+        let b = store
+            .repair_journal_before(
+                "repair-1",
+                "node-b",
+                "set_custom_only_inventory",
+                "provider p1",
+                Some(b"{}"),
+                None,
+                102.0,
+            )
+            .await
+            .unwrap();
+        assert_ne!(a, b);
+        store
+            .repair_journal_mark(&a, "done", Some(b"after"), None)
+            .await
+            .unwrap();
+        // Before it is marked, an entry holds what the write meant to leave.
+        let j = store.repair_journal("repair-1").await.unwrap();
+        assert_eq!(j[0].after_image.as_deref(), Some(&b"after"[..]));
+        assert_eq!(
+            (j[1].state.as_str(), j[1].after_image.as_deref()),
+            ("pending", None)
+        );
+        store
+            .repair_journal_fail(&b, "409 placement.concurrent_update")
+            .await
+            .unwrap();
+        // A killed run is still running: the next apply resumes it.
+        assert_eq!(
+            store.repair_unfinished_run().await.unwrap().unwrap().id,
+            "repair-1"
+        );
+        let j = store.repair_journal("repair-1").await.unwrap();
+        assert_eq!(j.len(), 2);
+        assert_eq!(
+            (j[0].entry.as_str(), j[0].state.as_str()),
+            (a.as_str(), "done")
+        );
+        assert_eq!(j[0].before_image.as_deref(), Some(before.as_bytes()));
+        assert_eq!(j[0].after_image.as_deref(), Some(&b"after"[..]));
+        assert_eq!(j[1].state, "failed");
+        assert_eq!(
+            j[1].message.as_deref(),
+            Some("409 placement.concurrent_update")
+        );
+        assert!(j[0].id < j[1].id, "journal order is write order");
+        store
+            .repair_run_finish("repair-1", "ok", 103.0, "{}")
+            .await
+            .unwrap();
+        let run = store.repair_run("repair-1").await.unwrap().unwrap();
+        assert_eq!((run.status.as_str(), run.finished_at), ("ok", Some(103.0)));
+        assert!(store.repair_unfinished_run().await.unwrap().is_none());
+        assert!(store.repair_run("repair-2").await.unwrap().is_none());
+    });
 }

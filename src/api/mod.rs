@@ -4,6 +4,7 @@
 pub mod errors;
 pub mod openapi;
 pub mod openapi_markdown;
+mod repair;
 mod routes;
 pub mod schema;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     pub keystone: Option<Arc<CachedValidator>>,
     pub max_body_bytes: usize,
     pub max_hosts: usize,
+    /// What the repair routes connect with (`[openstack]`, `[repair]`).
+    pub settings: Arc<crate::config::Settings>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             keystone: None,
             max_body_bytes: v.settings.server.max_body_bytes,
             max_hosts: v.settings.server.max_hosts,
+            settings: Arc::new(v.settings),
         }
     }
 }
@@ -114,6 +118,8 @@ impl Need {
 fn required_role(method: &str, path: &str) -> Option<Need> {
     match (method, path) {
         (_, "/healthz") => None,
+        // The inventory repair writes to Nova's data: every repair route, reads too, is admin's.
+        (_, p) if p.starts_with("/v1/repair") => Some(Need::Admin),
         ("GET" | "HEAD" | "OPTIONS", _) => Some(Need::Reader),
         ("POST", "/v1/filter" | "/v1/weigh") => Some(Need::Reader),
         ("POST", "/v1/telemetry") => Some(Need::Telemetry),
@@ -281,6 +287,7 @@ async fn observe(
 /// Register the routes and middleware on an app (used by `serve` and by the tests).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
+    repair::configure(cfg);
 }
 
 pub fn app(

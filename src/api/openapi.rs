@@ -29,7 +29,7 @@ impl Modify for Security {
           routes::healthz, routes::metrics, routes::openapi,
           routes::rebalance_plans, routes::approve_plan, routes::cancel_plan, routes::migrations),
     components(schemas(CalloutRequest, InstanceDto, HostDto, FlavorDto, ServerGroupDto, OperationDto,
-                       FilterResponse, CompactFilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
+                       FilterAnswer, FilterResponse, CompactFilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
                        TelemetryPush, HostSampleDto, VmSampleDto, TelemetryAccepted, Accepted,
                        ProfileList, ProfileInfo, PluginInfo, HostList, HostInfo, HostDetail, WeeklyInfo, VmInfo, Health,
                        ErrorBody, ErrorDetail,

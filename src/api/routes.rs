@@ -46,7 +46,7 @@ fn request_id(req: &HttpRequest) -> String {
 /// Read the body up to the configured limit, answering 413 past it without reading the rest.
 /// A `Content-Length` over the limit is refused before any byte is read; one within it sizes
 /// the buffer once (a 1,000-host callout is about 430 KB).
-async fn read_body(
+pub(super) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
@@ -117,7 +117,7 @@ pub struct FilterQuery {
 #[utoipa::path(post, path = "/v1/filter", request_body = CalloutRequest,
     params(("weigh" = Option<bool>, Query, description = "also answer the allowed hosts' weights (one round trip per scheduling request)"),
            ("compact" = Option<bool>, Query, description = "answer hosts by their index in the request and weights as a plain array (CompactFilterResponse): what the Nova shim asks for")),
-    responses((status = 200, body = FilterResponse), (status = 200, body = CompactFilterResponse), (status = 400, body = ErrorBody),
+    responses((status = 200, body = FilterAnswer, description = "hosts by name (FilterResponse), or by index with `compact=true` (CompactFilterResponse)"), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn filter(
     req: HttpRequest,
@@ -157,16 +157,18 @@ pub async fn filter(
             }
         }
         let weights = host_weights.map(|hw| allowed_indexes.iter().map(|&i| hw[i]).collect());
-        return Ok(HttpResponse::Ok().json(CompactFilterResponse {
-            request_id: rid,
-            profile: profile.name.clone(),
-            role: out.role,
-            degraded,
-            degraded_reasons: out.degraded_reasons,
-            allowed_indexes,
-            rejected,
-            weights,
-        }));
+        return Ok(
+            HttpResponse::Ok().json(FilterAnswer::Compact(CompactFilterResponse {
+                request_id: rid,
+                profile: profile.name.clone(),
+                role: out.role,
+                degraded,
+                degraded_reasons: out.degraded_reasons,
+                allowed_indexes,
+                rejected,
+                weights,
+            })),
+        );
     }
     let mut allowed = Vec::with_capacity(allowed_count);
     let mut weights = host_weights
@@ -191,7 +193,7 @@ pub async fn filter(
             Some(r) => rejected.push(rejected_host(&state, None, h, r)),
         }
     }
-    Ok(HttpResponse::Ok().json(FilterResponse {
+    Ok(HttpResponse::Ok().json(FilterAnswer::Named(FilterResponse {
         request_id: rid,
         profile: profile.name.clone(),
         role: out.role,
@@ -200,7 +202,7 @@ pub async fn filter(
         allowed,
         rejected,
         weights,
-    }))
+    })))
 }
 
 /// A rejected host of a filter answer, counted by the plugin that rejected it.

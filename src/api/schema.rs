@@ -338,6 +338,14 @@ pub struct FilterResponse {
     pub weights: Option<Vec<HostWeight>>,
 }
 
+/// The answer of `POST /v1/filter`: hosts by name, or by index with `?compact=true`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum FilterAnswer {
+    Named(FilterResponse),
+    Compact(CompactFilterResponse),
+}
+
 /// `POST /v1/filter?compact=true`: the filter answer with hosts named by their index in the
 /// request, for callers that hold the hosts in request order (the Nova shim).
 #[derive(Debug, Clone, Serialize, ToSchema)]

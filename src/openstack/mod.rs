@@ -1,8 +1,9 @@
 //! Typed async clients for the OpenStack services steward reads: Keystone auth and token
-//! validation, Nova, Placement.
+//! validation, Nova, Placement, Ironic.
 //! The adapter layer: it moves data and names failures; what the data means is decided elsewhere.
 
 pub mod cloud;
+pub mod ironic;
 pub mod keystone;
 pub mod nova;
 pub mod placement;

@@ -248,6 +248,23 @@ fn checked_uuid<'a>(id: &'a str, what: &str) -> Result<&'a str> {
     }
 }
 
+/// A flavor as `/flavors/detail` shows it to an admin (extra specs from 2.61 on).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Flavor {
+    /// The flavor id users name (`flavorid` in Nova's database), not the row id.
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub vcpus: i64,
+    #[serde(default)]
+    pub ram: i64,
+    #[serde(default)]
+    pub disk: i64,
+    #[serde(default, deserialize_with = "string_map")]
+    pub extra_specs: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 struct Link {
     #[serde(default)]
@@ -419,6 +436,71 @@ impl Nova {
             )
             .await?;
         Ok(())
+    }
+
+    /// Every flavor, public and private (admin), with its extra specs.
+    pub async fn flavors(&self) -> Result<Vec<Flavor>> {
+        self.list_by_marker(
+            "flavors/detail",
+            &[("is_public", "None".to_string())],
+            "flavors",
+            "flavors_links",
+        )
+        .await
+    }
+
+    /// Add or overwrite extra specs of flavor `flavor_id` (`POST /flavors/{id}/os-extra_specs`);
+    /// keys not named are left as they are. Answers the flavor's extra specs as Nova sent them.
+    pub async fn set_flavor_extra_specs(
+        &self,
+        flavor_id: &str,
+        specs: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>> {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default, deserialize_with = "string_map")]
+            extra_specs: BTreeMap<String, String>,
+        }
+        if flavor_id.is_empty() || flavor_id.contains('/') || flavor_id.contains("..") {
+            return Err(Error::Argument(format!(
+                "{flavor_id:?} is not a flavor id; pass the flavor's id as `openstack flavor list` \
+                 shows it"
+            )));
+        }
+        let body = serde_json::json!({ "extra_specs": specs });
+        let reply = self
+            .session
+            .request(
+                reqwest::Method::POST,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                &format!("flavors/{flavor_id}/os-extra_specs"),
+                &[],
+                Some(&body),
+            )
+            .await?;
+        let answer: Answer = reply.json()?;
+        Ok(answer.extra_specs)
+    }
+
+    /// Remove one extra spec of a flavor (`DELETE /flavors/{id}/os-extra_specs/{key}`).
+    pub async fn delete_flavor_extra_spec(&self, flavor_id: &str, key: &str) -> Result<()> {
+        for (what, v) in [("flavor id", flavor_id), ("extra spec key", key)] {
+            if v.is_empty() || v.contains('/') || v.contains("..") {
+                return Err(Error::Argument(format!("{v:?} is not a {what}")));
+            }
+        }
+        self.session
+            .request(
+                reqwest::Method::DELETE,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                &format!("flavors/{flavor_id}/os-extra_specs/{key}"),
+                &[],
+                None,
+            )
+            .await
+            .map(|_| ())
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply> {

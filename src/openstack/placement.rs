@@ -1,14 +1,19 @@
-//! Placement as typed reads: resource providers, and per provider its inventories, usages and
-//! aggregates, each with the provider generation a later write must quote.
+//! Placement as typed calls: resource providers, and per provider its inventories, usages,
+//! aggregates and allocations, each with the provider generation a later write must quote; and
+//! the writes the inventory repair makes (resource classes, inventories, allocations).
 //!
 //! Every call asks for microversion 1.39 (error bodies carry `code` from 1.23; `consumer_type`
-//! exists from 1.38). Placement does not page these listings.
+//! exists from 1.38 and is then required on allocation writes). Placement does not page these
+//! listings. A write that lost a race answers 409 with `placement.concurrent_update`
+//! ([`is_concurrent_update`]); whether to read again and retry is the caller's decision.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use reqwest::Method;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::session::{Microversion, Session};
 use super::{Error, Result};
@@ -27,7 +32,7 @@ pub struct ResourceProvider {
     pub root_provider_uuid: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Inventory {
     pub total: i64,
     #[serde(default)]
@@ -72,6 +77,75 @@ pub struct ProviderAggregates {
     #[serde(rename = "resource_provider_generation")]
     pub generation: i64,
     pub aggregates: Vec<String>,
+}
+
+/// Every consumer's resources on one provider.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ProviderAllocations {
+    #[serde(rename = "resource_provider_generation")]
+    pub generation: i64,
+    /// Consumer uuid -> its resources on this provider.
+    pub allocations: BTreeMap<String, ConsumerResources>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ConsumerResources {
+    pub resources: BTreeMap<String, i64>,
+}
+
+/// One consumer's allocations (`GET /allocations/{consumer}` at 1.39).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ConsumerAllocations {
+    /// Provider uuid -> resources and the provider's generation.
+    #[serde(default)]
+    pub allocations: BTreeMap<String, ProviderResources>,
+    #[serde(default)]
+    pub consumer_generation: Option<i64>,
+    #[serde(default)]
+    pub project_id: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// `INSTANCE`, `MIGRATION` or `unknown` (1.38+).
+    #[serde(default)]
+    pub consumer_type: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ProviderResources {
+    pub resources: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub generation: Option<i64>,
+}
+
+/// Who owns a consumer, as an allocation write must restate it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerOwner {
+    pub project_id: String,
+    pub user_id: String,
+    pub consumer_generation: Option<i64>,
+    pub consumer_type: String,
+}
+
+/// Placement's own name rule for custom classes: `^CUSTOM_[A-Z0-9_]+$`, at most 255 bytes.
+pub fn is_custom_class(name: &str) -> bool {
+    name.len() <= 255
+        && name.strip_prefix("CUSTOM_").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
+/// A 409 that means "someone wrote first": a stale provider or consumer generation
+/// (`placement.concurrent_update`). Read again and retry.
+pub fn is_concurrent_update(e: &Error) -> bool {
+    e.status() == Some(409) && e.code() == Some("placement.concurrent_update")
+}
+
+/// A 409 that means an inventory write would drop a class still allocated.
+pub fn is_inventory_in_use(e: &Error) -> bool {
+    e.status() == Some(409) && e.code() == Some("placement.inventory.inuse")
 }
 
 /// Placement through a [`Session`].
@@ -131,6 +205,117 @@ impl Placement {
             segment(provider_uuid)?
         ))
         .await
+    }
+
+    /// Every consumer's allocation against one provider.
+    pub async fn provider_allocations(&self, provider_uuid: &str) -> Result<ProviderAllocations> {
+        self.get(&format!(
+            "resource_providers/{}/allocations",
+            segment(provider_uuid)?
+        ))
+        .await
+    }
+
+    /// One consumer's allocations on every provider, with its generation and type.
+    pub async fn allocations(&self, consumer_uuid: &str) -> Result<ConsumerAllocations> {
+        self.get(&format!("allocations/{}", segment(consumer_uuid)?))
+            .await
+    }
+
+    /// Create a custom resource class; `Ok(true)` when it was created, `Ok(false)` when it
+    /// existed (PUT, >= 1.7: 201 or 204).
+    pub async fn ensure_resource_class(&self, name: &str) -> Result<bool> {
+        if !is_custom_class(name) {
+            return Err(Error::Argument(format!(
+                "{name:?} is not a custom resource class name (CUSTOM_ followed by A-Z, 0-9, _)"
+            )));
+        }
+        let reply = self
+            .write(Method::PUT, &format!("resource_classes/{name}"), None)
+            .await?;
+        Ok(reply == 201)
+    }
+
+    /// Replace a provider's whole inventory, quoting the generation it was read at. Answers the
+    /// new inventories and generation.
+    pub async fn set_inventories(
+        &self,
+        provider_uuid: &str,
+        generation: i64,
+        inventories: &BTreeMap<String, Inventory>,
+    ) -> Result<Inventories> {
+        let body = json!({
+            "resource_provider_generation": generation,
+            "inventories": inventories,
+        });
+        self.send_json(
+            Method::PUT,
+            &format!("resource_providers/{}/inventories", segment(provider_uuid)?),
+            &body,
+        )
+        .await
+    }
+
+    /// Replace a consumer's allocations (every provider), quoting its generation (`None` for a
+    /// consumer Placement does not know yet).
+    pub async fn set_allocations(
+        &self,
+        consumer_uuid: &str,
+        allocations: &BTreeMap<String, BTreeMap<String, i64>>,
+        owner: &ConsumerOwner,
+    ) -> Result<()> {
+        let allocs: serde_json::Map<String, Value> = allocations
+            .iter()
+            .map(|(rp, resources)| (rp.clone(), json!({ "resources": resources })))
+            .collect();
+        let body = json!({
+            "allocations": allocs,
+            "project_id": owner.project_id,
+            "user_id": owner.user_id,
+            "consumer_generation": owner.consumer_generation,
+            "consumer_type": owner.consumer_type,
+        });
+        self.write(
+            Method::PUT,
+            &format!("allocations/{}", segment(consumer_uuid)?),
+            Some(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<T> {
+        self.session
+            .request(
+                method,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                path,
+                &[],
+                Some(body),
+            )
+            .await?
+            .json()
+    }
+
+    async fn write(&self, method: Method, path: &str, body: Option<&Value>) -> Result<u16> {
+        Ok(self
+            .session
+            .request(
+                method,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                path,
+                &[],
+                body,
+            )
+            .await?
+            .status)
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {

@@ -81,9 +81,19 @@ impl Microversion {
         }
     }
 
+    pub fn baremetal(version: &str) -> Self {
+        Microversion {
+            service: "baremetal",
+            version: version.into(),
+        }
+    }
+
     /// The headers that carry it. Nova also gets its legacy header, which Nova releases before
-    /// the generic one (and proxies that only know the old one) read.
+    /// the generic one (and proxies that only know the old one) read; Ironic reads only its own.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
+        if self.service == "baremetal" {
+            return vec![("X-OpenStack-Ironic-API-Version", self.version.clone())];
+        }
         let mut h = vec![(
             "OpenStack-API-Version",
             format!("{} {}", self.service, self.version),

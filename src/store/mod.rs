@@ -4,6 +4,8 @@
 pub mod detector;
 pub mod journal;
 
+mod repair;
+
 use std::collections::HashSet;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -13,6 +15,8 @@ use sqlx::{AnyPool, Row};
 use crate::config::DatabaseUrl;
 use crate::model::{ClusterView, HostFacts, Source, VmFacts, WeeklyProfile, WeeklyProfiles};
 use crate::telemetry::{HostSample, VmSample};
+
+pub use repair::{JournalEntry, RepairRun};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("sql/sqlite");
 static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("sql/mysql");

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod scratch;
 
 use std::collections::BTreeMap;
 

@@ -46,6 +46,8 @@ ADMIN_USER = 'b0b0b0b0b0b04b0b8b0b0b0b0b0b0b0b'
 CELL0_UUID = '00000000-0000-0000-0000-000000000000'
 SEEDER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                       'nova_seed.py')
+INSPECTOR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         'nova_inspect.py')
 
 
 class NovaApi:
@@ -136,6 +138,25 @@ class NovaApi:
             raise PeerStartError('nova_seed.py printed no JSON summary; '
                                  'see %s/nova-seed.log' % self.workdir) from e
         return self.seeded
+
+    def inspect(self, *instance_uuids):
+        """Each instance read back through Nova's own objects
+        (Instance.get_by_uuid with its flavors, RequestSpec), with
+        scheduler_utils.resources_from_flavor_and_bfv of every flavor
+        copy: see nova_inspect.py."""
+        out = run_tool([peer_bin('nova', 'python', self.venv), INSPECTOR,
+                        '--config-file', self.conf_path] + list(
+                            instance_uuids), self.workdir, 'nova-inspect',
+                       env=self.env)
+        return json.loads(out)
+
+    def destroy(self, *instance_uuids):
+        """Delete instances as nova-compute does (Instance.destroy(): soft
+        delete of the instance and its instance_extra)."""
+        run_tool([peer_bin('nova', 'python', self.venv), INSPECTOR,
+                  '--config-file', self.conf_path, '--destroy'] + list(
+                      instance_uuids), self.workdir, 'nova-inspect',
+                 env=self.env)
 
     def heartbeat(self, hosts=()):
         """One report now for the seeded-up nova-compute services (or the

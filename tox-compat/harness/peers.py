@@ -13,15 +13,23 @@ validate real tokens (keystonemiddleware) and sit in the catalog;
 otherwise Placement runs noauth2 and Nova without authtoken. seed()
 writes Nova's side with Nova's objects and mirrors it into Placement as
 nova-compute and the scheduler would (one provider per compute node with
-its inventory and aggregates, one allocation per server). Every peer
-keeps its log under the workdir; failure_report() gathers their tails.
+its inventory and aggregates, one allocation per server). With
+ironic=True the real Ironic runs too, and a seeded host that carries
+"ironic" (see seed()) is a bare-metal node: a fake-hardware node in
+Ironic whose uuid is the compute node's, its provider's and the
+instance's `node`. Every peer keeps its log under the workdir;
+failure_report() gathers their tails.
 """
 
 import concurrent.futures
+import copy
 import json
 import os
+import re
 import time
+import uuid as uuidlib
 
+from harness.ironic import start_ironic
 from harness.keystone import start_keystone
 from harness.nova_api import start_nova_api
 from harness.placement import start_placement
@@ -42,15 +50,17 @@ class Cloud:
     harness.prometheus), `weeks`, `history_end` and `live` shape
     Prometheus; `service_down_time` is Nova's, and `keep_up` starts the
     nova-compute heartbeat loop after seed(). After start(), the peers
-    are .keystone, .placement, .nova, .prometheus (None if not asked)."""
+    are .keystone, .placement, .nova, .prometheus, .ironic (None if not
+    asked)."""
 
     def __init__(self, workdir, keystone=False, placement=False, nova=False,
                  prometheus=False, placement_backend='mysql', history=None,
                  weeks=4, history_end=None, live=False,
-                 service_down_time=60, keep_up=False):
+                 service_down_time=60, keep_up=False, ironic=False):
         self.workdir = os.path.abspath(str(workdir))
         self.want = {'keystone': keystone, 'placement': placement or nova,
-                     'nova': nova, 'prometheus': prometheus}
+                     'nova': nova, 'prometheus': prometheus,
+                     'ironic': ironic}
         self.placement_backend = placement_backend
         self.history = history
         self.weeks = weeks
@@ -62,6 +72,8 @@ class Cloud:
         self.placement = None
         self.nova = None
         self.prometheus = None
+        self.ironic = None
+        self.ironic_nodes = {}
         self.seeded = None
         self.identity = None
         self.timings = {}
@@ -99,6 +111,10 @@ class Cloud:
             self._dir('prometheus'), history=self.history, weeks=self.weeks,
             end=self.history_end, live=self.live))
 
+    def _ironic(self):
+        self.ironic = self._timed('ironic', lambda: start_ironic(
+            self._dir('ironic')))
+
     def start(self):
         """Start the peers asked for; Prometheus beside the OpenStack
         chain (Keystone, then Placement, then Nova, which each need the
@@ -107,11 +123,13 @@ class Cloud:
         _ACTIVE.append(self)
         started = time.monotonic()
         jobs = []
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
             if any(self.want[p] for p in ('keystone', 'placement', 'nova')):
                 jobs.append(pool.submit(self._openstack_chain))
             if self.want['prometheus']:
                 jobs.append(pool.submit(self._prometheus))
+            if self.want['ironic']:
+                jobs.append(pool.submit(self._ironic))
             errors = [j.exception() for j in jobs if j.exception()]
         if errors:
             self.stop()
@@ -124,7 +142,7 @@ class Cloud:
         leave timings.json (seconds per peer start, seed) in the workdir."""
         started = time.monotonic()
         peers = [p for p in (self.nova, self.placement, self.keystone,
-                             self.prometheus) if p is not None]
+                             self.prometheus, self.ironic) if p is not None]
         # In parallel: each waits out its own grace period.
         with concurrent.futures.ThreadPoolExecutor(max(len(peers), 1)) as pool:
             jobs = [pool.submit(p.stop) for p in peers]
@@ -148,17 +166,81 @@ class Cloud:
 
     def seed(self, description):
         """Seed Nova (nova_seed.py SEED FORMAT) and mirror it into
-        Placement; return the seeder's summary."""
+        Placement; return the seeder's summary.
+
+        A host may carry "ironic": {"resource_class": "GOLD",
+        "state": "active", "maintenance": false, "legacy": true} (needs
+        ironic=True; legacy: Placement holds VCPU, MEMORY_MB and DISK_GB
+        beside CUSTOM_GOLD, else CUSTOM_GOLD only): it
+        becomes one Ironic node, as Nova's Ironic driver sees it: the
+        node's uuid is the compute node's uuid and hypervisor_hostname
+        (so the instances' `node`), hypervisor_type is ironic, and the
+        node's instance_uuid is the first server seeded on that host.
+        The summary's "ironic_nodes" maps host name to node uuid."""
         if self.nova is None:
             raise ValueError('seed() needs nova=True')
         started = time.monotonic()
+        description, bare_metal = self._bare_metal(description)
         self.seeded = self.nova.seed(description)
+        self.seeded['ironic_nodes'] = {}
+        for host, (node, ir) in bare_metal.items():
+            instance = next((s['uuid'] for s in description.get(
+                'servers', []) if s.get('host') == host), None)
+            self.ironic.create_node(
+                host, ir.get('resource_class', ''), uuid=node,
+                instance_uuid=instance if ir.get(
+                    'instance', True) else None,
+                state=ir.get('state', 'active' if instance else
+                             'available'),
+                maintenance=bool(ir.get('maintenance')),
+                properties=ir.get('properties'))
+            self.seeded['ironic_nodes'][host] = node
+            self.ironic_nodes[host] = node
         if self.placement is not None:
             mirror_to_placement(self.placement, self.seeded, description)
         if self.keep_up_services:
             self.nova.keep_up()
         self.timings['seed'] = round(time.monotonic() - started, 2)
         return self.seeded
+
+    def _bare_metal(self, description):
+        """The description with every "ironic" host given a node uuid
+        (as uuid and node) and hypervisor_type ironic, and every server
+        on such a host a uuid; and {host: (node uuid, ironic spec)}."""
+        desc = copy.deepcopy(description)
+        bare_metal = {}
+        for h in desc.get('hosts', []):
+            ir = h.get('ironic')
+            if ir is None:
+                continue
+            if self.ironic is None:
+                raise ValueError('host %r is an Ironic node: start the '
+                                 'cloud with ironic=True' % h['host'])
+            node = h.get('uuid') or str(uuidlib.uuid4())
+            h.update(uuid=node, node=node, hypervisor_type='ironic')
+            h.setdefault('cpu_allocation_ratio', 1.0)
+            h.setdefault('ram_allocation_ratio', 1.0)
+            h.setdefault('disk_allocation_ratio', 1.0)
+            # What Nova's Ironic driver reported before custom classes
+            # (legacy, the default: the node's sizes, whole, reserved 0,
+            # beside the custom class) or today (the custom class only).
+            rc = normalize_rc_name(ir.get('resource_class') or '')
+            whole = {'VCPU': h.get('vcpus', 64),
+                     'MEMORY_MB': h.get('memory_mb', 262144),
+                     'DISK_GB': h.get('disk_gb', 2000)}
+            inventory = {cls: ({'total': n, 'max_unit': n, 'reserved': 0,
+                                'allocation_ratio': 1.0}
+                               if ir.get('legacy', True) else None)
+                         for cls, n in whole.items()}
+            if ir.get('resource_class'):
+                inventory[rc] = {'total': 1, 'max_unit': 1, 'reserved': 0}
+            inventory.update(h.get('placement_inventory') or {})
+            h['placement_inventory'] = inventory
+            bare_metal[h['host']] = (node, ir)
+        for s in desc.get('servers', []):
+            if s.get('host') in bare_metal:
+                s.setdefault('uuid', str(uuidlib.uuid4()))
+        return desc, bare_metal
 
     # -- identity -------------------------------------------------------
 
@@ -191,7 +273,8 @@ class Cloud:
 
     def log_paths(self):
         paths = {}
-        for peer in ('keystone', 'placement', 'nova', 'prometheus'):
+        for peer in ('keystone', 'placement', 'nova', 'prometheus',
+                     'ironic'):
             obj = getattr(self, peer)
             if obj is not None:
                 paths[peer] = obj.process.log_path
@@ -209,6 +292,12 @@ class Cloud:
             out.append('--- %s: %s (last %d lines)\n%s' % (
                 peer, path, lines, '\n'.join(tail)))
         return '\n'.join(out)
+
+
+def normalize_rc_name(name):
+    """nova.utils.normalize_rc_name: non-alphanumeric runs to _, then
+    upper case, then CUSTOM_ in front."""
+    return 'CUSTOM_' + re.sub('[^0-9A-Za-z]+', '_', name).upper()
 
 
 def _flavor_resources(server, flavor):

@@ -3,8 +3,8 @@
 The default is the venv running the tests (the tox env, which installs
 keystone, nova, placement and the openstack CLI together). A per-peer venv
 wins when set: $STEWARD_KEYSTONE_VENV, $STEWARD_NOVA_VENV,
-$STEWARD_PLACEMENT_VENV, $STEWARD_OSC_VENV; $STEWARD_PEERS_VENV sets the
-one venv all peers share.
+$STEWARD_PLACEMENT_VENV, $STEWARD_OSC_VENV, $STEWARD_IRONIC_VENV;
+$STEWARD_PEERS_VENV sets the one venv all peers share.
 """
 
 import os
@@ -12,7 +12,7 @@ import sys
 
 from harness.process import PeerStartError
 
-PEERS = ('keystone', 'nova', 'placement', 'osc')
+PEERS = ('keystone', 'nova', 'placement', 'osc', 'ironic')
 # What each peer's venv must hold, to fail early with the pip line to run.
 _PACKAGES = {
     'keystone': ('keystone-manage', 'keystone==30.0.0 gunicorn'),
@@ -20,6 +20,7 @@ _PACKAGES = {
     'placement': ('placement-manage',
                   'openstack-placement==16.0.0 gunicorn PyMySQL'),
     'osc': ('openstack', 'python-openstackclient osc-placement'),
+    'ironic': ('ironic-dbsync', 'ironic==39.0.0 PyMySQL'),
 }
 
 

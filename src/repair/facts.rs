@@ -1,0 +1,225 @@
+//! Gathering the repair's facts: Ironic nodes, their Placement providers, the instances on
+//! them with their embedded flavors and request specs, and Nova's flavors. I/O only; what the
+//! facts mean is `plan`'s business.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::novadb::{InstanceFlavors, NovaDb, RequestSpecPrimitive};
+use crate::openstack::ironic::{Ironic, NodeFilter};
+use crate::openstack::nova::Nova;
+use crate::openstack::placement::Placement;
+
+use super::plan::{
+    Copy, EmbeddedFlavor, Facts, FlavorFact, InstanceFact, InventoryFact, NodeFact, ProviderFact,
+    Selection,
+};
+use super::RepairError;
+
+/// The clients a repair works through.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub ironic: Ironic,
+    pub placement: Placement,
+    pub nova: Nova,
+    pub db: NovaDb,
+    pub concurrency: usize,
+}
+
+/// Cell uuid -> name, for messages and `--cell NAME`.
+pub fn cell_names(db: &NovaDb) -> BTreeMap<String, String> {
+    db.cells()
+        .iter()
+        .map(|c| (c.uuid.clone(), c.name.clone()))
+        .collect()
+}
+
+/// Everything `plan` needs about the selected nodes. A `--node` that Ironic does not know is
+/// bad input ([`RepairError::Input`]).
+pub async fn gather(c: &Clients, selection: &Selection) -> Result<Facts, RepairError> {
+    let all = c.ironic.nodes(&NodeFilter::default()).await?;
+    for wanted in &selection.nodes {
+        if !all
+            .iter()
+            .any(|n| &n.uuid == wanted || n.name.as_ref() == Some(wanted))
+        {
+            return Err(RepairError::Input(format!(
+                "Ironic has no node {wanted}; pass a node uuid or name from `openstack baremetal \
+                 node list`"
+            )));
+        }
+    }
+    let node_cells = c.db.node_cells().await?;
+    let names = cell_names(&c.db);
+    if let Some(cell) = &selection.cell {
+        if !names.iter().any(|(u, n)| u == cell || n == cell) {
+            return Err(RepairError::Input(format!(
+                "no cell {cell} among {}; pass a cell name or uuid from `nova-manage cell_v2 \
+                 list_cells`",
+                names.values().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let nodes: Vec<NodeFact> = all
+        .into_iter()
+        .map(|n| NodeFact {
+            cell: node_cells.get(&n.uuid).cloned(),
+            uuid: n.uuid,
+            name: n.name,
+            resource_class: n.resource_class,
+            instance_uuid: n.instance_uuid,
+            maintenance: n.maintenance,
+            provision_state: n.provision_state,
+        })
+        .filter(|n| selection.matches(n, &names))
+        .collect();
+
+    let providers = providers(c, &nodes).await?;
+    let uuids: Vec<String> = nodes.iter().map(|n| n.uuid.clone()).collect();
+    let rows = c.db.instances_on_nodes(&uuids).await?;
+    let instance_uuids: Vec<String> = rows.iter().map(|r| r.uuid.clone()).collect();
+    let specs = c.db.request_specs(&instance_uuids).await?;
+    let instances = rows
+        .into_iter()
+        .map(|r| {
+            let flavors = embedded(&r.uuid, r.flavor.as_deref(), specs.get(&r.uuid));
+            InstanceFact {
+                uuid: r.uuid,
+                node: r.node,
+                cell: r.cell,
+                vm_state: r.vm_state,
+                task_state: r.task_state,
+                flavors,
+            }
+        })
+        .collect();
+    let flavors = c
+        .nova
+        .flavors()
+        .await?
+        .into_iter()
+        .map(|f| FlavorFact {
+            id: f.id,
+            name: f.name,
+            extra_specs: f.extra_specs,
+        })
+        .collect();
+    Ok(Facts {
+        nodes,
+        providers,
+        instances,
+        flavors,
+    })
+}
+
+/// The flavors Nova keeps for one instance, read through the typed JSON.
+pub fn embedded(
+    instance: &str,
+    flavor: Option<&str>,
+    spec: Option<&String>,
+) -> Result<Vec<EmbeddedFlavor>, String> {
+    let mut out = Vec::new();
+    let Some(text) = flavor else {
+        return Err(format!(
+            "instance {instance} has no instance_extra.flavor row"
+        ));
+    };
+    let parsed = InstanceFlavors::parse(text)
+        .map_err(|e| format!("instance_extra.flavor is not Nova's flavor JSON ({e})"))?;
+    if parsed.cur().is_none() {
+        return Err("instance_extra.flavor has no cur flavor".into());
+    }
+    for (copy, slot) in [
+        (Copy::Cur, &parsed.cur),
+        (Copy::Old, &parsed.old),
+        (Copy::New, &parsed.new),
+    ] {
+        if let Some(Some(f)) = slot {
+            out.push(EmbeddedFlavor {
+                copy,
+                flavorid: f.flavorid(),
+                name: f.name().map(str::to_string),
+                extra_specs: f.extra_specs(),
+            });
+        }
+    }
+    if let Some(spec) = spec {
+        let rs = RequestSpecPrimitive::parse(spec)
+            .map_err(|e| format!("request_specs.spec is not a RequestSpec ({e})"))?;
+        if let Some(f) = rs.flavor() {
+            out.push(EmbeddedFlavor {
+                copy: Copy::RequestSpec,
+                flavorid: f.flavorid(),
+                name: f.name().map(str::to_string),
+                extra_specs: f.extra_specs(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn providers(
+    c: &Clients,
+    nodes: &[NodeFact],
+) -> Result<BTreeMap<String, ProviderFact>, RepairError> {
+    let gate = Arc::new(Semaphore::new(c.concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for n in nodes {
+        let placement = c.placement.clone();
+        let uuid = n.uuid.clone();
+        let gate = gate.clone();
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            provider(&placement, &uuid).await
+        });
+    }
+    let mut out = BTreeMap::new();
+    while let Some(done) = set.join_next().await {
+        let got = done.map_err(|e| RepairError::Internal(e.to_string()))??;
+        if let Some(p) = got {
+            out.insert(p.uuid.clone(), p);
+        }
+    }
+    Ok(out)
+}
+
+/// One provider's facts; `None` when Placement has no provider of that uuid.
+pub async fn provider(
+    placement: &Placement,
+    uuid: &str,
+) -> Result<Option<ProviderFact>, RepairError> {
+    let inv = match placement.inventories(uuid).await {
+        Ok(i) => i,
+        Err(e) if e.status() == Some(404) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let usages = placement.usages(uuid).await?;
+    let allocs = placement.provider_allocations(uuid).await?;
+    Ok(Some(ProviderFact {
+        uuid: uuid.to_string(),
+        generation: inv.generation,
+        inventories: inv
+            .inventories
+            .into_iter()
+            .map(|(rc, i)| {
+                (
+                    rc,
+                    InventoryFact {
+                        total: i.total,
+                        reserved: i.reserved,
+                        max_unit: i.max_unit,
+                    },
+                )
+            })
+            .collect(),
+        usages: usages.usages,
+        allocations: allocs
+            .allocations
+            .into_iter()
+            .map(|(consumer, r)| (consumer, r.resources))
+            .collect(),
+    }))
+}

@@ -1,0 +1,414 @@
+"""The Ironic inventory repair (issue 4) against real peers.
+
+One module-wide cloud: the real Keystone 30, Placement 16, Nova API 34 on
+Nova's own schemas (API, cell0, cell1 on MariaDB, seeded with Nova's own
+objects) and Ironic 39 with fake-hardware nodes. The `steward repair`
+binary logs in through a clouds.yaml (Ironic is in the catalog as
+`baremetal`) and reads Nova's API database, which names the cell
+database in cell_mappings.
+
+The StackHPC case: a gold node reporting VCPU 64, MEMORY_MB 131072,
+DISK_GB 371 and CUSTOM_GOLD 1, with an instance whose flavor was half
+migrated by the old `nova-manage db ironic_flavor_migration`
+(resources:CUSTOM_GOLD=1 only), so it consumes all four classes. After
+`apply` the node has CUSTOM_GOLD only with usage 1; Nova's own objects
+load the rewritten flavor and request spec and ask for {CUSTOM_GOLD: 1}
+only; `verify` passes; a second apply finds nothing to do; `rollback`
+puts the instance's flavor back byte for byte. A deleted instance's
+instance_extra row is never rewritten. An apply killed with SIGKILL in the
+middle is finished by the next apply, under the same run id, and one
+rollback undoes both.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from harness import mariadb
+from harness.peers import Cloud
+from harness.steward import default_binary
+from harness.steward import start_steward
+
+GOLD = {'vcpus': 64, 'memory_mb': 131072, 'disk_gb': 371}
+SEED = {
+    'hosts': [
+        dict(host='bm-gold-1', ironic={'resource_class': 'GOLD'}, **GOLD),
+        # A node without an instance: only its inventory changes.
+        dict(host='bm-gold-2', ironic={'resource_class': 'GOLD'}, **GOLD),
+        # In maintenance, its instance in ERROR: repaired all the same.
+        dict(host='bm-gold-3', ironic={'resource_class': 'GOLD',
+                                       'maintenance': True}, **GOLD),
+        # Enrolled without a resource class: reported, never touched.
+        dict(host='bm-noclass', ironic={'resource_class': ''}, **GOLD),
+    ],
+    'flavors': [{'name': 'bm.gold', 'vcpus': 64, 'memory_mb': 131072,
+                 'root_gb': 371,
+                 'extra_specs': {'resources:CUSTOM_GOLD': '1',
+                                 'capabilities:boot_mode': 'uefi'}},
+                {'name': 'm1.small', 'vcpus': 2, 'memory_mb': 4096,
+                 'root_gb': 20}],
+    'servers': [{'name': 'gold-inst', 'host': 'bm-gold-1',
+                 'flavor': 'bm.gold'},
+                # Deleted by the fixture (Nova's Instance.destroy()).
+                {'name': 'gone-inst', 'host': 'bm-gold-2',
+                 'flavor': 'bm.gold'},
+                {'name': 'err-inst', 'host': 'bm-gold-3',
+                 'flavor': 'bm.gold', 'vm_state': 'error'}],
+}
+# Five silver nodes, each with an instance: an apply run long enough to be
+# killed in the middle.
+SILVER = ['bm-silver-%d' % i for i in range(5)]
+SEED['hosts'] += [dict(host=h, ironic={'resource_class': 'baremetal-silver'},
+                       **GOLD) for h in SILVER]
+SEED['flavors'].append({'name': 'bm.silver', 'vcpus': 64,
+                        'memory_mb': 131072, 'root_gb': 371,
+                        'extra_specs': {
+                            'resources:CUSTOM_BAREMETAL_SILVER': '1'}})
+SEED['servers'] += [{'name': 'inst-' + h, 'host': h, 'flavor': 'bm.silver'}
+                    for h in SILVER]
+
+
+@pytest.fixture(scope='module')
+def cloud(tmp_path_factory):
+    c = Cloud(tmp_path_factory.mktemp('cloud'), keystone=True, nova=True,
+              ironic=True)
+    c.start()
+    try:
+        c.seed(SEED)
+        gone = c.seeded['servers']['gone-inst']['uuid']
+        c.nova.destroy(gone)
+        c.placement.call('DELETE', '/allocations/%s' % gone, expect=204)
+        c.keystone.register_service('baremetal', c.ironic.url,
+                                    name='ironic')
+        c.steward_identity()
+        yield c
+    finally:
+        c.stop()
+
+
+def steward_env(cloud, workdir):
+    env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
+    env.update({
+        'OS_CLIENT_CONFIG_FILE': cloud.identity['clouds_yaml'],
+        'NO_PROXY': '127.0.0.1,localhost', 'no_proxy': '127.0.0.1,localhost',
+        'STEWARD_LOG': 'warn',
+        'STEWARD__OPENSTACK__CLOUD': 'steward',
+        'STEWARD__REPAIR__API_DATABASE': cloud.nova.database_url('api'),
+        'STEWARD__DATABASE__URL': 'sqlite://%s?mode=rwc' % (
+            workdir / 'steward.sqlite'),
+    })
+    return env
+
+
+@pytest.fixture(scope='module')
+def steward(cloud, tmp_path_factory):
+    """run(*args) -> (exit code, stdout, stderr) of `steward repair ...`
+    with its own SQLite journal."""
+    workdir = tmp_path_factory.mktemp('steward')
+    env = steward_env(cloud, workdir)
+
+    def run(*args):
+        done = subprocess.run([default_binary(), 'repair'] + list(args),
+                              env=env, capture_output=True, text=True,
+                              timeout=300, cwd=str(workdir))
+        return done.returncode, done.stdout, done.stderr
+
+    return run
+
+
+def node(cloud, host):
+    return cloud.seeded['ironic_nodes'][host]
+
+
+def instance_flavor_text(cloud, uuid):
+    db = cloud.nova.db_names['cell1']
+    return mariadb.execute(db, 'SELECT flavor FROM instance_extra WHERE '
+                           'instance_uuid = %s', (uuid,))[0][0]
+
+
+def request_spec_text(cloud, uuid):
+    db = cloud.nova.db_names['api']
+    return mariadb.execute(db, 'SELECT spec FROM request_specs WHERE '
+                           'instance_uuid = %s', (uuid,))[0][0]
+
+
+def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
+    gold = node(cloud, 'bm-gold-1')
+    spare = node(cloud, 'bm-gold-2')
+    noclass = node(cloud, 'bm-noclass')
+    inst = cloud.seeded['servers']['gold-inst']['uuid']
+    placement = cloud.placement
+    assert placement.usages(gold) == {
+        'VCPU': 64, 'MEMORY_MB': 131072, 'DISK_GB': 371, 'CUSTOM_GOLD': 1}
+    flavor_before = instance_flavor_text(cloud, inst)
+    gone = cloud.seeded['servers']['gone-inst']['uuid']
+    gone_before = instance_flavor_text(cloud, gone)
+    spec_before = request_spec_text(cloud, inst)
+    inventory_before = placement.inventories(gold)
+
+    # -- plan: says what is wrong, in order, and changes nothing ---------
+    code, out, err = steward('plan', '-f', 'json')
+    assert code == 0, err
+    plan = json.loads(out)
+    nodes = {n['node']: n for n in plan['nodes']}
+    assert nodes[gold]['status'] == 'needs_repair'
+    assert [s['action'] for s in nodes[gold]['steps']] == [
+        'rewrite_instance_flavor', 'rewrite_request_spec',
+        'shrink_allocation', 'set_custom_only_inventory', 'check_usage']
+    assert nodes[spare]['status'] == 'needs_repair'
+    maint = node(cloud, 'bm-gold-3')
+    assert nodes[maint]['status'] == 'needs_repair'
+    assert any('maintenance' in n for n in nodes[maint]['notes'])
+    assert [s['action'] for s in nodes[spare]['steps']] == [
+        'set_custom_only_inventory', 'check_usage']
+    assert nodes[noclass]['status'] == 'skipped'
+    assert noclass in nodes[noclass]['problems'][0]
+    assert 'resource_class' in nodes[noclass]['problems'][0]
+    assert {'action': 'ensure_resource_class', 'class': 'CUSTOM_GOLD'} in \
+        plan['global']
+    flavor_steps = [s for s in plan['global']
+                    if s['action'] == 'set_flavor_extra_specs']
+    assert sorted(s['flavor_name'] for s in flavor_steps) == [
+        'bm.gold', 'bm.silver']
+    assert instance_flavor_text(cloud, inst) == flavor_before
+    assert placement.inventories(gold) == inventory_before
+
+    code, out, err = steward('plan')
+    assert code == 0, err
+    assert 'needs_repair' in out and gold in out
+
+    # -- apply needs a selection -----------------------------------------
+    code, out, err = steward('apply')
+    assert code == 127
+    assert '--all' in err
+
+    # -- apply the GOLD class --------------------------------------------
+    code, out, err = steward('apply', '--resource-class', 'GOLD',
+                             '-f', 'json')
+    assert code == 0, out + err
+    report = json.loads(out)
+    results = {n['node']: n['result'] for n in report['nodes']}
+    assert results == {gold: 'repaired', spare: 'repaired',
+                       maint: 'repaired'}
+    err = cloud.seeded['servers']['err-inst']['uuid']
+    assert placement.usages(maint) == {'CUSTOM_GOLD': 1}
+    assert cloud.nova.inspect(err)[err]['cur']['resources'] == {
+        'CUSTOM_GOLD': 1}
+    run_id = report['run_id']
+
+    # Placement: the custom class only, used once.
+    inv = placement.inventories(gold)
+    assert sorted(inv) == ['CUSTOM_GOLD']
+    assert inv['CUSTOM_GOLD']['total'] == 1
+    assert placement.usages(gold) == {'CUSTOM_GOLD': 1}
+    assert sorted(placement.inventories(spare)) == ['CUSTOM_GOLD']
+    # The deleted instance's row is Nova's history: untouched.
+    assert instance_flavor_text(cloud, gone) == gone_before
+    assert placement.allocations(inst)['allocations'][gold]['resources'] \
+        == {'CUSTOM_GOLD': 1}
+    # ... as the OpenStack CLI (osc-placement) shows it.
+    rows = json.loads(placement.openstack(
+        'resource', 'provider', 'inventory', 'list', gold, '-f', 'json'))
+    assert [(r['resource_class'], r['used']) for r in rows] == [
+        ('CUSTOM_GOLD', 1)]
+    usage = json.loads(placement.openstack(
+        'resource', 'provider', 'usage', 'show', gold, '-f', 'json'))
+    assert [(r['resource_class'], r['usage']) for r in usage] == [
+        ('CUSTOM_GOLD', 1)]
+
+    # Nova's own objects load what steward wrote and ask for the custom
+    # class only; every other field is as Nova wrote it.
+    seen = cloud.nova.inspect(inst)[inst]
+    for copy in ('cur', 'request_spec'):
+        assert seen[copy]['resources'] == {'CUSTOM_GOLD': 1}, copy
+        assert seen[copy]['extra_specs'] == {
+            'resources:CUSTOM_GOLD': '1', 'resources:VCPU': '0',
+            'resources:MEMORY_MB': '0', 'resources:DISK_GB': '0',
+            'capabilities:boot_mode': 'uefi'}
+        assert (seen[copy]['name'], seen[copy]['vcpus'],
+                seen[copy]['memory_mb'], seen[copy]['root_gb']) == (
+            'bm.gold', 64, 131072, 371)
+    before = json.loads(flavor_before)
+    after = json.loads(instance_flavor_text(cloud, inst))
+    specs = after['cur']['nova_object.data'].pop('extra_specs')
+    before['cur']['nova_object.data'].pop('extra_specs')
+    assert after == before
+    assert specs['resources:VCPU'] == '0'
+    # The flavor new instances boot from, through the Nova API.
+    flavors = cloud.nova.get('/flavors/detail')['flavors']
+    gold_flavor = [f for f in flavors if f['name'] == 'bm.gold'][0]
+    assert gold_flavor['extra_specs']['resources:DISK_GB'] == '0'
+    small = [f for f in flavors if f['name'] == 'm1.small'][0]
+    assert small['extra_specs'] == {}
+
+    # -- verify ------------------------------------------------------------
+    code, out, err = steward('verify', '--resource-class', 'GOLD')
+    assert code == 0, out + err
+    # The node without a class is a problem verify reports (exit 3).
+    code, out, err = steward('verify', '--resource-class', 'GOLD', '-f',
+                             'json')
+    assert code == 0, out + err
+    assert json.loads(out) == {'clean': True, 'problems': [], 'nodes': 3}
+    code, out, err = steward('verify', '--node', noclass, '-f', 'json')
+    assert code == 3, out + err
+    found = json.loads(out)
+    assert [p['object'] for p in found['problems']] == [noclass]
+
+    # -- a second apply finds nothing to do --------------------------------
+    code, out, err = steward('apply', '--resource-class', 'GOLD')
+    assert code == 4, out + err
+    assert 'nothing to do' in out
+
+    # -- rollback: the flavor copies exactly as they were ------------------
+    code, out, err = steward('rollback', run_id, '-f', 'json')
+    assert code == 0, out + err
+    items = {(i['action'], i['object']): i['result']
+             for i in json.loads(out)}
+    assert items[('rewrite_instance_flavor', 'instance %s' % inst)] == \
+        'restored'
+    assert items[('rewrite_request_spec', 'request_spec %s' % inst)] == \
+        'restored'
+    assert instance_flavor_text(cloud, inst) == flavor_before
+    assert request_spec_text(cloud, inst) == spec_before
+    seen = cloud.nova.inspect(inst)[inst]
+    assert seen['cur']['extra_specs'] == {'resources:CUSTOM_GOLD': '1',
+                                          'capabilities:boot_mode': 'uefi'}
+    flavors = cloud.nova.get('/flavors/detail')['flavors']
+    gold_flavor = [f for f in flavors if f['name'] == 'bm.gold'][0]
+    assert gold_flavor['extra_specs'] == {'resources:CUSTOM_GOLD': '1',
+                                          'capabilities:boot_mode': 'uefi'}
+    # Placement is left repaired unless the operator asks for it too.
+    assert placement.usages(gold) == {'CUSTOM_GOLD': 1}
+
+
+def test_bad_input_names_the_object(steward):
+    code, out, err = steward('plan', '--node',
+                             '00000000-1111-2222-3333-444444444444')
+    assert code == 127
+    assert '00000000-1111-2222-3333-444444444444' in err
+    code, out, err = steward('verify', '--cell', 'no-such-cell')
+    assert code == 127
+    assert 'no-such-cell' in err
+    code, out, err = steward('rollback', 'repair-nope')
+    assert code == 127
+    assert 'repair-nope' in err
+
+
+def test_a_killed_apply_is_finished_by_the_next_under_its_run_id(
+        cloud, tmp_path):
+    env = steward_env(cloud, tmp_path)
+    env['STEWARD__REPAIR__CONCURRENCY'] = '1'
+    journal = str(tmp_path / 'steward.sqlite')
+    instances = [cloud.seeded['servers']['inst-' + h]['uuid']
+                 for h in SILVER]
+    nodes = [node(cloud, h) for h in SILVER]
+    before = {i: instance_flavor_text(cloud, i) for i in instances}
+    argv = [default_binary(), 'repair', 'apply', '--resource-class',
+            'baremetal-silver', '-f', 'json']
+
+    # Kill -9 as soon as the first instance's flavor is rewritten.
+    first = subprocess.Popen(argv, env=env, cwd=str(tmp_path),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    run_id = None
+    while time.monotonic() < deadline and first.poll() is None:
+        try:
+            db = sqlite3.connect(journal, timeout=0.2)
+            row = db.execute(
+                "SELECT run_id FROM repair_journal WHERE state = 'done' AND "
+                "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
+            db.close()
+        except sqlite3.Error:
+            row = None
+        if row:
+            first.send_signal(signal.SIGKILL)
+            run_id = row[0]
+            break
+        time.sleep(0.005)
+    first.communicate(timeout=30)
+    assert run_id is not None and first.returncode == -signal.SIGKILL, (
+        'the first apply ended (%s) before it could be killed'
+        % first.returncode)
+    db = sqlite3.connect(journal)
+    assert db.execute('SELECT status FROM repair_run WHERE id = ?',
+                      (run_id,)).fetchone() == ('running',)
+    db.close()
+
+    # The next apply picks the run up and finishes it.
+    done = subprocess.run(argv, env=env, cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert (report['run_id'], report['resumed'], report['ok']) == (
+        run_id, True, True)
+    for n in nodes:
+        assert sorted(cloud.placement.inventories(n)) == [
+            'CUSTOM_BAREMETAL_SILVER']
+        assert cloud.placement.usages(n) == {'CUSTOM_BAREMETAL_SILVER': 1}
+    seen = cloud.nova.inspect(*instances)
+    for i in instances:
+        assert seen[i]['cur']['resources'] == {'CUSTOM_BAREMETAL_SILVER': 1}
+        assert seen[i]['request_spec']['resources'] == {
+            'CUSTOM_BAREMETAL_SILVER': 1}
+    check = subprocess.run([default_binary(), 'repair', 'verify',
+                            '--resource-class', 'baremetal-silver'],
+                           env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    # One rollback covers what both processes wrote.
+    back = subprocess.run([default_binary(), 'repair', 'rollback', run_id,
+                           '--placement', '-f', 'json'], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert {i: instance_flavor_text(cloud, i) for i in instances} == before
+    for n in nodes:
+        assert cloud.placement.usages(n) == {
+            'VCPU': 64, 'MEMORY_MB': 131072, 'DISK_GB': 371,
+            'CUSTOM_BAREMETAL_SILVER': 1}
+
+
+def test_the_api_plans_and_runs_a_repair(cloud, steward, tmp_path):
+    """POST /v1/repair/plans and /v1/repair/runs (admin), then the run's
+    progress and result from GET /v1/repair/runs/{id}. Whatever the
+    tests before left (the gold flavors rolled back), GOLD needs work."""
+    gold = node(cloud, 'bm-gold-1')
+    st = start_steward(tmp_path, env=steward_env(cloud, tmp_path),
+                       extra={'logging': {'level': 'info'}})
+    try:
+        status, p, _ = st.post('/v1/repair/plans',
+                               {'resource_class': 'GOLD'}, role='admin')
+        assert status == 200, p
+        assert {n['node']: n['status'] for n in p['nodes']}[gold] == \
+            'needs_repair'
+        status, started, headers = st.post(
+            '/v1/repair/runs', {'resource_class': 'GOLD'}, role='admin')
+        assert status == 202, started
+        run_id = started['run_id']
+        assert headers['Location'] == '/v1/repair/runs/%s' % run_id
+        deadline = time.monotonic() + 120
+        while True:
+            status, run, _ = st.request('GET', '/v1/repair/runs/%s' % run_id,
+                                        role='admin')
+            assert status == 200, run
+            if run['status'] != 'running' or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert run['status'] == 'ok', run
+        assert run['writes'].get('done', 0) >= 1
+        results = {n['node']: n['result'] for n in run['result']['nodes']}
+        assert results[gold] == 'repaired'
+        status, text, _ = st.request('GET', '/metrics')
+        assert 'steward_repair_runs_total{result="ok"} 1' in text
+    finally:
+        st.stop()
+    code, out, err = steward('verify', '--resource-class', 'GOLD')
+    assert code == 0, out + err
+    assert cloud.nova.inspect(cloud.seeded['servers']['gold-inst']['uuid'])[
+        cloud.seeded['servers']['gold-inst']['uuid']]['cur']['resources'] \
+        == {'CUSTOM_GOLD': 1}
