@@ -3,12 +3,12 @@
 //! once the window holds `min_samples`; then one plan moves it to the quiet host of its AZ,
 //! journaled as the mode says; the detector's state survives a fresh process (a new Store).
 
+mod common;
 mod common_rebalance;
 
 use std::collections::HashMap;
 
-use sqlx::Connection;
-use steward::config::DatabaseUrl;
+use common::scratch::Scratch;
 use steward::metrics::Metrics;
 use steward::model::{Host, HostFacts, VmFacts};
 use steward::rebalance::cycle::{self, CycleInput, CycleOutcome, AUTO_APPROVER};
@@ -24,68 +24,11 @@ use common_rebalance::{profile, settings, web_size, NOW};
 const NOISY: &str = "3f1e9a52-0c1d-4b7e-9a44-5d2c8e6f7a01";
 const CALM: &str = "3f1e9a52-0c1d-4b7e-9a44-5d2c8e6f7a02";
 
-fn mysql_server() -> String {
-    std::env::var("STEWARD_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
-}
-
-/// A fresh database on the backend, and what removes it.
-struct Scratch {
-    url: DatabaseUrl,
-    drop_db: Option<(String, String)>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Scratch {
-    async fn new(backend: Backend) -> Scratch {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("s.sqlite").display()
-                );
-                Scratch {
-                    url: DatabaseUrl(url),
-                    drop_db: None,
-                    _dir: Some(dir),
-                }
-            }
-            Backend::MySql => {
-                let server = mysql_server();
-                let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
-                let mut c = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
-                    .await
-                    .unwrap_or_else(|e| panic!("MariaDB at {server} is needed ({e}); run ./scripts/test, which starts a private one, or set STEWARD_TEST_MYSQL_URL"));
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                Scratch {
-                    url: DatabaseUrl(format!("{server}/{name}")),
-                    drop_db: Some((server, name)),
-                    _dir: None,
-                }
-            }
-        }
-    }
-
-    async fn store(&self) -> Store {
-        let store = Store::connect(&self.url, 4).await.unwrap();
-        store.upgrade().await.unwrap();
-        store
-    }
-
-    async fn cleanup(self) {
-        if let Some((server, name)) = self.drop_db {
-            let mut c = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
-                .await
-                .unwrap();
-            sqlx::query(&format!("DROP DATABASE {name}"))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-    }
+/// A Store on the scratch database, upgraded: each call is a fresh process's view of it.
+async fn open(scratch: &Scratch) -> Store {
+    let store = Store::connect(&scratch.url, 4).await.unwrap();
+    store.upgrade().await.unwrap();
+    store
 }
 
 /// Run one async test body on both backends, with the scratch database.
@@ -222,7 +165,7 @@ async fn run_cycle(store: &Store, cfg: &RebalanceSettings, k: u32, m: &Metrics) 
 async fn sustained(scratch: &Scratch, mode: Mode) -> (CycleOutcome, Store) {
     let cfg = cfg(mode);
     let m = Metrics::new();
-    let first = scratch.store().await;
+    let first = open(scratch).await;
     for k in 0..2 {
         let out = run_cycle(&first, &cfg, k, &m).await;
         assert_eq!(
@@ -237,7 +180,7 @@ async fn sustained(scratch: &Scratch, mode: Mode) -> (CycleOutcome, Store) {
     assert_eq!(kept.history.vms[NOISY].samples.len(), 2, "{kept:?}");
     first.close().await;
 
-    let fresh = scratch.store().await;
+    let fresh = open(scratch).await;
     let out = run_cycle(&fresh, &cfg, 2, &m).await;
     assert_eq!(out.candidates, 1, "{:?}", out.plan);
     assert_eq!(m.rebalance_candidates.get(), 1);
@@ -266,7 +209,7 @@ fn a_fresh_history_needs_min_samples_cycles_before_any_plan() {
         let cfg = cfg(Mode::Auto);
         let m = Metrics::new();
         for k in 0..4 {
-            let store = scratch.store().await;
+            let store = open(&scratch).await;
             cycle::reset_state(&store).await.unwrap();
             let out = run_cycle(&store, &cfg, k, &m).await;
             assert_eq!(out.candidates, 0, "cycle {k}");
@@ -359,7 +302,7 @@ fn a_dry_run_plan_is_journaled_and_can_never_be_approved() {
 #[test]
 fn a_state_that_does_not_parse_starts_detection_over() {
     on_both(|_, scratch| async move {
-        let store = scratch.store().await;
+        let store = open(&scratch).await;
         // A history document another version wrote.
         store
             .save_detector(
@@ -386,7 +329,7 @@ fn a_state_that_does_not_parse_starts_detection_over() {
 fn a_large_history_is_stored_in_bounded_documents_and_read_back_whole() {
     on_both(|_, scratch| async move {
         use steward::rebalance::detect::{Sample, Series};
-        let store = scratch.store().await;
+        let store = open(&scratch).await;
         let mut state = cycle::PlannerState::default();
         let n = cycle::VMS_PER_DOCUMENT * 2 + 7;
         for i in 0..n {
