@@ -530,7 +530,13 @@ fn serve(v: Validated) -> ExitCode {
             metrics: state.metrics.clone(),
         }
         .spawn();
-        rebalance::spawn_loop(&v_rebalance, &store, state.metrics.clone())?;
+        rebalance::spawn_loop(
+            &v_rebalance,
+            &store,
+            state.metrics.clone(),
+            state.profiles.clone(),
+            state.cluster.clone(),
+        )?;
         api::serve(state, listen, workers).await?;
         store.close().await;
         Ok(())
@@ -554,7 +560,8 @@ mod rebalance {
     use serde::Deserialize;
     use steward::config::Validated;
     use steward::metrics::Metrics;
-    use steward::rebalance::execute::{lead_and_run, Executor};
+    use steward::rebalance::cycle::{CycleError, CycleOutcome, Planner};
+    use steward::rebalance::execute::{lead_and_run_after, Executor};
     use steward::rebalance::Mode as RebalanceMode;
     use steward::rebalance::{hooks, leader};
     use steward::store::journal::{ActionRow, NewAction, NewPlan};
@@ -813,6 +820,23 @@ mod rebalance {
         ))
     }
 
+    /// The planning part of run-once's JSON: the journaled plan's id, mode and state, the
+    /// number of candidates, the actions and skipped candidates (or `null` when planning failed;
+    /// the error is among `errors`).
+    fn plan_summary(planned: &Result<CycleOutcome, CycleError>) -> serde_json::Value {
+        match planned {
+            Ok(o) => serde_json::json!({
+                "id": o.journaled.as_ref().map(|p| p.id.clone()),
+                "state": o.journaled.as_ref().map(|p| p.state.as_str()),
+                "mode": o.plan.mode.as_str(),
+                "candidates": o.candidates,
+                "actions": o.plan.actions,
+                "skipped": o.plan.skipped,
+            }),
+            Err(_) => serde_json::Value::Null,
+        }
+    }
+
     async fn debug_live_migrate(v: &Validated, server: &str, host: &str) -> ExitCode {
         let nova = match nova(v) {
             Ok(n) => n,
@@ -846,33 +870,86 @@ mod rebalance {
     /// What the service's execution loop needs from the settings (`AppState` takes the rest).
     pub struct LoopSettings {
         mode: RebalanceMode,
-        nova: Option<anyhow::Result<openstack::nova::Nova>>,
+        nova: anyhow::Result<openstack::nova::Nova>,
         hooks: steward::config::HooksSettings,
         execution: steward::config::ExecutionSettings,
+        planner: PlannerSettings,
     }
 
-    impl LoopSettings {
-        pub fn of(v: &Validated) -> LoopSettings {
-            let mode = v.settings.rebalance.mode;
-            LoopSettings {
-                mode,
-                nova: (mode != RebalanceMode::DryRun).then(|| nova(v)),
-                hooks: v.settings.rebalance.hooks.clone(),
-                execution: v.settings.rebalance.execution.clone(),
+    /// What the planner needs from the settings, besides Nova and the profiles.
+    #[derive(Clone)]
+    pub struct PlannerSettings {
+        opts: steward::scoring::Options,
+        cfg: steward::rebalance::RebalanceSettings,
+        role_key: String,
+        default_az: String,
+    }
+
+    impl PlannerSettings {
+        fn of(v: &Validated) -> PlannerSettings {
+            PlannerSettings {
+                opts: v.scoring_options(),
+                cfg: v.settings.rebalance.clone(),
+                role_key: v.settings.roles.metadata_key.clone(),
+                default_az: v.settings.cluster.default_availability_zone.clone(),
+            }
+        }
+
+        fn planner(
+            self,
+            nova: openstack::nova::Nova,
+            profiles: Arc<steward::scoring::ProfileSet>,
+            metrics: Metrics,
+        ) -> Planner {
+            Planner {
+                nova: Arc::new(nova),
+                profiles,
+                opts: self.opts,
+                cfg: self.cfg,
+                role_key: self.role_key,
+                default_az: self.default_az,
+                metrics: Some(metrics),
             }
         }
     }
 
-    /// In `approve` and `auto` mode, `serve` runs an execution cycle every `cycle_seconds` as
-    /// the leader (one replica at a time); in `dry-run` it executes nothing.
-    pub fn spawn_loop(l: &LoopSettings, store: &Store, metrics: Metrics) -> anyhow::Result<()> {
-        let Some(nova) = &l.nova else {
-            return Ok(());
-        };
-        let nova = match nova {
+    impl LoopSettings {
+        pub fn of(v: &Validated) -> LoopSettings {
+            LoopSettings {
+                mode: v.settings.rebalance.mode,
+                nova: nova(v),
+                hooks: v.settings.rebalance.hooks.clone(),
+                execution: v.settings.rebalance.execution.clone(),
+                planner: PlannerSettings::of(v),
+            }
+        }
+    }
+
+    /// `serve`'s rebalance loop: every `cycle_seconds`, as the leader (one replica at a time),
+    /// plan (at most every `[rebalance] interval_seconds`: detect, plan, journal) and then
+    /// execute. In `dry-run` it plans and starts nothing (actions already under way are carried
+    /// to their end); without a cloud to read, dry-run has no planner and the service runs on.
+    pub fn spawn_loop(
+        l: &LoopSettings,
+        store: &Store,
+        metrics: Metrics,
+        profiles: Arc<steward::scoring::ProfileSet>,
+        cluster: Arc<steward::cluster::ClusterHandle>,
+    ) -> anyhow::Result<()> {
+        let nova = match &l.nova {
             Ok(n) => n.clone(),
+            Err(e) if l.mode == RebalanceMode::DryRun => {
+                tracing::warn!(error = %format!("{e:#}"), "[rebalance] dry-run: no cloud to plan from; the rebalancer is off");
+                return Ok(());
+            }
             Err(e) => anyhow::bail!("[rebalance] mode = {:?} needs Nova: {e:#}", l.mode.as_str()),
         };
+        let start_new = l.mode != RebalanceMode::DryRun;
+        let planner = l
+            .planner
+            .clone()
+            .planner(nova.clone(), profiles, metrics.clone());
+        let plan_every = l.planner.cfg.interval_seconds;
         let hooks = hooks::from_settings(&l.hooks)
             .map_err(|e| anyhow::anyhow!("[rebalance.hooks]: {e}"))?;
         let every = std::time::Duration::from_secs_f64(l.execution.cycle_seconds);
@@ -886,17 +963,47 @@ mod rebalance {
         let store = store.clone();
         let holder = leader::holder_id();
         tracing::info!(mode = l.mode.as_str(), every_seconds = every.as_secs_f64(), %holder, "rebalance execution loop");
-        // The planner's cycle joins here (plan, journal, then execute), as in run-once.
         tokio::spawn(async move {
+            let mut next_plan = f64::NEG_INFINITY;
             loop {
-                match lead_and_run(&executor, &store, &holder, None, true).await {
-                    Ok(Some(r)) if !r.actions.is_empty() => tracing::info!(
-                        actions = r.actions.len(),
-                        unfinished = r.unfinished(),
-                        errors = r.errors.len(),
-                        "rebalance cycle"
-                    ),
-                    Ok(_) => {}
+                let now = unix_now();
+                let first = async {
+                    if now < next_plan {
+                        return None;
+                    }
+                    Some(planner.run(&store, &cluster.snapshot(), now).await)
+                };
+                match lead_and_run_after(&executor, &store, &holder, None, start_new, first).await {
+                    Ok(Some((planned, r))) => {
+                        if let Some(planned) = planned.flatten() {
+                            next_plan = now + plan_every;
+                            match planned {
+                                Ok(o) => tracing::info!(
+                                    candidates = o.candidates,
+                                    actions = o.plan.actions.len(),
+                                    skipped = o.plan.skipped.len(),
+                                    plan = o
+                                        .journaled
+                                        .as_ref()
+                                        .map(|p| p.id.as_str())
+                                        .unwrap_or("none"),
+                                    "rebalance planning cycle"
+                                ),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "rebalance planning cycle failed")
+                                }
+                            }
+                        }
+                        if !r.actions.is_empty() {
+                            tracing::info!(
+                                actions = r.actions.len(),
+                                unfinished = r.unfinished(),
+                                errors = r.errors.len(),
+                                "rebalance cycle"
+                            );
+                        }
+                    }
+                    Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "rebalance cycle could not start"),
                 }
                 tokio::time::sleep(every).await;
@@ -919,50 +1026,73 @@ mod rebalance {
                 return ExitCode::from(1);
             }
         };
+        // Dry-run plans and executes nothing new, but never leaves an action under way behind.
         let start_new = v.settings.rebalance.mode != RebalanceMode::DryRun;
-        if !start_new {
-            // Dry-run executes nothing new, but never leaves an action under way behind.
-            use steward::store::journal::ActionState as S;
-            match store
-                .actions(&[S::Draining, S::Migrating, S::Rejoining], 1)
-                .await
-            {
-                Ok(open) if open.is_empty() => {
-                    println!("[rebalance] mode is dry-run: nothing to execute");
-                    return ExitCode::SUCCESS;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    eprintln!("steward: {e}");
-                    return ExitCode::from(1);
-                }
-            }
-        }
-        let executor = match executor(v, store, Metrics::new()) {
+        let metrics = Metrics::new();
+        let executor = match executor(v, store, metrics.clone()) {
             Ok(e) => Arc::new(e),
             Err(e) => {
                 eprintln!("steward: {e:#}");
                 return ExitCode::from(1);
             }
         };
-        // The planner's cycle joins here: plan, then journal the plan (approved at once in
-        // auto mode) before executing. Until then run-once carries out approved plans.
-        let holder = leader::holder_id();
-        let report = match lead_and_run(&executor, store, &holder, budget, start_new).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                println!("another steward replica leads the rebalancer; nothing done");
-                return ExitCode::from(4);
+        // The same profiles `config check` validated (ProfileSet is built, not cloned).
+        let profiles = match steward::scoring::ProfileSet::build(
+            &v.settings.profiles,
+            &v.settings.scheduling.default_profile,
+        ) {
+            Ok(p) => Arc::new(p),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("steward: {e}");
+                }
+                return ExitCode::from(1);
             }
+        };
+        let planner = match nova(v) {
+            Ok(n) => PlannerSettings::of(v).planner(n, profiles, metrics),
+            Err(e) => {
+                eprintln!("steward: {e:#}");
+                return ExitCode::from(1);
+            }
+        };
+        // The view as serve keeps it: telemetry from the store, membership from Nova (the
+        // planner lays it over). The detector's history comes from the store too.
+        let view = match store.load_view().await {
+            Ok(v) => v,
             Err(e) => {
                 eprintln!("steward: {e}");
                 return ExitCode::from(1);
             }
         };
+        let holder = leader::holder_id();
+        let first = planner.run(store, &view, unix_now());
+        let (planned, mut report) =
+            match lead_and_run_after(&executor, store, &holder, budget, start_new, first).await {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    println!("another steward replica leads the rebalancer; nothing done");
+                    return ExitCode::from(4);
+                }
+                Err(e) => {
+                    eprintln!("steward: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+        let planned = planned.unwrap_or_else(|| {
+            Err(CycleError::Leadership(
+                "lost the rebalance leadership while planning; the next run plans again".into(),
+            ))
+        });
+        let plan_doc = plan_summary(&planned);
+        if let Err(e) = &planned {
+            report.errors.push(e.to_string());
+        }
         match format {
             Format::Json => println!(
                 "{}",
                 serde_json::json!({
+                    "plan": plan_doc,
                     "actions": report.actions.iter().map(|(id, vm, s)| serde_json::json!({"id": id, "vm": vm, "state": s.as_str()})).collect::<Vec<_>>(),
                     "errors": report.errors,
                     "out_of_time": report.out_of_time,
@@ -970,6 +1100,20 @@ mod rebalance {
                 })
             ),
             Format::Table => {
+                if let Ok(o) = &planned {
+                    match &o.journaled {
+                        Some(p) => println!(
+                            "plan {} ({}, {}): {} candidate(s), {} action(s), {} skipped",
+                            p.id,
+                            p.mode,
+                            p.state.as_str(),
+                            o.candidates,
+                            o.plan.actions.len(),
+                            o.plan.skipped.len()
+                        ),
+                        None => println!("{} candidate(s), no new plan", o.candidates),
+                    }
+                }
                 for (id, vm, s) in &report.actions {
                     println!("{id}  {vm}  {s}");
                 }

@@ -92,7 +92,13 @@ fn rebalance_detect_and_plan_are_pure() {
     let files = vec![src("rebalance/detect.rs"), src("rebalance/plan.rs")];
     let mut needles = IMPURE.to_vec();
     // The executor and its hooks sit beside them and do I/O: the planner never calls them.
-    needles.extend(["execute::", "hooks::", "crate::openstack", "unix_now"]);
+    needles.extend([
+        "execute::",
+        "hooks::",
+        "cycle::",
+        "crate::openstack",
+        "unix_now",
+    ]);
     let bad = offenders(&files, &needles);
     assert!(
         bad.is_empty(),
@@ -206,6 +212,31 @@ fn openstack_is_an_adapter_with_its_own_wire_types() {
         ],
     );
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn the_planning_cycle_orchestrates_and_reads_no_clock() {
+    // rebalance::cycle gathers (store, Nova through `openstack::nova`) and calls the pure
+    // detect and plan: no HTTP or SQL of its own, and `now` is its caller's.
+    let files = vec![src("rebalance/cycle.rs")];
+    let bad = offenders(
+        &files,
+        &[
+            "reqwest",
+            "crate::api",
+            "sqlx",
+            "UPDATE ",
+            "INSERT ",
+            "SystemTime",
+            "Instant::now",
+            "unix_now",
+        ],
+    );
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    let text = std::fs::read_to_string(src("rebalance/cycle.rs")).unwrap();
+    for used in ["detect(", "plan(", "journal_plan(", "insert_plan("] {
+        assert!(text.contains(used), "the cycle uses {used}");
+    }
 }
 
 #[test]

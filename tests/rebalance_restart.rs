@@ -3,6 +3,9 @@
 //! and rejoined (uncordoned, out of Consul maintenance), and that Nova was asked once.
 //! Nova's compute side, Kubernetes and Consul are wiremock in this process; the journal is read
 //! from the same SQLite file the binary writes, to know when to kill.
+//! Also the planner's cycle end to end: telemetry sustained over `min_samples` runs of
+//! `run-once` (and through `POST /v1/telemetry` with `serve`'s loop) becomes an approved plan in
+//! auto mode and a move carried to `done`, the planner reading the fake Nova's listings.
 
 mod openstack_support;
 mod rebalance_support;
@@ -363,4 +366,208 @@ async fn kill_9_while_migrating(mariadb: bool) {
     let _ = &c.nova;
     s.close().await;
     c.drop_db().await;
+}
+
+/// Push one round of telemetry into the journal's database, as `POST /v1/telemetry` stores
+/// it: the VM busy (load5 1.8 on 2 vCPUs) and stolen (30 %) on cmp-1; cmp-2, in the same AZ
+/// (Nova's aggregate), has no steal.
+async fn push_noisy(s: &Store) {
+    use steward::model::{HostFacts, VmFacts};
+    use steward::telemetry::{HostSample, VmSample};
+    let now = steward::unix_now();
+    let host = |name: &str, steal: f64, cpu_use: f64| HostSample {
+        host: name.into(),
+        facts: HostFacts {
+            steal: Some(steal),
+            load5: Some(cpu_use * 32.0),
+            cpu_use: Some(cpu_use),
+            vcpus: Some(32.0),
+            observed_at: now,
+            ..Default::default()
+        },
+    };
+    let vm = VmSample {
+        uuid: VM.into(),
+        facts: VmFacts {
+            host: Some(SOURCE.into()),
+            steal: Some(0.30),
+            load5: Some(1.8),
+            vcpus: Some(2.0),
+            observed_at: now,
+            ..Default::default()
+        },
+    };
+    s.save_telemetry(
+        &[host(SOURCE, 0.30, 0.95), host(TARGET, 0.0, 0.2)],
+        &[vm],
+        now,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_in_auto_mode_plans_from_sustained_telemetry_and_moves_the_vm() {
+    let c = cloud(Script::default(), 0).await;
+    let dir = c.dir.path();
+    let s = store(&c).await;
+    s.upgrade().await.unwrap();
+    // [rebalance] min_samples is 3 by default: two runs see too few samples.
+    for run in 1..=3 {
+        push_noisy(&s).await;
+        // Samples are told apart by their time.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let out = steward(dir, &["rebalance", "run-once", "-f", "json"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "run {run}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let actions = s.actions(&[], 10).await.unwrap();
+        if run < 3 {
+            assert_eq!(doc["plan"]["candidates"], 0, "run {run}: {doc}");
+            assert!(doc["plan"]["id"].is_null(), "run {run}: {doc}");
+            assert!(actions.is_empty(), "run {run}: {actions:?}");
+            assert_eq!(c.fake.migrate_requests(), 0);
+        } else {
+            assert_eq!(doc["plan"]["candidates"], 1, "{doc}");
+            assert_eq!(doc["plan"]["state"], "approved", "{doc}");
+            assert_eq!(doc["plan"]["actions"][0]["target_host"], TARGET, "{doc}");
+            let a = the_action(&s).await;
+            assert_eq!(a.state, ActionState::Done, "{a:?}");
+            assert_eq!((a.source.as_str(), a.target.as_str()), (SOURCE, TARGET));
+            assert_eq!(a.vm_name, NODE, "the server's name from Nova's listing");
+            assert_eq!(c.fake.migrate_requests(), 1);
+        }
+    }
+    // The VM now runs on cmp-2: the next run plans nothing and asks Nova nothing more.
+    let out = steward(dir, &["rebalance", "run-once"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.fake.migrate_requests(), 1);
+    assert_eq!(s.plans(10).await.unwrap().len(), 1);
+}
+
+/// Kills the service when the test ends, whatever happens.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_in_auto_mode_plans_from_pushed_telemetry_and_moves_the_vm() {
+    let c = cloud(Script::default(), 0).await;
+    let dir = c.dir.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    const ADMIN: &str = "admin-token-0123456789abcdef";
+    std::fs::write(dir.join("tokens"), format!("{ADMIN} admin\n")).unwrap();
+    // The same cloud, served: plan every 0.2 s, execute every 0.2 s.
+    let toml = std::fs::read_to_string(dir.join("steward.toml"))
+        .unwrap()
+        .replace(
+            "[rebalance]\nmode = \"auto\"\n",
+            "[rebalance]\nmode = \"auto\"\ninterval_seconds = 0.2\n",
+        )
+        .replace(
+            "[rebalance.execution]\n",
+            "[rebalance.execution]\ncycle_seconds = 0.2\n",
+        );
+    std::fs::write(
+        dir.join("steward.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\
+             [auth]\nstrategy = \"static\"\ntoken_file = \"tokens\"\n{toml}"
+        ),
+    )
+    .unwrap();
+    let _service = Service(
+        steward(dir, &["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let started = Instant::now();
+    while !http
+        .get(url("/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "no /healthz");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = store(&c).await;
+    // Pushed the way a telemetry agent does, until the window holds min_samples (3) samples
+    // and the loop has planned and carried out the move.
+    let started = Instant::now();
+    let mut pushes = 0;
+    loop {
+        let now = steward::unix_now();
+        let body = serde_json::json!({
+            "hosts": [
+                {"host": SOURCE, "steal": 0.30, "load5": 30.4, "cpu_use": 0.95, "vcpus": 32, "observed_at": now},
+                {"host": TARGET, "steal": 0.0, "load5": 6.4, "cpu_use": 0.2, "vcpus": 32, "observed_at": now},
+            ],
+            "vms": [{"uuid": VM, "host": SOURCE, "steal": 0.30, "load5": 1.8, "vcpus": 2, "observed_at": now}],
+        });
+        let r = http
+            .post(url("/v1/telemetry"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+        pushes += 1;
+        let actions = s.actions(&[], 10).await.unwrap();
+        if actions.iter().any(|a| a.state == ActionState::Done) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no move done after {pushes} pushes: {actions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        pushes >= 3,
+        "a move after {pushes} push(es): the window was not sustained"
+    );
+    let plans = s.plans(10).await.unwrap();
+    assert_eq!(plans.len(), 1, "{plans:?}");
+    assert_eq!(plans[0].mode, "auto");
+    let a = the_action(&s).await;
+    assert_eq!((a.source.as_str(), a.target.as_str()), (SOURCE, TARGET));
+    assert_eq!(c.fake.migrate_requests(), 1);
+    let metrics = http
+        .get(url("/metrics"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("steward_rebalance_actions_total{state=\"done\"} 1"),
+        "{metrics}"
+    );
 }

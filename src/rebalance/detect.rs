@@ -16,7 +16,7 @@ use crate::model::ClusterView;
 use super::{RebalanceSettings, StealReport};
 
 /// One telemetry sample of a VM.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 pub struct Sample {
     /// Unix seconds of the measurement.
     pub at: f64,
@@ -25,7 +25,7 @@ pub struct Sample {
 }
 
 /// A VM's recent samples, all taken on `host` (a move starts a new series).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Series {
     pub host: Option<String>,
     pub vcpus: Option<f64>,
@@ -34,7 +34,7 @@ pub struct Series {
 
 /// Per-VM sample history built from successive cluster views. Pure data: the caller records
 /// each published view into it and keeps it between cycles.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct History {
     pub vms: HashMap<String, Series>,
 }

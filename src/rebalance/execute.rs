@@ -635,6 +635,25 @@ pub async fn lead_and_run(
     budget: Option<Duration>,
     start_new: bool,
 ) -> Result<Option<CycleReport>, crate::store::StoreError> {
+    Ok(
+        lead_and_run_after(executor, store, holder, budget, start_new, async {})
+            .await?
+            .map(|(_, report)| report),
+    )
+}
+
+/// As [`lead_and_run`], with `first` (the planner's cycle) run as the leader before the
+/// execution cycle, so only the elected replica plans and a plan approved at once is carried
+/// out in the same cycle. The leadership is renewed while both run. Its output comes back
+/// beside the cycle's report (`None` when the leadership was lost before it finished).
+pub async fn lead_and_run_after<T>(
+    executor: &Arc<Executor>,
+    store: &Store,
+    holder: &str,
+    budget: Option<Duration>,
+    start_new: bool,
+    first: impl std::future::Future<Output = T>,
+) -> Result<Option<(Option<T>, CycleReport)>, crate::store::StoreError> {
     let ttl = executor.settings.lease_seconds;
     let Some(mut leader) = crate::rebalance::leader::try_lead(store, holder, ttl).await? else {
         executor.metrics.rebalance_leader.set(0);
@@ -643,12 +662,19 @@ pub async fn lead_and_run(
     executor.metrics.rebalance_leader.set(1);
     let renew_every = Duration::from_secs_f64((ttl / 3.0).max(0.1));
     let mut lost = false;
+    let mut before = None;
     let report = {
-        let cycle = executor.run_cycle(budget, start_new);
+        let cycle = async {
+            let b = first.await;
+            (b, executor.run_cycle(budget, start_new).await)
+        };
         tokio::pin!(cycle);
         loop {
             tokio::select! {
-                r = &mut cycle => break r,
+                (b, r) = &mut cycle => {
+                    before = Some(b);
+                    break r;
+                }
                 _ = tokio::time::sleep(renew_every) => {
                     match leader.renew().await {
                         Ok(true) => {}
@@ -666,7 +692,7 @@ pub async fn lead_and_run(
         leader.release().await;
     }
     executor.metrics.rebalance_leader.set(0);
-    Ok(Some(report))
+    Ok(Some((before, report)))
 }
 
 /// Nova's completion timeout for this action: seconds per GiB of what is copied (RAM, plus

@@ -8,6 +8,7 @@
 //! candidates, each with the [`Limit`] that stopped it. They are plain data with serde so the
 //! executor can journal them and the API can show them as they are.
 
+pub mod cycle;
 pub mod detect;
 pub mod execute;
 pub mod hooks;

@@ -616,7 +616,7 @@ fn decode_err(what: String) -> JournalError {
 }
 
 /// A TEXT column: SQLite answers text, MySQL's protocol types TEXT as a BLOB.
-fn text(r: &AnyRow, col: &str) -> Result<String, sqlx::Error> {
+pub(super) fn text(r: &AnyRow, col: &str) -> Result<String, sqlx::Error> {
     opt_text(r, col)?.ok_or_else(|| sqlx::Error::Decode(format!("{col} is NULL").into()))
 }
 

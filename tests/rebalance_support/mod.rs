@@ -135,6 +135,11 @@ impl Respond for FakeCompute {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let p = req.url.path().to_string();
         let server_path = format!("/v2.1/servers/{VM}");
+        // The planner's listing (all_tenants=1, one page: no servers_links).
+        if req.method.as_str() == "GET" && p == "/v2.1/servers/detail" {
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({"servers": [self.server_body()["server"].clone()]}));
+        }
         if req.method.as_str() == "GET" && p == server_path {
             return ResponseTemplate::new(200).set_body_json(self.server_body());
         }
@@ -207,6 +212,59 @@ pub fn nova_error(code: u16, message: &str) -> ResponseTemplate {
 pub async fn mount_compute(server: &MockServer, fake: &FakeCompute) {
     Mock::given(path_regex(r"^/v2\.1/servers/"))
         .respond_with(fake.clone())
+        .mount(server)
+        .await;
+    mount_listings(server).await;
+}
+
+/// A hypervisor at 2.87 as `/os-hypervisors/detail` shows it (sizes still reported).
+fn hypervisor(name: &str, n: u8) -> Value {
+    json!({
+        "id": format!("5f1c3a52-8e1d-4b7e-9a44-5d2c8e6f7a0{n}"),
+        "hypervisor_hostname": name,
+        "hypervisor_type": "QEMU",
+        "hypervisor_version": 6002000,
+        "state": "up",
+        "status": "enabled",
+        "host_ip": format!("192.0.2.1{n}"),
+        "service": {"host": name, "id": format!("7a2b3c4d-0000-4000-8000-00000000000{n}"), "disabled_reason": null},
+        "vcpus": 32, "vcpus_used": 4,
+        "memory_mb": 131072, "memory_mb_used": 8192,
+        "local_gb": 1000, "local_gb_used": 40,
+        "free_ram_mb": 122880, "free_disk_gb": 960, "disk_available_least": 950,
+        "current_workload": 0, "running_vms": 1,
+        "cpu_info": "{\"arch\": \"x86_64\", \"model\": \"Nehalem\", \"vendor\": \"Intel\"}"
+    })
+}
+
+/// What the planner lists besides servers: both hypervisors, the AZ aggregate holding them,
+/// no server groups; shaped as Nova 34 answers an admin at 2.87.
+pub async fn mount_listings(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path("/v2.1/os-hypervisors/detail"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"hypervisors": [hypervisor(SOURCE, 1), hypervisor(TARGET, 2)]}),
+            ),
+        )
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2.1/os-aggregates"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"aggregates": [{
+                "id": 1, "uuid": "9b0c4a52-8e1d-4b7e-9a44-5d2c8e6f7a01", "name": "az1",
+                "availability_zone": "az1", "hosts": [SOURCE, TARGET],
+                "metadata": {"availability_zone": "az1"},
+                "created_at": "2026-11-22T09:00:00.000000", "updated_at": null,
+                "deleted": false, "deleted_at": null
+            }]})),
+        )
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2.1/os-server-groups"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"server_groups": []})))
         .mount(server)
         .await;
 }

@@ -115,6 +115,12 @@ def test_os_migrate_live_is_accepted_then_refused_while_migrating(
     report = json.loads(out.stdout)
     assert report['out_of_time'] is True
     assert report['unfinished'] == 1
+    # The leader planned first, over the real Nova's listings (2.87
+    # hypervisors, servers, groups, aggregates): no telemetry, no candidate.
+    assert report['errors'] == [], report
+    assert report['plan'] is not None, report
+    assert report['plan']['candidates'] == 0, report
+    assert report['plan']['id'] is None, report
     [action] = actions(workdir, cloud)
     assert action['state'] == 'migrating', action
     assert action['accepted_at'] is not None, action

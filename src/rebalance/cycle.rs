@@ -1,0 +1,499 @@
+//! One planning cycle (NOT pure: reads and writes steward's store): load the planner's state,
+//! record the cluster view into the detector's history, detect, gather the journal's in-flight
+//! actions and finished moves, plan, journal the plan, save the state. Run by the elected
+//! leader only, before it executes (`serve`'s loop and `steward rebalance run-once`).
+//!
+//! The state (`rebalance_detector`) is JSON: row `planner` holds the candidates of the last
+//! cycle (hysteresis) and the byte budget per AZ; rows `planner/history/N` hold the per-VM
+//! samples within the detection window, [`VMS_PER_DOCUMENT`] VMs each; all are replaced in one
+//! transaction. It is what lets a cron-driven `run-once`, a fresh process each time, sustain
+//! detection over `window_seconds` and `min_samples`.
+//!
+//! Modes: `auto` journals the plan approved at once; `approve` journals it proposed (an admin
+//! approves it); `dry-run` journals it too, as a `dry-run` plan the journal refuses to approve.
+//! A plan with no action and no skipped candidate (other than one skipped because its move is
+//! already in flight or awaiting approval) is not journaled: an empty plan every cycle is
+//! noise; the cycle's outcome still says how many candidates there were. The byte budget
+//! a plan spends is kept in `auto` and `approve` mode (a proposed plan reserves its bytes; a
+//! cancelled one does not refund them, the bucket refills at its rate); a dry-run plan spends
+//! nothing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
+use crate::model::{ClusterView, Host};
+use crate::openstack::nova::{Hypervisor, Server};
+use crate::scoring::{Options, Profile};
+use crate::store::journal::{ActionState, JournalError, PlanRow, PlanState};
+use crate::store::{Store, StoreError};
+
+use super::detect::{detect, DetectState, History};
+use super::execute::{journal_plan, planner_inputs};
+use super::plan::{plan, PlanInput, VmSize};
+use super::{BudgetState, InFlight, Limit, Mode, Plan, RebalanceSettings};
+
+/// The row of `rebalance_detector` the planner keeps its state in.
+pub const STATE_NAME: &str = "planner";
+
+/// Who approves a plan made in `auto` mode, as the journal records it.
+pub const AUTO_APPROVER: &str = "steward (auto mode)";
+
+/// What the planner keeps between cycles.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct PlannerState {
+    pub history: History,
+    pub detect: DetectState,
+    pub budget: BudgetState,
+}
+
+/// What one cycle plans over. The caller takes the view snapshot and gathers the compute
+/// nodes' room and the VMs' sizes (see [`hosts_and_sizes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CycleInput<'a> {
+    pub view: &'a ClusterView,
+    pub hosts: &'a [Host],
+    pub sizes: &'a HashMap<String, VmSize>,
+    /// Server names by uuid, for the journal (an action shows its VM's uuid when missing).
+    pub names: &'a HashMap<String, String>,
+    /// `[rebalance] profile`, from the profile set.
+    pub profile: &'a Profile,
+    pub opts: &'a Options,
+    pub cfg: &'a RebalanceSettings,
+    /// Unix seconds.
+    pub now: f64,
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone)]
+pub struct CycleOutcome {
+    /// Candidates detected this cycle.
+    pub candidates: usize,
+    /// The plan as computed.
+    pub plan: Plan,
+    /// The plan as journaled; `None` when it had nothing new (see the module's comment).
+    pub journaled: Option<PlanRow>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Nova(String),
+    #[error("{0}")]
+    Config(String),
+    /// The leadership was lost before the cycle finished (another replica plans next).
+    #[error("{0}")]
+    Leadership(String),
+}
+
+/// VMs per stored history document: each stays a few MiB (about 350 bytes per VM), well under
+/// MySQL's `max_allowed_packet`, however large the cloud.
+pub const VMS_PER_DOCUMENT: usize = 5_000;
+
+/// The state's first document (`planner`): what is not per VM.
+#[derive(Debug, Default, Deserialize, Serialize)]
+struct StoredHead {
+    #[serde(default)]
+    detect: DetectState,
+    #[serde(default)]
+    budget: BudgetState,
+}
+
+/// Load the planner's state: the head row `planner` and the history rows `planner/history/N`.
+/// A document that no longer parses (written by another version) is reported and replaced
+/// by a fresh state: detection starts over, nothing else is lost.
+pub async fn load_state(store: &Store) -> Result<PlannerState, StoreError> {
+    let docs = store.load_detector_set(STATE_NAME).await?;
+    let mut state = PlannerState::default();
+    for (name, text) in docs {
+        let parsed = if name == STATE_NAME {
+            serde_json::from_str::<StoredHead>(&text).map(|h| {
+                state.detect = h.detect;
+                state.budget = h.budget;
+            })
+        } else {
+            serde_json::from_str::<History>(&text).map(|h| state.history.vms.extend(h.vms))
+        };
+        if let Err(e) = parsed {
+            tracing::warn!(
+                error = %e,
+                "the rebalancer's stored detector state (table rebalance_detector, row {name}) does not parse; detection starts over"
+            );
+            return Ok(PlannerState::default());
+        }
+    }
+    Ok(state)
+}
+
+/// Save the planner's state, replacing what was stored, in one transaction.
+pub async fn save_state(store: &Store, state: &PlannerState, now: f64) -> Result<(), StoreError> {
+    let head = StoredHead {
+        detect: state.detect.clone(),
+        budget: state.budget.clone(),
+    };
+    let mut docs = vec![(
+        STATE_NAME.to_string(),
+        serde_json::to_string(&head).unwrap_or_else(|_| "{}".into()),
+    )];
+    let mut vms: Vec<(&String, &super::detect::Series)> = state.history.vms.iter().collect();
+    vms.sort_by(|a, b| a.0.cmp(b.0));
+    for (i, chunk) in vms.chunks(VMS_PER_DOCUMENT).enumerate() {
+        let part = History {
+            vms: chunk
+                .iter()
+                .map(|(k, v)| ((*k).clone(), (*v).clone()))
+                .collect(),
+        };
+        docs.push((
+            format!("{STATE_NAME}/history/{i}"),
+            serde_json::to_string(&part).unwrap_or_else(|_| "{}".into()),
+        ));
+    }
+    store.replace_detector_set(STATE_NAME, &docs, now).await
+}
+
+/// Forget the planner's state (detection starts over).
+pub async fn reset_state(store: &Store) -> Result<(), StoreError> {
+    store.replace_detector_set(STATE_NAME, &[], 0.0).await
+}
+
+/// Moves the planner must count as unfinished: the executor's in-flight ones (approved and
+/// under way) plus the actions of proposed plans awaiting an admin (not dry-run plans, which
+/// are never run), so a VM waiting for approval is not planned again every cycle.
+async fn unfinished_moves(
+    store: &Store,
+    since: f64,
+) -> Result<(Vec<InFlight>, Vec<super::MoveRecord>), JournalError> {
+    let (mut in_flight, moves) = planner_inputs(store, since).await?;
+    let pending = store.actions(&[ActionState::Planned], 1_000_000).await?;
+    let mut plan_counts: HashMap<String, bool> = HashMap::new();
+    let seen: HashSet<String> = in_flight.iter().map(|a| a.vm.clone()).collect();
+    for a in pending {
+        let awaiting = match plan_counts.get(&a.plan_id) {
+            Some(c) => *c,
+            None => {
+                let c = store
+                    .plan(&a.plan_id)
+                    .await?
+                    .is_some_and(|p| p.state == PlanState::Proposed && p.mode != "dry-run");
+                plan_counts.insert(a.plan_id.clone(), c);
+                c
+            }
+        };
+        if awaiting && !seen.contains(&a.vm) {
+            in_flight.push(InFlight {
+                vm: a.vm,
+                source_host: a.source,
+                target_host: a.target,
+                az: a.az,
+            });
+        }
+    }
+    Ok((in_flight, moves))
+}
+
+/// One planning cycle: record, detect, plan, journal, save (see the module's comment).
+pub async fn plan_cycle(
+    store: &Store,
+    input: &CycleInput<'_>,
+    metrics: Option<&Metrics>,
+) -> Result<CycleOutcome, CycleError> {
+    let cfg = input.cfg;
+    let now = input.now;
+    let mut state = load_state(store).await?;
+    state.history.record(input.view, now, cfg.window_seconds);
+    let detection = detect(&state.history, &state.detect, cfg, now);
+    if let Some(m) = metrics {
+        m.rebalance_candidates
+            .set(i64::try_from(detection.candidates.len()).unwrap_or(i64::MAX));
+    }
+    let since = now - cfg.cooldown_hours.max(cfg.no_return_hours) * 3600.0;
+    let (in_flight, moves) = unfinished_moves(store, since).await?;
+    let planned = plan(
+        &PlanInput {
+            view: input.view,
+            hosts: input.hosts,
+            sizes: input.sizes,
+            detection: &detection,
+            in_flight: &in_flight,
+            history: &moves,
+            budget: &state.budget,
+            now,
+        },
+        input.profile,
+        input.opts,
+        cfg,
+    );
+    // A candidate skipped only because its move is already under way is not news.
+    let news =
+        !planned.actions.is_empty() || planned.skipped.iter().any(|s| s.limit != Limit::InFlight);
+    let journaled = if !news {
+        None
+    } else {
+        let mut np = journal_plan(&planned, uuid::Uuid::new_v4().to_string());
+        for a in &mut np.actions {
+            if let Some(name) = input.names.get(&a.vm).filter(|n| !n.is_empty()) {
+                a.vm_name.clone_from(name);
+            }
+        }
+        let approver = (cfg.mode == Mode::Auto).then_some(AUTO_APPROVER);
+        let row = store.insert_plan(&np, approver).await?;
+        tracing::info!(
+            plan = %row.id,
+            mode = cfg.mode.as_str(),
+            actions = planned.actions.len(),
+            skipped = planned.skipped.len(),
+            "rebalance plan journaled"
+        );
+        Some(row)
+    };
+    let candidates = detection.candidates.len();
+    state.detect = detection.state;
+    if cfg.mode != Mode::DryRun {
+        state.budget = planned.budget.clone();
+    }
+    save_state(store, &state, now).await?;
+    Ok(CycleOutcome {
+        candidates,
+        plan: planned,
+        journaled,
+    })
+}
+
+/// The planner's compute nodes and VM sizes from Nova's listings (microversion 2.87, which
+/// still reports each hypervisor's vCPUs, RAM and disk): a host per compute service, sizes
+/// summed over its nodes, in the AZ the view gives it; a VM's size from its embedded flavor.
+/// Nova does not report allocation ratios, so room is counted at 1.0 (conservative). A VM with
+/// local disk (root or ephemeral) is counted as a block migration for the byte budget.
+pub fn hosts_and_sizes(
+    hypervisors: &[Hypervisor],
+    servers: &[Server],
+    view: &ClusterView,
+) -> (Vec<Host>, HashMap<String, VmSize>) {
+    let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
+    for hv in hypervisors {
+        if hv
+            .hypervisor_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("ironic"))
+        {
+            continue;
+        }
+        let name = hv
+            .service
+            .as_ref()
+            .and_then(|s| s.host.clone())
+            .unwrap_or_else(|| hv.hypervisor_hostname.clone());
+        let h = hosts.entry(name.clone()).or_insert_with(|| Host {
+            host: name.clone(),
+            nodename: hv.hypervisor_hostname.clone(),
+            uuid: Some(hv.id.clone()),
+            az: view.hosts.get(&name).and_then(|f| f.az.clone()),
+            hypervisor_type: hv.hypervisor_type.clone(),
+            ..Default::default()
+        });
+        let add = |slot: &mut Option<f64>, v: Option<i64>| {
+            if let Some(v) = v {
+                *slot = Some(slot.unwrap_or(0.0) + v as f64);
+            }
+        };
+        add(&mut h.vcpus_total, hv.vcpus);
+        add(&mut h.vcpus_used, hv.vcpus_used);
+        add(&mut h.memory_mb_total, hv.memory_mb);
+        add(
+            &mut h.memory_mb_free,
+            hv.memory_mb
+                .zip(hv.memory_mb_used)
+                .map(|(t, u)| (t - u).max(0)),
+        );
+        add(&mut h.disk_gb_total, hv.local_gb);
+        add(
+            &mut h.disk_gb_free,
+            hv.local_gb
+                .zip(hv.local_gb_used)
+                .map(|(t, u)| (t - u).max(0)),
+        );
+    }
+    let mut sizes = HashMap::new();
+    for s in servers {
+        if let Some(h) = s.host.as_ref().and_then(|h| hosts.get_mut(h)) {
+            h.instance_uuids.push(s.id.clone());
+        }
+        let local_disk = s.flavor.disk.max(0) + s.flavor.ephemeral.max(0);
+        sizes.insert(
+            s.id.clone(),
+            VmSize {
+                vcpus: s.flavor.vcpus.max(0) as f64,
+                memory_mb: s.flavor.ram.max(0) as f64,
+                disk_gb: local_disk as f64,
+                block_migration: local_disk > 0,
+            },
+        );
+    }
+    (hosts.into_values().collect(), sizes)
+}
+
+/// What a service's or `run-once`'s planning cycle needs besides the store and the view: the
+/// Nova client it lists hypervisors, servers, server groups and aggregates through, and the
+/// settings. Gathering is an adapter; the decisions are `detect` and `plan`.
+pub struct Planner {
+    pub nova: std::sync::Arc<crate::openstack::nova::Nova>,
+    pub profiles: std::sync::Arc<crate::scoring::ProfileSet>,
+    pub opts: Options,
+    pub cfg: RebalanceSettings,
+    /// `[roles] metadata_key` and `[cluster] default_availability_zone`, for Nova's membership.
+    pub role_key: String,
+    pub default_az: String,
+    pub metrics: Option<Metrics>,
+}
+
+impl Planner {
+    /// Gather Nova's membership and sizes, lay the membership over `view` (Nova is the
+    /// authority on where each VM runs), and run one [`plan_cycle`].
+    pub async fn run(
+        &self,
+        store: &Store,
+        view: &ClusterView,
+        now: f64,
+    ) -> Result<CycleOutcome, CycleError> {
+        let Some(profile) = self.profiles.profiles.get(&self.cfg.profile) else {
+            return Err(CycleError::Config(format!(
+                "[rebalance] profile {:?} is not a scheduling profile; name one of [profiles] ({})",
+                self.cfg.profile,
+                self.profiles
+                    .profiles
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let nova_err = |what: &str, e: crate::openstack::Error| {
+            CycleError::Nova(format!(
+                "cannot list {what} from Nova ({e}); the planner skips this cycle, check [openstack] cloud"
+            ))
+        };
+        let hypervisors = self
+            .nova
+            .hypervisors()
+            .await
+            .map_err(|e| nova_err("hypervisors", e))?;
+        let servers = self
+            .nova
+            .servers()
+            .await
+            .map_err(|e| nova_err("servers", e))?;
+        let groups = self
+            .nova
+            .server_groups()
+            .await
+            .map_err(|e| nova_err("server groups", e))?;
+        let aggregates = self
+            .nova
+            .aggregates()
+            .await
+            .map_err(|e| nova_err("aggregates", e))?;
+        let inventory = crate::cluster::inventory::build(
+            &hypervisors,
+            &servers,
+            &groups,
+            &aggregates,
+            &self.role_key,
+            &self.default_az,
+        );
+        // A clone starts without the derived role index, so the membership below counts.
+        let mut view = view.clone();
+        crate::cluster::inventory::apply(&mut view, &inventory);
+        let (hosts, sizes) = hosts_and_sizes(&hypervisors, &servers, &view);
+        let names: HashMap<String, String> = servers
+            .iter()
+            .map(|s| (s.id.clone(), s.name.clone()))
+            .collect();
+        plan_cycle(
+            store,
+            &CycleInput {
+                view: &view,
+                hosts: &hosts,
+                sizes: &sizes,
+                names: &names,
+                profile,
+                opts: &self.opts,
+                cfg: &self.cfg,
+                now,
+            },
+            self.metrics.as_ref(),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::HostFacts;
+
+    fn hv(name: &str, host: &str, kind: &str) -> Hypervisor {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("uuid-{name}"), "hypervisor_hostname": name, "hypervisor_type": kind,
+            "service": {"host": host}, "vcpus": 16, "vcpus_used": 4,
+            "memory_mb": 65536, "memory_mb_used": 16384, "local_gb": 500, "local_gb_used": 100
+        }))
+        .unwrap()
+    }
+
+    fn server(id: &str, host: &str, disk: i64, ephemeral: i64) -> Server {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": format!("name-{id}"), "OS-EXT-SRV-ATTR:host": host,
+            "flavor": {"vcpus": 2, "ram": 4096, "disk": disk, "ephemeral": ephemeral, "swap": ""}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn hosts_sum_their_nodes_take_the_views_az_and_skip_ironic() {
+        let mut view = ClusterView::default();
+        view.hosts.insert(
+            "cmp-1".into(),
+            HostFacts {
+                az: Some("az1".into()),
+                ..Default::default()
+            },
+        );
+        let (hosts, sizes) = hosts_and_sizes(
+            &[
+                hv("node-a", "cmp-1", "QEMU"),
+                hv("node-b", "cmp-1", "QEMU"),
+                hv("cmp-2", "cmp-2", "QEMU"),
+                hv("bm-1", "ironic-conductor", "ironic"),
+            ],
+            &[
+                server("vm-local", "cmp-1", 20, 10),
+                server("vm-volume", "cmp-2", 0, 0),
+            ],
+            &view,
+        );
+        let names: Vec<&str> = hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(names, ["cmp-1", "cmp-2"]);
+        let h1 = &hosts[0];
+        assert_eq!(h1.az.as_deref(), Some("az1"));
+        assert_eq!(h1.vcpus_total, Some(32.0));
+        assert_eq!(h1.vcpus_used, Some(8.0));
+        assert_eq!(h1.memory_mb_free, Some(2.0 * 49152.0));
+        assert_eq!(h1.disk_gb_free, Some(800.0));
+        assert_eq!(
+            h1.cpu_allocation_ratio, None,
+            "Nova does not say; 1.0 is assumed"
+        );
+        assert_eq!(h1.instance_uuids, ["vm-local"]);
+        assert_eq!(hosts[1].az, None, "an AZ comes from the view only");
+        let local = sizes["vm-local"];
+        assert_eq!((local.disk_gb, local.block_migration), (30.0, true));
+        assert_eq!((local.vcpus, local.memory_mb), (2.0, 4096.0));
+        assert!(!sizes["vm-volume"].block_migration);
+    }
+}
