@@ -412,3 +412,106 @@ def test_the_api_plans_and_runs_a_repair(cloud, steward, tmp_path):
     assert cloud.nova.inspect(cloud.seeded['servers']['gold-inst']['uuid'])[
         cloud.seeded['servers']['gold-inst']['uuid']]['cur']['resources'] \
         == {'CUSTOM_GOLD': 1}
+
+
+def test_placement_silent_mid_run_stops_the_run_the_next_apply_finishes(
+        cloud, tmp_path):
+    """The real Placement stops answering (SIGSTOP on its gunicorn) while
+    an apply is between nodes: the node in flight fails naming itself and
+    what to do, the nodes not started are left alone, the run is marked
+    failed with a consistent journal, and the next apply, Placement back,
+    finishes the job."""
+    import yaml
+    env = steward_env(cloud, tmp_path)
+    env['STEWARD__REPAIR__CONCURRENCY'] = '1'
+    with open(cloud.identity['clouds_yaml'], encoding='utf-8') as f:
+        clouds = yaml.safe_load(f)
+    clouds['clouds']['steward']['api_timeout'] = 3
+    impatient = tmp_path / 'clouds.yaml'
+    impatient.write_text(yaml.safe_dump(clouds), encoding='utf-8')
+    env['OS_CLIENT_CONFIG_FILE'] = str(impatient)
+    journal = str(tmp_path / 'steward.sqlite')
+    nodes = [node(cloud, h) for h in SILVER]
+    argv = [default_binary(), 'repair', 'apply', '--resource-class',
+            'baremetal-silver', '-f', 'json']
+
+    placement = os.getpgid(cloud.placement.process.proc.pid)
+    first = subprocess.Popen(argv, env=env, cwd=str(tmp_path),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    stopped = False
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:
+            try:
+                db = sqlite3.connect(journal, timeout=0.2)
+                row = db.execute(
+                    "SELECT 1 FROM repair_journal WHERE state = 'done' AND "
+                    "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
+                db.close()
+            except sqlite3.Error:
+                row = None
+            if row:
+                os.killpg(placement, signal.SIGSTOP)
+                stopped = True
+                break
+            time.sleep(0.005)
+        out, err = first.communicate(timeout=120)
+    finally:
+        if stopped:
+            os.killpg(placement, signal.SIGCONT)
+    assert stopped, 'the apply ended before Placement could be stopped'
+    assert first.returncode == 1, out + err
+    report = json.loads(out)
+    assert report['ok'] is False
+    results = {n['node']: n for n in report['nodes']}
+    assert set(results) == set(nodes)
+    failed = [n for n in results.values() if n['result'] == 'failed']
+    assert len(failed) == 1, report
+    bad = failed[0]
+    assert bad['node'] in bad['error'], bad
+    assert 'no answer within' in bad['error'], bad
+    assert 'steward repair apply' in bad['error'], bad
+    later = [n for n in results.values() if n['result'] == 'not_started']
+    assert later, report
+    for n in later:
+        assert n['steps_done'] == 0
+        assert n['node'] in n['error'] and bad['node'] in n['error'], n
+    assert all(n['result'] in ('repaired', 'failed', 'not_started')
+               for n in results.values()), report
+    db = sqlite3.connect(journal)
+    assert db.execute('SELECT status FROM repair_run WHERE id = ?',
+                      (report['run_id'],)).fetchone() == ('failed',)
+    # Every journaled write ended one way or the other, nothing left
+    # pending; the nodes not started have no entry at all.
+    states = db.execute('SELECT node, state FROM repair_journal WHERE '
+                        'run_id = ?', (report['run_id'],)).fetchall()
+    db.close()
+    assert {s for _, s in states} <= {'done', 'failed'}, states
+    assert not {n for n, _ in states} & {n['node'] for n in later}, states
+    for n in later:
+        assert sorted(cloud.placement.inventories(n['node'])) == [
+            'CUSTOM_BAREMETAL_SILVER', 'DISK_GB', 'MEMORY_MB', 'VCPU']
+
+    # Placement answers again: the next apply finishes the job.
+    done = subprocess.run(argv, env=env, cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    again = json.loads(done.stdout)
+    assert again['ok'] is True and again['resumed'] is False
+    for n in nodes:
+        assert sorted(cloud.placement.inventories(n)) == [
+            'CUSTOM_BAREMETAL_SILVER']
+        assert cloud.placement.usages(n) == {'CUSTOM_BAREMETAL_SILVER': 1}
+    instances = [cloud.seeded['servers']['inst-' + h]['uuid']
+                 for h in SILVER]
+    seen = cloud.nova.inspect(*instances)
+    for i in instances:
+        assert seen[i]['cur']['resources'] == {'CUSTOM_BAREMETAL_SILVER': 1}
+        assert seen[i]['request_spec']['resources'] == {
+            'CUSTOM_BAREMETAL_SILVER': 1}
+    check = subprocess.run([default_binary(), 'repair', 'verify',
+                            '--resource-class', 'baremetal-silver'],
+                           env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
