@@ -3,6 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::repair;
 use super::routes;
 use super::schema::*;
 
@@ -27,13 +28,16 @@ impl Modify for Security {
     info(title = "Nova Steward", description = "Steal-aware, AZ-correct scheduling help for OpenStack Nova"),
     paths(routes::filter, routes::weigh, routes::profiles, routes::hosts, routes::host, routes::vm, routes::push_telemetry,
           routes::healthz, routes::metrics, routes::openapi,
-          routes::rebalance_plans, routes::approve_plan, routes::cancel_plan, routes::migrations),
+          routes::rebalance_plans, routes::approve_plan, routes::cancel_plan, routes::migrations,
+          repair::create_plan, repair::create_run, repair::get_run),
     components(schemas(CalloutRequest, InstanceDto, HostDto, FlavorDto, ServerGroupDto, OperationDto,
                        FilterAnswer, FilterResponse, CompactFilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
                        TelemetryPush, HostSampleDto, VmSampleDto, TelemetryAccepted, Accepted,
                        ProfileList, ProfileInfo, PluginInfo, HostList, HostInfo, HostDetail, WeeklyInfo, VmInfo, Health,
                        ErrorBody, ErrorDetail,
-                       RebalancePlanList, RebalancePlanDto, RebalanceActionDto, MigrationList)),
+                       RebalancePlanList, RebalancePlanDto, RebalanceActionDto, MigrationList,
+                       RepairSelection, RepairPlanDto, RepairNodePlanDto, RepairStepDto,
+                       RepairRunStarted, RepairNothingToDo, RepairRunDto)),
     modifiers(&Security),
     security(("bearer" = []), ("x_auth_token" = []))
 )]

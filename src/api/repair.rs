@@ -4,12 +4,14 @@
 //! result from the journal). The same core as the CLI; no policy here.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::errors::ApiError;
 use super::routes::read_body;
-use super::schema::parse_json;
+use super::schema::{
+    parse_json, ErrorBody, RepairNothingToDo, RepairPlanDto, RepairRunDto, RepairRunStarted,
+    RepairSelection,
+};
 use super::AppState;
 use crate::repair::apply::{self, ApplyOptions};
 use crate::repair::facts::{cell_names, gather};
@@ -22,27 +24,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/repair/runs/{id}", web::get().to(get_run));
 }
 
-/// Which nodes: as the CLI's flags.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SelectionBody {
-    #[serde(default)]
-    nodes: Vec<String>,
-    #[serde(default)]
-    resource_class: Option<String>,
-    #[serde(default)]
-    cell: Option<String>,
-    #[serde(default)]
-    all: bool,
-}
-
-impl SelectionBody {
-    fn selection(&self) -> Selection {
-        Selection {
-            nodes: self.nodes.clone(),
-            resource_class: self.resource_class.clone(),
-            cell: self.cell.clone(),
-        }
+fn selection_of(body: &RepairSelection) -> Selection {
+    Selection {
+        nodes: body.nodes.clone(),
+        resource_class: body.resource_class.clone(),
+        cell: body.cell.clone(),
     }
 }
 
@@ -60,19 +46,19 @@ async fn selection(
     state: &AppState,
     req: &HttpRequest,
     payload: web::Payload,
-) -> Result<SelectionBody, ApiError> {
+) -> Result<RepairSelection, ApiError> {
     let body = read_body(req, payload, state.max_body_bytes).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(SelectionBody::default());
+        return Ok(RepairSelection::default());
     }
     parse_json(&body)
 }
 
-async fn planned(state: &AppState, sel: &SelectionBody) -> Result<(Clients, Plan), ApiError> {
+async fn planned(state: &AppState, sel: &RepairSelection) -> Result<(Clients, Plan), ApiError> {
     let clients = crate::repair::connect(&state.settings, sel.cell.as_deref())
         .await
         .map_err(api_error)?;
-    let s = sel.selection();
+    let s = selection_of(sel);
     match gather(&clients, &s).await {
         Ok(facts) => {
             let p = plan::plan(&facts, &s, &cell_names(&clients.db));
@@ -85,7 +71,13 @@ async fn planned(state: &AppState, sel: &SelectionBody) -> Result<(Clients, Plan
     }
 }
 
-async fn create_plan(
+/// Plan the inventory repair of the selected Ironic nodes: per node what is wrong and the
+/// ordered steps that fix it (what `steward repair plan -f json` prints). Changes nothing. Admin.
+#[utoipa::path(post, path = "/v1/repair/plans", request_body(content = RepairSelection, description = "which nodes; an empty body plans every node"),
+    responses((status = 200, body = RepairPlanDto), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 503, body = ErrorBody, description = "Ironic, Placement or a Nova database cannot be reached")))]
+pub async fn create_plan(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
@@ -96,7 +88,15 @@ async fn create_plan(
     Ok(HttpResponse::Ok().json(p))
 }
 
-async fn create_run(
+/// Apply the inventory repair to the selected nodes in the background (or finish an
+/// interrupted run under its id); follow it with `GET /v1/repair/runs/{id}`. Admin.
+#[utoipa::path(post, path = "/v1/repair/runs", request_body = RepairSelection,
+    responses((status = 202, body = RepairRunStarted, headers(("Location" = String, description = "the run: /v1/repair/runs/{id}"))),
+              (status = 200, body = RepairNothingToDo),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody),
+              (status = 503, body = ErrorBody, description = "Ironic, Placement, a Nova database or the journal cannot be reached")))]
+pub async fn create_run(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
@@ -117,9 +117,12 @@ async fn create_run(
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
     if p.is_empty() && unfinished.is_none() {
         clients.db.close().await;
-        return Ok(HttpResponse::Ok().json(json!({"nothing_to_do": true, "nodes": p.nodes.len()})));
+        return Ok(HttpResponse::Ok().json(RepairNothingToDo {
+            nothing_to_do: true,
+            nodes: p.nodes.len(),
+        }));
     }
-    let selection_text = serde_json::to_string(&sel.selection()).unwrap_or_default();
+    let selection_text = serde_json::to_string(&selection_of(&sel)).unwrap_or_default();
     let (run_id, resumed) = apply::begin(&state.store, &selection_text)
         .await
         .map_err(api_error)?;
@@ -150,10 +153,21 @@ async fn create_run(
     });
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/v1/repair/runs/{run_id}")))
-        .json(json!({"run_id": run_id, "resumed": resumed, "status": "running", "nodes": nodes})))
+        .json(RepairRunStarted {
+            run_id,
+            resumed,
+            status: "running".into(),
+            nodes,
+        }))
 }
 
-async fn get_run(
+/// A repair run's progress (journaled writes) and, once finished, its per-node result. Admin.
+#[utoipa::path(get, path = "/v1/repair/runs/{id}",
+    params(("id" = String, Path, description = "the run id (`repair-<uuid>`)")),
+    responses((status = 200, body = RepairRunDto), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub async fn get_run(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -178,13 +192,99 @@ async fn get_run(
         .as_deref()
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or(Value::Null);
-    Ok(HttpResponse::Ok().json(json!({
-        "id": run.id,
-        "status": run.status,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "writes": writes,
-        "nodes_touched": nodes_touched.len(),
-        "result": summary,
-    })))
+    Ok(HttpResponse::Ok().json(RepairRunDto {
+        id: run.id,
+        status: run.status,
+        started_at: run.started_at,
+        finished_at: run.finished_at,
+        writes,
+        nodes_touched: nodes_touched.len(),
+        result: summary,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::repair::plan::{Copy, NodePlan, NodeStatus, Step};
+
+    fn every_step() -> Vec<Step> {
+        let specs: BTreeMap<String, String> = [("resources:CUSTOM_GOLD".into(), "1".into())].into();
+        vec![
+            Step::EnsureResourceClass {
+                class: "CUSTOM_GOLD".into(),
+            },
+            Step::SetFlavorExtraSpecs {
+                flavor_id: "7".into(),
+                flavor_name: "bm.gold".into(),
+                specs: specs.clone(),
+            },
+            Step::RewriteInstanceFlavor {
+                instance: "i-1".into(),
+                cell: "c-1".into(),
+                copies: vec![Copy::Cur, Copy::Old, Copy::New, Copy::RequestSpec],
+                specs: specs.clone(),
+            },
+            Step::RewriteRequestSpec {
+                instance: "i-1".into(),
+                specs,
+            },
+            Step::AddCustomInventory {
+                provider: "n-1".into(),
+                class: "CUSTOM_GOLD".into(),
+            },
+            Step::ShrinkAllocation {
+                consumer: "m-1".into(),
+                provider: "n-1".into(),
+                class: "CUSTOM_GOLD".into(),
+                from: [("VCPU".into(), 64), ("CUSTOM_GOLD".into(), 1)].into(),
+            },
+            Step::SetCustomOnlyInventory {
+                provider: "n-1".into(),
+                class: "CUSTOM_GOLD".into(),
+            },
+            Step::CheckUsage {
+                provider: "n-1".into(),
+                class: "CUSTOM_GOLD".into(),
+                expected: 1,
+            },
+        ]
+    }
+
+    /// The OpenAPI document describes the plan through `RepairPlanDto`: a plan holding every
+    /// step kind and node status must read into it with no unknown field and write back the
+    /// same JSON, so a new step field or action cannot leave the reference behind.
+    #[test]
+    fn the_documented_plan_schema_is_the_plan_on_the_wire() {
+        let steps = every_step();
+        let actions: Vec<&str> = steps.iter().map(Step::action).collect();
+        let node = |status, steps: Vec<Step>| NodePlan {
+            node: "n-1".into(),
+            name: Some("gold-1".into()),
+            class: Some("CUSTOM_GOLD".into()),
+            status,
+            problems: vec!["VCPU inventory beside CUSTOM_GOLD".into()],
+            notes: vec!["in maintenance".into()],
+            steps,
+        };
+        let p = Plan {
+            global: steps[..2].to_vec(),
+            nodes: vec![
+                node(NodeStatus::NeedsRepair, steps[2..].to_vec()),
+                node(NodeStatus::Clean, vec![]),
+                node(NodeStatus::Skipped, vec![]),
+            ],
+        };
+        let wire = serde_json::to_value(&p).unwrap();
+        let dto: RepairPlanDto = serde_json::from_value(wire.clone())
+            .unwrap_or_else(|e| panic!("the plan does not fit RepairPlanDto: {e}\n{wire:#}"));
+        assert_eq!(serde_json::to_value(&dto).unwrap(), wire);
+        // Every action and status is named in the schema's descriptions.
+        let doc = serde_json::to_string(&crate::api::openapi::document()).unwrap();
+        for a in actions.iter().chain(&["clean", "needs_repair", "skipped"]) {
+            assert!(doc.contains(a), "the OpenAPI document does not name {a}");
+        }
+    }
 }

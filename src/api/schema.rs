@@ -722,3 +722,135 @@ pub struct RebalancePlanList {
 pub struct MigrationList {
     pub migrations: Vec<RebalanceActionDto>,
 }
+
+// -- the inventory repair ----------------------------------------------------------------------
+
+/// Which nodes a repair plan or run covers, as `steward repair plan`'s flags. An empty body
+/// plans every node; a run needs `nodes`, `resource_class`, `cell` or `all: true` (not both).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairSelection {
+    /// Ironic node uuids or names.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Ironic's class (`baremetal-gold`) or its custom name (`CUSTOM_BAREMETAL_GOLD`).
+    #[serde(default)]
+    pub resource_class: Option<String>,
+    /// Cell name or uuid.
+    #[serde(default)]
+    pub cell: Option<String>,
+    /// Every node (runs only; plans cover every node when nothing is selected).
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// One step of a repair plan, in the order it runs. `action` says which; the other fields are
+/// those of that action (a step names targets, not generations: the executor reads the current
+/// generation right before each write).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairStepDto {
+    /// ensure_resource_class, set_flavor_extra_specs, rewrite_instance_flavor,
+    /// rewrite_request_spec, add_custom_inventory, shrink_allocation,
+    /// set_custom_only_inventory or check_usage.
+    pub action: String,
+    /// The custom resource class (`CUSTOM_GOLD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor_name: Option<String>,
+    /// The extra specs written (`resources:CUSTOM_GOLD: "1"`, `resources:VCPU: "0"`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specs: Option<BTreeMap<String, String>>,
+    /// The instance uuid whose embedded flavor or request spec is rewritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The cell (uuid) holding the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<String>,
+    /// Which copies: cur, old, new (`instance_extra.flavor`) or request_spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<Vec<String>>,
+    /// The resource provider (the node's uuid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The allocation's consumer: the instance, or a migration holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+    /// The allocation before the shrink, class to amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<BTreeMap<String, i64>>,
+    /// The usage of `class` the check expects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<i64>,
+}
+
+/// What is wrong with one node and the ordered steps that fix it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairNodePlanDto {
+    /// The Ironic node uuid (also its resource provider's uuid).
+    pub node: String,
+    pub name: Option<String>,
+    /// The custom class (`CUSTOM_GOLD`), when the node has a resource class.
+    pub class: Option<String>,
+    /// clean, needs_repair or skipped (nothing is changed on a skipped node; `problems` says why).
+    pub status: String,
+    /// What is wrong, one sentence each (or why the node is skipped).
+    pub problems: Vec<String>,
+    /// Facts worth knowing that change nothing (maintenance, a migration consumer).
+    pub notes: Vec<String>,
+    pub steps: Vec<RepairStepDto>,
+}
+
+/// A repair plan, what `steward repair plan -f json` prints. Changes nothing.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairPlanDto {
+    /// Steps for the whole run, before any node: classes, then flavors.
+    pub global: Vec<RepairStepDto>,
+    pub nodes: Vec<RepairNodePlanDto>,
+}
+
+/// A repair run started in the background (202; `Location` names it).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RepairRunStarted {
+    pub run_id: String,
+    /// True when the run picks up an interrupted one (same run id, one rollback covers both).
+    pub resumed: bool,
+    /// running.
+    pub status: String,
+    /// Nodes the plan covers.
+    pub nodes: usize,
+}
+
+/// Nothing to repair in the selection and no interrupted run to finish (200).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RepairNothingToDo {
+    /// Always true.
+    pub nothing_to_do: bool,
+    /// Nodes the selection covers.
+    pub nodes: usize,
+}
+
+/// A repair run: progress from the journal, and the per-node result once finished.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RepairRunDto {
+    pub id: String,
+    /// running, ok, failed or rolled_back.
+    pub status: String,
+    pub started_at: f64,
+    pub finished_at: Option<f64>,
+    /// Journaled writes by state (begun, done, ...).
+    pub writes: BTreeMap<String, usize>,
+    /// Nodes with at least one journaled write.
+    pub nodes_touched: usize,
+    /// The run's report once finished (`run_id`, `resumed`, `ok`, `global_error`, `nodes`:
+    /// `[{node, result: repaired|failed|skipped|clean, steps_done, error}]`), a rollback's
+    /// list of restored objects, or null while the run is going; a failed run's `error` says
+    /// which node and what to do.
+    #[schema(value_type = Object)]
+    pub result: serde_json::Value,
+}

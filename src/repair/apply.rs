@@ -125,13 +125,21 @@ pub async fn apply_run(
     for step in &plan.global {
         if let Err(e) = exec.step("-", step).await {
             report.ok = false;
-            report.global_error = Some(format!("{} {}: {e}", step.action(), step.object()));
+            let hint = if e.is_outage() {
+                format!("; {}", super::RESUME_HINT)
+            } else {
+                String::new()
+            };
+            report.global_error = Some(format!("{} {}: {e}{hint}", step.action(), step.object()));
             break;
         }
     }
     if report.ok {
         report.nodes = run_nodes(&exec, plan, options).await;
-        report.ok = report.nodes.iter().all(|n| n.result != "failed");
+        report.ok = report
+            .nodes
+            .iter()
+            .all(|n| n.result != "failed" && n.result != "not_started");
     }
     let status = if report.ok { "ok" } else { "failed" };
     if let Some(m) = &options.metrics {
@@ -158,14 +166,40 @@ async fn run_nodes(exec: &Arc<Exec>, plan: &Plan, options: &ApplyOptions) -> Vec
         indicatif::ProgressBar::hidden()
     };
     let gate = Arc::new(Semaphore::new(exec.clients.concurrency.max(1)));
+    // Set by the first node that finds a peer down (Placement 5xx or silent, a Nova database
+    // gone): the nodes not started yet are left alone, the run ends failed and the next apply
+    // picks them up.
+    let halted: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let mut set = JoinSet::new();
     for n in &work {
         let exec = exec.clone();
         let node = (*n).clone();
         let gate = gate.clone();
+        let halted = halted.clone();
         set.spawn(async move {
             let _permit = gate.acquire_owned().await;
-            exec.node(&node).await
+            let why = halted.lock().map(|h| h.clone()).unwrap_or(None);
+            if let Some(why) = why {
+                return NodeResult {
+                    node: node.node.clone(),
+                    result: "not_started".into(),
+                    steps_done: 0,
+                    error: Some(format!(
+                        "node {} not started: the run stopped because {why}; {}",
+                        node.node,
+                        super::RESUME_HINT
+                    )),
+                };
+            }
+            let (r, outage) = exec.node(&node).await;
+            if outage {
+                if let Ok(mut h) = halted.lock() {
+                    h.get_or_insert_with(|| {
+                        format!("node {} failed with a service unavailable", node.node)
+                    });
+                }
+            }
+            r
         });
     }
     let mut out: Vec<NodeResult> = plan
@@ -205,26 +239,44 @@ async fn run_nodes(exec: &Arc<Exec>, plan: &Plan, options: &ApplyOptions) -> Vec
 }
 
 impl Exec {
-    async fn node(&self, n: &NodePlan) -> NodeResult {
+    /// Run one node's steps; true beside the result when it stopped on an outage.
+    async fn node(&self, n: &NodePlan) -> (NodeResult, bool) {
         let mut done = 0;
         for step in &n.steps {
             if let Err(e) = self.step(&n.node, step).await {
                 tracing::warn!(node = %n.node, step = step.action(), error = %e, "repair step failed; node stopped");
-                return NodeResult {
-                    node: n.node.clone(),
-                    result: "failed".into(),
-                    steps_done: done,
-                    error: Some(format!("{} {}: {e}", step.action(), step.object())),
+                let outage = e.is_outage();
+                let hint = if outage {
+                    format!("; {}", super::RESUME_HINT)
+                } else {
+                    String::new()
                 };
+                return (
+                    NodeResult {
+                        node: n.node.clone(),
+                        result: "failed".into(),
+                        steps_done: done,
+                        error: Some(format!(
+                            "node {}: {} {}: {e}{hint}",
+                            n.node,
+                            step.action(),
+                            step.object()
+                        )),
+                    },
+                    outage,
+                );
             }
             done += 1;
         }
-        NodeResult {
-            node: n.node.clone(),
-            result: "repaired".into(),
-            steps_done: done,
-            error: None,
-        }
+        (
+            NodeResult {
+                node: n.node.clone(),
+                result: "repaired".into(),
+                steps_done: done,
+                error: None,
+            },
+            false,
+        )
     }
 
     /// Journal a write about to happen (what it overwrites, what it writes); returns the

@@ -167,10 +167,10 @@ pub async fn run(v: &Validated, command: Command, json_out: bool) -> ExitCode {
                         if let Some(e) = &report.global_error {
                             println!("  before any node: {e}");
                         }
-                        println!("{:<38} {:<9} {:>5} ERROR", "NODE", "RESULT", "STEPS");
+                        println!("{:<38} {:<11} {:>5} ERROR", "NODE", "RESULT", "STEPS");
                         for n in &report.nodes {
                             println!(
-                                "{:<38} {:<9} {:>5} {}",
+                                "{:<38} {:<11} {:>5} {}",
                                 n.node,
                                 n.result,
                                 n.steps_done,

@@ -39,6 +39,41 @@ pub enum RepairError {
     Json(#[from] serde_json::Error),
 }
 
+impl RepairError {
+    /// A peer steward depends on is not answering (no answer, a 5xx, Nova's database or the
+    /// journal unreachable), as opposed to something wrong with one object: the run stops
+    /// starting nodes, as every next node would fail the same way.
+    pub fn is_outage(&self) -> bool {
+        fn sql_outage(e: &sqlx::Error) -> bool {
+            matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Tls(_)
+            ) || matches!(e, sqlx::Error::Database(d)
+                // SQLSTATE class 08: connection exception (08S01: server shutdown, link lost).
+                if d.code().as_deref().is_some_and(|c| c.starts_with("08")))
+        }
+        match self {
+            RepairError::OpenStack(openstack::Error::Transport { .. }) => true,
+            RepairError::OpenStack(openstack::Error::Status(s)) => s.status >= 500,
+            RepairError::NovaDb(crate::novadb::NovaDbError::Connect { .. }) => true,
+            RepairError::NovaDb(crate::novadb::NovaDbError::Sql { source, .. }) => {
+                sql_outage(source)
+            }
+            RepairError::Store(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What an operator does after a run stopped part way: the journal holds every write.
+pub const RESUME_HINT: &str = "the journal holds every write made so far; once the service \
+     answers again, run `steward repair apply` with the same selection to finish the job (or \
+     `steward repair rollback RUN_ID` to undo it)";
+
 /// The clients of `[openstack] cloud` and `[repair]`. Nova's databases: `[repair] api_database`
 /// is required; cells come from its `cell_mappings` unless `[repair] cell_databases` names them.
 pub async fn connect(settings: &Settings, cell: Option<&str>) -> Result<Clients, RepairError> {
@@ -75,5 +110,55 @@ fn mysql_url(url: &str) -> String {
     match url.strip_prefix("mariadb://") {
         Some(rest) => format!("mysql://{rest}"),
         None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, placement_code: Option<&str>) -> RepairError {
+        RepairError::OpenStack(openstack::Error::Status(Box::new(openstack::StatusError {
+            service: "placement".into(),
+            method: "PUT".into(),
+            url: "http://127.0.0.1:8778/resource_providers/n-1/inventories".into(),
+            status: code,
+            code: placement_code.map(Into::into),
+            message: "x".into(),
+            request_id: None,
+        })))
+    }
+
+    /// A peer down stops the run; a refusal about one object (409, 400, 404, bad data) fails
+    /// that node only and the run goes on.
+    #[test]
+    fn outages_are_told_from_refusals() {
+        assert!(status(500, None).is_outage());
+        assert!(status(503, None).is_outage());
+        assert!(status(504, None).is_outage());
+        assert!(!status(409, Some("placement.inventory.inuse")).is_outage());
+        assert!(!status(400, None).is_outage());
+        assert!(!status(404, None).is_outage());
+        assert!(RepairError::OpenStack(openstack::Error::Transport {
+            service: "placement".into(),
+            method: "GET".into(),
+            url: "u".into(),
+            message: "no answer within 3s".into(),
+        })
+        .is_outage());
+        let db = |source| {
+            RepairError::NovaDb(crate::novadb::NovaDbError::Sql {
+                what: "cell cell1".into(),
+                source,
+            })
+        };
+        assert!(db(sqlx::Error::PoolTimedOut).is_outage());
+        assert!(db(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        )))
+        .is_outage());
+        assert!(!db(sqlx::Error::RowNotFound).is_outage());
+        assert!(!RepairError::Gone("flavor 7 no longer exists".into()).is_outage());
+        assert!(!RepairError::Data("not Nova's flavor JSON".into()).is_outage());
     }
 }

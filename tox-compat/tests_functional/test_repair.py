@@ -23,9 +23,12 @@ rollback undoes both.
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
+import threading
 import time
+import urllib.parse
 
 import pytest
 
@@ -412,3 +415,328 @@ def test_the_api_plans_and_runs_a_repair(cloud, steward, tmp_path):
     assert cloud.nova.inspect(cloud.seeded['servers']['gold-inst']['uuid'])[
         cloud.seeded['servers']['gold-inst']['uuid']]['cur']['resources'] \
         == {'CUSTOM_GOLD': 1}
+
+
+def test_placement_silent_mid_run_stops_the_run_the_next_apply_finishes(
+        cloud, tmp_path):
+    """The real Placement stops answering (SIGSTOP on its gunicorn) while
+    an apply is between nodes: the node in flight fails naming itself and
+    what to do, the nodes not started are left alone, the run is marked
+    failed with a consistent journal, and the next apply, Placement back,
+    finishes the job."""
+    import yaml
+    env = steward_env(cloud, tmp_path)
+    env['STEWARD__REPAIR__CONCURRENCY'] = '1'
+    with open(cloud.identity['clouds_yaml'], encoding='utf-8') as f:
+        clouds = yaml.safe_load(f)
+    clouds['clouds']['steward']['api_timeout'] = 3
+    impatient = tmp_path / 'clouds.yaml'
+    impatient.write_text(yaml.safe_dump(clouds), encoding='utf-8')
+    env['OS_CLIENT_CONFIG_FILE'] = str(impatient)
+    journal = str(tmp_path / 'steward.sqlite')
+    nodes = [node(cloud, h) for h in SILVER]
+    argv = [default_binary(), 'repair', 'apply', '--resource-class',
+            'baremetal-silver', '-f', 'json']
+
+    placement = os.getpgid(cloud.placement.process.proc.pid)
+    first = subprocess.Popen(argv, env=env, cwd=str(tmp_path),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    stopped = False
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:
+            try:
+                db = sqlite3.connect(journal, timeout=0.2)
+                row = db.execute(
+                    "SELECT 1 FROM repair_journal WHERE state = 'done' AND "
+                    "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
+                db.close()
+            except sqlite3.Error:
+                row = None
+            if row:
+                os.killpg(placement, signal.SIGSTOP)
+                stopped = True
+                break
+            time.sleep(0.005)
+        out, err = first.communicate(timeout=120)
+    finally:
+        if stopped:
+            os.killpg(placement, signal.SIGCONT)
+    assert stopped, 'the apply ended before Placement could be stopped'
+    assert first.returncode == 1, out + err
+    report = json.loads(out)
+    assert report['ok'] is False
+    results = {n['node']: n for n in report['nodes']}
+    assert set(results) == set(nodes)
+    failed = [n for n in results.values() if n['result'] == 'failed']
+    assert len(failed) == 1, report
+    bad = failed[0]
+    assert bad['node'] in bad['error'], bad
+    assert 'no answer within' in bad['error'], bad
+    assert 'steward repair apply' in bad['error'], bad
+    later = [n for n in results.values() if n['result'] == 'not_started']
+    assert later, report
+    for n in later:
+        assert n['steps_done'] == 0
+        assert n['node'] in n['error'] and bad['node'] in n['error'], n
+    assert all(n['result'] in ('repaired', 'failed', 'not_started')
+               for n in results.values()), report
+    db = sqlite3.connect(journal)
+    assert db.execute('SELECT status FROM repair_run WHERE id = ?',
+                      (report['run_id'],)).fetchone() == ('failed',)
+    # Every journaled write ended one way or the other, nothing left
+    # pending; the nodes not started have no entry at all.
+    states = db.execute('SELECT node, state FROM repair_journal WHERE '
+                        'run_id = ?', (report['run_id'],)).fetchall()
+    db.close()
+    assert {s for _, s in states} <= {'done', 'failed'}, states
+    assert not {n for n, _ in states} & {n['node'] for n in later}, states
+    for n in later:
+        assert sorted(cloud.placement.inventories(n['node'])) == [
+            'CUSTOM_BAREMETAL_SILVER', 'DISK_GB', 'MEMORY_MB', 'VCPU']
+
+    # Placement answers again: the next apply finishes the job.
+    done = subprocess.run(argv, env=env, cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    again = json.loads(done.stdout)
+    assert again['ok'] is True and again['resumed'] is False
+    for n in nodes:
+        assert sorted(cloud.placement.inventories(n)) == [
+            'CUSTOM_BAREMETAL_SILVER']
+        assert cloud.placement.usages(n) == {'CUSTOM_BAREMETAL_SILVER': 1}
+    instances = [cloud.seeded['servers']['inst-' + h]['uuid']
+                 for h in SILVER]
+    seen = cloud.nova.inspect(*instances)
+    for i in instances:
+        assert seen[i]['cur']['resources'] == {'CUSTOM_BAREMETAL_SILVER': 1}
+        assert seen[i]['request_spec']['resources'] == {
+            'CUSTOM_BAREMETAL_SILVER': 1}
+    check = subprocess.run([default_binary(), 'repair', 'verify',
+                            '--resource-class', 'baremetal-silver'],
+                           env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    # Both runs together are one repair: rolling them back, newest first,
+    # restores every node (and leaves the silver nodes for the next test).
+    for run_id in (again['run_id'], report['run_id']):
+        back = subprocess.run([default_binary(), 'repair', 'rollback', run_id,
+                               '--placement', '-f', 'json'], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert back.returncode == 0, back.stdout + back.stderr
+    for n in nodes:
+        assert cloud.placement.usages(n) == {
+            'VCPU': 64, 'MEMORY_MB': 131072, 'DISK_GB': 371,
+            'CUSTOM_BAREMETAL_SILVER': 1}
+
+
+class TcpRelay:
+    """127.0.0.1:<port> relayed to MariaDB; close() is the database going
+    away: the listener and every open connection are closed."""
+
+    def __init__(self, host, port):
+        self.target = (host, port)
+        self.listener = socket.create_server(('127.0.0.1', 0))
+        self.port = self.listener.getsockname()[1]
+        self.conns = []
+        self.closed = False
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.closed:
+                client.close()
+                return
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.conns += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        # shutdown() wakes the thread blocked in accept(); close() alone
+        # would leave the socket listening until accept() returned.
+        self.closed = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                    c.close()
+                except OSError:
+                    pass
+
+
+def test_the_cell_database_gone_mid_run_stops_the_run_the_next_finishes(
+        cloud, tmp_path):
+    """Nova's cell database goes away (every connection cut, no new one
+    accepted) while an apply is between nodes: the node that meets it fails
+    naming itself and what to do, the rest are not started, the run is
+    marked failed, and the next apply, the database back, finishes."""
+    url = urllib.parse.urlsplit(cloud.nova.database_url('cell1'))
+    relay = TcpRelay(url.hostname, url.port or 3306)
+    env = steward_env(cloud, tmp_path)
+    env['STEWARD__REPAIR__CONCURRENCY'] = '1'
+    netloc = url.netloc.rsplit('@', 1)
+    netloc[-1] = '127.0.0.1:%d' % relay.port
+    relayed = url._replace(scheme='mysql', netloc='@'.join(netloc)).geturl()
+    conf = tmp_path / 'relayed.toml'
+    conf.write_text('[repair.cell_databases]\ncell1 = "%s"\n' % relayed,
+                    encoding='utf-8')
+    env['STEWARD_CONFIG'] = str(conf)
+    journal = str(tmp_path / 'steward.sqlite')
+    nodes = [node(cloud, h) for h in SILVER]
+    argv = [default_binary(), 'repair', 'apply', '--resource-class',
+            'baremetal-silver', '-f', 'json']
+    first = subprocess.Popen(argv, env=env, cwd=str(tmp_path),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    gone = False
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:
+            try:
+                db = sqlite3.connect(journal, timeout=0.2)
+                row = db.execute(
+                    "SELECT 1 FROM repair_journal WHERE state = 'done' AND "
+                    "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
+                db.close()
+            except sqlite3.Error:
+                row = None
+            if row:
+                relay.close()
+                gone = True
+                break
+            time.sleep(0.005)
+        out, err = first.communicate(timeout=180)
+    finally:
+        relay.close()
+    assert gone, 'the apply ended before the cell database could go away'
+    assert first.returncode == 1, out + err
+    report = json.loads(out)
+    assert report['ok'] is False
+    results = {n['node']: n for n in report['nodes']}
+    assert set(results) == set(nodes)
+    failed = [n for n in results.values() if n['result'] == 'failed']
+    assert len(failed) == 1, report
+    bad = failed[0]
+    assert bad['node'] in bad['error'], bad
+    assert "Nova's cell cell1 database" in bad['error'] or \
+        'cell_databases' in bad['error'], bad
+    assert 'steward repair apply' in bad['error'], bad
+    later = [n for n in results.values() if n['result'] == 'not_started']
+    assert later, report
+    db = sqlite3.connect(journal)
+    assert db.execute('SELECT status FROM repair_run WHERE id = ?',
+                      (report['run_id'],)).fetchone() == ('failed',)
+    states = db.execute('SELECT node, state FROM repair_journal WHERE '
+                        'run_id = ?', (report['run_id'],)).fetchall()
+    db.close()
+    assert {s for _, s in states} <= {'done', 'failed'}, states
+    assert not {n for n, _ in states} & {n['node'] for n in later}, states
+
+    # The database is back (steward reads cell1 directly again).
+    del env['STEWARD_CONFIG']
+    done = subprocess.run(argv, env=env, cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)['ok'] is True
+    for n in nodes:
+        assert sorted(cloud.placement.inventories(n)) == [
+            'CUSTOM_BAREMETAL_SILVER']
+        assert cloud.placement.usages(n) == {'CUSTOM_BAREMETAL_SILVER': 1}
+    instances = [cloud.seeded['servers']['inst-' + h]['uuid']
+                 for h in SILVER]
+    seen = cloud.nova.inspect(*instances)
+    for i in instances:
+        assert seen[i]['cur']['resources'] == {'CUSTOM_BAREMETAL_SILVER': 1}
+    check = subprocess.run([default_binary(), 'repair', 'verify',
+                            '--resource-class', 'baremetal-silver'],
+                           env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    for run_id in (json.loads(done.stdout)['run_id'], report['run_id']):
+        back = subprocess.run([default_binary(), 'repair', 'rollback', run_id,
+                               '--placement', '-f', 'json'], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert back.returncode == 0, back.stdout + back.stderr
+
+
+def test_an_allocation_held_by_a_migration_consumer_is_repaired(
+        cloud, tmp_path):
+    """Mid-resize, Nova moves the source node's allocation from the
+    instance to the migration's uuid (POST /allocations, as nova-conductor
+    does). The repair shrinks the migration consumer's allocation to the
+    custom class too, notes it in the plan, and verify passes."""
+    import uuid
+    host = SILVER[0]
+    rp = node(cloud, host)
+    inst = cloud.seeded['servers']['inst-' + host]['uuid']
+    migration = str(uuid.uuid4())
+    held = cloud.placement.allocations(inst)
+    resources = held['allocations'][rp]['resources']
+    cloud.placement.call('POST', '/allocations', {
+        migration: {'allocations': {rp: {'resources': resources}},
+                    'project_id': held['project_id'],
+                    'user_id': held['user_id'],
+                    'consumer_generation': None,
+                    'consumer_type': 'MIGRATION'},
+        inst: {'allocations': {}, 'project_id': held['project_id'],
+               'user_id': held['user_id'],
+               'consumer_generation': held['consumer_generation'],
+               'consumer_type': 'INSTANCE'},
+    }, expect=(204,))
+    env = steward_env(cloud, tmp_path)
+
+    def steward(*args):
+        done = subprocess.run([default_binary(), 'repair'] + list(args),
+                              env=env, capture_output=True, text=True,
+                              timeout=300, cwd=str(tmp_path))
+        return done.returncode, done.stdout, done.stderr
+
+    code, out, err = steward('plan', '--node', rp, '-f', 'json')
+    assert code == 0, out + err
+    p = json.loads(out)['nodes'][0]
+    assert resources == {'VCPU': 64, 'MEMORY_MB': 131072, 'DISK_GB': 371,
+                         'CUSTOM_BAREMETAL_SILVER': 1}
+    shrinks = [s for s in p['steps'] if s['action'] == 'shrink_allocation']
+    assert [s['consumer'] for s in shrinks] == [migration], p
+    assert any(migration in n and 'migration' in n for n in p['notes']), p
+    code, out, err = steward('apply', '--node', rp, '-f', 'json')
+    assert code == 0, out + err
+    assert cloud.placement.allocations(migration)['allocations'][rp][
+        'resources'] == {'CUSTOM_BAREMETAL_SILVER': 1}
+    assert cloud.placement.allocations(inst)['allocations'] == {}
+    assert sorted(cloud.placement.inventories(rp)) == [
+        'CUSTOM_BAREMETAL_SILVER']
+    assert cloud.placement.usages(rp) == {'CUSTOM_BAREMETAL_SILVER': 1}
+    code, out, err = steward('verify', '--node', rp)
+    assert code == 0, out + err
