@@ -144,7 +144,7 @@ def test_repair_apply_starts_a_run_and_says_how_to_follow_it():
         {('POST', '/v1/repair/runs'): {'run_id': 'r-1', 'resumed': False,
                                        'status': 'running', 'nodes': 3}})
     assert calls(app) == [('POST', '/v1/repair/runs', None, {'all': True})]
-    shown = dict(zip(columns, values))
+    shown = dict(zip(columns, values, strict=True))
     assert shown['id'] == 'r-1' and shown['status'] == 'running'
     assert shown['resumed'] is False
     assert 'openstack steward repair status r-1' in app.stderr.getvalue()
@@ -154,8 +154,8 @@ def test_repair_apply_with_nothing_to_do():
     app, (columns, values) = run(
         repair.ApplyRepair, ['--resource-class', 'GOLD'],
         {('POST', '/v1/repair/runs'): {'nothing_to_do': True, 'nodes': 2}})
-    assert dict(zip(columns, values)) == {'status': 'nothing_to_do',
-                                          'nodes': 2}
+    assert dict(zip(columns, values, strict=True)) == {
+        'status': 'nothing_to_do', 'nodes': 2}
 
 
 def running(writes):
@@ -186,7 +186,7 @@ def test_repair_apply_wait_polls_and_shows_progress(monkeypatch):
         'run r-1: running, 1 node(s) touched, writes none',
         'run r-1: running, 1 node(s) touched, writes done=2',
         'run r-1: ok, 1 node(s) touched, writes done=4']
-    shown = dict(zip(columns, values))
+    shown = dict(zip(columns, values, strict=True))
     assert shown['status'] == 'ok' and shown['writes'] == 'done=4'
     assert shown['results'] == '%s=repaired' % NODE
 
@@ -231,7 +231,7 @@ def test_repair_status_quotes_the_run_id():
     app, (columns, values) = run(
         repair.ShowRepairRun, ['r/1'],
         {('GET', '/v1/repair/runs/r%2F1'): FINISHED})
-    assert dict(zip(columns, values))['finished_at'] == 9.0
+    assert dict(zip(columns, values, strict=True))['finished_at'] == 9.0
 
 
 def test_repair_verify_clean_lists_nothing_and_says_so():
@@ -258,7 +258,7 @@ def test_repair_verify_prints_the_problems_then_exits_non_zero():
 def test_a_run_that_stopped_shows_its_error():
     columns, values = fmt.repair_run_detail(
         dict(FINISHED, status='failed', result={'error': 'boom'}))
-    assert dict(zip(columns, values))['error'] == 'boom'
+    assert dict(zip(columns, values, strict=True))['error'] == 'boom'
 
 
 # -- rebalance and migrations ----------------------------------------------
@@ -282,7 +282,7 @@ def test_rebalance_plan_show_finds_the_plan_with_its_actions():
     _, (columns, values) = run(
         rebalance.ShowRebalancePlan, ['p-1'],
         {('GET', '/v1/rebalance/plans'): {'plans': [REB_PLAN]}})
-    shown = dict(zip(columns, values))
+    shown = dict(zip(columns, values, strict=True))
     assert shown['summary'] == 'hot_hosts=1, moves=1'
     assert shown['actions'] == ('1. web-1 (vm-uuid) cmp-a1 -> cmp-a2 '
                                 '[planned]')
@@ -304,7 +304,7 @@ def test_rebalance_plan_decisions_post_to_the_plans_route(cls, verb, state):
         cls, ['p-1'], {('POST', '/v1/rebalance/plans/p-1/' + verb): decided})
     assert calls(app) == [('POST', '/v1/rebalance/plans/p-1/' + verb, None,
                            None)]
-    assert dict(zip(columns, values))['state'] == state
+    assert dict(zip(columns, values, strict=True))['state'] == state
 
 
 def test_migration_list_filters_by_state_and_limit():
@@ -321,7 +321,8 @@ def test_migration_list_long_adds_the_reason():
     _, (columns, rows) = run(
         migrations.ListMigration, ['--long'],
         {('GET', '/v1/migrations'): {'migrations': [ACTION]}})
-    assert dict(zip(columns, rows[0]))['Reason'] == 'steal 0.3 over 0.2'
+    shown = dict(zip(columns, rows[0], strict=True))
+    assert shown['Reason'] == 'steal 0.3 over 0.2'
 
 
 def test_migration_list_refuses_an_unknown_state(capsys):
