@@ -196,8 +196,8 @@ def test_repair_apply_wait_exits_non_zero_when_the_run_fails(monkeypatch):
     failed = dict(FINISHED, status='failed',
                   result={'error': 'Placement answered 409'})
     with pytest.raises(exceptions.CommandError,
-                       match='repair run r-1 ended failed; `steward repair '
-                             'rollback r-1`'):
+                       match='repair run r-1 ended failed; `openstack '
+                             'steward repair rollback r-1`'):
         app, cmd, parsed = run_full(
             repair.ApplyRepair, ['--all', '--wait', '-f', 'json'],
             {('POST', '/v1/repair/runs'): {'run_id': 'r-1',
@@ -253,6 +253,44 @@ def test_repair_verify_prints_the_problems_then_exits_non_zero():
          'Problem': 'lacks resources:CUSTOM_GOLD resources:VCPU'},
         {'Object': NODE, 'Problem': 'inventory has VCPU, MEMORY_MB'},
         {'Object': 'n-2', 'Problem': 'no resource class in Ironic'}]
+
+
+ROLLED = {'run_id': 'r-1', 'status': 'rolled_back', 'failed': 0, 'items': [
+    {'object': 'instance i-1', 'action': 'rewrite_instance_flavor',
+     'result': 'restored', 'message': None},
+    {'object': 'flavor f-1', 'action': 'set_flavor_extra_specs',
+     'result': 'unchanged', 'message': None}]}
+
+
+@pytest.mark.parametrize('argv,placement', [
+    (['r-1'], False), (['r-1', '--placement'], True)])
+def test_repair_rollback_posts_to_the_runs_rollback_route(argv, placement):
+    app, (columns, rows) = run(
+        repair.RollbackRepair, argv,
+        {('POST', '/v1/repair/runs/r-1/rollback'): ROLLED})
+    assert calls(app) == [('POST', '/v1/repair/runs/r-1/rollback', None,
+                           {'placement': placement})]
+    assert columns == fmt.ROLLBACK_COLUMNS
+    assert rows == [('instance i-1', 'rewrite_instance_flavor', 'restored',
+                     None),
+                    ('flavor f-1', 'set_flavor_extra_specs', 'unchanged',
+                     None)]
+    assert 'repair run r-1: rolled_back, 2 object(s)' in \
+        app.stderr.getvalue()
+
+
+def test_repair_rollback_with_a_failure_shows_it_and_exits_non_zero():
+    failed = dict(ROLLED, status='failed', failed=1, items=[
+        {'object': 'instance i-1', 'action': 'rewrite_instance_flavor',
+         'result': 'failed', 'message': 'Nova database did not answer'}])
+    app, cmd, parsed = run_full(
+        repair.RollbackRepair, ['r-1', '-f', 'json'],
+        {('POST', '/v1/repair/runs/r-1/rollback'): failed})
+    with pytest.raises(exceptions.CommandError,
+                       match='1 object.s. could not be restored'):
+        cmd.run(parsed)
+    assert json.loads(app.stdout.getvalue())[0]['Message'] == \
+        'Nova database did not answer'
 
 
 def test_a_run_that_stopped_shows_its_error():

@@ -19,7 +19,8 @@ flavor through the same session.
 - an admin (role admin, its own clouds.yaml entry) runs `repair plan -f
   json` against the real Ironic (registered in the catalog as baremetal)
   and Nova's API database, gets what steward's API answers, `repair
-  verify` passes, an unknown node is refused naming it; `rebalance plan
+  verify` passes, an unknown node and an unknown run (rollback) are
+  refused naming them; `rebalance plan
   list` and `migration list` answer (empty: no rebalancer ran) and
   `rebalance plan show` of an unknown plan exits non-zero naming it.
 """
@@ -266,6 +267,10 @@ def test_repair_plan_verify_and_the_rebalance_lists_as_an_admin(cloud):
                                '--node', 'bm-nowhere', os_cloud='admin')
     assert code != 0, 'unknown node: expected a non-zero exit: %s' % out
     assert 'bm-nowhere' in err and 'POST /v1/repair/plans' in err, err
+
+    code, out, err = openstack(cloud, 'steward', 'repair', 'rollback',
+                               'run-nowhere', os_cloud='admin')
+    assert code != 0 and 'no repair run run-nowhere' in err, out + err
 
     # A member is refused, with steward's message, not a traceback.
     code, out, err = openstack(cloud, 'steward', 'repair', 'plan')

@@ -338,6 +338,17 @@ def repair_run_detail(run):
     return tuple(k for k, _ in fields), tuple(v for _, v in fields)
 
 
+ROLLBACK_COLUMNS = ('Object', 'Action', 'Result', 'Message')
+
+
+def rollback_rows(answer):
+    """(columns, rows) of POST /v1/repair/runs/{id}/rollback, in the order
+    steward restored them (newest write first)."""
+    rows = [(i.get('object'), i.get('action'), i.get('result'),
+             i.get('message')) for i in answer.get('items') or []]
+    return ROLLBACK_COLUMNS, rows
+
+
 def repair_progress(run):
     """One stderr line while an apply runs."""
     writes = run.get('writes') or {}

@@ -1,10 +1,9 @@
-"""`openstack steward repair plan|apply|status|verify`: the Ironic
-inventory repair over steward's admin-only repair API
-(POST /v1/repair/plans, POST /v1/repair/runs, GET /v1/repair/runs/{id}).
+"""`openstack steward repair plan|apply|status|verify|rollback`: the
+Ironic inventory repair over steward's admin-only repair API
+(POST /v1/repair/plans, POST /v1/repair/runs, GET /v1/repair/runs/{id},
+POST /v1/repair/runs/{id}/rollback).
 
-`verify` is the plan read as `steward repair verify` reads it (no write).
-`rollback` has no API route yet: run `steward repair rollback <run-id>`
-on the steward host."""
+`verify` is the plan read as `steward repair verify` reads it (no write)."""
 
 import time
 import urllib.parse
@@ -98,8 +97,8 @@ class ApplyRepair(command.ShowOne):
         if run.get('status') != 'ok':
             self.produce_output(parsed_args, columns, values)
             raise exceptions.CommandError(
-                'repair run %s ended %s; `steward repair rollback %s` '
-                'undoes what it wrote' % (run.get('id'), run.get('status'),
+                'repair run %s ended %s; `openstack steward repair rollback '
+                '%s` undoes what it wrote' % (run.get('id'), run.get('status'),
                                           run.get('id')))
         return columns, values
 
@@ -165,3 +164,33 @@ class VerifyRepair(command.Lister):
             'databases agree with the custom-class target\n'
             % len(plan.get('nodes') or []))
         return fmt.REPAIR_PROBLEM_COLUMNS, []
+
+
+class RollbackRepair(command.Lister):
+    """Put back what a repair run changed (embedded flavors, request specs,
+    flavor extra specs; Placement too with --placement), newest write
+    first; exits non-zero if any object could not be restored."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('run_id', metavar='<run-id>',
+                            help='The run id apply printed')
+        parser.add_argument(
+            '--placement', action='store_true', default=False,
+            help='Also put back inventories and allocations in Placement')
+        return parser
+
+    def take_action(self, parsed_args):
+        client = self.app.client_manager.steward
+        answer = client.post(run_path(parsed_args.run_id) + '/rollback',
+                             {'placement': parsed_args.placement})
+        columns, rows = fmt.rollback_rows(answer)
+        if answer.get('failed'):
+            self.produce_output(parsed_args, columns, rows)
+            raise exceptions.CommandError(
+                'rollback of repair run %s: %s object(s) could not be '
+                'restored (see Message); fix the cause and run it again'
+                % (parsed_args.run_id, answer['failed']))
+        self.app.stderr.write('repair run %s: %s, %d object(s)\n' % (
+            parsed_args.run_id, answer.get('status'), len(rows)))
+        return columns, rows
