@@ -1,7 +1,8 @@
 //! The inventory repair through the API, admin only: `POST /v1/repair/plans` (what
 //! `steward repair plan` prints, as JSON), `POST /v1/repair/runs` (starts an apply in the
 //! background, 202 with its run id) and `GET /v1/repair/runs/{id}` (progress and per-node
-//! result from the journal). The same core as the CLI; no policy here.
+//! result from the journal) and `POST /v1/repair/runs/{id}/rollback` (puts back what the run
+//! wrote, as `steward repair rollback`). The same core as the CLI; no policy here.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -21,7 +22,11 @@ use crate::repair::{Clients, RepairError};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/repair/plans", web::post().to(create_plan))
         .route("/v1/repair/runs", web::post().to(create_run))
-        .route("/v1/repair/runs/{id}", web::get().to(get_run));
+        .route("/v1/repair/runs/{id}", web::get().to(get_run))
+        .route(
+            "/v1/repair/runs/{id}/rollback",
+            web::post().to(rollback_run),
+        );
 }
 
 fn selection_of(body: &RepairSelection) -> Selection {
@@ -287,4 +292,53 @@ mod tests {
             assert!(doc.contains(a), "the OpenAPI document does not name {a}");
         }
     }
+}
+
+/// `POST /v1/repair/runs/{id}/rollback`: what `steward repair rollback` does, for the
+/// `openstack steward repair rollback` command. Inventories and allocations only with
+/// `{"placement": true}`. Refused while the run is still running.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    #[serde(default)]
+    placement: bool,
+}
+
+async fn rollback_run(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let body = read_body(&req, payload, state.max_body_bytes).await?;
+    let opts: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    let unavailable = |e: crate::store::StoreError| ApiError::unavailable(e.to_string());
+    let Some(run) = state.store.repair_run(&id).await.map_err(unavailable)? else {
+        return Err(ApiError::not_found(format!(
+            "no repair run {id}; GET /v1/repair/runs/{{id}} of the id apply answered"
+        )));
+    };
+    if run.status == "running" {
+        return Err(ApiError::conflict(format!(
+            "repair run {id} is still running; roll it back once it has ended"
+        )));
+    }
+    let clients = crate::repair::connect(&state.settings, None)
+        .await
+        .map_err(api_error)?;
+    let result = apply::rollback(&clients, &state.store, &id, opts.placement).await;
+    clients.db.close().await;
+    let items = result.map_err(api_error)?;
+    let failed = items.iter().filter(|i| i.result == "failed").count();
+    Ok(HttpResponse::Ok().json(json!({
+        "run_id": id,
+        "status": if failed == 0 { "rolled_back" } else { "failed" },
+        "failed": failed,
+        "items": items,
+    })))
 }

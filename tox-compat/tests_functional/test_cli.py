@@ -15,7 +15,14 @@ flavor through the same session.
 - `score` of a flavor in a requested AZ allows that AZ's hosts (ranked by
   weight) and rejects the other with the plugin and reason steward gives,
   identical to what steward answers the same callout directly;
-- `profile show` shows the profile's plugins and weights.
+- `profile show` shows the profile's plugins and weights;
+- an admin (role admin, its own clouds.yaml entry) runs `repair plan -f
+  json` against the real Ironic (registered in the catalog as baremetal)
+  and Nova's API database, gets what steward's API answers, `repair
+  verify` passes, an unknown node and an unknown run (rollback) are
+  refused naming them; `rebalance plan
+  list` and `migration list` answer (empty: no rebalancer ran) and
+  `rebalance plan show` of an unknown plan exits non-zero naming it.
 """
 
 import json
@@ -46,6 +53,10 @@ SEED = {
         {'name': 'db-1', 'host': 'cmp-b1', 'role': 'db'},
     ],
 }
+# An Ironic node Nova never reported (enrolled, no instance): the repair
+# plan lists it, clean. Not in SEED so the hypervisors above stay the
+# three the host and score tests expect.
+SPARE_NODE = 'bm-spare-1'
 EXPECTED_AZ = {'cmp-a1': 'az1', 'cmp-a2': 'az1', 'cmp-b1': 'az2'}
 
 
@@ -60,15 +71,21 @@ def steward_env(clouds_yaml):
 @pytest.fixture(scope='module')
 def cloud(tmp_path_factory):
     workdir = tmp_path_factory.mktemp('cli')
-    c = Cloud(workdir, keystone=True, nova=True)
+    c = Cloud(workdir, keystone=True, nova=True, ironic=True)
     c.start()
     steward = None
     try:
         c.seed(SEED)
+        c.spare_node = c.ironic.create_node(SPARE_NODE, 'GOLD')
+        c.keystone.register_service('baremetal', c.ironic.url,
+                                    name='ironic')
         identity = c.steward_identity()
+        env = steward_env(identity['clouds_yaml'])
+        # The repair routes read Nova's API database (then its cells').
+        env['STEWARD__REPAIR__API_DATABASE'] = c.nova.database_url('api')
         steward = start_steward(
             os.path.join(str(workdir), 'steward'), auth='keystone',
-            env=steward_env(identity['clouds_yaml']),
+            env=env,
             extra={'auth': {'strategy': 'keystone'},
                    'openstack': {'cloud': 'steward'},
                    'cluster': {'source': 'nova', 'refresh_seconds': 2}})
@@ -79,9 +96,14 @@ def cloud(tmp_path_factory):
         c.operator_token, _ = c.keystone.login(
             operator['name'], operator['password'],
             project=operator['project_name'])
-        # The operator's own clouds.yaml: nothing of steward in it.
+        # The repair and rebalance routes are admin only.
+        admin = c.keystone.create_user('cloud-admin', roles=('admin',))
+        c.admin_token, _ = c.keystone.login(
+            admin['name'], admin['password'], project=admin['project_name'])
+        # The operators' own clouds.yaml: nothing of steward in it.
         c.cli_clouds = c.keystone.write_clouds_yaml(
-            {'ops': c.keystone.password_cloud(operator)},
+            {'ops': c.keystone.password_cloud(operator),
+             'admin': c.keystone.password_cloud(admin)},
             path=os.path.join(str(workdir), 'operator-clouds.yaml'))
         wait_for_view(c)
         yield c
@@ -113,16 +135,17 @@ def wait_for_view(cloud, timeout=60.0):
                          % (timeout, hosts))
 
 
-def openstack(cloud, *args):
-    """Run the real `openstack --os-cloud ops ...`; (exit code, stdout,
-    stderr). Only the clouds.yaml tells the CLI where anything is."""
+def openstack(cloud, *args, os_cloud='ops'):
+    """Run the real `openstack --os-cloud ops ...` (or another cloud of
+    the operators' clouds.yaml); (exit code, stdout, stderr). Only the
+    clouds.yaml tells the CLI where anything is."""
     env = peer_env('osc', None, {'OS_CLIENT_CONFIG_FILE': cloud.cli_clouds})
     for key in [k for k in env if k.startswith('OS_') and k not in (
             'OS_CLIENT_CONFIG_FILE', 'OS_NOVA_DISABLE_EVENTLET_PATCHING')]:
         del env[key]
     program = peer_bin('osc', 'openstack')
     done = subprocess.run(
-        [program, '--os-cloud', 'ops'] + list(args),
+        [program, '--os-cloud', os_cloud] + list(args),
         env=env, capture_output=True, text=True, timeout=120,
         stdin=subprocess.DEVNULL)
     if 'Unknown command' in done.stderr:
@@ -133,8 +156,8 @@ def openstack(cloud, *args):
     return done.returncode, done.stdout, done.stderr
 
 
-def openstack_json(cloud, *args):
-    code, out, err = openstack(cloud, *args, '-f', 'json')
+def openstack_json(cloud, *args, os_cloud='ops'):
+    code, out, err = openstack(cloud, *args, '-f', 'json', os_cloud=os_cloud)
     assert code == 0, 'openstack %s exited %d:\n%s%s' % (
         ' '.join(args), code, out, err)
     return json.loads(out), err
@@ -215,3 +238,52 @@ def test_profile_show(cloud):
     assert shown['plugin same_az'].startswith('weight '), shown
     rows, _ = openstack_json(cloud, 'steward', 'profile', 'list')
     assert {'default', 'web', 'batch'} <= {r['Name'] for r in rows}
+
+
+def test_repair_plan_verify_and_the_rebalance_lists_as_an_admin(cloud):
+    rows, _ = openstack_json(cloud, 'steward', 'repair', 'plan',
+                             os_cloud='admin')
+    by_node = {r['Node']: r for r in rows}
+    spare = by_node.get(cloud.spare_node)
+    assert spare is not None, 'no row for Ironic node %s: %r' % (
+        cloud.spare_node, rows)
+    assert spare['Name'] == SPARE_NODE and spare['Status'] == 'clean', spare
+    assert spare['Steps'] == 0 and spare['Problems'] == '', spare
+    # What steward's API answers the same plan, admin token: same nodes
+    # and statuses (the CLI adds nothing of its own).
+    status, direct, _ = cloud.steward.request(
+        'POST', '/v1/repair/plans', body={}, role=None,
+        headers={'X-Auth-Token': cloud.admin_token})
+    assert status == 200, direct
+    assert {r['Node']: r['Status'] for r in rows if r['Node'] != '(global)'} \
+        == {n['node']: n['status'] for n in direct['nodes']}
+
+    code, out, err = openstack(cloud, 'steward', 'repair', 'verify',
+                               '--node', cloud.spare_node, os_cloud='admin')
+    assert code == 0, out + err
+    assert '1 node(s) checked' in err, err
+
+    code, out, err = openstack(cloud, 'steward', 'repair', 'plan',
+                               '--node', 'bm-nowhere', os_cloud='admin')
+    assert code != 0, 'unknown node: expected a non-zero exit: %s' % out
+    assert 'bm-nowhere' in err and 'POST /v1/repair/plans' in err, err
+
+    code, out, err = openstack(cloud, 'steward', 'repair', 'rollback',
+                               'run-nowhere', os_cloud='admin')
+    assert code != 0 and 'no repair run run-nowhere' in err, out + err
+
+    # A member is refused, with steward's message, not a traceback.
+    code, out, err = openstack(cloud, 'steward', 'repair', 'plan')
+    assert code != 0 and 'answered 403' in err, out + err
+
+    plans, _ = openstack_json(cloud, 'steward', 'rebalance', 'plan', 'list',
+                              os_cloud='admin')
+    assert plans == []
+    moves, _ = openstack_json(cloud, 'steward', 'migration', 'list',
+                              '--state', 'planned', os_cloud='admin')
+    assert moves == []
+    code, out, err = openstack(
+        cloud, 'steward', 'rebalance', 'plan', 'show',
+        '00000000-0000-4000-8000-000000000000', os_cloud='admin')
+    assert code != 0
+    assert "no rebalance plan '00000000-0000-4000-8000-000000000000'" in err

@@ -416,6 +416,38 @@ def test_the_api_plans_and_runs_a_repair(cloud, steward, tmp_path):
         cloud.seeded['servers']['gold-inst']['uuid']]['cur']['resources'] \
         == {'CUSTOM_GOLD': 1}
 
+    # POST /v1/repair/runs/{id}/rollback (what `openstack steward repair
+    # rollback` calls) puts the embedded flavor back from the journal kept
+    # in the same database, and verify finds the problem again.
+    st = start_steward(tmp_path, env=steward_env(cloud, tmp_path),
+                       extra={'logging': {'level': 'info'}})
+    try:
+        status, back, _ = st.post('/v1/repair/runs/%s/rollback' % run_id,
+                                  {}, role='admin')
+        assert status == 200, back
+        assert back['status'] == 'rolled_back' and back['failed'] == 0, back
+        restored = {(i['action'], i['object']): i['result']
+                    for i in back['items']}
+        inst = cloud.seeded['servers']['gold-inst']['uuid']
+        assert restored[('rewrite_instance_flavor', 'instance %s' % inst)] \
+            == 'restored', back
+        assert not any(a in ('add_custom_inventory', 'shrink_allocation')
+                       for a, _ in restored), 'no --placement: %r' % back
+        status, run, _ = st.request('GET', '/v1/repair/runs/%s' % run_id,
+                                    role='admin')
+        assert run['status'] == 'rolled_back', run
+        status, err, _ = st.post('/v1/repair/runs/run-nowhere/rollback', {},
+                                 role='admin')
+        assert status == 404 and 'run-nowhere' in err['error']['message']
+        status, err, _ = st.post('/v1/repair/runs/%s/rollback' % run_id,
+                                 {'placment': True}, role='admin')
+        assert status == 400, err
+    finally:
+        st.stop()
+    assert cloud.nova.inspect(inst)[inst]['cur'].get('resources') != \
+        {'CUSTOM_GOLD': 1}
+    code, out, err = steward('verify', '--resource-class', 'GOLD')
+    assert code != 0, 'verify after the rollback: ' + out + err
 
 def test_placement_silent_mid_run_stops_the_run_the_next_apply_finishes(
         cloud, tmp_path):

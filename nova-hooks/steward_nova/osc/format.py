@@ -229,3 +229,198 @@ def score_summary(filter_answer):
         line += '; DEGRADED: ' + '; '.join(
             filter_answer.get('degraded_reasons') or ['no reason given'])
     return line
+
+
+# -- repair (POST /v1/repair/plans, /v1/repair/runs) -------------------------
+
+REPAIR_PLAN_COLUMNS = ('Node', 'Name', 'Class', 'Status', 'Steps',
+                       'Problems', 'Notes')
+REPAIR_PROBLEM_COLUMNS = ('Object', 'Problem')
+
+
+def repair_selection(nodes=None, resource_class=None, cell=None, all=False):
+    """The body of POST /v1/repair/plans|runs from the CLI's flags (as
+    `steward repair` takes them). Node names or uuids are kept as given."""
+    body = {}
+    nodes = [n.strip() for n in nodes or () if n.strip()]
+    if nodes:
+        body['nodes'] = nodes
+    if resource_class:
+        body['resource_class'] = resource_class
+    if cell:
+        body['cell'] = cell
+    if all:
+        body['all'] = True
+    return body
+
+
+def require_selection(body):
+    """An apply changes Nova's data: it needs --node, --resource-class,
+    --cell or --all, and not --all with another."""
+    selected = any(k in body for k in ('nodes', 'resource_class', 'cell'))
+    if selected == bool(body.get('all')):
+        raise ArgumentError(
+            'repair apply needs which nodes: --node <uuid|name> (repeat), '
+            '--resource-class <class>, --cell <cell>, or --all (not --all '
+            'with the others); `openstack steward repair plan` shows them')
+
+
+def _step_text(step):
+    return '%s %s' % (step.get('action', '?'), _step_object(step))
+
+
+def _step_object(step):
+    for key in ('flavor_id', 'instance', 'consumer', 'provider', 'class'):
+        if step.get(key):
+            prefix = {'flavor_id': 'flavor ', 'instance': 'instance ',
+                      'provider': 'provider ', 'consumer': 'consumer '}
+            return prefix.get(key, '') + str(step[key])
+    return ''
+
+
+def repair_plan_rows(plan, long=False):
+    """(columns, rows) of POST /v1/repair/plans: one row per node with its
+    status and how many steps fix it (each step with --long); the
+    run-wide steps (resource classes, flavors) as a first row `(global)`."""
+    rows = []
+    glob = plan.get('global') or []
+    if glob:
+        rows.append(('(global)', None, None, 'needs_repair',
+                     '\n'.join(_step_text(s) for s in glob) if long
+                     else len(glob), '', ''))
+    for n in plan.get('nodes') or []:
+        steps = n.get('steps') or []
+        rows.append((n.get('node'), n.get('name'), n.get('class'),
+                     n.get('status'),
+                     '\n'.join(_step_text(s) for s in steps) if long
+                     else len(steps),
+                     '; '.join(n.get('problems') or []),
+                     '; '.join(n.get('notes') or [])))
+    return REPAIR_PLAN_COLUMNS, rows
+
+
+def repair_problems(plan):
+    """What `steward repair verify` reports, from a plan: each flavor
+    that lacks its custom-class extra specs, then each node's problems.
+    Empty when Placement, Nova's flavors and both databases agree."""
+    out = []
+    for step in plan.get('global') or []:
+        if step.get('action') == 'set_flavor_extra_specs':
+            out.append(('flavor %s' % step.get('flavor_id'),
+                        'lacks %s' % ' '.join(sorted(step.get('specs')
+                                                     or {}))))
+    for n in plan.get('nodes') or []:
+        for p in n.get('problems') or []:
+            out.append((n.get('node'), p))
+    return out
+
+
+def repair_run_detail(run):
+    """(columns, values) of GET /v1/repair/runs/{id} (or of the 202 that
+    started it): status, journal writes by state, per-node results."""
+    writes = run.get('writes') or {}
+    result = run.get('result')
+    nodes = result.get('nodes') if isinstance(result, dict) else None
+    fields = [('id', run.get('id') or run.get('run_id')),
+              ('status', run.get('status')),
+              ('started_at', run.get('started_at')),
+              ('finished_at', run.get('finished_at')),
+              ('nodes_touched', run.get('nodes_touched')),
+              ('writes', ', '.join('%s=%s' % kv
+                                   for kv in sorted(writes.items()))),
+              ('results', ', '.join(
+                  '%s=%s' % (n.get('node'), n.get('result'))
+                  for n in nodes or [] if isinstance(n, dict)))]
+    if isinstance(result, dict) and result.get('error'):
+        fields.append(('error', result['error']))
+    if 'resumed' in run:
+        fields.append(('resumed', run['resumed']))
+    return tuple(k for k, _ in fields), tuple(v for _, v in fields)
+
+
+ROLLBACK_COLUMNS = ('Object', 'Action', 'Result', 'Message')
+
+
+def rollback_rows(answer):
+    """(columns, rows) of POST /v1/repair/runs/{id}/rollback, in the order
+    steward restored them (newest write first)."""
+    rows = [(i.get('object'), i.get('action'), i.get('result'),
+             i.get('message')) for i in answer.get('items') or []]
+    return ROLLBACK_COLUMNS, rows
+
+
+def repair_progress(run):
+    """One stderr line while an apply runs."""
+    writes = run.get('writes') or {}
+    return 'run %s: %s, %s node(s) touched, writes %s' % (
+        run.get('id'), run.get('status'), run.get('nodes_touched', 0),
+        ', '.join('%s=%s' % kv for kv in sorted(writes.items())) or 'none')
+
+
+# -- rebalance (GET /v1/rebalance/plans, /v1/migrations) --------------------
+
+REBALANCE_PLAN_COLUMNS = ('ID', 'State', 'Mode', 'Created At', 'Actions',
+                          'Decided By')
+MIGRATION_COLUMNS = ('ID', 'Plan', 'Seq', 'Server', 'Name', 'Source',
+                     'Target', 'State', 'Outcome', 'Error')
+MIGRATION_LONG_COLUMNS = MIGRATION_COLUMNS + ('AZ', 'RAM MB', 'Reason',
+                                              'Bytes Moved', 'Updated At')
+_MIGRATION_KEYS = {'ID': 'id', 'Plan': 'plan_id', 'Seq': 'seq',
+                   'Server': 'vm', 'Name': 'vm_name', 'Source': 'source',
+                   'Target': 'target', 'State': 'state',
+                   'Outcome': 'outcome', 'Error': 'error', 'AZ': 'az',
+                   'RAM MB': 'ram_mb', 'Reason': 'reason',
+                   'Bytes Moved': 'bytes_moved',
+                   'Updated At': 'updated_at'}
+MIGRATION_STATES = ('planned', 'approved', 'draining', 'migrating',
+                    'rejoining', 'done', 'failed', 'aborted')
+
+
+def rebalance_plan_rows(answer):
+    """(columns, rows) of GET /v1/rebalance/plans, newest first as
+    steward answers."""
+    rows = [(p.get('id'), p.get('state'), p.get('mode'),
+             p.get('created_at'), len(p.get('actions') or []),
+             p.get('decided_by')) for p in answer.get('plans', [])]
+    return REBALANCE_PLAN_COLUMNS, rows
+
+
+def find_rebalance_plan(answer, plan_id):
+    for p in answer.get('plans', []):
+        if p.get('id') == plan_id:
+            return p
+    raise ArgumentError(
+        'steward has no rebalance plan %r; `openstack steward rebalance '
+        'plan list` shows them' % plan_id)
+
+
+def _action_text(a):
+    return '%s. %s (%s) %s -> %s [%s]' % (
+        a.get('seq'), a.get('vm_name') or a.get('vm'), a.get('vm'),
+        a.get('source'), a.get('target'), a.get('state'))
+
+
+def rebalance_plan_detail(plan):
+    """(columns, values) of one plan: its state, who decided, the
+    planner's summary and each action (server source -> target)."""
+    summary = plan.get('summary')
+    if isinstance(summary, dict):
+        summary = ', '.join('%s=%s' % (k, summary[k])
+                            for k in sorted(summary))
+    fields = [('id', plan.get('id')), ('state', plan.get('state')),
+              ('mode', plan.get('mode')),
+              ('created_at', plan.get('created_at')),
+              ('decided_by', plan.get('decided_by')),
+              ('decided_at', plan.get('decided_at')),
+              ('summary', summary),
+              ('actions', '\n'.join(_action_text(a)
+                                    for a in plan.get('actions') or []))]
+    return tuple(k for k, _ in fields), tuple(v for _, v in fields)
+
+
+def migration_rows(answer, long=False):
+    """(columns, rows) of GET /v1/migrations, oldest first."""
+    columns = MIGRATION_LONG_COLUMNS if long else MIGRATION_COLUMNS
+    rows = [tuple(m.get(_MIGRATION_KEYS[c]) for c in columns)
+            for m in answer.get('migrations', [])]
+    return columns, rows
