@@ -29,7 +29,7 @@ impl Modify for Security {
     paths(routes::filter, routes::weigh, routes::profiles, routes::hosts, routes::host, routes::vm, routes::push_telemetry,
           routes::healthz, routes::metrics, routes::openapi,
           routes::rebalance_plans, routes::approve_plan, routes::cancel_plan, routes::migrations,
-          repair::create_plan, repair::create_run, repair::get_run),
+          repair::create_plan, repair::create_run, repair::get_run, repair::rollback_run),
     components(schemas(CalloutRequest, InstanceDto, HostDto, FlavorDto, ServerGroupDto, OperationDto,
                        FilterAnswer, FilterResponse, CompactFilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
                        TelemetryPush, HostSampleDto, VmSampleDto, TelemetryAccepted, Accepted,
@@ -37,7 +37,9 @@ impl Modify for Security {
                        ErrorBody, ErrorDetail,
                        RebalancePlanList, RebalancePlanDto, RebalanceActionDto, MigrationList,
                        RepairSelection, RepairPlanDto, RepairNodePlanDto, RepairStepDto,
-                       RepairRunStarted, RepairNothingToDo, RepairRunDto)),
+                       RepairRunStarted, RepairNothingToDo, RepairRunDto,
+                       super::repair::RepairRollbackBody, super::repair::RepairRollbackItem,
+                       super::repair::RepairRollbackDto)),
     modifiers(&Security),
     security(("bearer" = []), ("x_auth_token" = []))
 )]

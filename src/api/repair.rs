@@ -5,6 +5,7 @@
 //! wrote, as `steward repair rollback`). The same core as the CLI; no policy here.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::errors::ApiError;
@@ -208,6 +209,91 @@ pub async fn get_run(
     }))
 }
 
+/// `POST /v1/repair/runs/{id}/rollback`: what `steward repair rollback` does, for the
+/// `openstack steward repair rollback` command. Inventories and allocations only with
+/// `{"placement": true}`. Refused while the run is still running.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairRollbackBody {
+    /// Also restore the nodes' inventories and the allocations.
+    #[serde(default)]
+    placement: bool,
+}
+
+/// One object a rollback put back (or could not).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RepairRollbackItem {
+    pub object: String,
+    pub action: String,
+    /// `restored`, `restored_specs_only`, `unchanged` or `failed`.
+    pub result: String,
+    pub message: Option<String>,
+}
+
+/// The answer of a rollback: `rolled_back`, or `failed` with the count of objects that failed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RepairRollbackDto {
+    pub run_id: String,
+    pub status: String,
+    pub failed: usize,
+    pub items: Vec<RepairRollbackItem>,
+}
+
+#[utoipa::path(post, path = "/v1/repair/runs/{id}/rollback",
+    params(("id" = String, Path, description = "the run id (`repair-<uuid>`)")),
+    request_body(content = RepairRollbackBody, description = "`{}` or `{\"placement\": true}`"),
+    responses((status = 200, body = RepairRollbackDto), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "the run is still running"),
+              (status = 503, body = ErrorBody)))]
+pub async fn rollback_run(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let body = read_body(&req, payload, state.max_body_bytes).await?;
+    let opts: RepairRollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RepairRollbackBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    let unavailable = |e: crate::store::StoreError| ApiError::unavailable(e.to_string());
+    let Some(run) = state.store.repair_run(&id).await.map_err(unavailable)? else {
+        return Err(ApiError::not_found(format!(
+            "no repair run {id}; GET /v1/repair/runs/{{id}} of the id apply answered"
+        )));
+    };
+    if run.status == "running" {
+        return Err(ApiError::conflict(format!(
+            "repair run {id} is still running; roll it back once it has ended"
+        )));
+    }
+    let clients = crate::repair::connect(&state.settings, None)
+        .await
+        .map_err(api_error)?;
+    let result = apply::rollback(&clients, &state.store, &id, opts.placement).await;
+    clients.db.close().await;
+    let items = result.map_err(api_error)?;
+    let failed = items.iter().filter(|i| i.result == "failed").count();
+    Ok(HttpResponse::Ok().json(RepairRollbackDto {
+        run_id: id,
+        status: if failed == 0 { "rolled_back" } else { "failed" }.into(),
+        failed,
+        items: items
+            .into_iter()
+            .map(|i| RepairRollbackItem {
+                object: i.object,
+                action: i.action,
+                result: i.result,
+                message: i.message,
+            })
+            .collect(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -292,53 +378,4 @@ mod tests {
             assert!(doc.contains(a), "the OpenAPI document does not name {a}");
         }
     }
-}
-
-/// `POST /v1/repair/runs/{id}/rollback`: what `steward repair rollback` does, for the
-/// `openstack steward repair rollback` command. Inventories and allocations only with
-/// `{"placement": true}`. Refused while the run is still running.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackBody {
-    #[serde(default)]
-    placement: bool,
-}
-
-async fn rollback_run(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let body = read_body(&req, payload, state.max_body_bytes).await?;
-    let opts: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RollbackBody::default()
-    } else {
-        parse_json(&body)?
-    };
-    let unavailable = |e: crate::store::StoreError| ApiError::unavailable(e.to_string());
-    let Some(run) = state.store.repair_run(&id).await.map_err(unavailable)? else {
-        return Err(ApiError::not_found(format!(
-            "no repair run {id}; GET /v1/repair/runs/{{id}} of the id apply answered"
-        )));
-    };
-    if run.status == "running" {
-        return Err(ApiError::conflict(format!(
-            "repair run {id} is still running; roll it back once it has ended"
-        )));
-    }
-    let clients = crate::repair::connect(&state.settings, None)
-        .await
-        .map_err(api_error)?;
-    let result = apply::rollback(&clients, &state.store, &id, opts.placement).await;
-    clients.db.close().await;
-    let items = result.map_err(api_error)?;
-    let failed = items.iter().filter(|i| i.result == "failed").count();
-    Ok(HttpResponse::Ok().json(json!({
-        "run_id": id,
-        "status": if failed == 0 { "rolled_back" } else { "failed" },
-        "failed": failed,
-        "items": items,
-    })))
 }
