@@ -449,6 +449,38 @@ def test_the_api_plans_and_runs_a_repair(cloud, steward, tmp_path):
     code, out, err = steward('verify', '--resource-class', 'GOLD')
     assert code != 0, 'verify after the rollback: ' + out + err
 
+def apply_interrupted(argv, env, cwd, journal, interrupt, restore,
+                      timeout=120):
+    """Start `argv` (a repair apply); once its journal shows a first
+    instance flavor rewritten, call `interrupt` (the peer goes away); let
+    the apply end, then call `restore`. Returns (returncode, stdout, stderr);
+    fails when the apply ended before it could be interrupted."""
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    interrupted = False
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                db = sqlite3.connect(journal, timeout=0.2)
+                row = db.execute(
+                    "SELECT 1 FROM repair_journal WHERE state = 'done' AND "
+                    "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
+                db.close()
+            except sqlite3.Error:
+                row = None
+            if row:
+                interrupt()
+                interrupted = True
+                break
+            time.sleep(0.005)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        restore()
+    assert interrupted, 'the apply ended before the peer could go away'
+    return proc.returncode, out, err
+
+
 def test_placement_silent_mid_run_stops_the_run_the_next_apply_finishes(
         cloud, tmp_path):
     """The real Placement stops answering (SIGSTOP on its gunicorn) while
@@ -471,32 +503,11 @@ def test_placement_silent_mid_run_stops_the_run_the_next_apply_finishes(
             'baremetal-silver', '-f', 'json']
 
     placement = os.getpgid(cloud.placement.process.proc.pid)
-    first = subprocess.Popen(argv, env=env, cwd=str(tmp_path),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    stopped = False
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and first.poll() is None:
-            try:
-                db = sqlite3.connect(journal, timeout=0.2)
-                row = db.execute(
-                    "SELECT 1 FROM repair_journal WHERE state = 'done' AND "
-                    "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
-                db.close()
-            except sqlite3.Error:
-                row = None
-            if row:
-                os.killpg(placement, signal.SIGSTOP)
-                stopped = True
-                break
-            time.sleep(0.005)
-        out, err = first.communicate(timeout=120)
-    finally:
-        if stopped:
-            os.killpg(placement, signal.SIGCONT)
-    assert stopped, 'the apply ended before Placement could be stopped'
-    assert first.returncode == 1, out + err
+    code, out, err = apply_interrupted(
+        argv, env, str(tmp_path), journal,
+        lambda: os.killpg(placement, signal.SIGSTOP),
+        lambda: os.killpg(placement, signal.SIGCONT))
+    assert code == 1, out + err
     report = json.loads(out)
     assert report['ok'] is False
     results = {n['node']: n for n in report['nodes']}
@@ -648,31 +659,9 @@ def test_the_cell_database_gone_mid_run_stops_the_run_the_next_finishes(
     nodes = [node(cloud, h) for h in SILVER]
     argv = [default_binary(), 'repair', 'apply', '--resource-class',
             'baremetal-silver', '-f', 'json']
-    first = subprocess.Popen(argv, env=env, cwd=str(tmp_path),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    gone = False
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and first.poll() is None:
-            try:
-                db = sqlite3.connect(journal, timeout=0.2)
-                row = db.execute(
-                    "SELECT 1 FROM repair_journal WHERE state = 'done' AND "
-                    "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
-                db.close()
-            except sqlite3.Error:
-                row = None
-            if row:
-                relay.close()
-                gone = True
-                break
-            time.sleep(0.005)
-        out, err = first.communicate(timeout=180)
-    finally:
-        relay.close()
-    assert gone, 'the apply ended before the cell database could go away'
-    assert first.returncode == 1, out + err
+    code, out, err = apply_interrupted(argv, env, str(tmp_path), journal,
+                                       relay.close, relay.close)
+    assert code == 1, out + err
     report = json.loads(out)
     assert report['ok'] is False
     results = {n['node']: n for n in report['nodes']}
