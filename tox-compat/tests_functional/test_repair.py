@@ -140,6 +140,26 @@ def request_spec_text(cloud, uuid):
                            'instance_uuid = %s', (uuid,))[0][0]
 
 
+def assert_silver_repaired(cloud, nodes, instances, env):
+    """The silver nodes hold only their custom class, used once each; the
+    instances' embedded flavors and request specs ask for it alone; and
+    `steward repair verify` agrees."""
+    for n in nodes:
+        assert sorted(cloud.placement.inventories(n)) == [
+            'CUSTOM_BAREMETAL_SILVER']
+        assert cloud.placement.usages(n) == {'CUSTOM_BAREMETAL_SILVER': 1}
+    seen = cloud.nova.inspect(*instances)
+    for i in instances:
+        assert seen[i]['cur']['resources'] == {'CUSTOM_BAREMETAL_SILVER': 1}
+        assert seen[i]['request_spec']['resources'] == {
+            'CUSTOM_BAREMETAL_SILVER': 1}
+    check = subprocess.run([default_binary(), 'repair', 'verify',
+                            '--resource-class', 'baremetal-silver'],
+                           env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
     gold = node(cloud, 'bm-gold-1')
     spare = node(cloud, 'bm-gold-2')
@@ -349,20 +369,7 @@ def test_a_killed_apply_is_finished_by_the_next_under_its_run_id(
     report = json.loads(done.stdout)
     assert (report['run_id'], report['resumed'], report['ok']) == (
         run_id, True, True)
-    for n in nodes:
-        assert sorted(cloud.placement.inventories(n)) == [
-            'CUSTOM_BAREMETAL_SILVER']
-        assert cloud.placement.usages(n) == {'CUSTOM_BAREMETAL_SILVER': 1}
-    seen = cloud.nova.inspect(*instances)
-    for i in instances:
-        assert seen[i]['cur']['resources'] == {'CUSTOM_BAREMETAL_SILVER': 1}
-        assert seen[i]['request_spec']['resources'] == {
-            'CUSTOM_BAREMETAL_SILVER': 1}
-    check = subprocess.run([default_binary(), 'repair', 'verify',
-                            '--resource-class', 'baremetal-silver'],
-                           env=env, capture_output=True, text=True,
-                           timeout=300)
-    assert check.returncode == 0, check.stdout + check.stderr
+    assert_silver_repaired(cloud, nodes, instances, env)
 
     # One rollback covers what both processes wrote.
     back = subprocess.run([default_binary(), 'repair', 'rollback', run_id,
@@ -545,22 +552,9 @@ def test_placement_silent_mid_run_stops_the_run_the_next_apply_finishes(
     assert done.returncode == 0, done.stdout + done.stderr
     again = json.loads(done.stdout)
     assert again['ok'] is True and again['resumed'] is False
-    for n in nodes:
-        assert sorted(cloud.placement.inventories(n)) == [
-            'CUSTOM_BAREMETAL_SILVER']
-        assert cloud.placement.usages(n) == {'CUSTOM_BAREMETAL_SILVER': 1}
     instances = [cloud.seeded['servers']['inst-' + h]['uuid']
                  for h in SILVER]
-    seen = cloud.nova.inspect(*instances)
-    for i in instances:
-        assert seen[i]['cur']['resources'] == {'CUSTOM_BAREMETAL_SILVER': 1}
-        assert seen[i]['request_spec']['resources'] == {
-            'CUSTOM_BAREMETAL_SILVER': 1}
-    check = subprocess.run([default_binary(), 'repair', 'verify',
-                            '--resource-class', 'baremetal-silver'],
-                           env=env, capture_output=True, text=True,
-                           timeout=300)
-    assert check.returncode == 0, check.stdout + check.stderr
+    assert_silver_repaired(cloud, nodes, instances, env)
 
     # Both runs together are one repair: rolling them back, newest first,
     # restores every node (and leaves the silver nodes for the next test).
