@@ -262,35 +262,87 @@ def build(host_states, spec_obj, with_instances=True, default_az=_UNSEEN):
 _ENCODE = json.JSONEncoder(allow_nan=False, separators=(',', ':'),
                            check_circular=False).encode
 
-# (host, nodename) -> (inputs, (key, JSON bytes)) of the last encoding. Most
-# hosts do not change between two scheduling requests (and never between
-# the filter and the weigher of one), and encoding is most of the shim's
-# cost: an unchanged host costs one tuple comparison instead.
+# One C call reads a host's fields, its aggregates and its instances.
+_READ_ALL = operator.attrgetter(*_FIELDS, 'aggregates', 'instances')
+_N = len(_FIELDS)
+
+# id(HostState) -> (HostState, fields, AZ, instances copy, (key, JSON bytes))
+# of its last encoding. Nova keeps one HostState per compute node across
+# requests (HostManager.host_state_map) and most do not change between two
+# scheduling requests (never between the filter and the weigher of one), so
+# an unchanged host costs one read and a few comparisons of values it
+# already holds (identical objects compare without being read) instead of
+# building its entry again. The entry holds the HostState, so its id stays
+# its own while cached.
 _ENCODED = {}
 # Bound for clouds whose hosts come and go: forget everything past it.
 _MAX_ENCODED = 50000
 
 
+def _read_all(hs):
+    try:
+        return _READ_ALL(hs)
+    except AttributeError:
+        return (hs.host,) + tuple(getattr(hs, f, None)
+                                  for f in _FIELDS[1:] + ('aggregates',
+                                                          'instances'))
+
+
+def _instances_copy(instances):
+    """What a later request's instances are compared with: a dict is
+    compared as a dict (Nova's {uuid: Instance}, often mutated in place,
+    hence the copy), anything else as the tuple of its items."""
+    if type(instances) is dict:
+        return dict(instances)
+    return tuple(instances) if instances else ()
+
+
+def _same_instances(kept, instances, with_instances):
+    """Are `instances` those of the cached entry (`kept`: its copy, None
+    when sent without instances)?"""
+    if not with_instances:
+        return kept is None
+    if type(kept) is dict:
+        return type(instances) is dict and instances == kept
+    return kept == (tuple(instances) if instances else ())
+
+
 def encode_hosts(host_states, with_instances=True, default_az=None):
     """[((host, nodename), JSON bytes)] of the host entries, in order."""
     out = []
+    append = out.append
     memo = {}
     cache = _ENCODED
     for hs in host_states:
-        inputs = _inputs(hs, with_instances, default_az, memo)
-        hit = cache.get(inputs[:2])
-        if hit is not None and hit[0] == inputs:
-            out.append(hit[1])
+        values = _read_all(hs)
+        fields = values[:_N]
+        az = default_az
+        for aggregate in values[_N] or ():
+            seen = memo.get(id(aggregate), _UNSEEN)
+            if seen is _UNSEEN or seen[0] is not aggregate:
+                seen = memo[id(aggregate)] = (aggregate,
+                                              _aggregate_az(aggregate))
+            if seen[1]:
+                az = seen[1]
+                break
+        instances = values[_N + 1] if with_instances else None
+        hit = cache.get(id(hs))
+        if (hit is not None and hit[0] is hs and hit[1] == fields
+                and hit[2] == az
+                and _same_instances(hit[3], instances, with_instances)):
+            append(hit[4])
             continue
-        entry = _entry(inputs)
+        copy = _instances_copy(instances) if with_instances else None
+        entry = _entry(fields + (az, tuple(copy) if with_instances
+                                 else None))
         done = ((entry['host'], entry['nodename']),
                 _ENCODE(entry).encode())
         if len(cache) >= _MAX_ENCODED:
             cache.clear()
         # A plain dict under the GIL: a race costs at most one extra
         # encoding.
-        cache[inputs[:2]] = (inputs, done)
-        out.append(done)
+        cache[id(hs)] = (hs, fields, az, copy, done)
+        append(done)
     return out
 
 

@@ -265,3 +265,25 @@ def test_a_changed_host_is_encoded_again():
     assert second['az'] == 'az2' and second['instance_uuids'] == [U1]
     assert 'instance_uuids' not in encoded_body(
         [hs], spec, with_instances=False)['hosts'][0]
+
+
+def test_an_instance_added_in_place_is_encoded_again():
+    """Nova adds an instance to a HostState's own dict (no new object):
+    the next body still lists it, and one removed in place is gone."""
+    hs = ns.make_host_state('chg-2', aggregates=[ns.az_aggregate('az1')])
+    spec = ns.make_request_spec()
+    assert encoded_body([hs], spec)['hosts'][0]['instance_uuids'] == []
+    hs.instances[U1] = ns.make_instance(U1, 'chg-2')
+    assert encoded_body([hs], spec)['hosts'][0]['instance_uuids'] == [U1]
+    del hs.instances[U1]
+    assert encoded_body([hs], spec)['hosts'][0]['instance_uuids'] == []
+
+
+def test_a_new_host_state_of_the_same_node_is_read_anew():
+    """A HostState Nova builds anew for a known node (after a restart of
+    its host manager) is its own cache entry."""
+    first = ns.make_host_state('chg-3', free_ram_mb=4096)
+    spec = ns.make_request_spec()
+    assert encoded_body([first], spec)['hosts'][0]['memory_mb_free'] == 4096
+    second = ns.make_host_state('chg-3', free_ram_mb=1024)
+    assert encoded_body([second], spec)['hosts'][0]['memory_mb_free'] == 1024
