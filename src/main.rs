@@ -901,7 +901,10 @@ mod rebalance {
             profiles: Arc<steward::scoring::ProfileSet>,
             metrics: Metrics,
         ) -> Planner {
+            // Placement through Nova's session: one login, one catalog.
+            let placement = openstack::placement::Placement::new(nova.session().clone());
             Planner {
+                placement: Arc::new(placement),
                 nova: Arc::new(nova),
                 profiles,
                 opts: self.opts,

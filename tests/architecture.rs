@@ -197,7 +197,7 @@ fn openstack_is_an_adapter_with_its_own_wire_types() {
 
 #[test]
 fn the_planning_cycle_orchestrates_and_reads_no_clock() {
-    // rebalance::cycle gathers (store, Nova through `openstack::nova`) and calls the pure
+    // rebalance::cycle gathers (store; Nova and Placement through `openstack`) and calls the pure
     // detect and plan: no HTTP or SQL of its own, and `now` is its caller's.
     let files = vec![src("rebalance/cycle.rs")];
     let bad = offenders(

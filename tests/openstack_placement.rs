@@ -162,3 +162,68 @@ async fn a_provider_argument_that_is_not_a_uuid_is_refused_before_any_call() {
     }
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn many_providers_inventories_and_usages_come_back_each_with_its_own_answer() {
+    let server = MockServer::start().await;
+    // Twelve compute nodes: Placement knows the even ones; the odd ones have no provider.
+    let uuids: Vec<String> = (0..12)
+        .map(|i| format!("1585b77a-485d-54b5-92e1-dff2909358{i:02}"))
+        .collect();
+    for (i, u) in uuids.iter().enumerate() {
+        let rp = format!("/resource_providers/{u}");
+        if i % 2 == 0 {
+            serve(
+                &server,
+                &format!("{rp}/inventories"),
+                200,
+                "placement-1.39-inventories",
+            )
+            .await;
+            serve(
+                &server,
+                &format!("{rp}/usages"),
+                200,
+                "placement-1.39-usages",
+            )
+            .await;
+        } else {
+            serve(
+                &server,
+                &format!("{rp}/inventories"),
+                404,
+                "placement-error-404-provider-not-found",
+            )
+            .await;
+        }
+    }
+    let pl = placement(&server).await;
+    let got = pl.inventories_and_usages_of(&uuids, 4).await;
+    let order: Vec<&String> = got.iter().map(|(u, _)| u).collect();
+    assert_eq!(
+        order,
+        uuids.iter().collect::<Vec<_>>(),
+        "in the order asked"
+    );
+    for (i, (u, read)) in got.iter().enumerate() {
+        match read {
+            Ok(room) if i % 2 == 0 => {
+                assert_eq!(room.inventories.inventories["VCPU"].allocation_ratio, 4.0);
+                assert_eq!(room.inventories.inventories["MEMORY_MB"].reserved, 512);
+                assert_eq!(room.usages.usages["MEMORY_MB"], 20_480);
+            }
+            Err(e) if i % 2 == 1 => assert_eq!(e.status(), Some(404), "{u}: {e}"),
+            other => panic!("{u}: {other:?}"),
+        }
+    }
+    // A missing provider costs one call; a known one two.
+    let calls = server.received_requests().await.unwrap();
+    let placement_calls: Vec<_> = calls
+        .iter()
+        .filter(|r| r.url.path().starts_with("/resource_providers"))
+        .collect();
+    assert_eq!(placement_calls.len(), 6 * 2 + 6);
+    for r in placement_calls {
+        assert_eq!(header(r, "openstack-api-version"), Some("placement 1.39"));
+    }
+}

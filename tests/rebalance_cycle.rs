@@ -2,11 +2,17 @@
 //! telemetry pushed into the store cycle after cycle makes a busy, stolen VM a candidate only
 //! once the window holds `min_samples`; then one plan moves it to the quiet host of its AZ,
 //! journaled as the mode says; the detector's state survives a fresh process (a new Store).
+//! Then the adapter, `Planner::run`, over a fake Nova and Placement (wiremock, answers in the
+//! recorded formats): room on a target is Placement's `(total - reserved) * ratio - used`, not
+//! what Nova's hypervisor listing shows, and a Placement outage skips the cycle.
 
 mod common;
 mod common_rebalance;
+mod openstack_support;
+mod rebalance_support;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use common::scratch::Scratch;
 use steward::metrics::Metrics;
@@ -367,4 +373,221 @@ fn a_large_history_is_stored_in_bounded_documents_and_read_back_whole() {
         store.close().await;
         scratch
     });
+}
+
+// The adapter: `Planner::run` over Nova's listings and Placement's providers.
+
+use rebalance_support::{mount_cloud, mount_servers, FakeCompute, Node, Room, Script};
+use steward::openstack::nova::Nova;
+use steward::openstack::placement::Placement;
+use steward::rebalance::cycle::{CycleError, Planner};
+use wiremock::MockServer;
+
+/// Keystone, Nova (the fake's one busy VM on cmp-1) and Placement at one mock, over `nodes`.
+async fn fake_cloud(nodes: &[Node]) -> MockServer {
+    let server = MockServer::start().await;
+    openstack_support::mount_keystone(&server, &[openstack_support::TOKEN_1]).await;
+    mount_servers(&server, &FakeCompute::new(Script::default())).await;
+    mount_cloud(&server, nodes).await;
+    server
+}
+
+/// Serve's and run-once's planner, reading the cloud at `server`: dry-run, one sample is
+/// enough to be a candidate.
+fn planner(server: &MockServer) -> Planner {
+    let session =
+        openstack_support::session(openstack_support::cloud(&server.uri(), "steward", &[]));
+    Planner {
+        nova: Arc::new(Nova::new(session.clone())),
+        placement: Arc::new(Placement::new(session)),
+        profiles: Arc::new(
+            steward::scoring::ProfileSet::build(&steward::scoring::builtin_profiles(), "default")
+                .unwrap(),
+        ),
+        opts: Options::default(),
+        cfg: RebalanceSettings {
+            mode: Mode::DryRun,
+            min_samples: 1,
+            ..settings()
+        },
+        role_key: "steward_role".into(),
+        default_az: "nova".into(),
+        metrics: Some(Metrics::new()),
+    }
+}
+
+/// One planning cycle over `nodes`: the fake's VM busy (load 0.9 per vCPU) and stolen (30 %)
+/// on cmp-1, the other hosts with the steal given (unlisted: 0).
+async fn plan_over(nodes: &[Node], steal: &[(&str, f64)]) -> Result<CycleOutcome, CycleError> {
+    let server = fake_cloud(nodes).await;
+    let scratch = Scratch::new(Backend::Sqlite).await;
+    let store = open(&scratch).await;
+    let now = steward::unix_now();
+    let host = |name: &str, steal: f64, cpu_use: f64| HostSample {
+        host: name.into(),
+        facts: HostFacts {
+            steal: Some(steal),
+            load5: Some(cpu_use * 32.0),
+            cpu_use: Some(cpu_use),
+            vcpus: Some(32.0),
+            observed_at: now,
+            ..Default::default()
+        },
+    };
+    let hosts: Vec<HostSample> = nodes
+        .iter()
+        .map(|n| match n.name.as_str() {
+            "cmp-1" => host("cmp-1", 0.30, 0.95),
+            other => host(
+                other,
+                steal
+                    .iter()
+                    .find(|(h, _)| *h == other)
+                    .map_or(0.0, |(_, s)| *s),
+                0.2,
+            ),
+        })
+        .collect();
+    let vm = VmSample {
+        uuid: rebalance_support::VM.into(),
+        facts: VmFacts {
+            host: Some("cmp-1".into()),
+            steal: Some(0.30),
+            load5: Some(1.8),
+            vcpus: Some(2.0),
+            observed_at: now,
+            ..Default::default()
+        },
+    };
+    store.save_telemetry(&hosts, &[vm], now).await.unwrap();
+    let view = store.load_view().await.unwrap();
+    let out = planner(&server).run(&store, &view, now).await;
+    if out.is_err() {
+        assert!(
+            store.plans(10).await.unwrap().is_empty(),
+            "nothing journaled"
+        );
+        assert_eq!(
+            cycle::load_state(&store).await.unwrap(),
+            cycle::PlannerState::default(),
+            "nothing recorded"
+        );
+    }
+    store.close().await;
+    scratch.cleanup().await;
+    out
+}
+
+fn node(name: &str, n: u8, room: Option<Room>) -> Node {
+    Node {
+        room,
+        ..Node::new(name, n)
+    }
+}
+
+fn target(out: &CycleOutcome) -> &str {
+    assert_eq!(out.plan.actions.len(), 1, "{:?}", out.plan);
+    &out.plan.actions[0].target_host
+}
+
+fn no_destination(out: &CycleOutcome) -> &str {
+    assert!(out.plan.actions.is_empty(), "{:?}", out.plan);
+    assert_eq!(out.plan.skipped.len(), 1, "{:?}", out.plan);
+    let s = &out.plan.skipped[0];
+    assert_eq!(s.limit, Limit::NoDestination, "{s:?}");
+    &s.detail
+}
+
+#[tokio::test]
+async fn a_target_with_free_ram_per_nova_but_none_per_placement_is_refused() {
+    // Nova's hypervisor listing shows 120 GiB free on every node (8 GiB used of 128). In
+    // Placement cmp-2 has 4 GiB reserved and 126,000 MB allocated: (131072 - 4096) * 1.0 -
+    // 126000 = 976 MB left, less than the VM's 2,048 MB.
+    let full = Room {
+        memory_mb: (131072, 4096, 1.0, 126_000),
+        ..Room::default()
+    };
+    // cmp-2 is the quietest host: with room in Placement it is the one picked.
+    let steal = [("cmp-2", 0.0), ("cmp-3", 0.03)];
+    let roomy = [
+        Node::new("cmp-1", 1),
+        Node::new("cmp-2", 2),
+        Node::new("cmp-3", 3),
+    ];
+    assert_eq!(target(&plan_over(&roomy, &steal).await.unwrap()), "cmp-2");
+
+    let nodes = [
+        Node::new("cmp-1", 1),
+        node("cmp-2", 2, Some(full)),
+        Node::new("cmp-3", 3),
+    ];
+    assert_eq!(target(&plan_over(&nodes, &steal).await.unwrap()), "cmp-3");
+
+    // Without cmp-3's provider in Placement (404) no host qualifies, each for its reason.
+    let nodes = [
+        Node::new("cmp-1", 1),
+        node("cmp-2", 2, Some(full)),
+        node("cmp-3", 3, None),
+    ];
+    let out = plan_over(&nodes, &steal).await.unwrap();
+    let detail = no_destination(&out);
+    assert!(detail.contains("1 without RAM room"), "{detail}");
+    assert!(detail.contains("1 with unknown vCPU room"), "{detail}");
+}
+
+#[tokio::test]
+async fn the_allocation_ratio_gives_room_that_ratio_one_would_deny() {
+    // cmp-2 runs 100 vCPUs on 32 cores, as Nova's listing and Placement agree.
+    let over = |ratio: f64| Node {
+        nova_used: (100, 8192),
+        room: Some(Room {
+            vcpu: (32, 0, ratio, 100),
+            ..Room::default()
+        }),
+        ..Node::new("cmp-2", 2)
+    };
+    // At cpu_allocation_ratio 4.0: 32 * 4.0 - 100 = 28 vCPUs left for the VM's 2.
+    let out = plan_over(&[Node::new("cmp-1", 1), over(4.0)], &[])
+        .await
+        .unwrap();
+    assert_eq!(target(&out), "cmp-2");
+    assert_eq!(out.plan.actions[0].vcpus, 2.0);
+    // At 1.0 the same node has none.
+    let out = plan_over(&[Node::new("cmp-1", 1), over(1.0)], &[])
+        .await
+        .unwrap();
+    let detail = no_destination(&out);
+    assert!(detail.contains("1 without vCPU room"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_placement_outage_skips_the_cycle_naming_placement() {
+    use wiremock::matchers::path_regex;
+    use wiremock::{Mock, ResponseTemplate};
+    let server = fake_cloud(&[Node::new("cmp-1", 1), Node::new("cmp-2", 2)]).await;
+    // Placement's error format (1.23+), ahead of the answers mounted for the nodes.
+    Mock::given(path_regex(r"^/resource_providers/"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(serde_json::json!({
+            "errors": [{"status": 503, "title": "Service Unavailable",
+                "detail": "The server is currently unavailable. Please try again at a later time.",
+                "request_id": "req-0a4c2b1e-9d8f-4e7a-b6c5-d4e3f2a1b0c9"}]
+        })))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let scratch = Scratch::new(Backend::Sqlite).await;
+    let store = open(&scratch).await;
+    let view = store.load_view().await.unwrap();
+    let err = planner(&server)
+        .run(&store, &view, steward::unix_now())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, CycleError::Placement(_)), "{text}");
+    assert!(text.contains("2 compute node(s)"), "{text}");
+    assert!(text.contains("503"), "{text}");
+    assert!(text.contains("openstack resource provider list"), "{text}");
+    assert!(store.plans(10).await.unwrap().is_empty());
+    store.close().await;
+    scratch.cleanup().await;
 }

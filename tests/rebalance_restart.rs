@@ -5,7 +5,8 @@
 //! from the same SQLite file the binary writes, to know when to kill.
 //! Also the planner's cycle end to end: telemetry sustained over `min_samples` runs of
 //! `run-once` (and through `POST /v1/telemetry` with `serve`'s loop) becomes an approved plan in
-//! auto mode and a move carried to `done`, the planner reading the fake Nova's listings.
+//! auto mode and a move carried to `done`, the planner reading the fake Nova's listings and
+//! Placement's room; and `serve` in dry-run mode journals a dry-run plan and moves nothing.
 
 mod openstack_support;
 mod rebalance_support;
@@ -465,23 +466,23 @@ impl Drop for Service {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_in_auto_mode_plans_from_pushed_telemetry_and_moves_the_vm() {
-    let c = cloud(Script::default(), 0).await;
+const ADMIN: &str = "admin-token-0123456789abcdef";
+
+/// `serve` over the cloud in `mode`, planning and executing every 0.2 s; answers on the
+/// returned port once `/healthz` does. `ADMIN` is an admin token.
+async fn serve(c: &Cloud, mode: &str) -> (Service, u16) {
     let dir = c.dir.path();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    const ADMIN: &str = "admin-token-0123456789abcdef";
     std::fs::write(dir.join("tokens"), format!("{ADMIN} admin\n")).unwrap();
-    // The same cloud, served: plan every 0.2 s, execute every 0.2 s.
     let toml = std::fs::read_to_string(dir.join("steward.toml"))
         .unwrap()
         .replace(
             "[rebalance]\nmode = \"auto\"\n",
-            "[rebalance]\nmode = \"auto\"\ninterval_seconds = 0.2\n",
+            &format!("[rebalance]\nmode = \"{mode}\"\ninterval_seconds = 0.2\n"),
         )
         .replace(
             "[rebalance.execution]\n",
@@ -495,7 +496,7 @@ async fn serve_in_auto_mode_plans_from_pushed_telemetry_and_moves_the_vm() {
         ),
     )
     .unwrap();
-    let _service = Service(
+    let service = Service(
         steward(dir, &["serve"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -503,10 +504,9 @@ async fn serve_in_auto_mode_plans_from_pushed_telemetry_and_moves_the_vm() {
             .unwrap(),
     );
     let http = reqwest::Client::new();
-    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     let started = Instant::now();
     while !http
-        .get(url("/healthz"))
+        .get(format!("http://127.0.0.1:{port}/healthz"))
         .send()
         .await
         .is_ok_and(|r| r.status() == 200)
@@ -514,28 +514,43 @@ async fn serve_in_auto_mode_plans_from_pushed_telemetry_and_moves_the_vm() {
         assert!(started.elapsed() < Duration::from_secs(30), "no /healthz");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (service, port)
+}
+
+/// Push one round of telemetry the way a telemetry agent does: the VM busy and stolen on
+/// cmp-1, cmp-2 quiet.
+async fn post_noisy(http: &reqwest::Client, port: u16) {
+    let now = steward::unix_now();
+    let body = serde_json::json!({
+        "hosts": [
+            {"host": SOURCE, "steal": 0.30, "load5": 30.4, "cpu_use": 0.95, "vcpus": 32, "observed_at": now},
+            {"host": TARGET, "steal": 0.0, "load5": 6.4, "cpu_use": 0.2, "vcpus": 32, "observed_at": now},
+        ],
+        "vms": [{"uuid": VM, "host": SOURCE, "steal": 0.30, "load5": 1.8, "vcpus": 2, "observed_at": now}],
+    });
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/v1/telemetry"))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_in_auto_mode_plans_from_pushed_telemetry_and_moves_the_vm() {
+    let c = cloud(Script::default(), 0).await;
+    let (_service, port) = serve(&c, "auto").await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     let s = store(&c).await;
-    // Pushed the way a telemetry agent does, until the window holds min_samples (3) samples
-    // and the loop has planned and carried out the move.
+    // Pushed until the window holds min_samples (3) samples and the loop has planned and
+    // carried out the move.
     let started = Instant::now();
     let mut pushes = 0;
     loop {
-        let now = steward::unix_now();
-        let body = serde_json::json!({
-            "hosts": [
-                {"host": SOURCE, "steal": 0.30, "load5": 30.4, "cpu_use": 0.95, "vcpus": 32, "observed_at": now},
-                {"host": TARGET, "steal": 0.0, "load5": 6.4, "cpu_use": 0.2, "vcpus": 32, "observed_at": now},
-            ],
-            "vms": [{"uuid": VM, "host": SOURCE, "steal": 0.30, "load5": 1.8, "vcpus": 2, "observed_at": now}],
-        });
-        let r = http
-            .post(url("/v1/telemetry"))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+        post_noisy(&http, port).await;
         pushes += 1;
         let actions = s.actions(&[], 10).await.unwrap();
         if actions.iter().any(|a| a.state == ActionState::Done) {
@@ -570,4 +585,68 @@ async fn serve_in_auto_mode_plans_from_pushed_telemetry_and_moves_the_vm() {
         metrics.contains("steward_rebalance_actions_total{state=\"done\"} 1"),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_in_dry_run_mode_journals_a_dry_run_plan_and_migrates_nothing() {
+    let c = cloud(Script::default(), 0).await;
+    let (_service, port) = serve(&c, "dry-run").await;
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut pushes = 0;
+    let plans = loop {
+        post_noisy(&http, port).await;
+        pushes += 1;
+        let r = http
+            .get(format!("http://127.0.0.1:{port}/v1/rebalance/plans"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        if body["plans"].as_array().is_some_and(|p| !p.is_empty()) {
+            break body["plans"].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no dry-run plan after {pushes} pushes: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        pushes >= 3,
+        "a plan after {pushes} push(es): the window was not sustained"
+    );
+    let plan = &plans[0];
+    assert_eq!(plan["mode"], "dry-run", "{plan}");
+    assert_eq!(plan["state"], "proposed", "{plan}");
+    let action = &plan["actions"][0];
+    assert_eq!(action["vm"], VM, "{plan}");
+    assert_eq!(
+        (&action["source"], &action["target"]),
+        (&SOURCE.into(), &TARGET.into())
+    );
+    assert_eq!(action["state"], "planned", "{plan}");
+    // Several more cycles of the loop: still nothing started.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(c.fake.migrate_requests(), 0, "no os-migrateLive in dry-run");
+    let nova = calls(&c.nova).await;
+    assert!(
+        !nova.iter().any(|l| l.starts_with("POST /v2.1/servers/")),
+        "{nova:?}"
+    );
+    assert!(
+        nova.iter()
+            .any(|l| l.starts_with("GET /resource_providers/") && l.ends_with("/usages")),
+        "the planner read Placement's room: {nova:?}"
+    );
+    assert!(calls(&c.k8s).await.is_empty(), "no drain in dry-run");
+    let s = store(&c).await;
+    assert!(s
+        .actions(&[], 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|a| a.state == ActionState::Planned));
 }

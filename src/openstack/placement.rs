@@ -71,6 +71,14 @@ pub struct Usages {
     pub usages: BTreeMap<String, i64>,
 }
 
+/// A provider's inventories and usages, read one after the other (each carries the generation
+/// it was read at).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderRoom {
+    pub inventories: Inventories,
+    pub usages: Usages,
+}
+
 /// The placement aggregates (UUIDs, not Nova's named host aggregates) a provider belongs to.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ProviderAggregates {
@@ -197,6 +205,59 @@ impl Placement {
             segment(provider_uuid)?
         ))
         .await
+    }
+
+    /// One provider's inventories, then its usages: what Placement counts room on it from.
+    pub async fn inventories_and_usages(&self, provider_uuid: &str) -> Result<ProviderRoom> {
+        let inventories = self.inventories(provider_uuid).await?;
+        let usages = self.usages(provider_uuid).await?;
+        Ok(ProviderRoom {
+            inventories,
+            usages,
+        })
+    }
+
+    /// [`Placement::inventories_and_usages`] of many providers, at most `in_flight` providers
+    /// read at a time; each provider's own answer or error, in the order asked.
+    pub async fn inventories_and_usages_of(
+        &self,
+        provider_uuids: &[String],
+        in_flight: usize,
+    ) -> Vec<(String, Result<ProviderRoom>)> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, uuid) in provider_uuids.iter().enumerate() {
+            let placement = self.clone();
+            let uuid = uuid.clone();
+            let gate = gate.clone();
+            set.spawn(async move {
+                let _permit = gate.acquire_owned().await;
+                let got = placement.inventories_and_usages(&uuid).await;
+                (i, uuid, got)
+            });
+        }
+        let mut out: Vec<Option<(String, Result<ProviderRoom>)>> =
+            (0..provider_uuids.len()).map(|_| None).collect();
+        while let Some(done) = set.join_next().await {
+            match done {
+                Ok((i, uuid, got)) => out[i] = Some((uuid, got)),
+                // A read that panicked or was cancelled leaves its slot empty: filled below.
+                Err(e) => tracing::warn!(error = %e, "a Placement read task did not finish"),
+            }
+        }
+        out.into_iter()
+            .zip(provider_uuids)
+            .map(|(slot, uuid)| {
+                slot.unwrap_or_else(|| {
+                    (
+                        uuid.clone(),
+                        Err(Error::Argument(format!(
+                            "the read of resource provider {uuid} did not finish; it is read again next cycle"
+                        ))),
+                    )
+                })
+            })
+            .collect()
     }
 
     pub async fn aggregates(&self, provider_uuid: &str) -> Result<ProviderAggregates> {

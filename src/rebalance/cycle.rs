@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::Metrics;
 use crate::model::{ClusterView, Host};
 use crate::openstack::nova::{Hypervisor, Server};
+use crate::openstack::placement::{Placement, ProviderRoom};
 use crate::scoring::{Options, Profile};
 use crate::store::journal::{ActionState, JournalError, PlanRow, PlanState};
 use crate::store::{Store, StoreError};
@@ -84,6 +85,8 @@ pub enum CycleError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Nova(String),
+    #[error("{0}")]
+    Placement(String),
     #[error("{0}")]
     Config(String),
     /// The leadership was lost before the cycle finished (another replica plans next).
@@ -265,17 +268,126 @@ pub async fn plan_cycle(
     })
 }
 
-/// The planner's compute nodes and VM sizes from Nova's listings (microversion 2.87, which
-/// still reports each hypervisor's vCPUs, RAM and disk): a host per compute service, sizes
-/// summed over its nodes, in the AZ the view gives it; a VM's size from its embedded flavor.
-/// Nova does not report allocation ratios, so room is counted at 1.0 (conservative). A VM with
-/// local disk (root or ephemeral) is counted as a block migration for the byte budget.
+/// Providers the planner reads from Placement at a time.
+pub const PLACEMENT_READS_IN_FLIGHT: usize = 8;
+
+/// Placement's room on one resource class of one provider.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassRoom {
+    /// `total - reserved`.
+    pub usable: f64,
+    pub allocation_ratio: f64,
+    /// What is allocated (the provider's usage of the class).
+    pub used: f64,
+}
+
+impl ClassRoom {
+    /// Placement's capacity: `(total - reserved) * allocation_ratio`; an allocation fits when
+    /// `used + amount <= capacity` (placement/objects/allocation.py, `_check_capacity_exceeded`).
+    pub fn capacity(&self) -> f64 {
+        self.usable * self.allocation_ratio
+    }
+}
+
+/// What Placement says about one compute node's resource provider: a class it has no
+/// inventory of is `None` (unknown room, never free).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NodeRoom {
+    pub vcpu: Option<ClassRoom>,
+    pub memory_mb: Option<ClassRoom>,
+    pub disk_gb: Option<ClassRoom>,
+}
+
+impl NodeRoom {
+    /// A provider's inventories and usages as the planner counts them (a class with no usage
+    /// row has nothing allocated, as Placement's own usage query counts it).
+    pub fn from_placement(p: &ProviderRoom) -> NodeRoom {
+        let class = |rc: &str| {
+            p.inventories.inventories.get(rc).map(|inv| ClassRoom {
+                usable: (inv.total - inv.reserved) as f64,
+                allocation_ratio: inv.allocation_ratio,
+                used: p.usages.usages.get(rc).copied().unwrap_or(0) as f64,
+            })
+        };
+        NodeRoom {
+            vcpu: class("VCPU"),
+            memory_mb: class("MEMORY_MB"),
+            disk_gb: class("DISK_GB"),
+        }
+    }
+}
+
+/// One class's room summed over a host's nodes; unknown if any node's is.
+#[derive(Debug, Clone, Copy)]
+struct RoomSum {
+    usable: f64,
+    capacity: f64,
+    used: f64,
+    /// The nodes' common ratio; `None` once two nodes differ.
+    ratio: Option<f64>,
+    known: bool,
+}
+
+impl RoomSum {
+    fn new() -> Self {
+        RoomSum {
+            usable: 0.0,
+            capacity: 0.0,
+            used: 0.0,
+            ratio: None,
+            known: true,
+        }
+    }
+
+    fn add(&mut self, first: bool, room: Option<ClassRoom>) {
+        let Some(r) = room else {
+            self.known = false;
+            return;
+        };
+        self.ratio = if first {
+            Some(r.allocation_ratio)
+        } else {
+            self.ratio
+                .filter(|q| (q - r.allocation_ratio).abs() <= f64::EPSILON * q.abs().max(1.0))
+        };
+        self.usable += r.usable;
+        self.capacity += r.capacity();
+        self.used += r.used;
+    }
+
+    /// `(total, ratio, used)` such that `total * ratio - used` is the summed capacity left:
+    /// the usable total and the common ratio, or the capacity itself at ratio 1.0 when the
+    /// nodes' ratios differ.
+    fn figures(&self) -> Option<(f64, f64, f64)> {
+        if !self.known {
+            return None;
+        }
+        Some(match self.ratio {
+            Some(r) => (self.usable, r, self.used),
+            None => (self.capacity, 1.0, self.used),
+        })
+    }
+}
+
+/// The planner's compute nodes and VM sizes: a host per compute service from Nova's
+/// hypervisors (microversion 2.87), in the AZ the view gives it; its room from Placement's
+/// providers (`rooms`, by provider uuid: the hypervisor id since 2.53), summed over its nodes,
+/// laid out so that the planner's `total * ratio - used` is Placement's
+/// `(total - reserved) * allocation_ratio - used`: `*_total` is `total - reserved`, `*_used` the
+/// usage, `memory_mb_free` `total - reserved - used`, and `disk_gb_free` the disk capacity left
+/// (the planner applies no disk ratio). A node missing from `rooms` (no provider, or its read
+/// failed), or with no inventory of a class, makes that room unknown for its host: its used and
+/// free figures stay `None` and the planner refuses it as a target; Nova's totals then remain,
+/// for the steal model only. A VM's size comes from its embedded flavor; one with local disk
+/// (root or ephemeral) is counted as a block migration for the byte budget.
 pub fn hosts_and_sizes(
     hypervisors: &[Hypervisor],
     servers: &[Server],
     view: &ClusterView,
+    rooms: &HashMap<String, NodeRoom>,
 ) -> (Vec<Host>, HashMap<String, VmSize>) {
     let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
+    let mut sums: HashMap<String, [RoomSum; 3]> = HashMap::new();
     for hv in hypervisors {
         if hv
             .hypervisor_type
@@ -303,21 +415,35 @@ pub fn hosts_and_sizes(
             }
         };
         add(&mut h.vcpus_total, hv.vcpus);
-        add(&mut h.vcpus_used, hv.vcpus_used);
         add(&mut h.memory_mb_total, hv.memory_mb);
-        add(
-            &mut h.memory_mb_free,
-            hv.memory_mb
-                .zip(hv.memory_mb_used)
-                .map(|(t, u)| (t - u).max(0)),
-        );
         add(&mut h.disk_gb_total, hv.local_gb);
-        add(
-            &mut h.disk_gb_free,
-            hv.local_gb
-                .zip(hv.local_gb_used)
-                .map(|(t, u)| (t - u).max(0)),
-        );
+        let first = !sums.contains_key(&name);
+        let sum = sums
+            .entry(name)
+            .or_insert([RoomSum::new(), RoomSum::new(), RoomSum::new()]);
+        let room = rooms.get(&hv.id).copied().unwrap_or_default();
+        sum[0].add(first, room.vcpu);
+        sum[1].add(first, room.memory_mb);
+        sum[2].add(first, room.disk_gb);
+    }
+    for (name, h) in &mut hosts {
+        let Some([vcpu, memory, disk]) = sums.get(name) else {
+            continue;
+        };
+        if let Some((total, ratio, used)) = vcpu.figures() {
+            h.vcpus_total = Some(total);
+            h.cpu_allocation_ratio = Some(ratio);
+            h.vcpus_used = Some(used);
+        }
+        if let Some((total, ratio, used)) = memory.figures() {
+            h.memory_mb_total = Some(total);
+            h.ram_allocation_ratio = Some(ratio);
+            h.memory_mb_free = Some(total - used);
+        }
+        if let Some((total, ratio, used)) = disk.figures() {
+            h.disk_gb_total = Some(total);
+            h.disk_gb_free = Some(total * ratio - used);
+        }
     }
     let mut sizes = HashMap::new();
     for s in servers {
@@ -338,11 +464,67 @@ pub fn hosts_and_sizes(
     (hosts.into_values().collect(), sizes)
 }
 
+/// Placement's answers for the compute nodes (`(provider uuid, node name)`) as rooms by
+/// provider uuid. A node whose provider is missing or whose read failed is left out (unknown
+/// room; warned about by name). When no node could be read and Placement itself failed (not
+/// a missing provider), room is unknown everywhere: that is an outage, and the cycle is
+/// skipped rather than planned blind.
+pub fn rooms_from_reads(
+    nodes: &[(String, String)],
+    reads: Vec<(String, crate::openstack::Result<ProviderRoom>)>,
+    metrics: Option<&Metrics>,
+) -> Result<HashMap<String, NodeRoom>, CycleError> {
+    let names: HashMap<&str, &str> = nodes
+        .iter()
+        .map(|(u, n)| (u.as_str(), n.as_str()))
+        .collect();
+    let mut rooms = HashMap::new();
+    let mut outage: Option<crate::openstack::Error> = None;
+    for (uuid, read) in reads {
+        let node = names.get(uuid.as_str()).copied().unwrap_or("?");
+        match read {
+            Ok(p) => {
+                rooms.insert(uuid, NodeRoom::from_placement(&p));
+            }
+            Err(e) => {
+                if let Some(m) = metrics {
+                    m.source_errors
+                        .with_label_values(&["placement", e.kind()])
+                        .inc();
+                }
+                if e.status() == Some(404) {
+                    tracing::warn!(
+                        node, provider = %uuid, error = %e,
+                        "Placement has no resource provider for this compute node; the rebalancer will not move a VM there until nova-compute on it reports to Placement (check `openstack resource provider show {uuid}`)"
+                    );
+                } else {
+                    tracing::warn!(
+                        node, provider = %uuid, error = %e,
+                        "cannot read this compute node's inventories or usages from Placement; room on it is unknown this cycle and the rebalancer will not move a VM there"
+                    );
+                    outage.get_or_insert(e);
+                }
+            }
+        }
+    }
+    match outage {
+        Some(e) if rooms.is_empty() => Err(CycleError::Placement(format!(
+            "cannot read room on any of {} compute node(s) from Placement ({e}); the planner \
+             skips this cycle rather than guess room, check that Placement answers for \
+             [openstack] cloud (`openstack resource provider list`)",
+            nodes.len()
+        ))),
+        _ => Ok(rooms),
+    }
+}
+
 /// What a service's or `run-once`'s planning cycle needs besides the store and the view: the
-/// Nova client it lists hypervisors, servers, server groups and aggregates through, and the
-/// settings. Gathering is an adapter; the decisions are `detect` and `plan`.
+/// Nova client it lists hypervisors, servers, server groups and aggregates through, the
+/// Placement client it reads the compute nodes' room through, and the settings. Gathering is
+/// an adapter; the decisions are `detect` and `plan`.
 pub struct Planner {
     pub nova: std::sync::Arc<crate::openstack::nova::Nova>,
+    pub placement: std::sync::Arc<Placement>,
     pub profiles: std::sync::Arc<crate::scoring::ProfileSet>,
     pub opts: Options,
     pub cfg: RebalanceSettings,
@@ -353,8 +535,9 @@ pub struct Planner {
 }
 
 impl Planner {
-    /// Gather Nova's membership and sizes, lay the membership over `view` (Nova is the
-    /// authority on where each VM runs), and run one [`plan_cycle`].
+    /// Gather Nova's membership and sizes and Placement's room on each compute node, lay the
+    /// membership over `view` (Nova is the authority on where each VM runs), and run one
+    /// [`plan_cycle`].
     pub async fn run(
         &self,
         store: &Store,
@@ -409,7 +592,22 @@ impl Planner {
         // A clone starts without the derived role index, so the membership below counts.
         let mut view = view.clone();
         crate::cluster::inventory::apply(&mut view, &inventory);
-        let (hosts, sizes) = hosts_and_sizes(&hypervisors, &servers, &view);
+        let nodes: Vec<(String, String)> = hypervisors
+            .iter()
+            .filter(|hv| {
+                !hv.hypervisor_type
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("ironic"))
+            })
+            .map(|hv| (hv.id.clone(), hv.hypervisor_hostname.clone()))
+            .collect();
+        let uuids: Vec<String> = nodes.iter().map(|(u, _)| u.clone()).collect();
+        let reads = self
+            .placement
+            .inventories_and_usages_of(&uuids, PLACEMENT_READS_IN_FLIGHT)
+            .await;
+        let rooms = rooms_from_reads(&nodes, reads, self.metrics.as_ref())?;
+        let (hosts, sizes) = hosts_and_sizes(&hypervisors, &servers, &view, &rooms);
         let names: HashMap<String, String> = servers
             .iter()
             .map(|s| (s.id.clone(), s.name.clone()))
@@ -454,6 +652,38 @@ mod tests {
         .unwrap()
     }
 
+    /// Placement's answer for one provider, in its wire format (1.39).
+    fn provider(vcpu: (i64, i64, f64, i64), ram: (i64, i64, f64, i64)) -> ProviderRoom {
+        let inv = |(total, reserved, ratio, _): (i64, i64, f64, i64)| {
+            serde_json::json!({"total": total, "reserved": reserved, "min_unit": 1,
+                "max_unit": total, "step_size": 1, "allocation_ratio": ratio})
+        };
+        ProviderRoom {
+            inventories: serde_json::from_value(serde_json::json!({
+                "resource_provider_generation": 3,
+                "inventories": {"VCPU": inv(vcpu), "MEMORY_MB": inv(ram),
+                    "DISK_GB": inv((1000, 0, 1.0, 0))}
+            }))
+            .unwrap(),
+            usages: serde_json::from_value(serde_json::json!({
+                "resource_provider_generation": 3,
+                "usages": {"VCPU": vcpu.3, "MEMORY_MB": ram.3, "DISK_GB": 100}
+            }))
+            .unwrap(),
+        }
+    }
+
+    fn rooms(of: &[(&str, ProviderRoom)]) -> HashMap<String, NodeRoom> {
+        of.iter()
+            .map(|(node, p)| (format!("uuid-{node}"), NodeRoom::from_placement(p)))
+            .collect()
+    }
+
+    /// What the planner's `room` computes from a host's fields.
+    fn left(total: Option<f64>, ratio: Option<f64>, used: Option<f64>) -> f64 {
+        total.unwrap() * ratio.unwrap() - used.unwrap()
+    }
+
     #[test]
     fn hosts_sum_their_nodes_take_the_views_az_and_skip_ironic() {
         let mut view = ClusterView::default();
@@ -464,6 +694,7 @@ mod tests {
                 ..Default::default()
             },
         );
+        let room = provider((16, 0, 1.0, 4), (65536, 0, 1.0, 16384));
         let (hosts, sizes) = hosts_and_sizes(
             &[
                 hv("node-a", "cmp-1", "QEMU"),
@@ -476,6 +707,11 @@ mod tests {
                 server("vm-volume", "cmp-2", 0, 0),
             ],
             &view,
+            &rooms(&[
+                ("node-a", room.clone()),
+                ("node-b", room.clone()),
+                ("cmp-2", room),
+            ]),
         );
         let names: Vec<&str> = hosts.iter().map(|h| h.host.as_str()).collect();
         assert_eq!(names, ["cmp-1", "cmp-2"]);
@@ -483,17 +719,177 @@ mod tests {
         assert_eq!(h1.az.as_deref(), Some("az1"));
         assert_eq!(h1.vcpus_total, Some(32.0));
         assert_eq!(h1.vcpus_used, Some(8.0));
+        assert_eq!(h1.cpu_allocation_ratio, Some(1.0));
         assert_eq!(h1.memory_mb_free, Some(2.0 * 49152.0));
-        assert_eq!(h1.disk_gb_free, Some(800.0));
-        assert_eq!(
-            h1.cpu_allocation_ratio, None,
-            "Nova does not say; 1.0 is assumed"
-        );
+        assert_eq!(h1.disk_gb_free, Some(1800.0));
         assert_eq!(h1.instance_uuids, ["vm-local"]);
         assert_eq!(hosts[1].az, None, "an AZ comes from the view only");
         let local = sizes["vm-local"];
         assert_eq!((local.disk_gb, local.block_migration), (30.0, true));
         assert_eq!((local.vcpus, local.memory_mb), (2.0, 4096.0));
         assert!(!sizes["vm-volume"].block_migration);
+    }
+
+    #[test]
+    fn room_is_placements_capacity_with_reserved_and_ratio() {
+        // Nova's hypervisor view: 16 vCPUs (4 used), 64 GiB (16 GiB used): plenty of room.
+        // Placement: 2 vCPUs reserved at ratio 4.0 with 50 allocated; 4 GiB reserved at 1.5
+        // with 88,000 MB allocated.
+        let p = provider((16, 2, 4.0, 50), (65536, 4096, 1.5, 88_000));
+        let (hosts, _) = hosts_and_sizes(
+            &[hv("cmp-1", "cmp-1", "QEMU")],
+            &[],
+            &ClusterView::default(),
+            &rooms(&[("cmp-1", p)]),
+        );
+        let h = &hosts[0];
+        // (16 - 2) * 4.0 - 50 = 6: Placement's rule, through the fields the planner reads.
+        assert_eq!(
+            left(h.vcpus_total, h.cpu_allocation_ratio, h.vcpus_used),
+            6.0
+        );
+        // (65536 - 4096) * 1.5 - 88000 = 4160, where `room` reads used as total - free.
+        let used = h.memory_mb_total.unwrap() - h.memory_mb_free.unwrap();
+        assert_eq!(
+            left(h.memory_mb_total, h.ram_allocation_ratio, Some(used)),
+            4160.0
+        );
+        assert_eq!(h.disk_gb_free, Some(900.0));
+        // Ratio 1.0 would have left 14 - 50 < 0 vCPUs: the ratio is what gives the room.
+        assert!(h.vcpus_total.unwrap() - h.vcpus_used.unwrap() < 0.0);
+    }
+
+    #[test]
+    fn a_node_placement_does_not_know_leaves_its_host_with_unknown_room() {
+        let (hosts, _) = hosts_and_sizes(
+            &[
+                hv("node-a", "cmp-1", "QEMU"),
+                hv("node-b", "cmp-1", "QEMU"),
+                hv("cmp-2", "cmp-2", "QEMU"),
+            ],
+            &[],
+            &ClusterView::default(),
+            // node-b has no provider (or its read failed); cmp-2 has no MEMORY_MB inventory.
+            &{
+                let mut r = rooms(&[
+                    ("node-a", provider((16, 0, 1.0, 0), (65536, 0, 1.0, 0))),
+                    ("cmp-2", provider((16, 0, 1.0, 0), (65536, 0, 1.0, 0))),
+                ]);
+                r.get_mut("uuid-cmp-2").unwrap().memory_mb = None;
+                r
+            },
+        );
+        let h1 = &hosts[0];
+        assert_eq!(
+            (h1.vcpus_used, h1.memory_mb_free, h1.disk_gb_free),
+            (None, None, None),
+            "never counted as free: {h1:?}"
+        );
+        assert_eq!(
+            h1.vcpus_total,
+            Some(32.0),
+            "Nova's cores stay, for the steal model"
+        );
+        let h2 = &hosts[1];
+        assert_eq!(h2.vcpus_used, Some(0.0));
+        assert_eq!(h2.memory_mb_free, None);
+    }
+
+    #[test]
+    fn nodes_with_different_ratios_sum_their_capacities() {
+        let (hosts, _) = hosts_and_sizes(
+            &[hv("node-a", "cmp-1", "QEMU"), hv("node-b", "cmp-1", "QEMU")],
+            &[],
+            &ClusterView::default(),
+            &rooms(&[
+                ("node-a", provider((16, 0, 4.0, 60), (65536, 0, 1.0, 0))),
+                ("node-b", provider((16, 0, 1.0, 10), (65536, 0, 1.0, 0))),
+            ]),
+        );
+        let h = &hosts[0];
+        // 16 * 4 - 60 + 16 * 1 - 10 = 10.
+        assert_eq!(
+            left(h.vcpus_total, h.cpu_allocation_ratio, h.vcpus_used),
+            10.0
+        );
+        assert_eq!(h.cpu_allocation_ratio, Some(1.0));
+    }
+
+    fn transport(uuid: &str) -> crate::openstack::Error {
+        crate::openstack::Error::Transport {
+            service: "placement".into(),
+            method: "GET".into(),
+            url: format!("http://placement.example/resource_providers/{uuid}/inventories"),
+            message: "connection refused".into(),
+        }
+    }
+
+    fn not_found(uuid: &str) -> crate::openstack::Error {
+        crate::openstack::Error::Status(Box::new(crate::openstack::StatusError {
+            service: "placement".into(),
+            method: "GET".into(),
+            url: format!("http://placement.example/resource_providers/{uuid}/inventories"),
+            status: 404,
+            code: Some("placement.undefined_code".into()),
+            message: format!("No resource provider with uuid {uuid} found"),
+            request_id: None,
+        }))
+    }
+
+    #[test]
+    fn placement_failing_for_every_node_skips_the_cycle_one_node_does_not() {
+        let nodes: Vec<(String, String)> = ["u-1", "u-2"]
+            .iter()
+            .map(|u| (u.to_string(), format!("cmp-{u}")))
+            .collect();
+        let m = Metrics::new();
+        let down = rooms_from_reads(
+            &nodes,
+            vec![
+                ("u-1".into(), Err(transport("u-1"))),
+                ("u-2".into(), Err(not_found("u-2"))),
+            ],
+            Some(&m),
+        )
+        .unwrap_err();
+        let text = down.to_string();
+        assert!(matches!(down, CycleError::Placement(_)), "{text}");
+        assert!(
+            text.contains("from Placement") && text.contains("connection refused"),
+            "{text}"
+        );
+        assert!(text.contains("openstack resource provider list"), "{text}");
+        assert_eq!(
+            m.source_errors
+                .with_label_values(&["placement", "transport"])
+                .get(),
+            1
+        );
+
+        let one = rooms_from_reads(
+            &nodes,
+            vec![
+                ("u-1".into(), Err(transport("u-1"))),
+                (
+                    "u-2".into(),
+                    Ok(provider((16, 0, 1.0, 0), (65536, 0, 1.0, 0))),
+                ),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(one.keys().collect::<Vec<_>>(), ["u-2"]);
+
+        // Providers missing everywhere is not an outage: every host has unknown room.
+        let none = rooms_from_reads(
+            &nodes,
+            vec![
+                ("u-1".into(), Err(not_found("u-1"))),
+                ("u-2".into(), Err(not_found("u-2"))),
+            ],
+            None,
+        )
+        .unwrap();
+        assert!(none.is_empty());
     }
 }

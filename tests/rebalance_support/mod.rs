@@ -1,7 +1,10 @@
 //! Shared by the rebalance tests: what a live migration needs from Nova's compute side (which
 //! cannot run here), played by wiremock with answers shaped like the real Nova 34 API at 2.87
 //! (`GET /servers/{id}`, `POST .../action` os-migrateLive, `GET /servers/{id}/migrations`,
-//! `DELETE .../migrations/{id}`), plus a Kubernetes API and a Consul agent.
+//! `DELETE .../migrations/{id}`), plus a Kubernetes API and a Consul agent. The listings the
+//! planner reads are there too: Nova's hypervisors, aggregates and server groups, and each
+//! compute node's resource provider in Placement (inventories and usages, in the recorded
+//! format of `tests/fixtures/openstack/placement-1.39-*.json`).
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
@@ -210,17 +213,75 @@ pub fn nova_error(code: u16, message: &str) -> ResponseTemplate {
 }
 
 pub async fn mount_compute(server: &MockServer, fake: &FakeCompute) {
+    mount_servers(server, fake).await;
+    mount_listings(server).await;
+}
+
+/// The fake's server routes only (a test that lays out its own cloud mounts [`mount_cloud`]).
+pub async fn mount_servers(server: &MockServer, fake: &FakeCompute) {
     Mock::given(path_regex(r"^/v2\.1/servers/"))
         .respond_with(fake.clone())
         .mount(server)
         .await;
-    mount_listings(server).await;
+}
+
+/// The resource provider of hypervisor `n`: its id, which is the compute node's uuid and so
+/// its provider's uuid (Nova >= 2.53).
+pub fn provider_uuid(n: u8) -> String {
+    format!("5f1c3a52-8e1d-4b7e-9a44-5d2c8e6f7a0{n}")
+}
+
+/// One resource class of a provider: `(total, reserved, allocation_ratio, used)`.
+pub type Class = (i64, i64, f64, i64);
+
+/// What Placement holds for one compute node.
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    pub vcpu: Class,
+    pub memory_mb: Class,
+    pub disk_gb: Class,
+}
+
+impl Default for Room {
+    /// Nova's defaults (cpu 4.0, ram 1.0 with 512 MB reserved) on a 32-core, 128 GiB node
+    /// with one small VM: plenty of room.
+    fn default() -> Self {
+        Room {
+            vcpu: (32, 0, 4.0, 2),
+            memory_mb: (131072, 512, 1.0, 2048),
+            disk_gb: (1000, 0, 1.0, 20),
+        }
+    }
+}
+
+/// A compute node of the fake cloud: Nova's hypervisor view of it and Placement's.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub n: u8,
+    /// `vcpus_used` and `memory_mb_used` as Nova's hypervisor listing shows them.
+    pub nova_used: (i64, i64),
+    /// `None`: Placement has no provider for it (404).
+    pub room: Option<Room>,
+}
+
+impl Node {
+    pub fn new(name: &str, n: u8) -> Node {
+        Node {
+            name: name.into(),
+            n,
+            nova_used: (4, 8192),
+            room: Some(Room::default()),
+        }
+    }
 }
 
 /// A hypervisor at 2.87 as `/os-hypervisors/detail` shows it (sizes still reported).
-fn hypervisor(name: &str, n: u8) -> Value {
+fn hypervisor(node: &Node) -> Value {
+    let (name, n) = (node.name.as_str(), node.n);
+    let (vcpus_used, memory_mb_used) = node.nova_used;
     json!({
-        "id": format!("5f1c3a52-8e1d-4b7e-9a44-5d2c8e6f7a0{n}"),
+        "id": provider_uuid(n),
         "hypervisor_hostname": name,
         "hypervisor_type": "QEMU",
         "hypervisor_version": 6002000,
@@ -228,33 +289,98 @@ fn hypervisor(name: &str, n: u8) -> Value {
         "status": "enabled",
         "host_ip": format!("192.0.2.1{n}"),
         "service": {"host": name, "id": format!("7a2b3c4d-0000-4000-8000-00000000000{n}"), "disabled_reason": null},
-        "vcpus": 32, "vcpus_used": 4,
-        "memory_mb": 131072, "memory_mb_used": 8192,
+        "vcpus": 32, "vcpus_used": vcpus_used,
+        "memory_mb": 131072, "memory_mb_used": memory_mb_used,
         "local_gb": 1000, "local_gb_used": 40,
-        "free_ram_mb": 122880, "free_disk_gb": 960, "disk_available_least": 950,
+        "free_ram_mb": 131072 - memory_mb_used, "free_disk_gb": 960, "disk_available_least": 950,
         "current_workload": 0, "running_vms": 1,
         "cpu_info": "{\"arch\": \"x86_64\", \"model\": \"Nehalem\", \"vendor\": \"Intel\"}"
     })
 }
 
+fn recorded(name: &str) -> Value {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/openstack")
+        .join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+/// Placement 1.39's answers to `GET /resource_providers/{uuid}/inventories` and `.../usages`:
+/// the recorded bodies with this room's figures.
+pub fn placement_answers(room: &Room) -> (Value, Value) {
+    let mut inventories = recorded("placement-1.39-inventories");
+    let mut usages = recorded("placement-1.39-usages");
+    for (rc, (total, reserved, ratio, used)) in [
+        ("VCPU", room.vcpu),
+        ("MEMORY_MB", room.memory_mb),
+        ("DISK_GB", room.disk_gb),
+    ] {
+        let inv = &mut inventories["inventories"][rc];
+        assert!(inv.is_object(), "the recorded inventories have {rc}");
+        inv["total"] = json!(total);
+        inv["reserved"] = json!(reserved);
+        inv["allocation_ratio"] = json!(ratio);
+        usages["usages"][rc] = json!(used);
+    }
+    (inventories, usages)
+}
+
+/// Placement's answers for one compute node's provider (a 404 in Placement's error format
+/// when it has none).
+pub async fn mount_placement(server: &MockServer, node: &Node) {
+    let base = format!("/resource_providers/{}", provider_uuid(node.n));
+    let (inventories, usages) = match &node.room {
+        Some(room) => {
+            let (i, u) = placement_answers(room);
+            (
+                ResponseTemplate::new(200).set_body_json(i),
+                ResponseTemplate::new(200).set_body_json(u),
+            )
+        }
+        None => {
+            let mut body = recorded("placement-error-404-provider-not-found");
+            body["errors"][0]["detail"] = json!(format!(
+                "The resource could not be found.\n\n No resource provider with uuid {} found  ",
+                provider_uuid(node.n)
+            ));
+            let nf = ResponseTemplate::new(404).set_body_json(body);
+            (nf.clone(), nf)
+        }
+    };
+    for (suffix, reply) in [("inventories", inventories), ("usages", usages)] {
+        Mock::given(method("GET"))
+            .and(path(format!("{base}/{suffix}")))
+            .respond_with(reply.insert_header(
+                "x-openstack-request-id",
+                "req-4b1d2c3e-5f60-4718-9a2b-3c4d5e6f7a8b",
+            ))
+            .mount(server)
+            .await;
+    }
+}
+
 /// What the planner lists besides servers: both hypervisors, the AZ aggregate holding them,
-/// no server groups; shaped as Nova 34 answers an admin at 2.87.
+/// no server groups; shaped as Nova 34 answers an admin at 2.87; and their room in Placement.
 pub async fn mount_listings(server: &MockServer) {
+    mount_cloud(server, &[Node::new(SOURCE, 1), Node::new(TARGET, 2)]).await;
+}
+
+/// [`mount_listings`] over these compute nodes, all in AZ `az1`.
+pub async fn mount_cloud(server: &MockServer, nodes: &[Node]) {
     Mock::given(method("GET"))
         .and(path("/v2.1/os-hypervisors/detail"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(
-                json!({"hypervisors": [hypervisor(SOURCE, 1), hypervisor(TARGET, 2)]}),
-            ),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"hypervisors": nodes.iter().map(hypervisor).collect::<Vec<_>>()}),
+        ))
         .mount(server)
         .await;
+    let hosts: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
     Mock::given(method("GET"))
         .and(path("/v2.1/os-aggregates"))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"aggregates": [{
                 "id": 1, "uuid": "9b0c4a52-8e1d-4b7e-9a44-5d2c8e6f7a01", "name": "az1",
-                "availability_zone": "az1", "hosts": [SOURCE, TARGET],
+                "availability_zone": "az1", "hosts": hosts,
                 "metadata": {"availability_zone": "az1"},
                 "created_at": "2026-11-22T09:00:00.000000", "updated_at": null,
                 "deleted": false, "deleted_at": null
@@ -267,6 +393,9 @@ pub async fn mount_listings(server: &MockServer) {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"server_groups": []})))
         .mount(server)
         .await;
+    for node in nodes {
+        mount_placement(server, node).await;
+    }
 }
 
 /// A Kubernetes API for node `NODE` holding one pod of a Deployment guarded by a

@@ -12,17 +12,26 @@ compute service runs, so an accepted migration never progresses):
   with 409 (task_state migrating), and steward names Nova's reason;
 - a second plan for the same server is not sent to Nova at all: the
   executor sees the server is not ACTIVE and closes the action aborted.
+
+And first, the planner's room per the real Placement: `steward serve` in
+dry-run plans the busy, stolen VM onto cmp-a2 while cmp-a2's provider has
+room for it, as `openstack resource provider inventory list` and `usage
+show` count it; once cmp-a2's reserved RAM leaves less than the VM's
+flavor (Nova's hypervisor listing still shows it all free) the candidate
+is skipped, cmp-a2 refused "without RAM room".
 """
 
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
 from harness import tomlw
 from harness.peers import Cloud
 from harness.steward import default_binary
+from harness.steward import start_steward
 
 SEED = {
     'hosts': [{'host': 'cmp-a1', 'az': 'az1', 'vcpus': 32},
@@ -43,6 +52,87 @@ def cloud(tmp_path_factory):
         yield c
     finally:
         c.stop()
+
+
+def placement_room(cloud, rp, rc):
+    """Room left on a provider for one class, from what the OpenStack
+    CLI shows: (total - reserved) * allocation_ratio - used."""
+    inv = {i['resource_class']: i for i in json.loads(
+        cloud.placement.openstack('resource', 'provider', 'inventory',
+                                  'list', rp, '-f', 'json'))}[rc]
+    used = {u['resource_class']: u['usage'] for u in json.loads(
+        cloud.placement.openstack('resource', 'provider', 'usage', 'show',
+                                  rp, '-f', 'json'))}[rc]
+    return (inv['total'] - inv['reserved']) * inv['allocation_ratio'] - used
+
+
+def newest_plan(st, after, timeout=60.0):
+    """The newest plan journaled after `after` (unix seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body, _ = st.request('GET', '/v1/rebalance/plans?limit=1',
+                                     role='admin')
+        assert status == 200, body
+        if body['plans'] and body['plans'][0]['created_at'] > after:
+            return body['plans'][0]
+        assert time.monotonic() < deadline, 'no plan after %s' % after
+        time.sleep(0.3)
+
+
+def test_dry_run_plans_with_room_per_placement(cloud, tmp_path):
+    server = cloud.seeded['servers']['web-1']
+    rp = cloud.seeded['hosts']['cmp-a2']['compute_node_uuid']
+    env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
+    env.update({'OS_CLIENT_CONFIG_FILE': cloud.identity['clouds_yaml'],
+                'NO_PROXY': '127.0.0.1,localhost',
+                'no_proxy': '127.0.0.1,localhost',
+                'STEWARD_LOG': 'steward=info'})
+    st = start_steward(tmp_path, env=env, extra={
+        'openstack': {'cloud': 'steward'},
+        'rebalance': {'mode': 'dry-run', 'min_samples': 1,
+                      'interval_seconds': 0.5,
+                      'execution': {'cycle_seconds': 0.5}}})
+    inventory = cloud.placement.inventories(rp)
+    try:
+        def push():
+            now = time.time()
+            st.push_telemetry(
+                hosts=[{'host': 'cmp-a1', 'steal': 0.3, 'cpu_use': 0.95,
+                        'load5': 30.4, 'vcpus': 32, 'observed_at': now},
+                       {'host': 'cmp-a2', 'steal': 0.0, 'cpu_use': 0.2,
+                        'load5': 6.4, 'vcpus': 32, 'observed_at': now}],
+                vms=[{'uuid': server['uuid'], 'host': 'cmp-a1',
+                      'steal': 0.3, 'load5': 1.8, 'vcpus': 2,
+                      'observed_at': now}])
+            return now
+
+        assert placement_room(cloud, rp, 'MEMORY_MB') >= \
+            server['memory_mb'], inventory
+        plan = newest_plan(st, push())
+        assert plan['mode'] == 'dry-run', plan
+        [action] = plan['actions']
+        assert (action['vm'], action['source'], action['target']) == \
+            (server['uuid'], 'cmp-a1', 'cmp-a2'), plan
+        assert action['ram_mb'] == server['memory_mb'], plan
+
+        # cmp-a2's RAM reserved for the host but 2 GiB: Nova's hypervisor
+        # listing still shows all of it free, Placement does not.
+        ram = dict(inventory['MEMORY_MB'])
+        ram['reserved'] = ram['total'] - 2048
+        cloud.placement.set_inventory(rp, dict(inventory, MEMORY_MB=ram))
+        assert placement_room(cloud, rp, 'MEMORY_MB') < server['memory_mb']
+        plan = newest_plan(st, push())
+        assert plan['actions'] == [], plan
+        [skipped] = plan['summary']['skipped']
+        assert skipped['vm'] == server['uuid'], plan
+        assert skipped['limit'] == 'no_destination', plan
+        assert '1 without RAM room' in skipped['detail'], plan
+        log = st.log_text()
+        assert 'cannot read this compute node' not in log, log
+        assert 'has no resource provider' not in log, log
+    finally:
+        cloud.placement.set_inventory(rp, inventory)
+        st.stop()
 
 
 def steward(workdir, cloud, *args, timeout=120):
