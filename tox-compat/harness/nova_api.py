@@ -24,6 +24,7 @@ import glob
 import json
 import os
 import re
+import time
 
 from harness import cache
 from harness import mariadb
@@ -166,15 +167,29 @@ class NovaApi:
             args += ['--hosts', ','.join(hosts)]
         self.nova_python(*args, log_name='nova-heartbeat')
 
-    def keep_up(self, every=20.0):
+    def keep_up(self, every=20.0, timeout=60.0):
         """Report for the seeded-up services every `every` seconds until
-        stop(), as nova-compute's service group reporting would."""
+        stop(), as nova-compute's service group reporting would. Returns
+        once the loop has made its first report: starting it (importing
+        Nova) can take longer than a short service_down_time on a busy
+        machine, and a loop that has not reported keeps nothing up."""
         if self._heartbeat is None or not self._heartbeat.running():
             self._heartbeat = ManagedProcess(
                 'nova-heartbeat-loop',
                 [peer_bin('nova', 'python', self.venv), SEEDER,
                  '--config-file', self.conf_path, 'heartbeat',
                  '--every', str(every)], self.workdir, env=self.env).start()
+            deadline = time.monotonic() + timeout
+            while 'services reported' not in self._heartbeat.log_text():
+                if not self._heartbeat.running():
+                    raise RuntimeError(
+                        'the heartbeat loop exited before its first report:'
+                        '\n' + self._heartbeat.log_tail())
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        'the heartbeat loop made no report in %ss:\n%s'
+                        % (timeout, self._heartbeat.log_tail()))
+                time.sleep(0.1)
         return self._heartbeat
 
     # -- lifecycle ------------------------------------------------------
