@@ -1,8 +1,13 @@
 """An HTTP proxy in front of a real peer that turns faulty on demand.
 
     proxy = FaultProxy(cloud.placement.url).start()   # .url to hand out
+    proxy = FaultProxy(cloud.nova.root_url)  # Nova: proxy.url + '/v2.1'
+                                             # is the compute endpoint
     proxy.fail(503, retry_after=1)   # every request answered 503
     proxy.fail(500, times=1)         # the next request only, then healthy
+    proxy.fail(409, style='nova',    # only POSTs to a flavor's extra specs
+               match=lambda method, path: method == 'POST' and
+               path.endswith('/os-extra_specs'))
     proxy.stall(seconds=10)          # hold each request, then forward it
     proxy.heal()                     # forward everything again
     proxy.stop()
@@ -14,7 +19,9 @@ it answers without asking the target, in Placement's own error format
 {"errors": [{"status": 503, "title": "Service Unavailable", "detail":
 ..., "code": "placement.undefined_code", "request_id": "req-..."}]},
 with x-openstack-request-id, as webob and Placement's request id
-middleware would send. A stall waits `seconds` before forwarding (a peer
+middleware would send; with style='nova', in Nova's wsgi fault format
+({"conflictingRequest": {"code": 409, "message": ...}}, "computeFault"
+for a 500, ...). A stall waits `seconds` before forwarding (a peer
 that answers too late, past the client's timeout).
 
 `log` lists (method, path, what happened) per request: 'forwarded',
@@ -39,6 +46,19 @@ _HOP = {'connection', 'keep-alive', 'proxy-authenticate',
         'upgrade', 'host', 'content-length'}
 
 
+# Nova's fault names by status (nova/api/openstack/wsgi.py, webob's
+# exceptions through Fault).
+NOVA_FAULTS = {400: 'badRequest', 403: 'forbidden', 404: 'itemNotFound',
+               409: 'conflictingRequest', 500: 'computeFault',
+               503: 'serviceUnavailable'}
+
+
+def nova_error(status, message):
+    """The body Nova's API answers an error with."""
+    return {NOVA_FAULTS.get(status, 'computeFault'): {
+        'code': status, 'message': message}}
+
+
 def placement_error(status, detail):
     """The body Placement answers an error with (>= 1.23)."""
     return {'errors': [{
@@ -57,13 +77,16 @@ class FaultProxy(LoopbackServer):
 
     # -- what the proxy does ---------------------------------------------
 
-    def fail(self, status, times=None, retry_after=None):
+    def fail(self, status, times=None, retry_after=None, style='placement',
+             match=None):
         """Answer `status` (500, 503...) to the next `times` requests
-        (all, if None), with Retry-After: `retry_after` seconds if
-        given."""
+        (all, if None) for which match(method, path) holds (every one, if
+        None), with Retry-After: `retry_after` seconds if given, in
+        Placement's error format or (style='nova') Nova's."""
         with self._lock:
             self._fault = {'status': status, 'times': times,
-                           'retry_after': retry_after}
+                           'retry_after': retry_after, 'style': style,
+                           'match': match}
 
     def stall(self, seconds, times=None):
         """Hold the next `times` requests (all, if None) `seconds` before
@@ -79,10 +102,12 @@ class FaultProxy(LoopbackServer):
         with self._lock:
             return sum(1 for _, _, o in self.log if o == outcome)
 
-    def _next_fault(self):
+    def _next_fault(self, method, path):
         with self._lock:
             f = self._fault
             if f is None:
+                return None
+            if f.get('match') and not f['match'](method, path):
                 return None
             if f['times'] is not None:
                 f['times'] -= 1
@@ -108,7 +133,7 @@ class FaultProxy(LoopbackServer):
             def _any(self):
                 length = int(self.headers.get('Content-Length') or 0)
                 body = self.rfile.read(length) if length else None
-                fault = proxy._next_fault()
+                fault = proxy._next_fault(self.command, self.path)
                 if fault and 'status' in fault:
                     proxy._record(self.command, self.path,
                                   str(fault['status']))
@@ -122,15 +147,19 @@ class FaultProxy(LoopbackServer):
 
             def _error(self, fault):
                 status = fault['status']
-                payload = placement_error(
-                    status, 'The fault proxy in front of Placement '
-                    'answered %d (injected by the test).' % status)
+                text = ('The fault proxy in front of the service answered '
+                        '%d (injected by the test).' % status)
+                request_id = 'req-%s' % uuid.uuid4()
+                if fault.get('style') == 'nova':
+                    payload = nova_error(status, text)
+                else:
+                    payload = placement_error(status, text)
+                    request_id = payload['errors'][0]['request_id']
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header('Content-Type', 'application/json')
                 self.send_header('Content-Length', str(len(data)))
-                self.send_header('x-openstack-request-id',
-                                 payload['errors'][0]['request_id'])
+                self.send_header('x-openstack-request-id', request_id)
                 if fault.get('retry_after') is not None:
                     self.send_header('Retry-After',
                                      str(fault['retry_after']))

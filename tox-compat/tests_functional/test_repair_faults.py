@@ -35,7 +35,7 @@ from harness.steward import default_binary
 
 SIZE = {'vcpus': 32, 'memory_mb': 65536, 'disk_gb': 200}
 LEGACY = {'VCPU': 32, 'MEMORY_MB': 65536, 'DISK_GB': 200}
-SILVER = ['bm-silver-%d' % i for i in range(4)]
+SILVER = ['bm-silver-%d' % i for i in range(3)]
 BRONZE = ['bm-bronze-%d' % i for i in range(3)]
 
 
@@ -369,3 +369,77 @@ def test_a_passing_503_is_retried_and_the_run_rides_through(
     assert_repaired(cloud, SILVER, env, tmp_path)
     roll_back(env, tmp_path, report['run_id'])
     assert_as_seeded(cloud, SILVER, flavors, specs)
+
+
+# -- Nova refusing the flavor extra-spec writes -------------------------------
+
+@pytest.mark.parametrize('status', [409, 500])
+def test_nova_refusing_the_flavor_write_stops_before_any_node(
+        cloud, tmp_path, status):
+    """The Nova API answers 409 (FlavorExtraSpecUpdateCreateFailed: Nova
+    gave up on a flavor's extra specs after its own retries) or 500 to the
+    repair's flavor extra-spec write. A 409 is read again and retried
+    ([repair] max_attempts, 2 here), a 500 is not (it may hide a write).
+    When the refusals last, the run stops before any node, the error
+    names the flavor, Nova and what to do, the journal holds each attempt
+    as failed; the next apply finishes (for 409, through one more
+    refusal, retried)."""
+    proxy = FaultProxy(cloud.nova.root_url).start()
+    try:
+        env = steward_env(cloud, tmp_path)
+        env['STEWARD__REPAIR__MAX_ATTEMPTS'] = '2'
+        with open(cloud.identity['clouds_yaml'], encoding='utf-8') as f:
+            clouds = yaml.safe_load(f)
+        clouds['clouds']['steward']['compute_endpoint_override'] = (
+            proxy.url + '/v2.1')
+        path = tmp_path / 'clouds.yaml'
+        path.write_text(yaml.safe_dump(clouds), encoding='utf-8')
+        env['OS_CLIENT_CONFIG_FILE'] = str(path)
+        journal = str(tmp_path / 'steward.sqlite')
+        flavors = {h: flavor_text(cloud, h) for h in BRONZE}
+        specs = {h: spec_text(cloud, h) for h in BRONZE}
+        flavor = cloud.seeded['flavors']['bm.bronze']
+        def extra_specs_write(method, path):
+            return method == 'POST' and path.endswith('/os-extra_specs')
+
+        proxy.fail(status, style='nova', match=extra_specs_write)
+        attempts = 2 if status == 409 else 1
+
+        code, out, err = run(env, tmp_path, 'apply', '--cell', 'cell2',
+                             '-f', 'json')
+        assert code == 1, out + err
+        report = json.loads(out)
+        assert report['ok'] is False
+        error = report['global_error']
+        assert 'set_flavor_extra_specs' in error, error
+        assert str(flavor['id']) in error or flavor['flavorid'] in error, \
+            error
+        assert 'bm.bronze' in error, error
+        assert 'Nova: POST' in error and 'answered %d' % status in error, \
+            error
+        assert 'steward repair apply' in error, error
+        assert proxy.count(str(status)) == attempts, proxy.log
+        # Nothing past the flavor: no node touched, each write journaled
+        # as failed (with its before-image), nothing pending.
+        status_row, states = journal_states(journal, report['run_id'])
+        assert status_row == ('failed',)
+        assert states == [('-', 'failed')] * attempts, states
+        for h in BRONZE:
+            assert flavor_text(cloud, h) == flavors[h]
+        extra = [f for f in cloud.nova.get('/flavors/detail')['flavors']
+                 if f['name'] == 'bm.bronze'][0]['extra_specs']
+        assert extra == {'resources:CUSTOM_BAREMETAL_BRONZE': '1'}
+
+        proxy.heal()
+        if status == 409:
+            proxy.fail(409, times=1, style='nova', match=extra_specs_write)
+        code, out, err = run(env, tmp_path, 'apply', '--cell', 'cell2',
+                             '-f', 'json')
+        assert code == 0, out + err
+        again = json.loads(out)
+        assert proxy.count(str(status)) == attempts + (status == 409)
+        assert_repaired(cloud, BRONZE, env, tmp_path)
+        roll_back(env, tmp_path, again['run_id'], report['run_id'])
+        assert_as_seeded(cloud, BRONZE, flavors, specs)
+    finally:
+        proxy.stop()
