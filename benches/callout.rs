@@ -67,9 +67,11 @@ fn bench(c: &mut Criterion) {
         let profile = set
             .select(&sreq.instance.flavor.extra_specs, &sreq.instance.hints)
             .unwrap();
-        group.bench_with_input(BenchmarkId::new("filter_and_weigh", hosts), &sreq, |b, r| {
-            b.iter(|| filter_and_weigh(black_box(r), profile, &view, &opts, NOW))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("filter_and_weigh", hosts),
+            &sreq,
+            |b, r| b.iter(|| filter_and_weigh(black_box(r), profile, &view, &opts, NOW)),
+        );
         group.bench_with_input(BenchmarkId::new("whole", hosts), &bytes, |b, bytes| {
             b.iter(|| {
                 let r = parse_json::<CalloutRequest>(black_box(bytes))

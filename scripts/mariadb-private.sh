@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Start a private MariaDB server for the tests where none listens on 127.0.0.1:3306:
 # its own datadir, socket and free port; root with an empty password over TCP.
-# Prints the server URL (mysql://root@127.0.0.1:PORT) on stdout; the pid file is in the datadir.
-# Usage: scripts/mariadb-private.sh DIR
+# Prints the server URL (mysql://root@127.0.0.1:PORT) on stdout; the pid file is in DIR.
+# Usage: scripts/mariadb-private.sh DIR [PORT]
+# Given a DIR whose datadir exists and its PORT, it starts that server again as it was (the
+# tests restart a private server under a running client this way).
 set -euo pipefail
-dir=${1:?usage: mariadb-private.sh DIR}
+dir=${1:?usage: mariadb-private.sh DIR [PORT]}
 mkdir -p "$dir"
 if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
   echo "installing Debian's mariadb-server (no MariaDB on this machine)" >&2
@@ -12,10 +14,12 @@ if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
 fi
 user=mysql
 id -u mysql >/dev/null 2>&1 || user=root
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=${2:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 chown -R "$user" "$dir"
-mariadb-install-db --user="$user" --datadir="$dir/data" --auth-root-authentication-method=normal \
-  --skip-test-db >"$dir/install.log" 2>&1
+if [ ! -d "$dir/data/mysql" ]; then
+  mariadb-install-db --user="$user" --datadir="$dir/data" --auth-root-authentication-method=normal \
+    --skip-test-db >"$dir/install.log" 2>&1
+fi
 # exec, and every stream redirected: a subshell left holding our stdout would keep a caller's
 # $(...) waiting for as long as the server runs.
 (cd "$dir" && exec /usr/sbin/mariadbd --user="$user" --datadir="$dir/data" --socket="$dir/mysqld.sock" \

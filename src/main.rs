@@ -480,7 +480,9 @@ fn keystone_validator(
     }
     let cloud = openstack::cloud::load(v.settings.openstack.cloud.as_deref())?;
     tracing::info!(cloud = %cloud.describe(), cache_seconds = auth.cache_seconds, "tokens validated by Keystone");
-    let options = openstack::session::SessionOptions::for_cloud(&cloud);
+    let mut options = openstack::session::SessionOptions::for_cloud(&cloud);
+    // A caller waits on this answer: a Keystone 503 is passed on at once, not waited out.
+    options.retries_on_503 = 0;
     let session = std::sync::Arc::new(openstack::session::Session::new(cloud, options)?);
     Ok(Some(std::sync::Arc::new(
         openstack::keystone::CachedValidator::new(

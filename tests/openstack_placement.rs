@@ -227,3 +227,89 @@ async fn many_providers_inventories_and_usages_come_back_each_with_its_own_answe
         assert_eq!(header(r, "openstack-api-version"), Some("placement 1.39"));
     }
 }
+
+/// Placement's error body (`json_error_formatter`, the shape of the recorded 409) for a 503, as
+/// Placement or the load balancer in front of it answers while it restarts.
+fn unavailable() -> serde_json::Value {
+    serde_json::json!({"errors": [{
+        "status": 503,
+        "title": "Service Unavailable",
+        "detail": "The server is currently unavailable. Please try again at a later time.",
+        "code": "placement.undefined_code",
+        "request_id": "req-5f0c7c55-9d8e-4c1e-a0a1-503503503503"
+    }]})
+}
+
+#[tokio::test]
+async fn a_503_is_asked_again_after_its_retry_after_then_answers() {
+    let server = MockServer::start().await;
+    let p = format!("/resource_providers/{A1}/inventories");
+    Mock::given(method("GET"))
+        .and(path(p.as_str()))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .insert_header("Retry-After", "1")
+                .set_body_json(unavailable()),
+        )
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    serve(&server, &p, 200, "placement-1.39-inventories").await;
+    let pl = placement(&server).await;
+    let started = std::time::Instant::now();
+    let inv = pl.inventories(A1).await.unwrap();
+    assert!(!inv.inventories.is_empty());
+    assert_eq!(requests_to(&server, &p).await.len(), 3);
+    // Retry-After: 1, twice: steward waited as asked before each retry.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_503_that_lasts_is_returned_after_the_bounded_retries_even_for_a_write() {
+    let server = MockServer::start().await;
+    let p = format!("/resource_providers/{A1}/inventories");
+    Mock::given(method("PUT"))
+        .and(path(p.as_str()))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .insert_header("Retry-After", "0")
+                .set_body_json(unavailable()),
+        )
+        .mount(&server)
+        .await;
+    let pl = placement(&server).await;
+    let err = pl
+        .set_inventories(A1, 7, &Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    let text = err.to_string();
+    assert!(text.contains("answered 503"), "{text}");
+    assert!(text.contains("still unavailable after 3 retries"), "{text}");
+    // A 503 was not carried out: the write went again, 1 + 3 times.
+    assert_eq!(requests_to(&server, &p).await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_500_is_not_asked_again() {
+    let server = MockServer::start().await;
+    let p = format!("/resource_providers/{A1}/inventories");
+    Mock::given(method("PUT"))
+        .and(path(p.as_str()))
+        .respond_with(ResponseTemplate::new(500).set_body_json(serde_json::json!({"errors": [{
+            "status": 500, "title": "Internal Server Error",
+            "detail": "The server has either erred or is incapable of performing the requested operation.",
+            "code": "placement.undefined_code",
+            "request_id": "req-0c2f6e42-1b1e-4a51-9c53-500500500500"}]})))
+        .mount(&server)
+        .await;
+    let pl = placement(&server).await;
+    let err = pl
+        .set_inventories(A1, 7, &Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(500));
+    // A 500 may hide a write that happened: it is the caller's to read again.
+    assert_eq!(requests_to(&server, &p).await.len(), 1);
+}

@@ -710,3 +710,20 @@ async fn a_write_cut_off_is_never_sent_again() {
         "it may have been applied"
     );
 }
+
+#[test]
+fn the_wait_before_a_503_retry_follows_retry_after_within_bounds() {
+    let o = SessionOptions::default();
+    assert_eq!(o.wait_after_503(1, Some("2")), Duration::from_secs(2));
+    assert_eq!(o.wait_after_503(1, Some(" 0 ")), Duration::ZERO);
+    // A Retry-After longer than the cap waits the cap.
+    assert_eq!(o.wait_after_503(1, Some("3600")), o.retry_max_wait);
+    // Without one (or with an HTTP-date), a doubling backoff.
+    assert_eq!(o.wait_after_503(1, None), Duration::from_millis(500));
+    assert_eq!(o.wait_after_503(2, None), Duration::from_secs(1));
+    assert_eq!(
+        o.wait_after_503(3, Some("Wed, 21 Oct 2026 07:28:00 GMT")),
+        Duration::from_secs(2)
+    );
+    assert_eq!(o.wait_after_503(40, None), o.retry_max_wait);
+}

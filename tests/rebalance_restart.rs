@@ -59,10 +59,12 @@ impl Cloud {
 }
 
 async fn cloud(script: Script, k8s_refusals: u64) -> Cloud {
-    cloud_on(script, k8s_refusals, false).await
+    cloud_on(script, k8s_refusals, None).await
 }
 
-async fn cloud_on(script: Script, k8s_refusals: u64, mariadb: bool) -> Cloud {
+/// The journal on SQLite (`mariadb` None) or in a database of its own on the MariaDB server at
+/// `mariadb`.
+async fn cloud_on(script: Script, k8s_refusals: u64, mariadb: Option<String>) -> Cloud {
     let nova = MockServer::start().await;
     mount_keystone(&nova, &[TOKEN_1]).await;
     let fake = FakeCompute::new(script);
@@ -73,8 +75,7 @@ async fn cloud_on(script: Script, k8s_refusals: u64, mariadb: bool) -> Cloud {
     mount_consul(&consul).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (db_url, mysql_db) = if mariadb {
-        let server = mysql_server();
+    let (db_url, mysql_db) = if let Some(server) = mariadb {
         let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
         let mut c = mysql_admin(&server).await;
         sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -304,7 +305,7 @@ async fn kill_9_while_migrating(mariadb: bool) {
             ..Default::default()
         },
         0,
-        mariadb,
+        mariadb.then(mysql_server),
     )
     .await;
     let dir = c.dir.path();
@@ -649,4 +650,188 @@ async fn serve_in_dry_run_mode_journals_a_dry_run_plan_and_migrates_nothing() {
         .unwrap()
         .iter()
         .all(|a| a.state == ActionState::Planned));
+}
+
+/// A MariaDB server of one test's own (scripts/mariadb-private.sh: its own datadir, socket and
+/// free port), which the test stops and starts again: the shared server other tests use is
+/// never restarted.
+struct PrivateMariaDb {
+    dir: tempfile::TempDir,
+    url: String,
+    port: String,
+}
+
+impl PrivateMariaDb {
+    fn start() -> PrivateMariaDb {
+        // Under the system's temporary folder: mariadbd runs as `mysql`.
+        let dir = tempfile::Builder::new()
+            .prefix("steward-mariadb-")
+            .tempdir()
+            .unwrap();
+        let url = Self::run_script(dir.path(), None);
+        let port = url.rsplit(':').next().unwrap().to_string();
+        PrivateMariaDb { dir, url, port }
+    }
+
+    fn run_script(dir: &Path, port: Option<&str>) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mariadb-private.sh");
+        // Files, not pipes: the server started in the background keeps the script's streams.
+        let out_path = dir.join("start.out");
+        let mut c = Command::new("bash");
+        c.arg(&script).arg(dir);
+        if let Some(p) = port {
+            c.arg(p);
+        }
+        let status = c
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(dir.join("start.err")).unwrap())
+            .status()
+            .unwrap();
+        let out = std::fs::read_to_string(&out_path).unwrap();
+        assert!(
+            status.success() && !out.trim().is_empty(),
+            "{} {} failed: {}; see {}/error.log",
+            script.display(),
+            dir.display(),
+            std::fs::read_to_string(dir.join("start.err")).unwrap_or_default(),
+            dir.display()
+        );
+        out.trim().lines().last().unwrap().to_string()
+    }
+
+    fn pid(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.path().join("mysqld.pid"))
+            .ok()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+    }
+
+    /// SIGTERM (a clean shutdown: every client connection is cut) and wait until it is gone.
+    fn stop(&self) {
+        let Some(pid) = self.pid() else { return };
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let started = Instant::now();
+        while Command::new("kill")
+            .args(["-0", &pid])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "mariadbd {pid} did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Start it again on the same port and datadir.
+    fn start_again(&self) {
+        let url = Self::run_script(self.dir.path(), Some(&self.port));
+        assert_eq!(url, self.url);
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The journal's MariaDB server restarts (shut down, down for two seconds, up again on the same
+/// port) while an action is migrating: the run rides through (journal writes wait for the
+/// server, the leader takes its lock again), the action ends closed and rejoined, the move was
+/// asked of Nova once, nothing is left drained, and the run's log says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_restarted_while_migrating_the_action_still_ends_rejoined() {
+    let db = PrivateMariaDb::start();
+    // Slow progress: the migration reports bytes on every poll, so journal writes are due
+    // while the server is down.
+    let c = cloud_on(
+        Script {
+            completes_after: None,
+            bytes_per_poll: 1 << 20,
+            ..Default::default()
+        },
+        0,
+        Some(db.url.clone()),
+    )
+    .await;
+    let dir = c.dir.path();
+    import(dir);
+    let s = store(&c).await;
+    let mut child = steward(dir, &["rebalance", "run-once"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&mut child, "migrating with Nova polled", || async {
+        let a = the_action(&s).await;
+        a.state == ActionState::Migrating
+            && a.migration_id.is_some()
+            && c.fake.state.lock().unwrap().polls >= 2
+    })
+    .await;
+
+    db.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    db.start_again();
+    // Nova finishes the migration on the next poll.
+    c.fake.set_script(Script {
+        completes_after: Some(0),
+        ..Default::default()
+    });
+    let first = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let first_text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // The run rode the restart through: journal writes waited for the server, the leader took
+    // its GET_LOCK again.
+    assert!(first.status.success(), "run-once: {first_text}");
+    let s = store(&c).await;
+    let a = the_action(&s).await;
+    assert_eq!(a.state, ActionState::Done, "{a:?}\n{first_text}");
+    assert!(a.finished_at.is_some());
+    assert_eq!(c.fake.migrate_requests(), 1, "os-migrateLive was sent once");
+    assert_eq!(
+        calls(&c.consul).await.last().map(String::as_str),
+        Some("PUT /v1/agent/maintenance?enable=false")
+    );
+    assert_eq!(
+        calls(&c.k8s).await.last().map(String::as_str),
+        Some("PATCH /api/v1/nodes/web-1")
+    );
+    let events = s.events(&a.id).await.unwrap();
+    let path: Vec<String> = events
+        .iter()
+        .filter(|e| e.from != e.to)
+        .map(|e| format!("{}->{}", e.from, e.to))
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "new->approved",
+            "approved->draining",
+            "draining->migrating",
+            "migrating->rejoining",
+            "rejoining->done"
+        ],
+        "{first_text}"
+    );
+    // What happened is in the run's log: the database went away and the leader led again.
+    for said in [
+        "steward's database is out of reach",
+        "this replica leads again",
+    ] {
+        assert!(first_text.contains(said), "{said:?} not in: {first_text}");
+    }
+    s.close().await;
+    c.drop_db().await;
 }

@@ -4,6 +4,11 @@
 //! A token is reused until a minute before its `expires_at`, then renewed; a 401 from a service
 //! renews it once and retries the call once (a token can be revoked early). Logins are serialised,
 //! so many concurrent calls that find the token stale cause one login, not many.
+//!
+//! A 503 (a service restarting, or its load balancer with no backend) is asked again a bounded
+//! number of times, after the answer's `Retry-After` (seconds, capped) or a doubling backoff: a
+//! 503 means the request was not carried out, so even a write may go again. Other 5xx are
+//! returned at once: a 500 or a 504 may hide a write that happened.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -35,6 +40,12 @@ pub struct SessionOptions {
     /// Renew a token this long before Keystone's `expires_at`, so no call goes out with a token
     /// that expires on the way.
     pub renew_before_expiry: Duration,
+    /// How many times a call answered 503 is sent again before the 503 is returned.
+    pub retries_on_503: u32,
+    /// The first wait before asking again after a 503 without `Retry-After` (then doubled).
+    pub retry_backoff: Duration,
+    /// The longest wait before one retry, whatever `Retry-After` asks.
+    pub retry_max_wait: Duration,
 }
 
 impl Default for SessionOptions {
@@ -43,11 +54,27 @@ impl Default for SessionOptions {
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             renew_before_expiry: Duration::from_secs(60),
+            retries_on_503: 3,
+            retry_backoff: Duration::from_millis(500),
+            retry_max_wait: Duration::from_secs(10),
         }
     }
 }
 
 impl SessionOptions {
+    /// How long to wait before retry number `attempt` (1-based) of a call answered 503:
+    /// the answer's `Retry-After` in seconds when it gives one, else the doubling backoff;
+    /// never longer than `retry_max_wait`. (An HTTP-date `Retry-After` counts as absent.)
+    pub fn wait_after_503(&self, attempt: u32, retry_after: Option<&str>) -> Duration {
+        let asked = retry_after
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let backoff = self
+            .retry_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        asked.unwrap_or(backoff).min(self.retry_max_wait)
+    }
+
     /// Defaults, with the cloud's `api_timeout` when it sets one.
     pub fn for_cloud(cloud: &CloudConfig) -> Self {
         let mut o = SessionOptions::default();
@@ -569,6 +596,8 @@ impl Session {
     ) -> Result<Reply> {
         let mut token = self.token(None).await?;
         let mut retried = false;
+        let mut unavailable = 0u32;
+        let first_sent = Instant::now();
         // A server may close a kept-alive connection just as it is reused: a read can safely
         // go again once on a fresh connection. A write might already have been applied.
         let mut resent = method != Method::GET;
@@ -669,11 +698,32 @@ impl Session {
                     ),
                 });
             }
+            if status == 503 && unavailable < self.options.retries_on_503 {
+                unavailable += 1;
+                let retry_after = headers
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok());
+                let wait = self.options.wait_after_503(unavailable, retry_after);
+                tracing::warn!(
+                    cloud = %self.cloud.name, service = service_type, method = %method,
+                    url = %shown, retry = unavailable, of = self.options.retries_on_503,
+                    wait_ms = wait.as_millis() as u64,
+                    "service unavailable (503); asking again after a pause"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
             if !(200..300).contains(&status) {
                 let mut err = self.status_error(&call, status, &headers, &bytes);
                 if let Error::Status(e) = &mut err {
                     for (_, secret) in secret_headers {
                         scrub_secret(&mut e.message, secret);
+                    }
+                    if unavailable > 0 {
+                        e.message.push_str(&format!(
+                            " (still unavailable after {unavailable} retries over {:.1}s)",
+                            first_sent.elapsed().as_secs_f64()
+                        ));
                     }
                 }
                 return Err(err);

@@ -27,6 +27,44 @@ use crate::unix_now;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// How long a journal read or write waits out steward's database being unreachable (a MariaDB
+/// restart, a Galera failover) before the action is left where it is for the next cycle.
+const JOURNAL_OUTAGE_SECONDS: f64 = 60.0;
+
+/// Run `op` (a journal read or write) again while the database is out of reach, with a
+/// doubling pause, for at most [`JOURNAL_OUTAGE_SECONDS`]; any other error, or the outage
+/// outlasting the window, is returned.
+async fn ride_out<T, F, Fut>(what: &str, mut op: F) -> Result<T, JournalError>
+where
+    F: FnMut(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<T, JournalError>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(200);
+    let mut again = false;
+    loop {
+        match op(again).await {
+            Err(JournalError::Store(e))
+                if e.is_connection_lost()
+                    && started.elapsed().as_secs_f64() < JOURNAL_OUTAGE_SECONDS =>
+            {
+                tracing::warn!(error = %e, what, pause_ms = pause.as_millis() as u64,
+                    "steward's database is out of reach; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+                again = true;
+            }
+            Err(JournalError::Store(e)) if e.is_connection_lost() => {
+                return Err(JournalError::Store(crate::store::StoreError::Unreachable {
+                    seconds: started.elapsed().as_secs_f64(),
+                    source: Box::new(e),
+                }))
+            }
+            r => return r,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error(transparent)]
@@ -185,9 +223,7 @@ impl Executor {
     /// Carry one action as far as it goes: to a final state, or to where it must wait.
     pub async fn run_action(&self, id: &str) -> Result<ActionState, ExecError> {
         loop {
-            let a = self
-                .store
-                .action(id)
+            let a = ride_out("reading the action", |_| self.store.action(id))
                 .await?
                 .ok_or_else(|| JournalError::NotFound(format!("no rebalance action {id}")))?;
             match a.state {
@@ -217,10 +253,34 @@ impl Executor {
         patch: Patch,
         detail: &str,
     ) -> Result<ActionRow, ExecError> {
-        let row = self
-            .store
-            .transition(&a.id, a.state, to, &patch, detail, unix_now())
-            .await?;
+        let patch = &patch;
+        let row = ride_out("writing a transition", |again| async move {
+            // The journal says why this entry came late.
+            let detail = if again {
+                let sep = if detail.is_empty() { "" } else { "; " };
+                format!(
+                    "{detail}{sep}written once steward's database was back (it was out of reach)"
+                )
+            } else {
+                detail.to_string()
+            };
+            match self
+                .store
+                .transition(&a.id, a.state, to, patch, &detail, unix_now())
+                .await
+            {
+                // The before-state guard refused a retry: the first attempt may have been
+                // written with its answer lost. It was if the action is where it went.
+                Err(JournalError::Conflict(msg)) if again && a.state != to => {
+                    match self.store.action(&a.id).await? {
+                        Some(row) if row.state == to => Ok(row),
+                        _ => Err(JournalError::Conflict(msg)),
+                    }
+                }
+                r => r,
+            }
+        })
+        .await?;
         if a.state != to {
             tracing::info!(action = %a.id, vm = %a.vm, from = %a.state, to = %to, detail, "rebalance action");
         }
@@ -678,6 +738,18 @@ pub async fn lead_and_run_after<T>(
                 _ = tokio::time::sleep(renew_every) => {
                     match leader.renew().await {
                         Ok(true) => {}
+                        Err(e) if e.is_connection_lost() => {
+                            // The database went away (a restart frees every GET_LOCK): take the
+                            // lock again once it is back. The actions under way go on meanwhile,
+                            // their journal writes waiting out the outage (`ride_out`).
+                            match retake(store, holder, ttl).await {
+                                Some(l) => leader = l,
+                                None => {
+                                    lost = true;
+                                    break CycleReport { out_of_time: true, ..Default::default() };
+                                }
+                            }
+                        }
                         Ok(false) | Err(_) => {
                             tracing::warn!("lost the rebalance leadership mid-cycle; stopping here");
                             lost = true;
@@ -693,6 +765,42 @@ pub async fn lead_and_run_after<T>(
     }
     executor.metrics.rebalance_leader.set(0);
     Ok(Some((before, report)))
+}
+
+/// Take the leadership again after steward's database was out of reach, for at most
+/// [`JOURNAL_OUTAGE_SECONDS`]; `None` when another replica took it first or the database stayed
+/// away.
+async fn retake(store: &Store, holder: &str, ttl: f64) -> Option<crate::rebalance::leader::Leader> {
+    tracing::warn!("steward's database is out of reach; the rebalance cycle waits to lead again");
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(200);
+    while started.elapsed().as_secs_f64() < JOURNAL_OUTAGE_SECONDS {
+        tokio::time::sleep(pause).await;
+        match crate::rebalance::leader::try_lead(store, holder, ttl).await {
+            Ok(Some(l)) => {
+                tracing::warn!(
+                    waited_s = started.elapsed().as_secs_f64(),
+                    "steward's database is back and this replica leads again; the cycle goes on"
+                );
+                return Some(l);
+            }
+            Ok(None) => {
+                tracing::warn!(
+                    "steward's database is back but another replica leads now; stopping here"
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "steward's database still out of reach");
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    tracing::warn!(
+        "steward's database stayed out of reach for {JOURNAL_OUTAGE_SECONDS:.0} s; stopping \
+         the cycle, the next one resumes from the journal"
+    );
+    None
 }
 
 /// Nova's completion timeout for this action: seconds per GiB of what is copied (RAM, plus
@@ -827,4 +935,59 @@ pub async fn planner_inputs(
         })
         .collect();
     Ok((in_flight, history))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn lost() -> JournalError {
+        JournalError::Store(StoreError::Sql(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        ))))
+    }
+
+    #[tokio::test]
+    async fn a_journal_call_waits_out_a_lost_connection_and_says_it_went_again() {
+        let calls = AtomicUsize::new(0);
+        let agains = AtomicUsize::new(0);
+        let r = ride_out("test", |again| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            if again {
+                agains.fetch_add(1, Ordering::SeqCst);
+            }
+            async move {
+                if n < 2 {
+                    Err(lost())
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(agains.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn any_other_journal_error_comes_back_at_once() {
+        let calls = AtomicUsize::new(0);
+        let r: Result<(), _> = ride_out("test", |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(JournalError::Conflict("moved by an admin".into())) }
+        })
+        .await;
+        assert!(matches!(r, Err(JournalError::Conflict(_))));
+        let r: Result<(), _> = ride_out("test", |_| async {
+            Err(JournalError::Store(StoreError::Sql(
+                sqlx::Error::RowNotFound,
+            )))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
 }

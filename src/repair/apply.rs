@@ -23,6 +23,12 @@ use super::facts::Clients;
 use super::plan::{NodePlan, Plan, Step};
 use super::RepairError;
 
+/// What to do after a run-wide step (a resource class, a flavor) failed for another reason than
+/// an outage.
+const GLOBAL_HINT: &str = "no node was started and the journal holds every write made so far; \
+     fix what the error names, then run `steward repair apply` with the same selection to finish \
+     (or `steward repair rollback RUN_ID` to undo it)";
+
 /// How a run goes.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -126,11 +132,19 @@ pub async fn apply_run(
         if let Err(e) = exec.step("-", step).await {
             report.ok = false;
             let hint = if e.is_outage() {
-                format!("; {}", super::RESUME_HINT)
+                super::RESUME_HINT
             } else {
-                String::new()
+                GLOBAL_HINT
             };
-            report.global_error = Some(format!("{} {}: {e}{hint}", step.action(), step.object()));
+            let object = match step {
+                Step::SetFlavorExtraSpecs {
+                    flavor_id,
+                    flavor_name,
+                    ..
+                } => format!("flavor {flavor_id} ({flavor_name})"),
+                _ => step.object(),
+            };
+            report.global_error = Some(format!("{} {object}: {e}; {hint}", step.action()));
             break;
         }
     }
@@ -323,45 +337,65 @@ impl Exec {
                 Ok(())
             }
             Step::SetFlavorExtraSpecs {
-                flavor_id, specs, ..
+                flavor_id,
+                flavor_name,
+                specs,
             } => {
-                let current = c
-                    .nova
-                    .flavors()
-                    .await?
-                    .into_iter()
-                    .find(|f| &f.id == flavor_id)
-                    .ok_or_else(|| {
-                        RepairError::Gone(format!("flavor {flavor_id} no longer exists"))
-                    })?;
-                let before: BTreeMap<&String, Option<&String>> = specs
-                    .keys()
-                    .map(|k| (k, current.extra_specs.get(k)))
-                    .collect();
-                if specs
-                    .iter()
-                    .all(|(k, v)| current.extra_specs.get(k) == Some(v))
-                {
-                    return Ok(());
-                }
-                let entry = self
-                    .before(
-                        node,
-                        step,
-                        Some(&to_json_bytes(
-                            &json!({"flavor_id": flavor_id, "extra_specs": before}),
-                        )),
-                        Some(&to_json_bytes(specs)),
-                    )
-                    .await?;
-                match c.nova.set_flavor_extra_specs(flavor_id, specs).await {
-                    Ok(after) => self.done(entry, Some(&to_json_bytes(&after))).await,
-                    Err(e) => {
-                        let e = RepairError::from(e);
-                        self.failed(entry, &e).await;
-                        Err(e)
+                let mut refused = None;
+                for _ in 0..self.max_attempts {
+                    let current = c
+                        .nova
+                        .flavors()
+                        .await?
+                        .into_iter()
+                        .find(|f| &f.id == flavor_id)
+                        .ok_or_else(|| {
+                            RepairError::Gone(format!(
+                                "flavor {flavor_id} ({flavor_name}) no longer exists"
+                            ))
+                        })?;
+                    let before: BTreeMap<&String, Option<&String>> = specs
+                        .keys()
+                        .map(|k| (k, current.extra_specs.get(k)))
+                        .collect();
+                    if specs
+                        .iter()
+                        .all(|(k, v)| current.extra_specs.get(k) == Some(v))
+                    {
+                        return Ok(());
+                    }
+                    let entry = self
+                        .before(
+                            node,
+                            step,
+                            Some(&to_json_bytes(
+                                &json!({"flavor_id": flavor_id, "extra_specs": before}),
+                            )),
+                            Some(&to_json_bytes(specs)),
+                        )
+                        .await?;
+                    match c.nova.set_flavor_extra_specs(flavor_id, specs).await {
+                        Ok(after) => return self.done(entry, Some(&to_json_bytes(&after))).await,
+                        // Nova's 409 here is FlavorExtraSpecUpdateCreateFailed: its own
+                        // retries lost to concurrent writers. Read again and retry.
+                        Err(e) if e.status() == Some(409) => {
+                            let e = RepairError::from(e);
+                            self.failed(entry, &e).await;
+                            refused = Some(e);
+                        }
+                        Err(e) => {
+                            let e = RepairError::from(e);
+                            self.failed(entry, &e).await;
+                            return Err(e);
+                        }
                     }
                 }
+                Err(RepairError::Data(format!(
+                    "{} (refused {} times in a row, [repair] max_attempts: something else keeps \
+                     writing flavor {flavor_id}'s extra specs)",
+                    refused.map(|e| e.to_string()).unwrap_or_default(),
+                    self.max_attempts
+                )))
             }
             Step::RewriteInstanceFlavor {
                 instance,

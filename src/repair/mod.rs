@@ -21,7 +21,8 @@ pub enum RepairError {
     /// The operator asked for something that does not exist (exit 127).
     #[error("{0}")]
     Input(String),
-    #[error(transparent)]
+    /// A call to Placement, Nova or Ironic failed; the message starts with the service.
+    #[error("{}", openstack_message(.0))]
     OpenStack(#[from] openstack::Error),
     #[error(transparent)]
     NovaDb(#[from] crate::novadb::NovaDbError),
@@ -39,29 +40,35 @@ pub enum RepairError {
     Json(#[from] serde_json::Error),
 }
 
+/// An OpenStack error with the service it came from in front when the error's own text does not
+/// name it (an error status names only the URL, which may be a proxy's or a load balancer's).
+fn openstack_message(e: &openstack::Error) -> String {
+    match e {
+        openstack::Error::Status(s) => {
+            let service = match s.service.as_str() {
+                "placement" => "Placement",
+                "compute" => "Nova",
+                "baremetal" => "Ironic",
+                "identity" => "Keystone",
+                other => other,
+            };
+            format!("{service}: {e}")
+        }
+        _ => e.to_string(),
+    }
+}
+
 impl RepairError {
     /// A peer steward depends on is not answering (no answer, a 5xx, Nova's database or the
     /// journal unreachable), as opposed to something wrong with one object: the run stops
     /// starting nodes, as every next node would fail the same way.
     pub fn is_outage(&self) -> bool {
-        fn sql_outage(e: &sqlx::Error) -> bool {
-            matches!(
-                e,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-                    | sqlx::Error::Tls(_)
-            ) || matches!(e, sqlx::Error::Database(d)
-                // SQLSTATE class 08: connection exception (08S01: server shutdown, link lost).
-                if d.code().as_deref().is_some_and(|c| c.starts_with("08")))
-        }
         match self {
             RepairError::OpenStack(openstack::Error::Transport { .. }) => true,
             RepairError::OpenStack(openstack::Error::Status(s)) => s.status >= 500,
             RepairError::NovaDb(crate::novadb::NovaDbError::Connect { .. }) => true,
             RepairError::NovaDb(crate::novadb::NovaDbError::Sql { source, .. }) => {
-                sql_outage(source)
+                crate::store::is_connection_lost(source)
             }
             RepairError::Store(_) => true,
             _ => false,

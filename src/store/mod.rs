@@ -40,6 +40,46 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    /// The database stayed out of reach longer than a caller would wait it out.
+    #[error("steward's database was out of reach for {seconds:.0} s ({source}); check [database] url and that the server runs; the journal is as it was before and the next cycle resumes")]
+    Unreachable {
+        seconds: f64,
+        source: Box<StoreError>,
+    },
+}
+
+/// A database error that says the server is out of reach (connection refused or cut, a server
+/// shutting down, no connection within the pool's timeout) rather than something wrong with the
+/// statement: the same statement may succeed once the server is back.
+pub fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => {
+            // SQLSTATE class 08: connection exception (08S01: server shutdown, link lost);
+            // MySQL 1053 server shutdown in progress, 1927 connection killed, 2006 server gone
+            // away, 2013 lost connection during query.
+            d.code().as_deref().is_some_and(|c| {
+                c.starts_with("08") || ["1053", "1927", "2006", "2013"].contains(&c)
+            })
+        }
+        _ => false,
+    }
+}
+
+impl StoreError {
+    /// True when the database is out of reach (see [`is_connection_lost`]), not when a
+    /// statement or the schema is wrong.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            StoreError::Sql(e) => is_connection_lost(e),
+            StoreError::Connect { .. } | StoreError::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 
 from harness.process import PeerStartError
@@ -92,6 +93,98 @@ def _start_private():
     url = lines[-1]
     atexit.register(_stop_private, os.path.join(base, 'mysqld.pid'))
     return url
+
+
+class PrivateServer:
+    """A MariaDB server of one test module's own (scripts/mariadb-private.sh:
+    own datadir, socket and free port), which the test may stop and start
+    again on the same port and datadir: a database restart under a running
+    client, without touching the server other tests share.
+
+        server = PrivateServer().start()   # .url: mysql://root@...
+        server.stop(); server.start()      # same port, same data
+        server.close()                     # stopped for good, data removed
+
+    Its datadir is a new directory under the system's temporary folder:
+    mariadbd runs as `mysql`, which cannot enter pytest's root-only
+    tmp_path.
+    """
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix='steward-mariadb-')
+        self.url = None
+        self.port = None
+        self._registered = False
+
+    @property
+    def pid_file(self):
+        return os.path.join(self.dir, 'mysqld.pid')
+
+    def _pid(self):
+        try:
+            with open(self.pid_file, encoding='ascii') as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def start(self, timeout=120):
+        """Start the server (a new datadir and port the first time, the
+        same ones after stop()); returns self once it accepts a login."""
+        os.makedirs(self.dir, exist_ok=True)
+        script = os.path.join(REPO_ROOT, 'scripts', 'mariadb-private.sh')
+        args = ['bash', script, self.dir]
+        if self.port:
+            args.append(str(self.port))
+        out_path = os.path.join(self.dir, 'start.out')
+        err_path = os.path.join(self.dir, 'start.err')
+        # Files, not pipes: see _start_private.
+        with open(out_path, 'w') as out, open(err_path, 'w') as err:
+            code = subprocess.run(args, stdout=out, stderr=err,
+                                  stdin=subprocess.DEVNULL,
+                                  timeout=timeout).returncode
+        with open(out_path) as f:
+            lines = f.read().strip().splitlines()
+        if code != 0 or not lines:
+            with open(err_path) as f:
+                err_text = f.read().strip()[-2000:]
+            raise PeerStartError(
+                'private MariaDB in %s did not start (exit %d): %s; see '
+                '%s/error.log' % (self.dir, code, err_text, self.dir))
+        self.url = lines[-1]
+        self.port = _parse(self.url)['port']
+        if not self._registered:
+            atexit.register(self.close)
+            self._registered = True
+        return self
+
+    def stop(self, timeout=60):
+        """SIGTERM the server and wait until it has exited (a clean
+        shutdown: every client connection is cut)."""
+        pid = self._pid()
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise PeerStartError('private MariaDB (pid %d, %s) did not stop '
+                             'within %ds' % (pid, self.dir, timeout))
+
+    def close(self):
+        try:
+            self.stop()
+        except PeerStartError:
+            pid = self._pid()
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _stop_private(pid_file):

@@ -65,9 +65,13 @@ class NovaApi:
         self.venv = venv
         self.env = env
         self.db_names = {}
+        # Purpose -> the server holding that database, when not
+        # `databases` (a cell added on a server of its own).
+        self.cell_servers = {}
         self.seeded = None
         self._heartbeat = None
         self._token = None
+        self._extra_databases = []
 
     # -- HTTP -----------------------------------------------------------
 
@@ -113,7 +117,44 @@ class NovaApi:
         (api, cell0 or cell1), for tests that read Nova's schema
         directly as steward's novadb adapter does."""
         name = self.db_names[purpose]
-        return '%s/%s' % (self.databases.url.rstrip('/'), name)
+        server = self.cell_servers.get(purpose)
+        url = server.url if server is not None else self.databases.url
+        return '%s/%s' % (url.rstrip('/'), name)
+
+    def cells(self):
+        """Nova's cell mappings: [{'uuid': ..., 'name': ...}], cell0
+        first."""
+        rows = mariadb.execute(self.db_names['api'], 'SELECT uuid, name '
+                               'FROM cell_mappings ORDER BY id',
+                               url=self.databases.url)
+        return [{'uuid': u, 'name': n} for u, n in rows]
+
+    def add_cell(self, name, databases=None):
+        """One more cell, as an operator adds it: a database on the
+        server of `databases` (a mariadb.Databases; default the server of
+        the others) with Nova's cell schema (`nova-manage db sync`), mapped
+        with `nova-manage cell_v2 create_cell --name NAME
+        --database_connection ...`. The database is dropped at stop()
+        with `databases`. Returns the database name (also
+        db_names[name])."""
+        dbs = databases or self.databases
+        db = dbs.create(name)
+        url = dbs.connection(db)
+        args = ['add-cell', name, url]
+        if mariadb.have_client_tools():
+            # The cached dump of what `nova-manage db sync` made for
+            # cell1 (see _schema_template): the same schema in 1 s
+            # instead of Nova's whole migration history.
+            template = _schema_template(self.venv, self.databases.url)
+            mariadb.load_database(db, os.path.join(template, 'cell1.sql'),
+                                  dbs.url)
+            args.append('--schema-loaded')
+        self.nova_python(*args, log_name='nova-manage')
+        self.db_names[name] = db
+        if databases is not None:
+            self.cell_servers[name] = databases
+            self._extra_databases.append(databases)
+        return db
 
     # -- seeding --------------------------------------------------------
 
@@ -203,6 +244,11 @@ class NovaApi:
         code = self.process.stop()
         self.neutron.stop()
         self.databases.drop_all()
+        for dbs in self._extra_databases:
+            try:
+                dbs.drop_all()
+            except Exception:  # a private server already gone
+                pass
         return code
 
     def __enter__(self):

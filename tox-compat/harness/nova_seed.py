@@ -3,6 +3,7 @@
 Runs inside Nova's venv with the nova.conf of the API under test:
 
     python nova_seed.py --config-file nova.conf setup CELL0_DB_URL
+    python nova_seed.py --config-file nova.conf add-cell NAME DB_URL
     python nova_seed.py --config-file nova.conf seed SEED.json
     python nova_seed.py --config-file nova.conf heartbeat [--every 20]
 
@@ -10,6 +11,9 @@ Runs inside Nova's venv with the nova.conf of the API under test:
 --database_connection CELL0_DB_URL`, `cell_v2 create_cell --name cell1`
 and `db sync` in one process (each nova-manage run spends seconds
 importing Nova).
+
+`add-cell` maps one more cell (`cell_v2 create_cell --name NAME
+--database_connection DB_URL`) and runs `db sync` on its database.
 
 `seed` writes what nova-compute, nova-conductor and the API would have
 written for the described cloud (see SEED FORMAT) and prints a JSON
@@ -37,7 +41,9 @@ SEED FORMAT (plain JSON; every key but the names is optional):
                 "metadata": {}, "group": "web-tier",
                 "requested_az": null, "vm_state": "active",
                 "project_id": "...", "user_id": "..."}],
-   "role_key": "role"}
+   "role_key": "role", "cell": "cell2"}
+"cell" names the cell the hosts and servers go to (default: the first
+cell besides cell0); flavors already in the API database are reused.
 Hosts in one "az" share an aggregate named after the zone with metadata
 availability_zone=<az>; servers get their host's zone, as conductor sets
 it. "role" becomes server metadata under role_key.
@@ -59,6 +65,7 @@ monkey_patch.patch(backend='threading')
 
 from nova import config  # noqa: E402
 from nova import context as nova_context  # noqa: E402
+from nova import exception  # noqa: E402
 from nova import objects  # noqa: E402
 from nova.compute import power_state  # noqa: E402
 from nova.compute import vm_states  # noqa: E402
@@ -79,16 +86,30 @@ IMAGE_REF = '155d900f-4e14-4e4c-a73d-069cbf4541e6'
 _UPTIME = ' %s up %d days,  3:12,  0 users,  load average: 0.52, 0.58, 0.59'
 
 
-def _cells(ctx):
+def _cells(ctx, name=None):
+    """The cell to seed: the one named `name`, else the first besides
+    cell0."""
     cells = objects.CellMappingList.get_all(ctx)
     real = [c for c in cells if not c.is_cell0()]
     if not real:
         raise SystemExit('no cell besides cell0: run nova-manage cell_v2 '
                          'create_cell first')
-    return real[0]
+    if name is None:
+        return real[0]
+    for c in real:
+        if name in (c.name, c.uuid):
+            return c
+    raise SystemExit('no cell %r; cells: %s' % (
+        name, ', '.join(sorted(c.name or c.uuid for c in real))))
 
 
 def _flavor(ctx, spec, flavorid):
+    # Flavors live in the API database: a second seed (another cell)
+    # names the flavors it shares with the first.
+    try:
+        return objects.Flavor.get_by_name(ctx, spec['name'])
+    except exception.FlavorNotFoundByName:
+        pass
     flavor = objects.Flavor(
         ctx, name=spec['name'], flavorid=str(spec.get('flavorid', flavorid)),
         vcpus=spec['vcpus'], memory_mb=spec['memory_mb'],
@@ -103,7 +124,7 @@ def _flavor(ctx, spec, flavorid):
 
 
 def seed(ctx, desc):
-    cell = _cells(ctx)
+    cell = _cells(ctx, desc.get('cell'))
     role_key = desc.get('role_key', 'role')
     now = timeutils.utcnow()
     out = {'cell': cell.uuid, 'hosts': {}, 'aggregates': {}, 'flavors': {},
@@ -194,8 +215,10 @@ def seed(ctx, desc):
             'metadata': dict(agg.metadata)}
 
     flavors = {}
+    # Flavor ids go on from those an earlier seed made.
+    first_id = 100 + len(objects.FlavorList.get_all(ctx))
     for i, spec in enumerate(desc.get('flavors') or DEFAULT_FLAVORS):
-        f = _flavor(ctx, spec, 100 + i)
+        f = _flavor(ctx, spec, first_id + i)
         flavors[f.name] = f
         out['flavors'][f.name] = {'id': f.id, 'flavorid': f.flavorid,
                                   'extra_specs': dict(f.extra_specs)}
@@ -366,6 +389,34 @@ def setup(cell0_url):
     return 0
 
 
+def add_cell(name, url, sync):
+    """nova-manage cell_v2 create_cell --name NAME --database_connection
+    URL, then (with `sync`) nova-manage db sync on that cell's database
+    (what `nova-manage --config-file cell.conf db sync --local_cell` does:
+    Nova's alembic migrations, run through a context targeted at the
+    cell)."""
+    from nova.cmd import manage
+    from nova.db import migration
+    started = time.monotonic()
+    # Every cell has a message queue of its own: create_cell refuses a
+    # transport_url another cell has.
+    code = manage.CellV2Commands().create_cell(
+        name=name, database_connection=url,
+        transport_url='fake://%s/' % name)
+    print('nova-manage cell_v2 create_cell --name %s: exit %s in %.1fs' % (
+        name, code or 0, time.monotonic() - started), flush=True)
+    if code:
+        return code
+    if sync:
+        started = time.monotonic()
+        ctx = nova_context.get_admin_context()
+        with nova_context.target_cell(ctx, _cells(ctx, name)) as cctx:
+            migration.db_sync(context=cctx)
+        print('nova-manage db sync (cell %s): %.1fs' % (
+            name, time.monotonic() - started), flush=True)
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -373,6 +424,12 @@ def main(argv=None):
     sub = p.add_subparsers(dest='cmd', required=True)
     c = sub.add_parser('setup')
     c.add_argument('cell0_url')
+    a = sub.add_parser('add-cell')
+    a.add_argument('name')
+    a.add_argument('url')
+    a.add_argument('--schema-loaded', action='store_true',
+                   help='the database already holds the schema db sync '
+                   'makes (a dump of it): map the cell only')
     s = sub.add_parser('seed')
     s.add_argument('seed_file')
     h = sub.add_parser('heartbeat')
@@ -383,6 +440,8 @@ def main(argv=None):
     objects.register_all()
     if args.cmd == 'setup':
         return setup(args.cell0_url)
+    if args.cmd == 'add-cell':
+        return add_cell(args.name, args.url, not args.schema_loaded)
     ctx = nova_context.get_admin_context()
     if args.cmd == 'seed':
         with open(args.seed_file, encoding='utf-8') as f:

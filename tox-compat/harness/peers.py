@@ -176,13 +176,15 @@ class Cloud:
         node's uuid is the compute node's uuid and hypervisor_hostname
         (so the instances' `node`), hypervisor_type is ironic, and the
         node's instance_uuid is the first server seeded on that host.
-        The summary's "ironic_nodes" maps host name to node uuid."""
+        The summary's "ironic_nodes" maps host name to node uuid.
+        Seeding again (another cell: "cell": NAME, see add_cell) merges
+        into the summary; "cells" then lists every seeded cell's uuid."""
         if self.nova is None:
             raise ValueError('seed() needs nova=True')
         started = time.monotonic()
         description, bare_metal = self._bare_metal(description)
-        self.seeded = self.nova.seed(description)
-        self.seeded['ironic_nodes'] = {}
+        seeded = self.nova.seed(description)
+        seeded['ironic_nodes'] = {}
         for host, (node, ir) in bare_metal.items():
             instance = next((s['uuid'] for s in description.get(
                 'servers', []) if s.get('host') == host), None)
@@ -194,14 +196,33 @@ class Cloud:
                              'available'),
                 maintenance=bool(ir.get('maintenance')),
                 properties=ir.get('properties'))
-            self.seeded['ironic_nodes'][host] = node
+            seeded['ironic_nodes'][host] = node
             self.ironic_nodes[host] = node
         if self.placement is not None:
-            mirror_to_placement(self.placement, self.seeded, description)
+            mirror_to_placement(self.placement, seeded, description)
+        if self.seeded is None:
+            self.seeded = seeded
+        else:
+            # A later seed (another cell) adds to the summary.
+            for key, value in seeded.items():
+                if isinstance(value, dict):
+                    self.seeded.setdefault(key, {}).update(value)
+            self.seeded.setdefault('cells', [self.seeded['cell']])
+            self.seeded['cells'].append(seeded['cell'])
         if self.keep_up_services:
             self.nova.keep_up()
         self.timings['seed'] = round(time.monotonic() - started, 2)
         return self.seeded
+
+    def add_cell(self, name, databases=None):
+        """A second (third...) Nova cell named `name` with Nova's own
+        schema (see NovaApi.add_cell), its database on the server of
+        `databases` (a mariadb.Databases, e.g. on a PrivateServer) or on
+        the shared one; seed() into it with "cell": name."""
+        if self.nova is None:
+            raise ValueError('add_cell() needs nova=True')
+        return self._timed('cell ' + name, lambda: self.nova.add_cell(
+            name, databases))
 
     def _bare_metal(self, description):
         """The description with every "ironic" host given a node uuid

@@ -34,6 +34,8 @@ import pytest
 
 from harness import mariadb
 from harness.peers import Cloud
+from harness.repair_runs import apply_interrupted
+from harness.repair_runs import steward_env
 from harness.steward import default_binary
 from harness.steward import start_steward
 
@@ -92,20 +94,6 @@ def cloud(tmp_path_factory):
         yield c
     finally:
         c.stop()
-
-
-def steward_env(cloud, workdir):
-    env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
-    env.update({
-        'OS_CLIENT_CONFIG_FILE': cloud.identity['clouds_yaml'],
-        'NO_PROXY': '127.0.0.1,localhost', 'no_proxy': '127.0.0.1,localhost',
-        'STEWARD_LOG': 'warn',
-        'STEWARD__OPENSTACK__CLOUD': 'steward',
-        'STEWARD__REPAIR__API_DATABASE': cloud.nova.database_url('api'),
-        'STEWARD__DATABASE__URL': 'sqlite://%s?mode=rwc' % (
-            workdir / 'steward.sqlite'),
-    })
-    return env
 
 
 @pytest.fixture(scope='module')
@@ -455,38 +443,6 @@ def test_the_api_plans_and_runs_a_repair(cloud, steward, tmp_path):
         {'CUSTOM_GOLD': 1}
     code, out, err = steward('verify', '--resource-class', 'GOLD')
     assert code != 0, 'verify after the rollback: ' + out + err
-
-def apply_interrupted(argv, env, cwd, journal, interrupt, restore,
-                      timeout=120):
-    """Start `argv` (a repair apply); once its journal shows a first
-    instance flavor rewritten, call `interrupt` (the peer goes away); let
-    the apply end, then call `restore`. Returns (returncode, stdout, stderr);
-    fails when the apply ended before it could be interrupted."""
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    interrupted = False
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                db = sqlite3.connect(journal, timeout=0.2)
-                row = db.execute(
-                    "SELECT 1 FROM repair_journal WHERE state = 'done' AND "
-                    "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
-                db.close()
-            except sqlite3.Error:
-                row = None
-            if row:
-                interrupt()
-                interrupted = True
-                break
-            time.sleep(0.005)
-        out, err = proc.communicate(timeout=180)
-    finally:
-        restore()
-    assert interrupted, 'the apply ended before the peer could go away'
-    return proc.returncode, out, err
-
 
 def test_placement_silent_mid_run_stops_the_run_the_next_apply_finishes(
         cloud, tmp_path):
