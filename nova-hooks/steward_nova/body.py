@@ -81,56 +81,62 @@ def host_az(host_state, default=None):
     (HostState has no AZ of its own), else `default` (Nova's rule: pass
     configured_default_az()).
     """
-    for aggregate in getattr(host_state, 'aggregates', None) or ():
-        az = _aggregate_az(aggregate)
-        if az:
-            return az
-    return default
+    return _az_of(getattr(host_state, 'aggregates', None), default, {})
 
 
 _FIELDS = ('host', 'nodename', 'uuid', 'hypervisor_type', 'vcpus_total',
            'vcpus_used', 'cpu_allocation_ratio', 'total_usable_ram_mb',
            'free_ram_mb', 'ram_allocation_ratio', 'total_usable_disk_gb',
            'free_disk_mb')
-# One C call reads them all; this runs for every host of every request.
-_READ_FIELDS = operator.attrgetter(*_FIELDS)
+
+
+# One C call reads a host's fields, its aggregates and its instances.
+_READ_ALL = operator.attrgetter(*_FIELDS, 'aggregates', 'instances')
+_N = len(_FIELDS)
+
+
+def _read_all(hs):
+    """The _FIELDS of a HostState, then its aggregates and instances."""
+    try:
+        return _READ_ALL(hs)
+    except AttributeError:
+        return (hs.host,) + tuple(getattr(hs, f, None)
+                                  for f in _FIELDS[1:] + ('aggregates',
+                                                          'instances'))
 
 
 _UNSEEN = object()
 
 
-def _inputs(hs, with_instances, default, az_memo):
-    """Every HostState value a host entry is made of, in one tuple.
-
-    The entry is a pure function of this tuple, which is what lets
-    encode_hosts reuse the JSON of an unchanged host. (Equal tuples give
-    equal entries: 4 == 4.0 encode alike; only a bool posing as a number
-    would not, and HostState holds none.)
+def _az_of(aggregates, default, az_memo):
+    """The first AZ among `aggregates`, else `default`.
 
     `az_memo` ({id(aggregate): (aggregate, AZ)}) lives for one call: Nova
     shares one Aggregate object among all its hosts, and reading its
-    metadata through oslo.versionedobjects costs more than the rest of
-    this function. The entry holds the aggregate, so its id stays its own.
+    metadata through oslo.versionedobjects costs more than the rest of a
+    host's entry. The memo holds the aggregate, so its id stays its own.
     """
-    try:
-        values = _READ_FIELDS(hs)
-    except AttributeError:
-        values = (hs.host,) + tuple(getattr(hs, f, None) for f in _FIELDS[1:])
-    az = default
-    for aggregate in getattr(hs, 'aggregates', None) or ():
+    for aggregate in aggregates or ():
         seen = az_memo.get(id(aggregate), _UNSEEN)
         if seen is _UNSEEN or seen[0] is not aggregate:
             seen = az_memo[id(aggregate)] = (aggregate,
                                               _aggregate_az(aggregate))
         if seen[1]:
-            az = seen[1]
-            break
+            return seen[1]
+    return default
+
+
+def _inputs(hs, with_instances, default, az_memo):
+    """Every HostState value a host entry is made of, in one tuple: what
+    _entry builds the entry from."""
+    values = _read_all(hs)
+    az = _az_of(values[_N], default, az_memo)
     if with_instances:
-        instances = getattr(hs, 'instances', None)
+        instances = values[_N + 1]
         instances = tuple(instances) if instances else ()
     else:
         instances = None
-    return values + (az, instances)
+    return values[:_N] + (az, instances)
 
 
 def _entry(inputs):
@@ -262,10 +268,6 @@ def build(host_states, spec_obj, with_instances=True, default_az=_UNSEEN):
 _ENCODE = json.JSONEncoder(allow_nan=False, separators=(',', ':'),
                            check_circular=False).encode
 
-# One C call reads a host's fields, its aggregates and its instances.
-_READ_ALL = operator.attrgetter(*_FIELDS, 'aggregates', 'instances')
-_N = len(_FIELDS)
-
 # id(HostState) -> (HostState, fields, AZ, instances copy, (key, JSON bytes))
 # of its last encoding. Nova keeps one HostState per compute node across
 # requests (HostManager.host_state_map) and most do not change between two
@@ -277,15 +279,6 @@ _N = len(_FIELDS)
 _ENCODED = {}
 # Bound for clouds whose hosts come and go: forget everything past it.
 _MAX_ENCODED = 50000
-
-
-def _read_all(hs):
-    try:
-        return _READ_ALL(hs)
-    except AttributeError:
-        return (hs.host,) + tuple(getattr(hs, f, None)
-                                  for f in _FIELDS[1:] + ('aggregates',
-                                                          'instances'))
 
 
 def _instances_copy(instances):
@@ -316,15 +309,7 @@ def encode_hosts(host_states, with_instances=True, default_az=None):
     for hs in host_states:
         values = _read_all(hs)
         fields = values[:_N]
-        az = default_az
-        for aggregate in values[_N] or ():
-            seen = memo.get(id(aggregate), _UNSEEN)
-            if seen is _UNSEEN or seen[0] is not aggregate:
-                seen = memo[id(aggregate)] = (aggregate,
-                                              _aggregate_az(aggregate))
-            if seen[1]:
-                az = seen[1]
-                break
+        az = _az_of(values[_N], default_az, memo)
         instances = values[_N + 1] if with_instances else None
         hit = cache.get(id(hs))
         if (hit is not None and hit[0] is hs and hit[1] == fields
