@@ -26,6 +26,24 @@ async fn serve(server: &MockServer, p: &str, status: u16, fixture_name: &str) {
         .await;
 }
 
+/// A provider's recorded inventories and usages, the two reads of its room.
+async fn serve_room(server: &MockServer, rp: &str) {
+    serve(
+        server,
+        &format!("{rp}/inventories"),
+        200,
+        "placement-1.39-inventories",
+    )
+    .await;
+    serve(
+        server,
+        &format!("{rp}/usages"),
+        200,
+        "placement-1.39-usages",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn providers_and_their_inventories_usages_and_aggregates() {
     let server = MockServer::start().await;
@@ -38,20 +56,7 @@ async fn providers_and_their_inventories_usages_and_aggregates() {
     )
     .await;
     serve(&server, &rp, 200, "placement-1.39-resource-provider").await;
-    serve(
-        &server,
-        &format!("{rp}/inventories"),
-        200,
-        "placement-1.39-inventories",
-    )
-    .await;
-    serve(
-        &server,
-        &format!("{rp}/usages"),
-        200,
-        "placement-1.39-usages",
-    )
-    .await;
+    serve_room(&server, &rp).await;
     serve(
         &server,
         &format!("{rp}/aggregates"),
@@ -173,20 +178,7 @@ async fn many_providers_inventories_and_usages_come_back_each_with_its_own_answe
     for (i, u) in uuids.iter().enumerate() {
         let rp = format!("/resource_providers/{u}");
         if i % 2 == 0 {
-            serve(
-                &server,
-                &format!("{rp}/inventories"),
-                200,
-                "placement-1.39-inventories",
-            )
-            .await;
-            serve(
-                &server,
-                &format!("{rp}/usages"),
-                200,
-                "placement-1.39-usages",
-            )
-            .await;
+            serve_room(&server, &rp).await;
         } else {
             serve(
                 &server,

@@ -377,7 +377,9 @@ fn a_large_history_is_stored_in_bounded_documents_and_read_back_whole() {
 
 // The adapter: `Planner::run` over Nova's listings and Placement's providers.
 
-use rebalance_support::{mount_cloud, mount_servers, FakeCompute, Node, Room, Script};
+use rebalance_support::{
+    host_sample, mount_cloud, mount_servers, noisy_vm_sample, FakeCompute, Node, Room, Script,
+};
 use steward::openstack::nova::Nova;
 use steward::openstack::placement::Placement;
 use steward::rebalance::cycle::{CycleError, Planner};
@@ -423,17 +425,7 @@ async fn plan_over(nodes: &[Node], steal: &[(&str, f64)]) -> Result<CycleOutcome
     let scratch = Scratch::new(Backend::Sqlite).await;
     let store = open(&scratch).await;
     let now = steward::unix_now();
-    let host = |name: &str, steal: f64, cpu_use: f64| HostSample {
-        host: name.into(),
-        facts: HostFacts {
-            steal: Some(steal),
-            load5: Some(cpu_use * 32.0),
-            cpu_use: Some(cpu_use),
-            vcpus: Some(32.0),
-            observed_at: now,
-            ..Default::default()
-        },
-    };
+    let host = |name: &str, steal: f64, cpu_use: f64| host_sample(name, steal, cpu_use, now);
     let hosts: Vec<HostSample> = nodes
         .iter()
         .map(|n| match n.name.as_str() {
@@ -448,18 +440,10 @@ async fn plan_over(nodes: &[Node], steal: &[(&str, f64)]) -> Result<CycleOutcome
             ),
         })
         .collect();
-    let vm = VmSample {
-        uuid: rebalance_support::VM.into(),
-        facts: VmFacts {
-            host: Some("cmp-1".into()),
-            steal: Some(0.30),
-            load5: Some(1.8),
-            vcpus: Some(2.0),
-            observed_at: now,
-            ..Default::default()
-        },
-    };
-    store.save_telemetry(&hosts, &[vm], now).await.unwrap();
+    store
+        .save_telemetry(&hosts, &[noisy_vm_sample(now)], now)
+        .await
+        .unwrap();
     let view = store.load_view().await.unwrap();
     let out = planner(&server).run(&store, &view, now).await;
     if out.is_err() {

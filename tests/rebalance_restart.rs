@@ -266,22 +266,7 @@ async fn kill_9_while_draining_then_restart_resumes_and_rejoins() {
         calls(&c.consul).await.last().map(String::as_str),
         Some("PUT /v1/agent/maintenance?enable=false")
     );
-    let events = s.events(&a.id).await.unwrap();
-    let path: Vec<String> = events
-        .iter()
-        .filter(|e| e.from != e.to)
-        .map(|e| format!("{}->{}", e.from, e.to))
-        .collect();
-    assert_eq!(
-        path,
-        [
-            "new->approved",
-            "approved->draining",
-            "draining->migrating",
-            "migrating->rejoining",
-            "rejoining->done"
-        ]
-    );
+    assert_eq!(transitions(&s, &a.id).await, DONE_PATH);
     s.close().await;
 }
 
@@ -374,34 +359,13 @@ async fn kill_9_while_migrating(mariadb: bool) {
 /// it: the VM busy (load5 1.8 on 2 vCPUs) and stolen (30 %) on cmp-1; cmp-2, in the same AZ
 /// (Nova's aggregate), has no steal.
 async fn push_noisy(s: &Store) {
-    use steward::model::{HostFacts, VmFacts};
-    use steward::telemetry::{HostSample, VmSample};
     let now = steward::unix_now();
-    let host = |name: &str, steal: f64, cpu_use: f64| HostSample {
-        host: name.into(),
-        facts: HostFacts {
-            steal: Some(steal),
-            load5: Some(cpu_use * 32.0),
-            cpu_use: Some(cpu_use),
-            vcpus: Some(32.0),
-            observed_at: now,
-            ..Default::default()
-        },
-    };
-    let vm = VmSample {
-        uuid: VM.into(),
-        facts: VmFacts {
-            host: Some(SOURCE.into()),
-            steal: Some(0.30),
-            load5: Some(1.8),
-            vcpus: Some(2.0),
-            observed_at: now,
-            ..Default::default()
-        },
-    };
     s.save_telemetry(
-        &[host(SOURCE, 0.30, 0.95), host(TARGET, 0.0, 0.2)],
-        &[vm],
+        &[
+            host_sample(SOURCE, 0.30, 0.95, now),
+            host_sample(TARGET, 0.0, 0.2, now),
+        ],
+        &[noisy_vm_sample(now)],
         now,
     )
     .await
@@ -808,23 +772,7 @@ async fn mariadb_restarted_while_migrating_the_action_still_ends_rejoined() {
         calls(&c.k8s).await.last().map(String::as_str),
         Some("PATCH /api/v1/nodes/web-1")
     );
-    let events = s.events(&a.id).await.unwrap();
-    let path: Vec<String> = events
-        .iter()
-        .filter(|e| e.from != e.to)
-        .map(|e| format!("{}->{}", e.from, e.to))
-        .collect();
-    assert_eq!(
-        path,
-        [
-            "new->approved",
-            "approved->draining",
-            "draining->migrating",
-            "migrating->rejoining",
-            "rejoining->done"
-        ],
-        "{first_text}"
-    );
+    assert_eq!(transitions(&s, &a.id).await, DONE_PATH, "{first_text}");
     // What happened is in the run's log: the database went away and the leader led again.
     for said in [
         "steward's database is out of reach",

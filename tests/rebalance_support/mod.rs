@@ -18,6 +18,62 @@ pub const SOURCE: &str = "cmp-1";
 pub const TARGET: &str = "cmp-2";
 pub const NODE: &str = "web-1";
 
+/// A 32-core compute node's telemetry as `POST /v1/telemetry` stores it.
+pub fn host_sample(
+    name: &str,
+    steal: f64,
+    cpu_use: f64,
+    now: f64,
+) -> steward::telemetry::HostSample {
+    steward::telemetry::HostSample {
+        host: name.into(),
+        facts: steward::model::HostFacts {
+            steal: Some(steal),
+            load5: Some(cpu_use * 32.0),
+            cpu_use: Some(cpu_use),
+            vcpus: Some(32.0),
+            observed_at: now,
+            ..Default::default()
+        },
+    }
+}
+
+/// The noisy VM (`VM`, 2 vCPUs) on `SOURCE`: busy (load5 1.8) and stolen (30 %).
+pub fn noisy_vm_sample(now: f64) -> steward::telemetry::VmSample {
+    steward::telemetry::VmSample {
+        uuid: VM.into(),
+        facts: steward::model::VmFacts {
+            host: Some(SOURCE.into()),
+            steal: Some(0.30),
+            load5: Some(1.8),
+            vcpus: Some(2.0),
+            observed_at: now,
+            ..Default::default()
+        },
+    }
+}
+
+/// The journal path of an action that went all the way.
+pub const DONE_PATH: [&str; 5] = [
+    "new->approved",
+    "approved->draining",
+    "draining->migrating",
+    "migrating->rejoining",
+    "rejoining->done",
+];
+
+/// An action's journal events that changed its state, as `from->to`.
+pub async fn transitions(store: &steward::store::Store, id: &str) -> Vec<String> {
+    store
+        .events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.from != e.to)
+        .map(|e| format!("{}->{}", e.from, e.to))
+        .collect()
+}
+
 /// How the fake compute side behaves.
 #[derive(Debug, Clone)]
 pub struct Script {
