@@ -70,27 +70,35 @@ def server_url():
     return url
 
 
-def _start_private():
-    base = tempfile.mkdtemp(prefix='steward-mariadb-')
+def _run_private_script(directory, port=None, timeout=300):
+    """Run scripts/mariadb-private.sh DIRECTORY [PORT]: (url, None) once
+    the server accepts a login, else (None, "exit N: <its stderr>")."""
     script = os.path.join(REPO_ROOT, 'scripts', 'mariadb-private.sh')
-    out_path = os.path.join(base, 'start.out')
-    err_path = os.path.join(base, 'start.err')
+    args = ['bash', script, directory] + ([str(port)] if port else [])
+    out_path = os.path.join(directory, 'start.out')
+    err_path = os.path.join(directory, 'start.err')
     # Files, not pipes: the script's background subshell keeps its
     # stdout open for as long as the server runs, so reading a pipe to
     # EOF would wait for the server to stop.
     with open(out_path, 'w') as out, open(err_path, 'w') as err:
-        code = subprocess.run(['bash', script, base], stdout=out,
-                              stderr=err, stdin=subprocess.DEVNULL,
-                              timeout=300).returncode
+        code = subprocess.run(args, stdout=out, stderr=err,
+                              stdin=subprocess.DEVNULL,
+                              timeout=timeout).returncode
     with open(out_path) as f:
         lines = f.read().strip().splitlines()
     if code != 0 or not lines:
         with open(err_path) as f:
-            err_text = f.read().strip()[-2000:]
+            return None, 'exit %d: %s' % (code, f.read().strip()[-2000:])
+    return lines[-1], None
+
+
+def _start_private():
+    base = tempfile.mkdtemp(prefix='steward-mariadb-')
+    url, error = _run_private_script(base)
+    if error:
         raise PeerStartError(
-            'no MariaDB on 127.0.0.1:3306 and %s %s failed (exit %d): %s; '
-            'see %s/error.log' % (script, base, code, err_text, base))
-    url = lines[-1]
+            'no MariaDB on 127.0.0.1:3306 and scripts/mariadb-private.sh %s '
+            'failed (%s); see %s/error.log' % (base, error, base))
     atexit.register(_stop_private, os.path.join(base, 'mysqld.pid'))
     return url
 
@@ -131,26 +139,12 @@ class PrivateServer:
         """Start the server (a new datadir and port the first time, the
         same ones after stop()); returns self once it accepts a login."""
         os.makedirs(self.dir, exist_ok=True)
-        script = os.path.join(REPO_ROOT, 'scripts', 'mariadb-private.sh')
-        args = ['bash', script, self.dir]
-        if self.port:
-            args.append(str(self.port))
-        out_path = os.path.join(self.dir, 'start.out')
-        err_path = os.path.join(self.dir, 'start.err')
-        # Files, not pipes: see _start_private.
-        with open(out_path, 'w') as out, open(err_path, 'w') as err:
-            code = subprocess.run(args, stdout=out, stderr=err,
-                                  stdin=subprocess.DEVNULL,
-                                  timeout=timeout).returncode
-        with open(out_path) as f:
-            lines = f.read().strip().splitlines()
-        if code != 0 or not lines:
-            with open(err_path) as f:
-                err_text = f.read().strip()[-2000:]
+        url, error = _run_private_script(self.dir, self.port, timeout)
+        if error:
             raise PeerStartError(
-                'private MariaDB in %s did not start (exit %d): %s; see '
-                '%s/error.log' % (self.dir, code, err_text, self.dir))
-        self.url = lines[-1]
+                'private MariaDB in %s did not start (%s); see %s/error.log'
+                % (self.dir, error, self.dir))
+        self.url = url
         self.port = _parse(self.url)['port']
         if not self._registered:
             atexit.register(self.close)

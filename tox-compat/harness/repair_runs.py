@@ -26,6 +26,22 @@ def steward_env(cloud, workdir):
     return env
 
 
+def first_rewrite_run(journal):
+    """The id of the run whose journal (a SQLite file) shows an instance
+    flavor rewritten, or None (none yet, or the file is busy)."""
+    try:
+        db = sqlite3.connect(journal, timeout=0.2)
+        try:
+            row = db.execute(
+                "SELECT run_id FROM repair_journal WHERE state = 'done' AND "
+                "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
 def apply_interrupted(argv, env, cwd, journal, interrupt, restore,
                       timeout=120):
     """Start `argv` (a repair apply); once its journal shows a first
@@ -38,15 +54,7 @@ def apply_interrupted(argv, env, cwd, journal, interrupt, restore,
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                db = sqlite3.connect(journal, timeout=0.2)
-                row = db.execute(
-                    "SELECT 1 FROM repair_journal WHERE state = 'done' AND "
-                    "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
-                db.close()
-            except sqlite3.Error:
-                row = None
-            if row:
+            if first_rewrite_run(journal):
                 interrupt()
                 interrupted = True
                 break

@@ -35,6 +35,7 @@ import pytest
 from harness import mariadb
 from harness.peers import Cloud
 from harness.repair_runs import apply_interrupted
+from harness.repair_runs import first_rewrite_run
 from harness.repair_runs import steward_env
 from harness.steward import default_binary
 from harness.steward import start_steward
@@ -328,17 +329,9 @@ def test_a_killed_apply_is_finished_by_the_next_under_its_run_id(
     deadline = time.monotonic() + 120
     run_id = None
     while time.monotonic() < deadline and first.poll() is None:
-        try:
-            db = sqlite3.connect(journal, timeout=0.2)
-            row = db.execute(
-                "SELECT run_id FROM repair_journal WHERE state = 'done' AND "
-                "action = 'rewrite_instance_flavor' LIMIT 1").fetchone()
-            db.close()
-        except sqlite3.Error:
-            row = None
-        if row:
+        run_id = first_rewrite_run(journal)
+        if run_id:
             first.send_signal(signal.SIGKILL)
-            run_id = row[0]
             break
         time.sleep(0.005)
     first.communicate(timeout=30)
