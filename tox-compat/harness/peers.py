@@ -201,8 +201,9 @@ class Cloud:
                 maintenance=bool(ir.get('maintenance')),
                 properties=ir.get('properties'))
 
-        _each(workers, [(host, node, ir) for host, (node, ir) in
-                        bare_metal.items()], enroll)
+        # Ironic's API server resets connections beyond a few at a time.
+        _each(min(workers, 6), [(host, node, ir) for host, (node, ir) in
+                                bare_metal.items()], enroll)
         for host, (node, _) in bare_metal.items():
             self.seeded['ironic_nodes'][host] = node
             self.ironic_nodes[host] = node
