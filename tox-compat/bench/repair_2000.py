@@ -3,9 +3,10 @@ and `steward repair apply` over N legacy Ironic nodes (default 2,000)
 against the real Placement, Keystone, Ironic and Nova's databases, beside
 a plain client making the same Placement calls in the same run.
 
-Seeds N fake-hardware Ironic nodes (half GOLD, half SILVER; an instance on
---instances of them; see settle_ironic) with Nova's own objects (compute nodes, instances,
-request specs) and their Placement providers as nova-compute reported
+Seeds N fake-hardware Ironic nodes (half GOLD, half SILVER; an instance
+on --instances of them; see settle_ironic) with Nova's own objects
+(compute nodes, instances, request specs) and their Placement providers
+as nova-compute reported
 them before custom classes (VCPU, MEMORY_MB, DISK_GB beside CUSTOM_<CLASS>),
 the instances' allocations consuming all four classes; and a second,
 identically shaped set of N providers and consumers for the plain client.
