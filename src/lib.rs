@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod model;
 pub mod novadb;
 pub mod openstack;
+pub mod peerclock;
 pub mod rebalance;
 pub mod repair;
 pub mod scoring;

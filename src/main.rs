@@ -73,6 +73,10 @@ enum Command {
         selection: RepairSelection,
         #[arg(long, short = 'f', value_enum, default_value = "table", global = true)]
         format: Format,
+        /// Print on stderr where the wall time went: waiting on Placement, Ironic, the Nova
+        /// API, Keystone, Nova's databases and the journal, and steward's own share.
+        #[arg(long, global = true)]
+        timings: bool,
     },
     /// The rebalancer's journal and execution.
     Rebalance {
@@ -220,7 +224,10 @@ fn main() -> ExitCode {
             command,
             selection,
             format,
-        } => with_config(cli.config, |v| repair(v, command, selection, format)),
+            timings,
+        } => with_config(cli.config, |v| {
+            repair(v, command, selection, format, timings)
+        }),
     }
 }
 
@@ -426,6 +433,7 @@ fn repair(
     command: Option<RepairCommand>,
     selection: RepairSelection,
     format: Format,
+    timings: bool,
 ) -> ExitCode {
     use steward::repair::cli::Command as C;
     let s = selection.selection();
@@ -442,7 +450,10 @@ fn repair(
     runtime().block_on(steward::repair::cli::run(
         &v,
         command,
-        matches!(format, Format::Json),
+        steward::repair::cli::Output {
+            json: matches!(format, Format::Json),
+            timings,
+        },
     ))
 }
 

@@ -298,12 +298,16 @@ fn the_repair_journal_keeps_before_images_and_runs() {
             Some("409 placement.concurrent_update")
         );
         assert!(j[0].id < j[1].id, "journal order is write order");
+        // The report of a 2,000-node run: one entry per node.
+        let node = r#"{"node":"4f1c2d3e-0000-4000-8000-000000000000","result":"repaired","steps_done":5,"error":null},"#;
+        let summary = format!("{{\"nodes\":[{}{{}}]}}", node.repeat(2_000));
         store
-            .repair_run_finish("repair-1", "ok", 103.0, "{}")
+            .repair_run_finish("repair-1", "ok", 103.0, &summary)
             .await
             .unwrap();
         let run = store.repair_run("repair-1").await.unwrap().unwrap();
         assert_eq!((run.status.as_str(), run.finished_at), ("ok", Some(103.0)));
+        assert_eq!(run.summary.as_deref(), Some(summary.as_str()));
         assert!(store.repair_unfinished_run().await.unwrap().is_none());
         assert!(store.repair_run("repair-2").await.unwrap().is_none());
     });

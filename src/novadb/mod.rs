@@ -10,10 +10,13 @@
 pub mod flavor;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::Row;
+
+use crate::peerclock::{Peer, PeerClock, Wait};
 
 pub use flavor::{FlavorPrimitive, InstanceFlavors, RequestSpecPrimitive};
 
@@ -85,6 +88,8 @@ pub struct InstanceRow {
 pub struct NovaDb {
     api: MySqlPool,
     cells: Vec<Cell>,
+    /// Accounts the time each query waits on the database (a repair run's timings).
+    clock: Option<Arc<PeerClock>>,
 }
 
 async fn pool(url: &str, max: u32) -> Result<MySqlPool, sqlx::Error> {
@@ -169,7 +174,21 @@ impl NovaDb {
                 pool: p,
             });
         }
-        Ok(NovaDb { api, cells })
+        Ok(NovaDb {
+            api,
+            cells,
+            clock: None,
+        })
+    }
+
+    /// Account every query's wait on `clock`.
+    pub fn with_clock(mut self, clock: Arc<PeerClock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    fn wait(&self) -> Option<Wait> {
+        crate::peerclock::wait(&self.clock, Peer::NovaDb)
     }
 
     pub fn cells(&self) -> &[Cell] {
@@ -192,6 +211,7 @@ impl NovaDb {
     /// Node name (`compute_nodes.hypervisor_hostname`; an Ironic node's uuid) -> the uuid of
     /// the cell that holds it, for every live compute node.
     pub async fn node_cells(&self) -> Result<BTreeMap<String, String>, NovaDbError> {
+        let _wait = self.wait();
         let mut out = BTreeMap::new();
         for cell in &self.cells {
             let what = format!("cell {}", cell.name);
@@ -215,6 +235,7 @@ impl NovaDb {
         &self,
         nodes: &[String],
     ) -> Result<Vec<InstanceRow>, NovaDbError> {
+        let _wait = self.wait();
         let mut out = Vec::new();
         for cell in &self.cells {
             for chunk in nodes.chunks(500) {
@@ -257,6 +278,7 @@ impl NovaDb {
         &self,
         instances: &[String],
     ) -> Result<BTreeMap<String, String>, NovaDbError> {
+        let _wait = self.wait();
         let mut out = BTreeMap::new();
         for chunk in instances.chunks(500) {
             if chunk.is_empty() {
@@ -285,6 +307,7 @@ impl NovaDb {
         cell: &str,
         instance: &str,
     ) -> Result<Option<String>, NovaDbError> {
+        let _wait = self.wait();
         let c = self.cell(cell)?;
         let what = format!("cell {}", c.name);
         let row = sqlx::query(
@@ -309,6 +332,7 @@ impl NovaDb {
         expected: &str,
         new: &str,
     ) -> Result<bool, NovaDbError> {
+        let _wait = self.wait();
         let c = self.cell(cell)?;
         let what = format!("cell {}", c.name);
         let mut tx = c.pool.begin().await.map_err(sql(&what))?;
@@ -342,6 +366,7 @@ impl NovaDb {
 
     /// The current `request_specs.spec` of an instance.
     pub async fn request_spec(&self, instance: &str) -> Result<Option<String>, NovaDbError> {
+        let _wait = self.wait();
         let row = sqlx::query("SELECT spec FROM request_specs WHERE instance_uuid = ?")
             .bind(instance)
             .fetch_optional(&self.api)
@@ -360,6 +385,7 @@ impl NovaDb {
         expected: &str,
         new: &str,
     ) -> Result<bool, NovaDbError> {
+        let _wait = self.wait();
         let mut tx = self.api.begin().await.map_err(sql("API"))?;
         let row = sqlx::query("SELECT spec FROM request_specs WHERE instance_uuid = ? FOR UPDATE")
             .bind(instance)

@@ -298,6 +298,8 @@ pub struct Session {
     /// Held across a login so that concurrent callers wait for one login and share its token.
     token: tokio::sync::Mutex<Option<Arc<Token>>>,
     logins: AtomicUsize,
+    /// Accounts the time each call waits on its service (a repair run's timings).
+    clock: Option<Arc<crate::peerclock::PeerClock>>,
 }
 
 impl fmt::Debug for Session {
@@ -346,7 +348,15 @@ impl Session {
             http,
             token: tokio::sync::Mutex::new(None),
             logins: AtomicUsize::new(0),
+            clock: None,
         })
+    }
+
+    /// Account every call's wait (send to last byte of the answer, Keystone logins included)
+    /// on `clock`, by service.
+    pub fn with_clock(mut self, clock: Arc<crate::peerclock::PeerClock>) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     pub fn cloud(&self) -> &CloudConfig {
@@ -466,6 +476,7 @@ impl Session {
             token: None,
         };
         let started = Instant::now();
+        let wait = crate::peerclock::wait(&self.clock, crate::peerclock::Peer::Keystone);
         let resp = self
             .http
             .post(url.clone())
@@ -477,6 +488,7 @@ impl Session {
             .await
             .map_err(|e| self.transport_error(&call, &e))?;
         let (status, headers, bytes) = self.read_answer(&call, resp).await?;
+        drop(wait);
         tracing::debug!(
             cloud = %self.cloud.name, url = %shown, status, request_id = %request_id,
             answered_request_id = answered_request_id(&headers).unwrap_or("-"),
@@ -649,6 +661,10 @@ impl Session {
                 token: Some(&token.value),
             };
             let started = Instant::now();
+            let wait = crate::peerclock::wait(
+                &self.clock,
+                crate::peerclock::Peer::of_service(service_type),
+            );
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) if !resent && !e.is_timeout() => {
@@ -662,6 +678,7 @@ impl Session {
                 Err(e) => return Err(self.transport_error(&call, &e)),
             };
             let (status, headers, bytes) = self.read_answer(&call, resp).await?;
+            drop(wait);
             tracing::debug!(
                 cloud = %self.cloud.name, service = service_type, method = %method, url = %shown,
                 status, request_id = %request_id,

@@ -17,6 +17,7 @@ use crate::novadb::{FlavorPrimitive, InstanceFlavors, RequestSpecPrimitive};
 use crate::openstack::placement::{
     is_concurrent_update, is_inventory_in_use, ConsumerOwner, Inventory,
 };
+use crate::peerclock::{Peer, Timings};
 use crate::store::{JournalEntry, Store};
 
 use super::facts::Clients;
@@ -60,6 +61,10 @@ pub struct RunReport {
     pub ok: bool,
     pub global_error: Option<String>,
     pub nodes: Vec<NodeResult>,
+    /// Where the wall time went, from connecting to the peers (so gathering the facts and
+    /// planning included) to the end of the last node: time waited on each peer, as the union
+    /// of the intervals with a call outstanding, and steward's own share.
+    pub timings: Option<Timings>,
 }
 
 /// One executor shared by the node tasks.
@@ -87,7 +92,9 @@ pub async fn apply(
     selection: &str,
     options: &ApplyOptions,
 ) -> Result<RunReport, RepairError> {
+    let journal = clients.clock.start(Peer::Journal);
     let (run_id, resumed) = begin(&store, selection).await?;
+    drop(journal);
     apply_run(clients, store, plan, run_id, resumed, options).await
 }
 
@@ -127,6 +134,7 @@ pub async fn apply_run(
         ok: true,
         global_error: None,
         nodes: Vec::new(),
+        timings: None,
     };
     for step in &plan.global {
         if let Err(e) = exec.step("-", step).await {
@@ -155,6 +163,7 @@ pub async fn apply_run(
             .iter()
             .all(|n| n.result != "failed" && n.result != "not_started");
     }
+    report.timings = Some(exec.clients.clock.timings());
     let status = if report.ok { "ok" } else { "failed" };
     if let Some(m) = &options.metrics {
         m.repair_runs.with_label_values(&[status]).inc();
@@ -302,6 +311,7 @@ impl Exec {
         image: Option<&[u8]>,
         intended: Option<&[u8]>,
     ) -> Result<String, RepairError> {
+        let _wait = self.clients.clock.start(Peer::Journal);
         Ok(self
             .store
             .repair_journal_before(
@@ -317,6 +327,7 @@ impl Exec {
     }
 
     async fn done(&self, entry: String, after: Option<&[u8]>) -> Result<(), RepairError> {
+        let _wait = self.clients.clock.start(Peer::Journal);
         self.store
             .repair_journal_mark(&entry, "done", after, None)
             .await?;
@@ -326,6 +337,7 @@ impl Exec {
     /// The write was refused or its answer lost; the entry keeps its intended after-image, as
     /// a lost answer may hide a write that happened.
     async fn failed(&self, entry: String, e: &RepairError) {
+        let _wait = self.clients.clock.start(Peer::Journal);
         let _ = self.store.repair_journal_fail(&entry, &e.to_string()).await;
     }
 

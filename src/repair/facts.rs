@@ -12,6 +12,7 @@ use crate::novadb::{InstanceFlavors, NovaDb, RequestSpecPrimitive};
 use crate::openstack::ironic::{Ironic, NodeFilter};
 use crate::openstack::nova::Nova;
 use crate::openstack::placement::Placement;
+use crate::peerclock::PeerClock;
 
 use super::plan::{
     Copy, EmbeddedFlavor, Facts, FlavorFact, InstanceFact, InventoryFact, NodeFact, ProviderFact,
@@ -27,6 +28,8 @@ pub struct Clients {
     pub nova: Nova,
     pub db: NovaDb,
     pub concurrency: usize,
+    /// The time every call above (and the journal's) waited, since `connect`.
+    pub clock: Arc<PeerClock>,
 }
 
 /// Cell uuid -> name, for messages and `--cell NAME`.

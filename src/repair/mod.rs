@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::config::Settings;
 use crate::novadb::NovaDb;
 use crate::openstack;
+use crate::peerclock::{Peer, PeerClock};
 
 pub use facts::Clients;
 
@@ -92,23 +93,31 @@ pub async fn connect(settings: &Settings, cell: Option<&str>) -> Result<Clients,
                 .into(),
         ));
     };
+    // Started first, so that a run's wall time includes connecting.
+    let clock = Arc::new(PeerClock::new());
     let cloud = openstack::cloud::load(settings.openstack.cloud.as_deref())
         .map_err(openstack::Error::from)?;
     let options = openstack::session::SessionOptions::for_cloud(&cloud);
-    let session = Arc::new(openstack::session::Session::new(cloud, options)?);
+    let session =
+        Arc::new(openstack::session::Session::new(cloud, options)?.with_clock(clock.clone()));
     let overrides = r
         .cell_databases
         .iter()
         .map(|(k, u)| (k.clone(), mysql_url(u.expose())))
         .collect();
     let pool = (r.concurrency as u32).clamp(1, 16) + 1;
-    let db = NovaDb::connect(&mysql_url(api.expose()), &overrides, cell, pool).await?;
+    let connecting = clock.start(Peer::NovaDb);
+    let db = NovaDb::connect(&mysql_url(api.expose()), &overrides, cell, pool)
+        .await?
+        .with_clock(clock.clone());
+    drop(connecting);
     Ok(Clients {
         ironic: openstack::ironic::Ironic::new(session.clone()),
         placement: openstack::placement::Placement::new(session.clone()),
         nova: openstack::nova::Nova::new(session),
         db,
         concurrency: r.concurrency.max(1),
+        clock,
     })
 }
 

@@ -620,7 +620,7 @@ pub(super) fn text(r: &AnyRow, col: &str) -> Result<String, sqlx::Error> {
     opt_text(r, col)?.ok_or_else(|| sqlx::Error::Decode(format!("{col} is NULL").into()))
 }
 
-fn opt_text(r: &AnyRow, col: &str) -> Result<Option<String>, sqlx::Error> {
+pub(super) fn opt_text(r: &AnyRow, col: &str) -> Result<Option<String>, sqlx::Error> {
     match r.try_get::<Option<String>, _>(col) {
         Ok(v) => Ok(v),
         Err(sqlx::Error::ColumnDecode { .. }) => {

@@ -41,7 +41,7 @@ fn run_row(r: &AnyRow) -> Result<RepairRun, sqlx::Error> {
         finished_at: r.try_get(2)?,
         status: r.try_get(3)?,
         selection: r.try_get(4)?,
-        summary: r.try_get(5)?,
+        summary: super::journal::opt_text(r, "summary")?,
     })
 }
 

@@ -165,7 +165,7 @@ class NovaApi:
                         self.workdir, log_name, env=self.env,
                         timeout=timeout)
 
-    def seed(self, description):
+    def seed(self, description, timeout=300.0):
         """Seed hosts, AZ aggregates, flavors, server groups and servers
         (nova_seed.py's SEED FORMAT); return the seeder's summary: uuids
         and ids by name. Call once per server (names are unique)."""
@@ -173,7 +173,7 @@ class NovaApi:
             [f for f in os.listdir(self.workdir) if f.startswith('seed-')]))
         with open(path, 'w', encoding='utf-8') as f:
             json.dump(description, f, indent=1)
-        out = self.nova_python('seed', path)
+        out = self.nova_python('seed', path, timeout=timeout)
         try:
             self.seeded = json.loads(out)
         except ValueError as e:

@@ -164,9 +164,11 @@ class Cloud:
 
     # -- seeding --------------------------------------------------------
 
-    def seed(self, description):
+    def seed(self, description, workers=1, timeout=300.0):
         """Seed Nova (nova_seed.py SEED FORMAT) and mirror it into
-        Placement; return the seeder's summary.
+        Placement; return the seeder's summary. `workers` Ironic nodes
+        and Placement providers are written at a time (a benchmark's
+        thousands of nodes); `timeout` bounds Nova's seeder.
 
         A host may carry "ironic": {"resource_class": "GOLD",
         "state": "active", "maintenance": false, "legacy": true} (needs
@@ -183,11 +185,15 @@ class Cloud:
             raise ValueError('seed() needs nova=True')
         started = time.monotonic()
         description, bare_metal = self._bare_metal(description)
-        seeded = self.nova.seed(description)
+        seeded = self.nova.seed(description, timeout=timeout)
         seeded['ironic_nodes'] = {}
-        for host, (node, ir) in bare_metal.items():
-            instance = next((s['uuid'] for s in description.get(
-                'servers', []) if s.get('host') == host), None)
+        first = {}
+        for s in description.get('servers', []):
+            first.setdefault(s.get('host'), s['uuid'] if s.get('host') in
+                             bare_metal else None)
+
+        def enroll(host, node, ir):
+            instance = first.get(host)
             self.ironic.create_node(
                 host, ir.get('resource_class', ''), uuid=node,
                 instance_uuid=instance if ir.get(
@@ -196,10 +202,16 @@ class Cloud:
                              'available'),
                 maintenance=bool(ir.get('maintenance')),
                 properties=ir.get('properties'))
+
+        # Ironic's API server resets connections beyond a few at a time.
+        _each(min(workers, 6), [(host, node, ir) for host, (node, ir) in
+                                bare_metal.items()], enroll)
+        for host, (node, _) in bare_metal.items():
             seeded['ironic_nodes'][host] = node
             self.ironic_nodes[host] = node
         if self.placement is not None:
-            mirror_to_placement(self.placement, seeded, description)
+            mirror_to_placement(self.placement, seeded, description,
+                                workers=workers)
         if self.seeded is None:
             self.seeded = seeded
         else:
@@ -333,7 +345,20 @@ def _flavor_resources(server, flavor):
     return {rc: n for rc, n in res.items() if n}
 
 
-def mirror_to_placement(placement, seeded, description=None):
+def _each(workers, items, fn):
+    """fn(*item) for every item, `workers` at a time; the first error
+    is raised once all are done."""
+    if workers <= 1:
+        for item in items:
+            fn(*item)
+        return
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        jobs = [pool.submit(fn, *item) for item in items]
+        for j in jobs:
+            j.result()
+
+
+def mirror_to_placement(placement, seeded, description=None, workers=1):
     """What nova-compute's resource tracker reports (a provider per
     compute node, uuid = node uuid, with its VCPU/MEMORY_MB/DISK_GB
     inventory), what the aggregate API mirrors (host aggregates as
@@ -342,11 +367,16 @@ def mirror_to_placement(placement, seeded, description=None):
 
     A host of the seed description may carry "placement_inventory":
     classes to add or replace (an Ironic node: {"CUSTOM_BAREMETAL_GOLD":
-    {"total": 1, "max_unit": 1}}); a class given as None is left out."""
+    {"total": 1, "max_unit": 1}}); a class given as None is left out.
+    `workers` providers (then allocations) are written at a time."""
     extra = {h['host']: h.get('placement_inventory') or {}
              for h in (description or {}).get('hosts', [])}
     providers = {}
-    for host, h in seeded['hosts'].items():
+    for rc in sorted({rc for inv in extra.values() for rc in inv
+                      if rc.startswith('CUSTOM_')}):
+        placement.ensure_resource_class(rc)
+
+    def provider(host, h):
         rp = placement.create_provider(h['node'], uuid=h['compute_node_uuid'])
         inventory = {
             'VCPU': {'total': h['vcpus'],
@@ -363,10 +393,13 @@ def mirror_to_placement(placement, seeded, description=None):
         if aggs:
             placement.set_aggregates(rp, aggs)
         providers[host] = rp
-    for s in seeded['servers'].values():
-        if not s['host']:
-            continue
+
+    def allocate(s):
         resources = _flavor_resources(s, seeded['flavors'][s['flavor']])
         placement.allocate(s['uuid'], {providers[s['host']]: resources},
                            project_id=s['project_id'], user_id=s['user_id'])
+
+    _each(workers, list(seeded['hosts'].items()), provider)
+    _each(workers, [(s,) for s in seeded['servers'].values() if s['host']],
+          allocate)
     return providers

@@ -149,6 +149,21 @@ def assert_silver_repaired(cloud, nodes, instances, env):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def assert_consistent_timings(t, peers):
+    """steward's account of where a run's wall time went adds up: every
+    peer it called is there with its calls; a peer's union of outstanding
+    intervals is within the time waited on any peer, which is within the
+    wall time, and no more than the sum of its calls' durations."""
+    assert 0 < t['waiting_s'] <= t['wall_s']
+    assert t['placement_and_databases_s'] <= t['waiting_s'] + 1e-6
+    assert abs(t['wall_s'] - t['waiting_s'] - t['steward_s']) < 1e-3
+    for p in peers:
+        v = t['peers'][p]
+        assert v['calls'] > 0, (p, t)
+        assert 0 < v['union_s'] <= t['waiting_s'] + 1e-6, (p, t)
+        assert v['sum_s'] >= v['union_s'] - 1e-6, (p, t)
+
+
 def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
     gold = node(cloud, 'bm-gold-1')
     spare = node(cloud, 'bm-gold-2')
@@ -212,6 +227,9 @@ def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
     assert cloud.nova.inspect(err)[err]['cur']['resources'] == {
         'CUSTOM_GOLD': 1}
     run_id = report['run_id']
+    assert_consistent_timings(report['timings'], (
+        'placement', 'nova_db', 'journal', 'ironic', 'nova_api',
+        'keystone'))
 
     # Placement: the custom class only, used once.
     inv = placement.inventories(gold)
