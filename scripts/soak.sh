@@ -10,17 +10,19 @@
 #   RATE=2000 DURATION=60 scripts/soak.sh       # a shorter, faster one
 #   STRICT=1 scripts/soak.sh                    # exit 1 on an error or RSS growth > 10 %
 #
-# The load generator is oha (pinned, installed into target/tools by cargo):
-# `-q` holds a fixed request rate whatever the answers' latency, and
-# `--latency-correction` measures each request from when it was due, not
-# from when a free connection sent it, so a stall shows in p99 instead of
-# lowering the rate (wrk, as in scripts/loadtest-weigh.sh, has no fixed
-# rate). Steward and oha share the machine's cores; the figures say so.
+# The load generator is hey (Debian's package, version checked): each of its
+# workers sends at a fixed rate (`-q`, per worker) on its own kept-alive
+# connection, whatever the answers' latency, so a steward that slows down
+# shows as a rate under the target (checked) rather than as a queue. It has
+# no latency correction: p99 is each request's own time. (wrk, as in
+# scripts/loadtest-weigh.sh, has no fixed rate; oha 1.16.0 does not build
+# without its TLS feature.) Steward and hey share the machine's cores; the
+# figures say so, with the load average before and after.
 #
 # Env: STEWARD_BIN (default target/release/steward), WEIGH_BODY (callout
 # body, default etc/examples/weigh-100-hosts.json), RATE (total requests/s),
-# DURATION (seconds), CONNECTIONS (per route), STEWARD_LOG_LEVEL (default
-# info, as in production), OHA (a binary to use instead), KEEP=1.
+# DURATION (seconds), CONNECTIONS (workers per route), STEWARD_LOG_LEVEL
+# (default info, as in production), KEEP=1 keeps the work dir.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,8 +32,7 @@ RATE=${RATE:-1000}
 DURATION=${DURATION:-600}
 CONNECTIONS=${CONNECTIONS:-4}
 LOG_LEVEL=${STEWARD_LOG_LEVEL:-info}
-OHA_VERSION=1.16.0
-OHA=${OHA:-$ROOT/target/tools/bin/oha}
+HEY_VERSION=0.1.4
 FILTER_ROUTE='/v1/filter?weigh=true&compact=true'
 WEIGH_ROUTE=/v1/weigh
 
@@ -40,12 +41,9 @@ command -v curl >/dev/null || die "curl not found: apt-get install -y curl"
 command -v python3 >/dev/null || die "python3 not found"
 [ -x "$BIN" ] || die "no steward binary at $BIN: cargo build --release --bin steward, or set STEWARD_BIN"
 [ -r "$BODY" ] || die "cannot read the request $BODY"
-if [ ! -x "$OHA" ]; then
-    echo "soak: installing oha $OHA_VERSION into $ROOT/target/tools (once)"
-    CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo install oha --version "$OHA_VERSION" --locked \
-        --no-default-features --root "$ROOT/target/tools" >&2 || die "cannot install oha $OHA_VERSION"
-fi
-"$OHA" --version | grep -q "$OHA_VERSION" || die "$OHA is not oha $OHA_VERSION"
+command -v hey >/dev/null || die "hey not found: apt-get install -y hey"
+dpkg-query -W -f '${Version}' hey 2>/dev/null | grep -q "^$HEY_VERSION" ||
+    echo "soak: warning: hey is not Debian's $HEY_VERSION; the figures in README.md were taken with it" >&2
 
 # shellcheck source=scripts/lib/steward-under-load.sh
 . "$ROOT/scripts/lib/steward-under-load.sh"
@@ -69,53 +67,62 @@ idle_rss=$(rss_kb)
 ) &
 SAMPLER=$!
 
-half=$(python3 -c "import sys; print(float(sys.argv[1]) / 2)" "$RATE")
-echo "steward $BIN at $URL (pid $PID); request $(wc -c < "$WORK/weigh.json") bytes; $(nproc) cores shared by steward and oha"
+per_worker=$(python3 -c "import sys; print('%g' % (float(sys.argv[1]) / 2 / int(sys.argv[2])))" "$RATE" "$CONNECTIONS")
+echo "steward $BIN at $URL (pid $PID); request $(wc -c < "$WORK/weigh.json") bytes; $(nproc) cores shared by steward and hey"
 echo "load before: $(uptime)"
-run_oha() {  # run_oha ROUTE OUT
-    local cmd=("$OHA" --no-tui --output-format json -z "${DURATION}s" -q "$half" -c "$CONNECTIONS"
-               --latency-correction -m POST -H 'Content-Type: application/json'
-               -D "$WORK/weigh.json" "$URL$1")
+run_hey() {  # run_hey ROUTE OUT
+    local cmd=(hey -z "${DURATION}s" -c "$CONNECTIONS" -q "$per_worker" -t 10 -m POST
+               -T application/json -D "$WORK/weigh.json" "$URL$1")
     echo "+ ${cmd[*]}"
     "${cmd[@]}" > "$2"
 }
-run_oha "$FILTER_ROUTE" "$WORK/oha-filter.json" &
+run_hey "$FILTER_ROUTE" "$WORK/hey-filter.txt" &
 F=$!
-run_oha "$WEIGH_ROUTE" "$WORK/oha-weigh.json" &
+run_hey "$WEIGH_ROUTE" "$WORK/hey-weigh.txt" &
 W=$!
-oha_failed=0
-wait "$F" || oha_failed=1
-wait "$W" || oha_failed=1
+hey_failed=0
+wait "$F" || hey_failed=1
+wait "$W" || hey_failed=1
 touch "$WORK/done"
 wait "$SAMPLER" || true
 echo "load after: $(uptime)"
 kill -0 "$PID" 2>/dev/null || { tail -20 "$WORK/steward.log" >&2; die "steward died during the soak"; }
-[ "$oha_failed" = 0 ] || die "oha failed (see above)"
+[ "$hey_failed" = 0 ] || die "hey failed (see above)"
 
 python3 - "$WORK" "$RATE" "$DURATION" "$idle_rss" "${STRICT:-0}" "$FILTER_ROUTE" "$WEIGH_ROUTE" <<'PY'
-import json, sys
+import re, sys
 work, rate, duration, idle_rss, strict = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 routes = sys.argv[6:8]
 total = errors = 0
 rps = 0.0
+def parse_hey(path):
+    """hey's summary: requests/s, latency percentiles (s), status codes, errors."""
+    text = open(path).read()
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", text).group(1))
+    pct = {int(p): float(v) for p, v in re.findall(r"^\s+(\d+)%+ in ([0-9.]+) secs", text, re.M)}
+    slowest = float(re.search(r"Slowest:\s+([0-9.]+)", text).group(1))
+    codes = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
+    errs = {}
+    if "Error distribution:" in text:
+        for n, what in re.findall(r"^\s+\[(\d+)\]\s+(.*)$", text.split("Error distribution:")[1], re.M):
+            errs[what.strip()] = int(n)
+    return rps, pct, slowest, codes, errs
+
 for route, name in zip(routes, ("filter", "weigh")):
-    o = json.load(open("%s/oha-%s.json" % (work, name)))
-    codes = {int(k): v for k, v in (o.get("statusCodeDistribution") or {}).items()}
-    failed = sum(v for k, v in codes.items() if k != 200) + sum((o.get("errorDistribution") or {}).values())
-    n = sum(codes.values()) + sum((o.get("errorDistribution") or {}).values())
-    pct = o["latencyPercentiles"]
-    ms = lambda k: (pct.get(k) or 0.0) * 1000
-    r = o["summary"]["requestsPerSec"]
+    r, pct, slowest, codes, errs = parse_hey("%s/hey-%s.txt" % (work, name))
+    failed = sum(v for k, v in codes.items() if k != 200) + sum(errs.values())
+    n = sum(codes.values()) + sum(errs.values())
     total += n; errors += failed; rps += r
-    print("ROUTE %s requests=%d rps=%.1f errors=%d p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f slowest_ms=%.1f codes=%s errors_by_kind=%s"
-          % (route, n, r, failed, ms("p50"), ms("p99"), ms("p99.9"), o["summary"]["slowest"] * 1000,
-             codes, o.get("errorDistribution") or {}))
+    print("ROUTE %s requests=%d rps=%.1f errors=%d p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f slowest_ms=%.1f codes=%s errors_by_kind=%s"
+          % (route, n, r, failed, pct[50] * 1000, pct[90] * 1000, pct[99] * 1000, slowest * 1000, codes, errs))
 samples = [tuple(map(int, l.split())) for l in open("%s/rss.txt" % work) if len(l.split()) == 2]
 if len(samples) < 2:
     sys.exit("soak: fewer than two RSS samples")
-start, end = samples[0][1], samples[-1][1]
+# "Start" is the first sample at least 10 s into the load (buffers and the
+# connection pool warmed up); "flat" compares the last sample with it.
+first = next((s for s in samples if s[0] >= 10), samples[0])
+start, end = first[1], samples[-1][1]
 peak = max(s[1] for s in samples)
-# "Flat": the last sample against the first one under load.
 growth = (end - start) / start * 100
 print("RSS_SAMPLES " + " ".join("%ds=%dkB" % s for s in samples))
 print("RESULT rate_target=%g rate=%.1f duration_s=%g requests=%d errors=%d rss_idle_kb=%d rss_start_kb=%d rss_end_kb=%d rss_peak_kb=%d rss_growth_pct=%.1f"
