@@ -13,8 +13,7 @@
 # is saved in fuzz/artifacts/<target>/ (both ignored by git). Prints one
 # FUZZ line per target (executions, crashes) and exits 1 when any crashed.
 #
-# Env: FUZZ_SECONDS (per target), FUZZ_JOBS (libFuzzer -jobs, default 1),
-# SANITIZER (default none: safe Rust gains little from ASan and runs 2x
+# Env: FUZZ_SECONDS (per target), SANITIZER (default none: safe Rust gains little from ASan and runs 2x
 # slower; `address` to use it), CARGO_BUILD_JOBS (default 1), NICE (10).
 set -euo pipefail
 
@@ -61,18 +60,15 @@ for t in "${TARGETS[@]}"; do
     log=$ROOT/fuzz/artifacts/$t.log
     cmd=(cargo +nightly fuzz run --sanitizer "$SANITIZER" "$t" "$corpus" --
          -max_total_time="$SECONDS_PER_TARGET" -max_len=65536 -timeout=10 -rss_limit_mb=2048
-         -print_final_stats=1 -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}")
+         -print_final_stats=1)
     echo "+ ${cmd[*]}"
     status=0
     nice -n "$NICE" "${cmd[@]}" > "$log" 2>&1 || status=$?
-    # With -jobs > 1 libFuzzer writes fuzz-N.log files; sum their executions.
-    execs=$(cat "$log" fuzz-*.log 2>/dev/null | sed -n 's/^stat::number_of_executed_units: *\([0-9]*\)/\1/p' |
-        awk '{s += $1} END {print s + 0}')
-    rm -f fuzz-*.log
+    execs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\)/\1/p' "$log" | tail -1)
     crashes=$(( $(find "$artifacts" -type f | wc -l) - before ))
     [ "$status" = 0 ] || [ "$crashes" -gt 0 ] || crashes=1
     units=$(find "$corpus" -type f | wc -l)
-    echo "FUZZ target=$t seconds=$SECONDS_PER_TARGET executions=$execs crashes=$crashes corpus=$units sanitizer=$SANITIZER (log: $log)"
+    echo "FUZZ target=$t seconds=$SECONDS_PER_TARGET executions=${execs:-0} crashes=$crashes corpus=$units sanitizer=$SANITIZER (log: $log)"
     if [ "$crashes" -gt 0 ]; then
         crashed=1
         grep -m 20 -E "panicked at|SUMMARY|Test unit written" "$log" || tail -20 "$log"
