@@ -1,7 +1,7 @@
 //! The cluster view from Nova, against wiremock answering with the recorded real Nova 34
 //! payloads (tests/fixtures/openstack): membership lands in the view and drives scoring;
-//! deleted servers disappear; a listing cut short keeps the last view; an expired token is
-//! renewed once.
+//! deleted servers disappear; a listing cut short keeps the last view; Nova answering 409 or
+//! 500 keeps the last view; an expired token is renewed once.
 
 mod common;
 #[path = "openstack_support/mod.rs"]
@@ -254,6 +254,90 @@ async fn paging_cut_short_keeps_the_last_view() {
         .metrics
         .render()
         .contains("steward_source_errors_total{kind=\"status\",source=\"nova\"} 1"));
+}
+
+/// Nova's error body as its API sends it (`{"<kind>": {"code": N, "message": ...}}`).
+fn nova_fault(code: u16, kind: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(code)
+        .insert_header("content-type", "application/json")
+        .set_body_json(json!({kind: {"code": code, "message": message}}))
+}
+
+/// Issue 7, faults: the Nova API answering 500 (its database away) and then 409 on the
+/// listings of the cluster refresh. Each failed refresh publishes nothing, keeps the last good
+/// view for scoring, names Nova and the status in its error, and is counted in /metrics by
+/// source and kind; once Nova answers again the next refresh publishes as before.
+#[tokio::test]
+async fn nova_answering_500_or_409_keeps_the_last_view_until_it_answers_again() {
+    let (server, _d, jobs, state) = cloud().await;
+    assert_eq!(jobs.refresh_nova(NOW).await.unwrap(), (4, 5));
+    let before = jobs.cluster.snapshot();
+    let faults = [
+        (
+            "/v2.1/os-hypervisors/detail",
+            nova_fault(
+                500,
+                "computeFault",
+                "Unexpected API Error. Please report this at http://bugs.launchpad.net/nova/ \
+                 and attach the Nova API log if possible.\n\
+                 <class 'oslo_db.exception.DBConnectionError'>",
+            ),
+            "500",
+        ),
+        (
+            "/v2.1/servers/detail",
+            nova_fault(
+                409,
+                "conflictingRequest",
+                "There was a conflict when trying to complete your request.",
+            ),
+            "409",
+        ),
+    ];
+    for (n, (route, answer, status)) in faults.into_iter().enumerate() {
+        // Once: the refresh asks each listing once (one page of up to 1,000).
+        Mock::given(method("GET"))
+            .and(path(route))
+            .respond_with(answer)
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        let err = jobs
+            .refresh_nova(NOW + 60.0 * (n as f64 + 1.0))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.kind(), "status", "{text}");
+        assert!(
+            text.contains(status) && text.contains(route),
+            "the error names the call and the status: {text}"
+        );
+        assert_eq!(
+            *jobs.cluster.snapshot(),
+            *before,
+            "a failed refresh ({status} on {route}) publishes nothing"
+        );
+        // The scoring path still sees the last good membership.
+        assert_eq!(
+            jobs.cluster.snapshot().hosts["cmp-b1"].az.as_deref(),
+            Some("az2")
+        );
+        let counted = format!(
+            "steward_source_errors_total{{kind=\"status\",source=\"nova\"}} {}",
+            n + 1
+        );
+        assert!(
+            state.metrics.render().contains(&counted),
+            "expected {counted} in /metrics"
+        );
+    }
+    // Nova answers again: the next refresh publishes the same membership.
+    assert_eq!(jobs.refresh_nova(NOW + 300.0).await.unwrap(), (4, 5));
+    assert_eq!(
+        jobs.cluster.snapshot().hosts.keys().collect::<Vec<_>>(),
+        before.hosts.keys().collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

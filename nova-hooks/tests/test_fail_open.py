@@ -5,7 +5,11 @@ the filter, the weigher gives equal weights, and the operator gets one
 warning per kind of failure per [steward] warn_interval, not one per host.
 """
 
+import os
+import signal
+import threading
 import time
+import urllib.parse
 
 from nova.scheduler import weights as nova_weights
 import pytest
@@ -67,6 +71,75 @@ def test_steward_stopped_schedules_and_warns_once_per_interval(
     warned = warnings_of(shim_log)
     assert len(warned) == 2
     assert 'more failure(s) of this kind' in warned[1].getMessage()
+
+
+def _unread_request_bytes(port):
+    """Bytes that reached steward's side of a connection to `port` and
+    that steward has not read: the kernel's receive queue of each
+    established socket whose local port is `port` (/proc/net/tcp)."""
+    waiting = 0
+    with open('/proc/net/tcp', encoding='ascii') as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, state, queues = fields[1], fields[3], fields[4]
+            if state == '01' and int(local.split(':')[1], 16) == port:
+                waiting += int(queues.split(':')[1], 16)
+    return waiting
+
+
+def test_steward_killed_mid_request_schedules_and_warns_once(
+        nova_conf, private_steward, shim_log):
+    """Issue 7, faults: steward KILLED (SIGKILL) while the Nova shim has a
+    request in flight. The real steward process is frozen (SIGSTOP) so
+    the shim's request for 120 hosts is provably sent and unanswered, then
+    killed: Nova's real handlers still schedule every host (the filter
+    passes all, the weigher gives equal weights), the call ends at the
+    kill, not at [steward] timeout, and the operator gets one warning."""
+    hosts = identical_hosts('killed', n=120)
+    spec = ns.make_request_spec()
+    sched = nova_conf.scheduler(private_steward.url,
+                                private_steward.token_file(),
+                                timeout=30.0, warn_interval=60.0)
+    port = urllib.parse.urlsplit(private_steward.url).port
+    pid = private_steward.process.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        outcome = {}
+
+        def schedule():
+            try:
+                outcome['weighed'] = sched.schedule(hosts, spec)
+            except BaseException as e:  # reported below, not lost
+                outcome['error'] = e
+
+        worker = threading.Thread(target=schedule, daemon=True)
+        started = time.monotonic()
+        worker.start()
+        deadline = started + 10
+        while _unread_request_bytes(port) == 0:
+            assert worker.is_alive(), outcome
+            assert time.monotonic() < deadline, (
+                'the shim\'s request never reached steward\'s socket')
+            time.sleep(0.01)
+        assert worker.is_alive(), 'answered while steward was frozen?'
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    worker.join(20)
+    elapsed = time.monotonic() - started
+    assert not worker.is_alive(), 'the shim still waits after the kill'
+    assert 'error' not in outcome, 'the shim raised into Nova: %r' % (
+        outcome['error'],)
+    assert private_steward.process.proc.wait(5) == -signal.SIGKILL
+
+    weighed = outcome['weighed']
+    assert sorted(names(weighed)) == sorted(names(hosts))
+    assert len({w.weight for w in weighed}) == 1, weighed
+    assert elapsed < 15, 'ended by the timeout (30 s), not by the kill'
+    warned = [r.getMessage() for r in warnings_of(shim_log)]
+    assert len(warned) == 1, warned
+    assert '(connection:' in warned[0], warned[0]
+    assert 'passed all 120 host(s)' in warned[0], warned[0]
 
 
 BAD_ANSWERS = [

@@ -5,13 +5,14 @@
 //! wrote, as `steward repair rollback`). The same core as the CLI; no policy here.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::errors::ApiError;
 use super::routes::read_body;
 use super::schema::{
-    parse_json, ErrorBody, RepairNothingToDo, RepairPlanDto, RepairRunDto, RepairRunStarted,
+    parse_repair_rollback, parse_repair_run_selection, parse_repair_selection, ErrorBody,
+    RepairNothingToDo, RepairPlanDto, RepairRollbackBody, RepairRunDto, RepairRunStarted,
     RepairSelection,
 };
 use super::AppState;
@@ -54,10 +55,7 @@ async fn selection(
     payload: web::Payload,
 ) -> Result<RepairSelection, ApiError> {
     let body = read_body(req, payload, state.max_body_bytes).await?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(RepairSelection::default());
-    }
-    parse_json(&body)
+    parse_repair_selection(&body)
 }
 
 async fn planned(state: &AppState, sel: &RepairSelection) -> Result<(Clients, Plan), ApiError> {
@@ -107,14 +105,8 @@ pub async fn create_run(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let sel = selection(&state, &req, payload).await?;
-    let selected = !sel.nodes.is_empty() || sel.resource_class.is_some() || sel.cell.is_some();
-    if selected == sel.all {
-        return Err(ApiError::bad_request(
-            "a run needs a selection: nodes, resource_class, cell, or all = true (not both)",
-            Some("all".into()),
-        ));
-    }
+    let body = read_body(&req, payload, state.max_body_bytes).await?;
+    let sel = parse_repair_run_selection(&body)?;
     let (clients, p) = planned(&state, &sel).await?;
     let unfinished = state
         .store
@@ -209,17 +201,6 @@ pub async fn get_run(
     }))
 }
 
-/// `POST /v1/repair/runs/{id}/rollback`: what `steward repair rollback` does, for the
-/// `openstack steward repair rollback` command. Inventories and allocations only with
-/// `{"placement": true}`. Refused while the run is still running.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RepairRollbackBody {
-    /// Also restore the nodes' inventories and the allocations.
-    #[serde(default)]
-    placement: bool,
-}
-
 /// One object a rollback put back (or could not).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RepairRollbackItem {
@@ -255,11 +236,7 @@ pub async fn rollback_run(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let body = read_body(&req, payload, state.max_body_bytes).await?;
-    let opts: RepairRollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RepairRollbackBody::default()
-    } else {
-        parse_json(&body)?
-    };
+    let opts = parse_repair_rollback(&body)?;
     let unavailable = |e: crate::store::StoreError| ApiError::unavailable(e.to_string());
     let Some(run) = state.store.repair_run(&id).await.map_err(unavailable)? else {
         return Err(ApiError::not_found(format!(

@@ -14,7 +14,8 @@ use crate::telemetry;
 use crate::unix_now;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
+    cfg.app_data(web::QueryConfig::default().error_handler(query_error))
+        .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))
         .route("/openapi.json", web::get().to(openapi))
         .route("/v1/filter", web::post().to(filter))
@@ -34,6 +35,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(cancel_plan),
         )
         .route("/v1/migrations", web::get().to(migrations));
+}
+
+/// A query string that does not parse (`?weigh=maybe`, `?limit=1e99`) is the caller's
+/// mistake: a 400 with steward's error body, naming the query, as every other refusal.
+fn query_error(err: actix_web::error::QueryPayloadError, req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(
+        format!(
+            "the query string {:?} does not fit {} {} ({err}); /openapi.json lists its parameters",
+            req.query_string(),
+            req.method(),
+            req.path()
+        ),
+        None,
+    )
+    .into()
 }
 
 fn request_id(req: &HttpRequest) -> String {
@@ -84,8 +100,7 @@ async fn callout<'a>(
     payload: web::Payload,
 ) -> Result<(SchedulingRequest, &'a Profile), ApiError> {
     let body = read_body(req, payload, state.max_body_bytes).await?;
-    let req: CalloutRequest = parse_json(&body)?;
-    let req = req.into_model(state.max_hosts)?;
+    let req = parse_callout(&body, state.max_hosts)?;
     let profile = state
         .profiles
         .select(&req.instance.flavor.extra_specs, &req.instance.hints)
@@ -459,9 +474,8 @@ pub async fn push_telemetry(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, state.max_body_bytes).await?;
-    let push: TelemetryPush = parse_json(&body)?;
     let now = unix_now();
-    let (hosts, vms) = push.into_samples(now)?;
+    let (hosts, vms) = parse_telemetry(&body, now)?;
     // Durable first: what was accepted survives a restart.
     state
         .store
@@ -552,7 +566,7 @@ fn limit_of(q: &ListQuery, default: i64) -> Result<i64, ApiError> {
 }
 
 #[utoipa::path(get, path = "/v1/rebalance/plans",
-    params(("limit" = Option<i64>, Query, description = "newest plans first, at most this many (default 50)")),
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "newest plans first, at most this many (default 50)")),
     responses((status = 200, body = RebalancePlanList), (status = 401, body = ErrorBody)))]
 pub async fn rebalance_plans(
     query: web::Query<ListQuery>,
@@ -613,7 +627,7 @@ pub async fn cancel_plan(
 
 #[utoipa::path(get, path = "/v1/migrations",
     params(("state" = Option<String>, Query, description = "only actions in this state (planned, approved, draining, migrating, rejoining, done, failed, aborted)"),
-           ("limit" = Option<i64>, Query, description = "at most this many, oldest first (default 500)")),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "at most this many, oldest first (default 500)")),
     responses((status = 200, body = MigrationList), (status = 400, body = ErrorBody)))]
 pub async fn migrations(
     query: web::Query<ListQuery>,

@@ -85,6 +85,8 @@ pub struct ServerGroupDto {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct InstanceDto {
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     pub uuid: String,
     pub project_id: Option<String>,
     pub flavor: Option<FlavorDto>,
@@ -100,6 +102,8 @@ pub struct InstanceDto {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct HostDto {
+    /// Not blank; a (host, nodename) pair appears once per request.
+    #[schema(pattern = r"\S")]
     pub host: String,
     pub nodename: Option<String>,
     pub uuid: Option<String>,
@@ -123,6 +127,8 @@ pub struct CalloutRequest {
     pub instance: InstanceDto,
     #[serde(default)]
     pub ignore_hosts: Option<Vec<String>>,
+    /// Every candidate host, at most `[server] max_hosts`.
+    #[schema(min_items = 1)]
     pub hosts: Vec<HostDto>,
 }
 
@@ -304,6 +310,13 @@ impl CalloutRequest {
     }
 }
 
+/// The body of `POST /v1/filter` and `POST /v1/weigh` as their handlers read it: parsed,
+/// then validated into the model (fuzzed by `fuzz/fuzz_targets/callout.rs`).
+pub fn parse_callout(body: &[u8], max_hosts: usize) -> Result<SchedulingRequest, ApiError> {
+    let req: CalloutRequest = parse_json(body)?;
+    req.into_model(max_hosts)
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct HostRef {
     pub host: String,
@@ -396,6 +409,8 @@ pub struct WeighResponse {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct HostSampleDto {
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     pub host: String,
     pub az: Option<String>,
     /// CPU steal as a fraction of CPU time, 0.0 to 1.0.
@@ -410,6 +425,8 @@ pub struct HostSampleDto {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct VmSampleDto {
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     pub uuid: String,
     pub host: Option<String>,
     pub role: Option<String>,
@@ -505,6 +522,16 @@ impl TelemetryPush {
         }
         Ok((hosts, vms))
     }
+}
+
+/// The body of `POST /v1/telemetry` as its handler reads it: parsed, then validated into
+/// samples stamped no later than `now` (fuzzed by `fuzz/fuzz_targets/telemetry.rs`).
+pub fn parse_telemetry(
+    body: &[u8],
+    now: f64,
+) -> Result<(Vec<HostSample>, Vec<VmSample>), ApiError> {
+    let push: TelemetryPush = parse_json(body)?;
+    push.into_samples(now)
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -742,6 +769,51 @@ pub struct RepairSelection {
     /// Every node (runs only; plans cover every node when nothing is selected).
     #[serde(default)]
     pub all: bool,
+}
+
+/// `POST /v1/repair/runs/{id}/rollback`: what `steward repair rollback` does, for the
+/// `openstack steward repair rollback` command. Inventories and allocations only with
+/// `{"placement": true}`. Refused while the run is still running.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairRollbackBody {
+    /// Also restore the nodes' inventories and the allocations.
+    #[serde(default)]
+    pub placement: bool,
+}
+
+fn blank(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
+/// The body of `POST /v1/repair/plans` as its handler reads it: empty means every node.
+pub fn parse_repair_selection(body: &[u8]) -> Result<RepairSelection, ApiError> {
+    if blank(body) {
+        return Ok(RepairSelection::default());
+    }
+    parse_json(body)
+}
+
+/// The body of `POST /v1/repair/runs` as its handler reads it: a run needs a selection or
+/// `all: true`, never both, so an empty body is refused.
+pub fn parse_repair_run_selection(body: &[u8]) -> Result<RepairSelection, ApiError> {
+    let sel = parse_repair_selection(body)?;
+    let selected = !sel.nodes.is_empty() || sel.resource_class.is_some() || sel.cell.is_some();
+    if selected == sel.all {
+        return Err(ApiError::bad_request(
+            "a run needs a selection: nodes, resource_class, cell, or all = true (not both)",
+            Some("all".into()),
+        ));
+    }
+    Ok(sel)
+}
+
+/// The body of `POST /v1/repair/runs/{id}/rollback` as its handler reads it: empty is `{}`.
+pub fn parse_repair_rollback(body: &[u8]) -> Result<RepairRollbackBody, ApiError> {
+    if blank(body) {
+        return Ok(RepairRollbackBody::default());
+    }
+    parse_json(body)
 }
 
 /// One step of a repair plan, in the order it runs. `action` says which; the other fields are

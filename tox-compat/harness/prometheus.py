@@ -381,6 +381,21 @@ class Prometheus:
             self.live.stop()
         return code
 
+    def restart(self, start_timeout=60.0):
+        """Stop the server (if it runs) and start it again on the same port
+        with the same data, as a Prometheus restarted by its operator; the
+        live target, if any, keeps serving throughout."""
+        self.process.stop()
+        proc = ManagedProcess('prometheus', self.process.argv,
+                              self.workdir).start()
+        try:
+            proc.wait_http(self.url + '/-/ready', timeout=start_timeout)
+        except PeerStartError:
+            proc.stop()
+            raise
+        self.process = proc
+        return self
+
     def __enter__(self):
         return self
 

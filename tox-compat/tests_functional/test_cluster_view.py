@@ -572,6 +572,12 @@ def test_nova_membership_survives_telemetry_polls(cloud, stewards):
 
 def test_stopped_prometheus_makes_steal_stale_and_answers_degraded(
         cloud, stewards, tmp_path):
+    """Issue 7, faults: Prometheus down (the real server stopped). Steal
+    goes stale after max_age_seconds, answers are marked degraded with a
+    reason, /metrics counts the failed polls as kind="unreachable", and
+    steward keeps answering; once Prometheus is back (restarted on the
+    same port and data) the next polls bring fresh steal and the answers
+    are no longer degraded."""
     prom = start_prometheus(tmp_path / 'prometheus', history=history(),
                             weeks=4, end=cloud.history_end)
     cloud.extra_logs['prometheus (stale test)'] = prom.process.log_path
@@ -624,6 +630,21 @@ def test_stopped_prometheus_makes_steal_stale_and_answers_degraded(
         assert status == 200, (status, answer)
         assert [x['host'] for x in answer['allowed']] == [NOISY, STEADY]
         assert 'telemetry poll failed' in st.log_text()
+
+        # Prometheus is back: fresh steal, and degraded clears by itself.
+        prom.restart()
+        for host in (NOISY, STEADY):
+            wait_for('%s to be fresh again' % host, lambda h=host: (
+                lambda x: x if x['fresh'] is True else None)(
+                get(st, '/v1/hosts/%s' % h)), timeout=30)
+        answer, w = weigh(st, body)
+        assert answer['degraded'] is False, (
+            'Prometheus is back: expected degraded to clear, got %r'
+            % answer)
+        assert not answer['degraded_reasons'], answer
+        for host in (NOISY, STEADY):
+            note = w[host]['explain']['steal'].get('note', '')
+            assert 'no fresh steal data' not in note, (host, note)
     finally:
         prom.stop()
         cloud.extra_logs.pop('prometheus (stale test)', None)
