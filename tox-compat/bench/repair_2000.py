@@ -51,6 +51,7 @@ import requests  # noqa: E402
 
 from harness import mariadb  # noqa: E402
 from harness.peers import Cloud  # noqa: E402
+from harness.repair_runs import steward_env  # noqa: E402
 from harness.steward import default_binary  # noqa: E402
 
 SIZES = {'vcpus': 64, 'memory_mb': 131072, 'disk_gb': 371}
@@ -261,26 +262,14 @@ def bench(args, cloud, journal, binary, workdir, n, with_instance):
             % (n, t))
         plain_set, t = plain_job.result()
         log('seeded the plain client\'s %d providers in %.1fs' % (n, t))
-    cloud.keystone.register_service('baremetal', cloud.ironic.url,
-                                    name='ironic')
     cloud.steward_identity()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
+    db_url = None
     if args.journal == 'mysql':
         db_url = '%s/%s' % (journal.url.rstrip('/'),
                             journal.create('journal'))
-    else:
-        db_url = 'sqlite://%s?mode=rwc' % os.path.join(workdir,
-                                                       'steward.sqlite')
-    env.update({
-        'OS_CLIENT_CONFIG_FILE': cloud.identity['clouds_yaml'],
-        'NO_PROXY': '127.0.0.1,localhost', 'no_proxy': '127.0.0.1,localhost',
-        'STEWARD_LOG': 'warn',
-        'STEWARD__OPENSTACK__CLOUD': 'steward',
-        'STEWARD__REPAIR__API_DATABASE': cloud.nova.database_url('api'),
-        'STEWARD__REPAIR__CONCURRENCY': str(args.concurrency),
-        'STEWARD__DATABASE__URL': db_url,
-    })
+    env = steward_env(cloud, workdir, db_url)
+    env['STEWARD__REPAIR__CONCURRENCY'] = str(args.concurrency)
     load_before = load_average()
 
     log('steward repair plan --all')

@@ -282,7 +282,8 @@ class Cloud:
         """What steward logs in with: a `steward` user in project
         `service` with `roles`, an application credential (limited to
         `app_cred_roles` if given, else all the user's roles), the
-        `scheduler-steward` endpoint at `steward_url` (if given) and a
+        `scheduler-steward` endpoint at `steward_url` (if given), Ironic's
+        `baremetal` endpoint when the cloud runs Ironic, and a
         clouds.yaml with the clouds `steward` (password) and
         `steward-appcred`. Returns (and keeps as .identity) a dict with
         user, app_credential and clouds_yaml (path)."""
@@ -295,6 +296,9 @@ class Cloud:
         if steward_url:
             self.keystone.register_service('scheduler-steward', steward_url,
                                            name='steward')
+        if self.ironic is not None:
+            self.keystone.register_service('baremetal', self.ironic.url,
+                                           name='ironic')
         path = self.keystone.write_clouds_yaml({
             'steward': self.keystone.password_cloud(user),
             'steward-appcred': self.keystone.app_cred_cloud(cred)})

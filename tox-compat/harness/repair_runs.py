@@ -10,9 +10,9 @@ import subprocess
 import time
 
 
-def steward_env(cloud, workdir):
+def steward_env(cloud, workdir, database_url=None):
     """The environment of `steward repair ...` against `cloud`, with its
-    journal in <workdir>/steward.sqlite."""
+    journal at `database_url`, else in <workdir>/steward.sqlite."""
     env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
     env.update({
         'OS_CLIENT_CONFIG_FILE': cloud.identity['clouds_yaml'],
@@ -20,8 +20,8 @@ def steward_env(cloud, workdir):
         'STEWARD_LOG': 'warn',
         'STEWARD__OPENSTACK__CLOUD': 'steward',
         'STEWARD__REPAIR__API_DATABASE': cloud.nova.database_url('api'),
-        'STEWARD__DATABASE__URL': 'sqlite://%s?mode=rwc' % (
-            workdir / 'steward.sqlite'),
+        'STEWARD__DATABASE__URL': database_url or 'sqlite://%s?mode=rwc' % (
+            os.path.join(workdir, 'steward.sqlite')),
     })
     return env
 

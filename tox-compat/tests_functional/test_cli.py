@@ -77,8 +77,6 @@ def cloud(tmp_path_factory):
     try:
         c.seed(SEED)
         c.spare_node = c.ironic.create_node(SPARE_NODE, 'GOLD')
-        c.keystone.register_service('baremetal', c.ironic.url,
-                                    name='ironic')
         identity = c.steward_identity()
         env = steward_env(identity['clouds_yaml'])
         # The repair routes read Nova's API database (then its cells').

@@ -89,8 +89,6 @@ def cloud(tmp_path_factory):
         gone = c.seeded['servers']['gone-inst']['uuid']
         c.nova.destroy(gone)
         c.placement.call('DELETE', '/allocations/%s' % gone, expect=204)
-        c.keystone.register_service('baremetal', c.ironic.url,
-                                    name='ironic')
         c.steward_identity()
         yield c
     finally:

@@ -73,8 +73,6 @@ def cloud(tmp_path_factory, cell2_server):
         c.add_cell('cell2', mariadb.Databases(cell2_server.url))
         c.seed(_cell_seed('cell1', SILVER, 'baremetal-silver', 'bm.silver'))
         c.seed(_cell_seed('cell2', BRONZE, 'baremetal-bronze', 'bm.bronze'))
-        c.keystone.register_service('baremetal', c.ironic.url,
-                                    name='ironic')
         c.steward_identity()
         yield c
     finally:
