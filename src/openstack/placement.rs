@@ -185,6 +185,19 @@ impl Placement {
         Ok(page.resource_providers)
     }
 
+    /// `GET /resource_providers/{uuid}/{what}`.
+    async fn provider_get<T: DeserializeOwned>(
+        &self,
+        provider_uuid: &str,
+        what: &str,
+    ) -> Result<T> {
+        self.get(&format!(
+            "resource_providers/{}/{what}",
+            segment(provider_uuid)?
+        ))
+        .await
+    }
+
     /// One resource provider.
     pub async fn resource_provider(&self, uuid: &str) -> Result<ResourceProvider> {
         self.get(&format!("resource_providers/{}", segment(uuid)?))
@@ -192,19 +205,11 @@ impl Placement {
     }
 
     pub async fn inventories(&self, provider_uuid: &str) -> Result<Inventories> {
-        self.get(&format!(
-            "resource_providers/{}/inventories",
-            segment(provider_uuid)?
-        ))
-        .await
+        self.provider_get(provider_uuid, "inventories").await
     }
 
     pub async fn usages(&self, provider_uuid: &str) -> Result<Usages> {
-        self.get(&format!(
-            "resource_providers/{}/usages",
-            segment(provider_uuid)?
-        ))
-        .await
+        self.provider_get(provider_uuid, "usages").await
     }
 
     /// One provider's inventories, then its usages: what Placement counts room on it from.
@@ -270,11 +275,7 @@ impl Placement {
 
     /// Every consumer's allocation against one provider.
     pub async fn provider_allocations(&self, provider_uuid: &str) -> Result<ProviderAllocations> {
-        self.get(&format!(
-            "resource_providers/{}/allocations",
-            segment(provider_uuid)?
-        ))
-        .await
+        self.provider_get(provider_uuid, "allocations").await
     }
 
     /// One consumer's allocations on every provider, with its generation and type.

@@ -341,6 +341,30 @@ impl Exec {
         let _ = self.store.repair_journal_fail(&entry, &e.to_string()).await;
     }
 
+    /// Close the journal entry of a compare-and-swap write of Nova's text: `true` once written,
+    /// `false` when the row changed under us (the entry fails; the caller reads again), the
+    /// database's error otherwise.
+    async fn swapped(
+        &self,
+        entry: String,
+        new: &str,
+        swap: Result<bool, crate::novadb::NovaDbError>,
+    ) -> Result<bool, RepairError> {
+        match swap {
+            Ok(true) => self.done(entry, Some(new.as_bytes())).await.map(|()| true),
+            Ok(false) => {
+                let e = RepairError::Gone("changed under us; reading again".into());
+                self.failed(entry, &e).await;
+                Ok(false)
+            }
+            Err(e) => {
+                let e = RepairError::from(e);
+                self.failed(entry, &e).await;
+                Err(e)
+            }
+        }
+    }
+
     async fn step(&self, node: &str, step: &Step) -> Result<(), RepairError> {
         let c = &self.clients;
         match step {
@@ -438,21 +462,11 @@ impl Exec {
                     let entry = self
                         .before(node, step, Some(current.as_bytes()), Some(new.as_bytes()))
                         .await?;
-                    match c
-                        .db
-                        .swap_instance_flavor(cell, instance, &current, &new)
-                        .await
-                    {
-                        Ok(true) => return self.done(entry, Some(new.as_bytes())).await,
-                        Ok(false) => {
-                            let e = RepairError::Gone("changed under us; reading again".into());
-                            self.failed(entry, &e).await;
-                        }
-                        Err(e) => {
-                            let e = RepairError::from(e);
-                            self.failed(entry, &e).await;
-                            return Err(e);
-                        }
+                    let swap =
+                        c.db.swap_instance_flavor(cell, instance, &current, &new)
+                            .await;
+                    if self.swapped(entry, &new, swap).await? {
+                        return Ok(());
                     }
                 }
                 Err(self.lost_races(&format!("instance {instance}'s flavor")))
@@ -478,17 +492,9 @@ impl Exec {
                     let entry = self
                         .before(node, step, Some(current.as_bytes()), Some(new.as_bytes()))
                         .await?;
-                    match c.db.swap_request_spec(instance, &current, &new).await {
-                        Ok(true) => return self.done(entry, Some(new.as_bytes())).await,
-                        Ok(false) => {
-                            let e = RepairError::Gone("changed under us; reading again".into());
-                            self.failed(entry, &e).await;
-                        }
-                        Err(e) => {
-                            let e = RepairError::from(e);
-                            self.failed(entry, &e).await;
-                            return Err(e);
-                        }
+                    let swap = c.db.swap_request_spec(instance, &current, &new).await;
+                    if self.swapped(entry, &new, swap).await? {
+                        return Ok(());
                     }
                 }
                 Err(self.lost_races(&format!("instance {instance}'s request spec")))
