@@ -127,6 +127,23 @@ def request_spec_text(cloud, uuid):
                            'instance_uuid = %s', (uuid,))[0][0]
 
 
+def assert_stopped_cleanly(journal, run_id, not_started):
+    """The run is failed in the journal, every journaled write ended one way
+    or the other (nothing left pending), and the nodes not started have no
+    entry at all."""
+    db = sqlite3.connect(journal)
+    try:
+        assert db.execute('SELECT status FROM repair_run WHERE id = ?',
+                          (run_id,)).fetchone() == ('failed',)
+        states = db.execute('SELECT node, state FROM repair_journal WHERE '
+                            'run_id = ?', (run_id,)).fetchall()
+    finally:
+        db.close()
+    assert {s for _, s in states} <= {'done', 'failed'}, states
+    assert not {n for n, _ in states} & {n['node'] for n in not_started}, \
+        states
+
+
 def assert_silver_repaired(cloud, nodes, instances, env):
     """The silver nodes hold only their custom class, used once each; the
     instances' embedded flavors and request specs ask for it alone; and
@@ -497,16 +514,7 @@ def test_placement_silent_mid_run_stops_the_run_the_next_apply_finishes(
         assert n['node'] in n['error'] and bad['node'] in n['error'], n
     assert all(n['result'] in ('repaired', 'failed', 'not_started')
                for n in results.values()), report
-    db = sqlite3.connect(journal)
-    assert db.execute('SELECT status FROM repair_run WHERE id = ?',
-                      (report['run_id'],)).fetchone() == ('failed',)
-    # Every journaled write ended one way or the other, nothing left
-    # pending; the nodes not started have no entry at all.
-    states = db.execute('SELECT node, state FROM repair_journal WHERE '
-                        'run_id = ?', (report['run_id'],)).fetchall()
-    db.close()
-    assert {s for _, s in states} <= {'done', 'failed'}, states
-    assert not {n for n, _ in states} & {n['node'] for n in later}, states
+    assert_stopped_cleanly(journal, report['run_id'], later)
     for n in later:
         assert sorted(cloud.placement.inventories(n['node'])) == [
             'CUSTOM_BAREMETAL_SILVER', 'DISK_GB', 'MEMORY_MB', 'VCPU']
@@ -634,14 +642,7 @@ def test_the_cell_database_gone_mid_run_stops_the_run_the_next_finishes(
     assert 'steward repair apply' in bad['error'], bad
     later = [n for n in results.values() if n['result'] == 'not_started']
     assert later, report
-    db = sqlite3.connect(journal)
-    assert db.execute('SELECT status FROM repair_run WHERE id = ?',
-                      (report['run_id'],)).fetchone() == ('failed',)
-    states = db.execute('SELECT node, state FROM repair_journal WHERE '
-                        'run_id = ?', (report['run_id'],)).fetchall()
-    db.close()
-    assert {s for _, s in states} <= {'done', 'failed'}, states
-    assert not {n for n, _ in states} & {n['node'] for n in later}, states
+    assert_stopped_cleanly(journal, report['run_id'], later)
 
     # The database is back (steward reads cell1 directly again).
     del env['STEWARD_CONFIG']
