@@ -14,6 +14,8 @@ use crate::telemetry::prometheus::PrometheusSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8790";
 pub const ENV_PREFIX: &str = "STEWARD";
+/// Bound of `[server] host_cache_entries`.
+pub const MAX_HOST_CACHE_ENTRIES: usize = 1_000_000;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +28,9 @@ pub struct ServerSettings {
     pub max_hosts: usize,
     /// HTTP worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// Host entries of earlier callouts kept for callers that send unchanged hosts by
+    /// reference (docs/callout.md, "Host references"); 0 keeps none.
+    pub host_cache_entries: usize,
 }
 
 impl Default for ServerSettings {
@@ -35,6 +40,7 @@ impl Default for ServerSettings {
             max_body_bytes: 16 * 1024 * 1024,
             max_hosts: 20_000,
             workers: None,
+            host_cache_entries: 20_000,
         }
     }
 }
@@ -761,6 +767,15 @@ fn validate(
         problems.push(problem(
             "server.max_body_bytes",
             "must be at least 1024 bytes",
+        ));
+    }
+    if settings.server.host_cache_entries > MAX_HOST_CACHE_ENTRIES {
+        problems.push(problem(
+            "server.host_cache_entries",
+            format!(
+                "{} is more than {MAX_HOST_CACHE_ENTRIES} (each entry holds one host's facts, about half a KB); twice your compute nodes is enough",
+                settings.server.host_cache_entries
+            ),
         ));
     }
     if settings.server.workers == Some(0) {

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub hosts_per_request: HistogramVec,
     pub degraded: IntCounterVec,
+    /// Hosts of accepted callouts, by how they were sent (`full`, `reference`).
+    pub callout_hosts: IntCounterVec,
     pub rejections: IntCounterVec,
     pub telemetry_samples: IntCounterVec,
     pub cluster_hosts: IntGauge,
@@ -68,6 +70,17 @@ impl Metrics {
             &["route"],
         )
         .expect("valid metric");
+        let callout_hosts = IntCounterVec::new(
+            Opts::new(
+                "steward_callout_hosts_total",
+                "Hosts of accepted filter and weigh requests, by how they were sent: in full, or by reference to an entry of the host cache",
+            ),
+            &["sent"],
+        )
+        .expect("valid metric");
+        for sent in ["full", "reference"] {
+            callout_hosts.with_label_values(&[sent]);
+        }
         let degraded = IntCounterVec::new(
             Opts::new(
                 "steward_scoring_degraded_total",
@@ -200,6 +213,7 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(hosts_per_request.clone()),
             Box::new(degraded.clone()),
+            Box::new(callout_hosts.clone()),
             Box::new(rejections.clone()),
             Box::new(telemetry_samples.clone()),
             Box::new(cluster_hosts.clone()),
@@ -225,6 +239,7 @@ impl Metrics {
             latency,
             hosts_per_request,
             degraded,
+            callout_hosts,
             rejections,
             telemetry_samples,
             cluster_hosts,

@@ -350,3 +350,20 @@ fn the_rebalance_section_defaults_to_dry_run_and_names_each_bad_key() {
     assert_eq!(v.settings.rebalance.mode, Mode::Approve);
     assert_eq!(v.settings.rebalance.budget_gib_per_az_per_hour, 50.0);
 }
+
+#[test]
+fn a_host_cache_past_its_bound_is_a_problem_naming_the_key() {
+    let problems = load_from(
+        None,
+        &env(&[("STEWARD__SERVER__HOST_CACHE_ENTRIES", "2000000")]),
+    )
+    .unwrap_err();
+    assert_eq!(keys(&problems), ["server.host_cache_entries"]);
+    assert!(
+        problems[0].message.contains("twice your compute nodes"),
+        "{problems:#?}"
+    );
+    let v = load_from(None, &env(&[("STEWARD__SERVER__HOST_CACHE_ENTRIES", "0")]))
+        .unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(v.settings.server.host_cache_entries, 0, "0 turns it off");
+}

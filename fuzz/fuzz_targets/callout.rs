@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use steward::api::host_cache::HostCache;
 use steward::api::schema::parse_callout;
 use steward::model::ClusterView;
 use steward::scoring::{self, builtin_profiles, Options, ProfileSet};
@@ -15,6 +16,13 @@ use steward::scoring::{self, builtin_profiles, Options, ProfileSet};
 const MAX_HOSTS: usize = 128;
 const NOW: f64 = 1_800_000_000.0;
 
+/// Shared by every input, small so that it turns over: hosts of one input may be named by
+/// reference in a later one, as the handlers' cache is.
+fn cache() -> &'static HostCache {
+    static CACHE: OnceLock<HostCache> = OnceLock::new();
+    CACHE.get_or_init(|| HostCache::new(64))
+}
+
 fn profiles() -> &'static ProfileSet {
     static SET: OnceLock<ProfileSet> = OnceLock::new();
     SET.get_or_init(|| {
@@ -23,9 +31,10 @@ fn profiles() -> &'static ProfileSet {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(req) = parse_callout(data, MAX_HOSTS) else {
+    let Ok(parsed) = parse_callout(data, MAX_HOSTS, Some(cache())) else {
         return;
     };
+    let req = parsed.request;
     assert!(!req.hosts.is_empty() && req.hosts.len() <= MAX_HOSTS);
     let Ok(profile) = profiles().select(&req.instance.flavor.extra_specs, &req.instance.hints)
     else {

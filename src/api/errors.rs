@@ -77,6 +77,16 @@ impl ApiError {
         }
     }
 
+    /// A callout named hosts by references this steward does not hold (docs/callout.md).
+    pub fn unknown_host_refs(message: impl Into<String>, field: String) -> Self {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code: "steward.unknown_host_refs",
+            message: message.into(),
+            field: Some(field),
+        }
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,

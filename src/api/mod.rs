@@ -2,6 +2,7 @@
 //! Thin: it parses, calls the scoring core or an adapter, and renders; it holds no policy.
 
 pub mod errors;
+pub mod host_cache;
 pub mod openapi;
 pub mod openapi_markdown;
 mod repair;
@@ -27,6 +28,8 @@ use crate::store::Store;
 use errors::ApiError;
 
 pub const REQUEST_ID_HEADER: &str = "x-openstack-request-id";
+/// On a callout's 200: this steward keeps host entries for reference (docs/callout.md).
+pub const HOST_CACHE_HEADER: &str = "x-steward-host-cache";
 
 /// Everything a handler may use; cheap to clone into every worker.
 #[derive(Clone)]
@@ -43,6 +46,8 @@ pub struct AppState {
     pub keystone: Option<Arc<CachedValidator>>,
     pub max_body_bytes: usize,
     pub max_hosts: usize,
+    /// Hosts of earlier callouts, for callers that send unchanged ones by reference.
+    pub host_cache: Arc<host_cache::HostCache>,
     /// What the repair routes connect with (`[openstack]`, `[repair]`).
     pub settings: Arc<crate::config::Settings>,
 }
@@ -64,6 +69,9 @@ impl AppState {
             keystone: None,
             max_body_bytes: v.settings.server.max_body_bytes,
             max_hosts: v.settings.server.max_hosts,
+            host_cache: Arc::new(host_cache::HostCache::new(
+                v.settings.server.host_cache_entries,
+            )),
             settings: Arc::new(v.settings),
         }
     }

@@ -100,12 +100,29 @@ async fn callout<'a>(
     payload: web::Payload,
 ) -> Result<(SchedulingRequest, &'a Profile), ApiError> {
     let body = read_body(req, payload, state.max_body_bytes).await?;
-    let req = parse_callout(&body, state.max_hosts)?;
+    let parsed = parse_callout(&body, state.max_hosts, Some(&state.host_cache))?;
+    let by_reference = parsed.by_reference as u64;
+    let req = parsed.request;
+    let m = &state.metrics.callout_hosts;
+    m.with_label_values(&["reference"]).inc_by(by_reference);
+    m.with_label_values(&["full"])
+        .inc_by(req.hosts.len() as u64 - by_reference);
     let profile = state
         .profiles
         .select(&req.instance.flavor.extra_specs, &req.instance.hints)
         .map_err(ApiError::unknown_profile)?;
     Ok((req, profile))
+}
+
+/// A callout's 200. With a host cache, `X-Steward-Host-Cache` (its size) tells the caller
+/// that the hosts it sent in full may be named by reference from now on (docs/callout.md).
+fn callout_ok(state: &AppState) -> actix_web::HttpResponseBuilder {
+    let mut ok = HttpResponse::Ok();
+    let capacity = state.host_cache.capacity();
+    if capacity > 0 {
+        ok.insert_header((super::HOST_CACHE_HEADER, capacity.to_string()));
+    }
+    ok
 }
 
 fn record(state: &AppState, route: &str, hosts: usize, degraded: bool) {
@@ -132,8 +149,11 @@ pub struct FilterQuery {
 #[utoipa::path(post, path = "/v1/filter", request_body = CalloutRequest,
     params(("weigh" = Option<bool>, Query, description = "also answer the allowed hosts' weights (one round trip per scheduling request)"),
            ("compact" = Option<bool>, Query, description = "answer hosts by their index in the request and weights as a plain array (CompactFilterResponse): what the Nova shim asks for")),
-    responses((status = 200, body = FilterAnswer, description = "hosts by name (FilterResponse), or by index with `compact=true` (CompactFilterResponse)"), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
+    responses((status = 200, body = FilterAnswer, description = "hosts by name (FilterResponse), or by index with `compact=true` (CompactFilterResponse)",
+               headers(("X-Steward-Host-Cache" = u64, description = "this steward keeps host entries (this many): the hosts sent in full may be named by reference from now on"))),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "steward.unknown_host_refs: a host reference this steward does not hold; send those hosts in full"),
+              (status = 413, body = ErrorBody)))]
 pub async fn filter(
     req: HttpRequest,
     payload: web::Payload,
@@ -173,7 +193,7 @@ pub async fn filter(
         }
         let weights = host_weights.map(|hw| allowed_indexes.iter().map(|&i| hw[i]).collect());
         return Ok(
-            HttpResponse::Ok().json(FilterAnswer::Compact(CompactFilterResponse {
+            callout_ok(&state).json(FilterAnswer::Compact(CompactFilterResponse {
                 request_id: rid,
                 profile: profile.name.clone(),
                 role: out.role,
@@ -208,7 +228,7 @@ pub async fn filter(
             Some(r) => rejected.push(rejected_host(&state, None, h, r)),
         }
     }
-    Ok(HttpResponse::Ok().json(FilterAnswer::Named(FilterResponse {
+    Ok(callout_ok(&state).json(FilterAnswer::Named(FilterResponse {
         request_id: rid,
         profile: profile.name.clone(),
         role: out.role,
@@ -251,8 +271,11 @@ pub struct WeighQuery {
 /// (reader role; Nova normalises). `?explain=true` adds each plugin's score.
 #[utoipa::path(post, path = "/v1/weigh", request_body = CalloutRequest,
     params(("explain" = Option<bool>, Query, description = "add each plugin's score and weight per host")),
-    responses((status = 200, body = WeighResponse), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
+    responses((status = 200, body = WeighResponse,
+               headers(("X-Steward-Host-Cache" = u64, description = "this steward keeps host entries (this many): the hosts sent in full may be named by reference from now on"))),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "steward.unknown_host_refs: a host reference this steward does not hold; send those hosts in full"),
+              (status = 413, body = ErrorBody)))]
 pub async fn weigh(
     req: HttpRequest,
     payload: web::Payload,
@@ -302,7 +325,7 @@ pub async fn weigh(
         request_id = %rid, instance = %sreq.instance.uuid, operation = sreq.operation.as_str(),
         profile = %profile.name, hosts = weights.len(), degraded, "weigh"
     );
-    Ok(HttpResponse::Ok().json(WeighResponse {
+    Ok(callout_ok(&state).json(WeighResponse {
         request_id: rid,
         profile: profile.name.clone(),
         role: out.role,

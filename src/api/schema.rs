@@ -6,14 +6,22 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use serde_json::value::RawValue;
+
 use super::errors::ApiError;
+use super::host_cache::{format_ref, host_ref, parse_ref, HostCache, HostDigest};
 use crate::model::{
     Flavor, Host, HostFacts, Instance, Operation, SchedulingRequest, ServerGroup, Source, VmFacts,
 };
 use crate::telemetry::{HostSample, VmSample};
 
 /// Parse JSON, naming the path of the first field that does not fit.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    parse_json_at(body, None)
+}
+
+/// [`parse_json`] of a part of a body found at `at` (`hosts[3]`): errors name `at.field`.
+fn parse_json_at<'a, T: Deserialize<'a>>(body: &'a [u8], at: Option<&str>) -> Result<T, ApiError> {
     // The hot path: a plain parse. Only a body that fails is parsed again to name the field.
     if let Ok(v) = serde_json::from_slice(body) {
         return Ok(v);
@@ -24,7 +32,12 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         let inner = e.into_inner();
         // A syntax error is the body's fault, not a field's: naming a field would mislead.
         let is_data = inner.classify() == serde_json::error::Category::Data;
-        let field = (is_data && path != ".").then_some(path);
+        let field = match (at, is_data && path != ".") {
+            (Some(at), true) => Some(format!("{at}.{path}")),
+            (Some(at), false) => Some(at.to_string()),
+            (None, true) => Some(path),
+            (None, false) => None,
+        };
         let message = match &field {
             Some(f) => format!("{f}: {inner}"),
             None => format!("request body is not valid JSON for this route: {inner}"),
@@ -122,15 +135,47 @@ pub struct HostDto {
 
 /// The body of `POST /v1/filter` and `POST /v1/weigh`: one Nova scheduling request.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-pub struct CalloutRequest {
+pub struct CalloutRequest<'a> {
     pub operation: OperationDto,
     pub instance: InstanceDto,
     #[serde(default)]
     pub ignore_hosts: Option<Vec<String>>,
-    /// Every candidate host, at most `[server] max_hosts`.
-    #[schema(min_items = 1)]
-    pub hosts: Vec<HostDto>,
+    /// Every candidate host, at most `[server] max_hosts`: a host object, or the reference of
+    /// one this steward accepted before (docs/callout.md, "Host references"). Each is read
+    /// once the whole list is counted.
+    #[serde(borrow)]
+    #[schema(min_items = 1, value_type = Vec<HostEntry>)]
+    pub hosts: Vec<&'a RawValue>,
 }
+
+/// One entry of a callout's `hosts`: the host's facts, or the reference of facts sent before.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum HostEntry {
+    Host(Box<HostDto>),
+    Ref(HostReference),
+}
+
+/// 32 hex digits: the first 16 bytes of the SHA-256 of a host object's JSON text, exactly as
+/// it was sent in an earlier callout this steward answered with `X-Steward-Host-Cache`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HostReference(pub String);
+
+impl utoipa::PartialSchema for HostReference {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-fA-F]{32}$"))
+            .description(Some(
+                "A host reference: the first 16 bytes (32 hex digits) of the SHA-256 of a host \
+                 object's JSON text, exactly as sent in an earlier callout that this steward \
+                 answered with `X-Steward-Host-Cache`",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for HostReference {}
 
 fn non_negative(
     value: Option<f64>,
@@ -175,21 +220,221 @@ fn hint_value(v: &serde_json::Value) -> Option<String> {
     }
 }
 
-impl CalloutRequest {
-    /// Validate and map onto the model. Every error names its field.
-    pub fn into_model(self, max_hosts: usize) -> Result<SchedulingRequest, ApiError> {
-        if self.hosts.is_empty() {
+impl HostDto {
+    /// Check one host entry (the `i`th of its request) into the model.
+    fn into_host(self, i: usize) -> Result<Host, ApiError> {
+        let at = |name: &str| format!("hosts[{i}].{name}");
+        if self.host.trim().is_empty() {
             return Err(ApiError::bad_request(
-                "hosts: at least one candidate host is needed",
-                Some("hosts".into()),
+                format!("{}: must not be empty", at("host")),
+                Some(at("host")),
             ));
         }
-        if self.hosts.len() > max_hosts {
-            return Err(ApiError::too_large(format!(
-                "hosts: {} candidate hosts is more than [server] max_hosts = {max_hosts}",
-                self.hosts.len()
-            )));
+        let nodename = blank_to_none(self.nodename).unwrap_or_else(|| self.host.clone());
+        Ok(Host {
+            vcpus_total: non_negative(self.vcpus_total, || at("vcpus_total"))?,
+            vcpus_used: non_negative(self.vcpus_used, || at("vcpus_used"))?,
+            cpu_allocation_ratio: positive(self.cpu_allocation_ratio, || {
+                at("cpu_allocation_ratio")
+            })?,
+            memory_mb_total: non_negative(self.memory_mb_total, || at("memory_mb_total"))?,
+            // Nova reports negative free RAM on overcommitted hosts: keep it.
+            memory_mb_free: match self.memory_mb_free {
+                Some(v) if !v.is_finite() => {
+                    return Err(ApiError::bad_request(
+                        format!("{}: {v} is not a finite number", at("memory_mb_free")),
+                        Some(at("memory_mb_free")),
+                    ))
+                }
+                v => v,
+            },
+            ram_allocation_ratio: positive(self.ram_allocation_ratio, || {
+                at("ram_allocation_ratio")
+            })?,
+            disk_gb_total: non_negative(self.disk_gb_total, || at("disk_gb_total"))?,
+            disk_gb_free: self.disk_gb_free.filter(|v| v.is_finite()),
+            host: self.host,
+            nodename,
+            uuid: self.uuid,
+            az: blank_to_none(self.az),
+            hypervisor_type: self.hypervisor_type,
+            instance_uuids: self.instance_uuids.unwrap_or_default(),
+        })
+    }
+}
+
+/// A callout checked into the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedCallout {
+    pub request: SchedulingRequest,
+    /// How many of its hosts were sent by reference.
+    pub by_reference: usize,
+}
+
+/// One entry of `hosts`: its reference, and the host when it was sent in full (checked).
+fn host_entry(raw: &RawValue, i: usize) -> Result<(HostDigest, Option<Host>), ApiError> {
+    let text = raw.get();
+    let at = || format!("hosts[{i}]");
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let dto: HostDto = parse_json_at(text.as_bytes(), Some(&at()))?;
+            Ok((host_ref(text.as_bytes()), Some(dto.into_host(i)?)))
         }
+        // The raw text of a JSON string is the string in quotes; a reference has nothing to
+        // escape, so anything with an escape is not one.
+        Some(b'"') => parse_ref(&text[1..text.len() - 1])
+            .map(|r| (r, None))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    format!(
+                        "{}: {} is not a host reference (32 hex digits, the SHA-256 prefix of a host object sent before); send the host object",
+                        at(),
+                        snippet(text)
+                    ),
+                    Some(at()),
+                )
+            }),
+        _ => Err(ApiError::bad_request(
+            format!(
+                "{}: invalid type: {}, expected a host object or a host reference",
+                at(),
+                snippet(text)
+            ),
+            Some(at()),
+        )),
+    }
+}
+
+/// The start of a bad value, for a message.
+fn snippet(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// A request's hosts, and which were sent in full.
+struct CalloutHosts {
+    hosts: Vec<Host>,
+    /// (reference, index in `hosts`) of each host sent in full.
+    full: Vec<(HostDigest, usize)>,
+}
+
+/// A request's host list, `max_hosts` at most: each entry read (or found in `cache` by its
+/// reference), then the checks across entries.
+fn hosts_of(
+    raw: &[&RawValue],
+    max_hosts: usize,
+    cache: Option<&HostCache>,
+) -> Result<CalloutHosts, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::bad_request(
+            "hosts: at least one candidate host is needed",
+            Some("hosts".into()),
+        ));
+    }
+    if raw.len() > max_hosts {
+        return Err(ApiError::too_large(format!(
+            "hosts: {} candidate hosts is more than [server] max_hosts = {max_hosts}",
+            raw.len()
+        )));
+    }
+    let mut hosts = Vec::with_capacity(raw.len());
+    let mut refs: Vec<(usize, HostDigest)> = Vec::new();
+    let mut full: Vec<(HostDigest, usize)> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        match host_entry(r, i)? {
+            (digest, Some(h)) => {
+                full.push((digest, i));
+                hosts.push(h);
+            }
+            (digest, None) => {
+                refs.push((i, digest));
+                // Filled in from the cache below, in one lock.
+                hosts.push(Host::default());
+            }
+        }
+    }
+    if !refs.is_empty() {
+        let digests: Vec<HostDigest> = refs.iter().map(|(_, d)| *d).collect();
+        let found = match cache {
+            Some(c) => c.resolve(&digests),
+            None => Err((0..digests.len()).collect()),
+        };
+        match found {
+            Ok(found) => {
+                for ((i, _), h) in refs.iter().zip(found) {
+                    hosts[*i] = h;
+                }
+            }
+            Err(unknown) => {
+                let (first, digest) = refs[unknown[0]];
+                return Err(ApiError::unknown_host_refs(
+                    format!(
+                        "hosts[{first}]: {} of the {} host references are not in this steward's host cache (first: {}): send those hosts in full. It restarted, dropped them past [server] host_cache_entries = {}, or another replica answered the request that sent them",
+                        unknown.len(),
+                        refs.len(),
+                        format_ref(&digest),
+                        cache.map_or(0, HostCache::capacity)
+                    ),
+                    format!("hosts[{first}]"),
+                ));
+            }
+        }
+    }
+    check_across(&hosts)?;
+    Ok(CalloutHosts { hosts, full })
+}
+
+/// What no single entry shows: a (host, nodename) listed twice, a host in two AZs.
+fn check_across(hosts: &[Host]) -> Result<(), ApiError> {
+    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(hosts.len());
+    let mut host_az: HashMap<&str, Option<&str>> = HashMap::with_capacity(hosts.len());
+    for (i, h) in hosts.iter().enumerate() {
+        let at = |name: &str| format!("hosts[{i}].{name}");
+        if !seen.insert((&h.host, &h.nodename)) {
+            return Err(ApiError::bad_request(
+                format!(
+                    "{}: host {:?} with nodename {:?} is listed twice",
+                    at("host"),
+                    h.host,
+                    h.nodename
+                ),
+                Some(at("host")),
+            ));
+        }
+        let az = h.az.as_deref();
+        match host_az.get(h.host.as_str()) {
+            Some(first) if *first != az => {
+                return Err(ApiError::bad_request(
+                    format!(
+                        "{}: host {:?} is listed in AZ {} and in AZ {}; a host belongs to one AZ (check its aggregates)",
+                        at("az"),
+                        h.host,
+                        first.unwrap_or("(none)"),
+                        az.unwrap_or("(none)")
+                    ),
+                    Some(at("az")),
+                ))
+            }
+            Some(_) => {}
+            None => {
+                host_az.insert(&h.host, az);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl CalloutRequest<'_> {
+    /// Validate and map onto the model. Every error names its field. Hosts sent by
+    /// reference come from `cache`; with a cache, the hosts sent in full are kept in it once
+    /// the whole request is valid.
+    pub fn into_model(
+        self,
+        max_hosts: usize,
+        cache: Option<&HostCache>,
+    ) -> Result<ParsedCallout, ApiError> {
         let inst = self.instance;
         if inst.uuid.trim().is_empty() {
             return Err(ApiError::bad_request(
@@ -197,6 +442,7 @@ impl CalloutRequest {
                 Some("instance.uuid".into()),
             ));
         }
+        let CalloutHosts { hosts, full } = hosts_of(&self.hosts, max_hosts, cache)?;
         let f = inst.flavor.unwrap_or_default();
         let fl = |name: &str| format!("instance.flavor.{name}");
         let flavor = Flavor {
@@ -230,91 +476,32 @@ impl CalloutRequest {
             }),
             metadata: inst.metadata.unwrap_or_default(),
         };
-        let mut seen: HashSet<(String, String)> = HashSet::with_capacity(self.hosts.len());
-        let mut host_az: HashMap<String, Option<String>> = HashMap::new();
-        let mut hosts = Vec::with_capacity(self.hosts.len());
-        for (i, h) in self.hosts.into_iter().enumerate() {
-            let at = |name: &str| format!("hosts[{i}].{name}");
-            if h.host.trim().is_empty() {
-                return Err(ApiError::bad_request(
-                    format!("{}: must not be empty", at("host")),
-                    Some(at("host")),
-                ));
-            }
-            let nodename = blank_to_none(h.nodename).unwrap_or_else(|| h.host.clone());
-            if !seen.insert((h.host.clone(), nodename.clone())) {
-                return Err(ApiError::bad_request(
-                    format!(
-                        "{}: host {:?} with nodename {nodename:?} is listed twice",
-                        at("host"),
-                        h.host
-                    ),
-                    Some(at("host")),
-                ));
-            }
-            let az = blank_to_none(h.az);
-            match host_az.get(&h.host) {
-                Some(first) if *first != az => {
-                    return Err(ApiError::bad_request(
-                        format!(
-                            "{}: host {:?} is listed in AZ {} and in AZ {}; a host belongs to one AZ (check its aggregates)",
-                            at("az"),
-                            h.host,
-                            first.as_deref().unwrap_or("(none)"),
-                            az.as_deref().unwrap_or("(none)")
-                        ),
-                        Some(at("az")),
-                    ))
-                }
-                Some(_) => {}
-                None => {
-                    host_az.insert(h.host.clone(), az.clone());
-                }
-            }
-            hosts.push(Host {
-                vcpus_total: non_negative(h.vcpus_total, || at("vcpus_total"))?,
-                vcpus_used: non_negative(h.vcpus_used, || at("vcpus_used"))?,
-                cpu_allocation_ratio: positive(h.cpu_allocation_ratio, || {
-                    at("cpu_allocation_ratio")
-                })?,
-                memory_mb_total: non_negative(h.memory_mb_total, || at("memory_mb_total"))?,
-                // Nova reports negative free RAM on overcommitted hosts: keep it.
-                memory_mb_free: match h.memory_mb_free {
-                    Some(v) if !v.is_finite() => {
-                        return Err(ApiError::bad_request(
-                            format!("{}: {v} is not a finite number", at("memory_mb_free")),
-                            Some(at("memory_mb_free")),
-                        ))
-                    }
-                    v => v,
-                },
-                ram_allocation_ratio: positive(h.ram_allocation_ratio, || {
-                    at("ram_allocation_ratio")
-                })?,
-                disk_gb_total: non_negative(h.disk_gb_total, || at("disk_gb_total"))?,
-                disk_gb_free: h.disk_gb_free.filter(|v| v.is_finite()),
-                host: h.host,
-                nodename,
-                uuid: h.uuid,
-                az,
-                hypervisor_type: h.hypervisor_type,
-                instance_uuids: h.instance_uuids.unwrap_or_default(),
-            });
+        let by_reference = hosts.len() - full.len();
+        if let Some(c) = cache {
+            c.store(full.into_iter().map(|(d, i)| (d, hosts[i].clone())));
         }
-        Ok(SchedulingRequest {
-            operation: self.operation.into(),
-            instance,
-            ignore_hosts: self.ignore_hosts.unwrap_or_default(),
-            hosts,
+        Ok(ParsedCallout {
+            request: SchedulingRequest {
+                operation: self.operation.into(),
+                instance,
+                ignore_hosts: self.ignore_hosts.unwrap_or_default(),
+                hosts,
+            },
+            by_reference,
         })
     }
 }
 
 /// The body of `POST /v1/filter` and `POST /v1/weigh` as their handlers read it: parsed,
-/// then validated into the model (fuzzed by `fuzz/fuzz_targets/callout.rs`).
-pub fn parse_callout(body: &[u8], max_hosts: usize) -> Result<SchedulingRequest, ApiError> {
+/// then validated into the model, hosts sent by reference taken from `cache` (fuzzed by
+/// `fuzz/fuzz_targets/callout.rs`).
+pub fn parse_callout(
+    body: &[u8],
+    max_hosts: usize,
+    cache: Option<&HostCache>,
+) -> Result<ParsedCallout, ApiError> {
     let req: CalloutRequest = parse_json(body)?;
-    req.into_model(max_hosts)
+    req.into_model(max_hosts, cache)
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
