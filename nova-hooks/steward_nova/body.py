@@ -5,6 +5,7 @@ the contract does not allow (NaN, a negative free RAM), is sent as null,
 which steward reads as "unknown". Only a missing instance uuid is an error.
 """
 
+import hashlib
 import json
 import operator
 
@@ -268,71 +269,74 @@ def build(host_states, spec_obj, with_instances=True, default_az=_UNSEEN):
 _ENCODE = json.JSONEncoder(allow_nan=False, separators=(',', ':'),
                            check_circular=False).encode
 
-# id(HostState) -> (HostState, fields, AZ, instances copy, (key, JSON bytes))
-# of its last encoding. Nova keeps one HostState per compute node across
-# requests (HostManager.host_state_map) and most do not change between two
-# scheduling requests (never between the filter and the weigher of one), so
-# an unchanged host costs one read and a few comparisons of values it
-# already holds (identical objects compare without being read) instead of
-# building its entry again. The entry holds the HostState, so its id stays
-# its own while cached.
+# id(HostState) -> (HostState, fields + AZ, instances copy, entry) of its last
+# encoding, `entry` being what encode_hosts gives for it. Nova keeps one
+# HostState per compute node across requests (HostManager.host_state_map) and
+# most do not change between two scheduling requests (never between the
+# filter and the weigher of one), so an unchanged host costs one read and a
+# few comparisons of values it already holds (identical objects compare
+# without being read) instead of building its entry again. The entry holds
+# the HostState, so its id stays its own while cached.
 _ENCODED = {}
 # Bound for clouds whose hosts come and go: forget everything past it.
 _MAX_ENCODED = 50000
 
 
 def _instances_copy(instances):
-    """What a later request's instances are compared with: a dict is
-    compared as a dict (Nova's {uuid: Instance}, often mutated in place,
-    hence the copy), anything else as the tuple of its items."""
+    """What a later request's instances are compared with: a dict as a
+    dict (Nova's {uuid: Instance}, often mutated in place, hence the
+    copy), anything else as the tuple of its items."""
     if type(instances) is dict:
         return dict(instances)
     return tuple(instances) if instances else ()
 
 
-def _same_instances(kept, instances, with_instances):
-    """Are `instances` those of the cached entry (`kept`: its copy, None
-    when sent without instances)?"""
-    if not with_instances:
-        return kept is None
-    if type(kept) is dict:
-        return type(instances) is dict and instances == kept
-    return kept == (tuple(instances) if instances else ())
+def reference(fragment):
+    """The host reference of an encoded host entry (docs/callout.md, "Host
+    references"), as it goes in the body: the first 16 bytes of the
+    SHA-256 of its JSON text, in hex, quoted."""
+    return b'"%s"' % hashlib.sha256(fragment).hexdigest()[:32].encode()
 
 
 def encode_hosts(host_states, with_instances=True, default_az=None):
-    """[((host, nodename), JSON bytes)] of the host entries, in order."""
+    """[((host, nodename), JSON bytes, reference)] of the host entries, in
+    order: each entry in full, and the reference steward may know it by."""
     out = []
     append = out.append
     memo = {}
     cache = _ENCODED
+    get = cache.get
     for hs in host_states:
-        values = _read_all(hs)
-        fields = values[:_N]
-        az = _az_of(values[_N], default_az, memo)
-        instances = values[_N + 1] if with_instances else None
-        hit = cache.get(id(hs))
-        if (hit is not None and hit[0] is hs and hit[1] == fields
-                and hit[2] == az
-                and _same_instances(hit[3], instances, with_instances)):
-            append(hit[4])
+        try:
+            values = _READ_ALL(hs)
+        except AttributeError:
+            values = _read_all(hs)
+        key = values[:_N] + (_az_of(values[_N], default_az, memo),)
+        instances = values[_N + 1]
+        if with_instances and type(instances) is not dict:
+            instances = tuple(instances) if instances else ()
+        hit = get(id(hs))
+        if (hit is not None and hit[0] is hs and hit[1] == key
+                and (hit[2] == instances if with_instances
+                     else hit[2] is None)):
+            append(hit[3])
             continue
         copy = _instances_copy(instances) if with_instances else None
-        entry = _entry(fields + (az, tuple(copy) if with_instances
-                                 else None))
-        done = ((entry['host'], entry['nodename']),
-                _ENCODE(entry).encode())
+        entry = _entry(key + (tuple(copy) if with_instances else None,))
+        fragment = _ENCODE(entry).encode()
+        done = ((entry['host'], entry['nodename']), fragment,
+                reference(fragment))
         if len(cache) >= _MAX_ENCODED:
             cache.clear()
         # A plain dict under the GIL: a race costs at most one extra
         # encoding.
-        cache[id(hs)] = (hs, fields, az, copy, done)
+        cache[id(hs)] = (hs, key, copy, done)
         append(done)
     return out
 
 
 def encode_host(host_state, with_instances=True, default_az=None):
-    """((host, nodename), JSON bytes) of one host entry."""
+    """((host, nodename), JSON bytes, reference) of one host entry."""
     return encode_hosts([host_state], with_instances, default_az)[0]
 
 

@@ -229,7 +229,7 @@ def test_weight_multiplier_is_novas_for_every_aggregate_layout(nova_conf):
 
 
 def encoded_body(hosts, spec, with_instances=True):
-    fragments = [f for _, f in body.encode_hosts(hosts, with_instances)]
+    fragments = [f for _, f, _ in body.encode_hosts(hosts, with_instances)]
     return json.loads(body.encode(spec, fragments))
 
 
