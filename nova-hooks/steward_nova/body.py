@@ -269,26 +269,36 @@ def build(host_states, spec_obj, with_instances=True, default_az=_UNSEEN):
 _ENCODE = json.JSONEncoder(allow_nan=False, separators=(',', ':'),
                            check_circular=False).encode
 
-# id(HostState) -> (HostState, fields + AZ, instances copy, entry) of its last
-# encoding, `entry` being what encode_hosts gives for it. Nova keeps one
-# HostState per compute node across requests (HostManager.host_state_map) and
-# most do not change between two scheduling requests (never between the
-# filter and the weigher of one), so an unchanged host costs one read and a
-# few comparisons of values it already holds (identical objects compare
-# without being read) instead of building its entry again. The entry holds
-# the HostState, so its id stays its own while cached.
+# id(HostState) -> (HostState, what was read of it, default AZ, entry) of
+# its last encoding, `entry` being what encode_hosts gives for it. Nova keeps
+# one HostState per compute node across requests
+# (HostManager.host_state_map) and most do not change between two
+# scheduling requests (never between the filter and the weigher of one), so
+# an unchanged host costs one read and one comparison of values it already
+# holds (identical objects compare without being read) instead of building
+# its entry again. Its AZ comes from its aggregates: Nova replaces an
+# updated aggregate with a new object (HostManager._update_aggregate), so
+# the same aggregate objects mean the same AZ. The entry holds the
+# HostState, so its id stays its own while cached.
 _ENCODED = {}
 # Bound for clouds whose hosts come and go: forget everything past it.
 _MAX_ENCODED = 50000
 
 
-def _instances_copy(instances):
-    """What a later request's instances are compared with: a dict as a
-    dict (Nova's {uuid: Instance}, often mutated in place, hence the
-    copy), anything else as the tuple of its items."""
-    if type(instances) is dict:
-        return dict(instances)
-    return tuple(instances) if instances else ()
+_UNSENT = object()
+
+
+def _snapshot(values):
+    """What a later read of the same HostState is compared with: the
+    aggregates list and Nova's {uuid: Instance} (both often mutated in
+    place) copied."""
+    aggregates, instances = values[_N], values[_N + 1]
+    if type(aggregates) is list:
+        aggregates = list(aggregates)
+    t = type(instances)
+    if t is dict or t is list:
+        instances = t(instances)
+    return values[:_N] + (aggregates, instances)
 
 
 def reference(fragment):
@@ -311,18 +321,24 @@ def encode_hosts(host_states, with_instances=True, default_az=None):
             values = _READ_ALL(hs)
         except AttributeError:
             values = _read_all(hs)
-        key = values[:_N] + (_az_of(values[_N], default_az, memo),)
-        instances = values[_N + 1]
-        if with_instances and type(instances) is not dict:
-            instances = tuple(instances) if instances else ()
         hit = get(id(hs))
-        if (hit is not None and hit[0] is hs and hit[1] == key
-                and (hit[2] == instances if with_instances
-                     else hit[2] is None)):
+        if (hit is not None and hit[0] is hs and hit[2] == default_az
+                and (hit[1] == values if with_instances
+                     else (hit[1][_N + 1] is _UNSENT
+                           and hit[1][:_N + 1] == values[:_N + 1]))):
             append(hit[3])
             continue
-        copy = _instances_copy(instances) if with_instances else None
-        entry = _entry(key + (tuple(copy) if with_instances else None,))
+        snapshot = _snapshot(values)
+        instances = snapshot[_N + 1]
+        if with_instances:
+            instances = tuple(instances) if instances else ()
+        else:
+            # Never equal to what a HostState holds: an entry made without
+            # instances is not one with them.
+            snapshot = snapshot[:_N + 1] + (_UNSENT,)
+            instances = None
+        entry = _entry(values[:_N] + (
+            _az_of(snapshot[_N], default_az, memo), instances))
         fragment = _ENCODE(entry).encode()
         done = ((entry['host'], entry['nodename']), fragment,
                 reference(fragment))
@@ -330,7 +346,7 @@ def encode_hosts(host_states, with_instances=True, default_az=None):
             cache.clear()
         # A plain dict under the GIL: a race costs at most one extra
         # encoding.
-        cache[id(hs)] = (hs, key, copy, done)
+        cache[id(hs)] = (hs, snapshot, default_az, done)
         append(done)
     return out
 

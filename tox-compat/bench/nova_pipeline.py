@@ -336,6 +336,15 @@ def run(args):
                             with counter:
                                 ms, result = timed(sched.schedule, hosts,
                                                    spec)
+                        elif name == 'canned':
+                            # The canned answer says steward keeps the
+                            # hosts it was never sent: keep the shim's
+                            # view of steward's cache as it really is.
+                            known = {t: set(k)
+                                     for t, k in client._KNOWN.items()}
+                            ms, result = timed(sched.schedule, hosts, spec)
+                            client._KNOWN.clear()
+                            client._KNOWN.update(known)
                         else:
                             ms, result = timed(sched.schedule, hosts, spec)
                         times[name].append(ms)
