@@ -47,7 +47,7 @@ fn cloud(hosts: usize, role: Option<&str>) -> (SchedulingRequest, ClusterView) {
                 ..Default::default()
             },
         );
-        candidates.push(Host {
+        candidates.push(std::sync::Arc::new(Host {
             host: name.clone(),
             nodename: name,
             az: Some(az),
@@ -62,7 +62,7 @@ fn cloud(hosts: usize, role: Option<&str>) -> (SchedulingRequest, ClusterView) {
             disk_gb_free: Some(1000.0),
             instance_uuids: uuids,
             ..Default::default()
-        });
+        }));
     }
     let mut instance = Instance {
         uuid: "ffffffff-0000-4000-8000-000000000000".into(),

@@ -126,7 +126,8 @@ pub struct SchedulingRequest {
     pub operation: Operation,
     pub instance: Instance,
     pub ignore_hosts: Vec<String>,
-    pub hosts: Vec<Host>,
+    /// Shared: a callout's hosts named by reference are the host cache's own entries.
+    pub hosts: Vec<Arc<Host>>,
 }
 
 /// Where a figure came from.

@@ -154,7 +154,7 @@ fn below_min_domains_the_global_minimum_is_zero() {
 #[test]
 fn a_host_without_an_az_fails_do_not_schedule() {
     let (mut req, view) = three_azs([0, 0, 0]);
-    req.hosts.push(host("nowhere", None));
+    req.hosts.push(std::sync::Arc::new(host("nowhere", None)));
     let out = filter(&req, &dns(1), &view, &Options::default(), NOW);
     let r = out.rejections[3].as_ref().expect("no AZ is rejected");
     assert!(r.reason.contains("AZ is unknown"), "{}", r.reason);

@@ -12,7 +12,7 @@
 //! to the newer. Hosts still referenced stay; hosts gone from the cloud age out.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
@@ -51,8 +51,8 @@ pub fn format_ref(r: &HostDigest) -> String {
 
 #[derive(Default)]
 struct Generations {
-    newer: HashMap<HostDigest, Host>,
-    older: HashMap<HostDigest, Host>,
+    newer: HashMap<HostDigest, Arc<Host>>,
+    older: HashMap<HostDigest, Arc<Host>>,
 }
 
 /// Checked host entries by reference, shared by all workers.
@@ -85,7 +85,7 @@ impl HostCache {
     }
 
     /// The hosts of `refs`, in order, or the positions (in `refs`) of those not held.
-    pub fn resolve(&self, refs: &[HostDigest]) -> Result<Vec<Host>, Vec<usize>> {
+    pub fn resolve(&self, refs: &[HostDigest]) -> Result<Vec<Arc<Host>>, Vec<usize>> {
         let mut g = self.lock();
         let mut hosts = Vec::with_capacity(refs.len());
         let mut unknown = Vec::new();
@@ -110,7 +110,7 @@ impl HostCache {
     }
 
     /// Keep `entries` (checked hosts under the references of their JSON text).
-    pub fn store(&self, entries: impl IntoIterator<Item = (HostDigest, Host)>) {
+    pub fn store(&self, entries: impl IntoIterator<Item = (HostDigest, Arc<Host>)>) {
         if self.capacity == 0 {
             return;
         }
@@ -120,7 +120,7 @@ impl HostCache {
         }
     }
 
-    fn put(&self, g: &mut Generations, r: HostDigest, h: Host) {
+    fn put(&self, g: &mut Generations, r: HostDigest, h: Arc<Host>) {
         if g.newer.len() >= self.half() && !g.newer.contains_key(&r) {
             g.older = std::mem::take(&mut g.newer);
         }
@@ -142,12 +142,12 @@ impl HostCache {
 mod tests {
     use super::*;
 
-    fn host(name: &str) -> Host {
-        Host {
+    fn host(name: &str) -> Arc<Host> {
+        Arc::new(Host {
             host: name.into(),
             nodename: name.into(),
             ..Host::default()
-        }
+        })
     }
 
     #[test]

@@ -188,7 +188,7 @@ pub async fn filter(
         for (i, (h, r)) in sreq.hosts.into_iter().zip(out.rejections).enumerate() {
             match r {
                 None => allowed_indexes.push(i),
-                Some(r) => rejected.push(rejected_host(&state, Some(i), h, r)),
+                Some(r) => rejected.push(rejected_host(&state, Some(i), &h, r)),
             }
         }
         let weights = host_weights.map(|hw| allowed_indexes.iter().map(|&i| hw[i]).collect());
@@ -221,11 +221,11 @@ pub async fn filter(
                     });
                 }
                 allowed.push(HostRef {
-                    host: h.host,
-                    nodename: h.nodename,
+                    host: h.host.clone(),
+                    nodename: h.nodename.clone(),
                 })
             }
-            Some(r) => rejected.push(rejected_host(&state, None, h, r)),
+            Some(r) => rejected.push(rejected_host(&state, None, &h, r)),
         }
     }
     Ok(callout_ok(&state).json(FilterAnswer::Named(FilterResponse {
@@ -244,7 +244,7 @@ pub async fn filter(
 fn rejected_host(
     state: &AppState,
     index: Option<usize>,
-    h: crate::model::Host,
+    h: &crate::model::Host,
     r: scoring::Rejection,
 ) -> RejectedHost {
     state
@@ -254,8 +254,8 @@ fn rejected_host(
         .inc();
     RejectedHost {
         index,
-        host: h.host,
-        nodename: h.nodename,
+        host: h.host.clone(),
+        nodename: h.nodename.clone(),
         plugin: r.plugin.to_string(),
         reason: r.reason,
     }
@@ -298,8 +298,8 @@ pub async fn weigh(
         .into_iter()
         .zip(out.weights)
         .map(|(h, weight)| HostWeight {
-            host: h.host,
-            nodename: h.nodename,
+            host: h.host.clone(),
+            nodename: h.nodename.clone(),
             weight,
             explain: explain.as_mut().and_then(Iterator::next).map(|parts| {
                 parts

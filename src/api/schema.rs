@@ -2,6 +2,7 @@
 //! callout. Parses with errors that name the field, validates, and maps onto `model`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -315,7 +316,7 @@ fn snippet(text: &str) -> String {
 
 /// A request's hosts, and which were sent in full.
 struct CalloutHosts {
-    hosts: Vec<Host>,
+    hosts: Vec<Arc<Host>>,
     /// (reference, index in `hosts`) of each host sent in full.
     full: Vec<(HostDigest, usize)>,
 }
@@ -339,19 +340,20 @@ fn hosts_of(
             raw.len()
         )));
     }
-    let mut hosts = Vec::with_capacity(raw.len());
+    let mut hosts: Vec<Arc<Host>> = Vec::with_capacity(raw.len());
+    // Where a referenced host goes until the cache fills it in, below, in one lock.
+    let placeholder = Arc::new(Host::default());
     let mut refs: Vec<(usize, HostDigest)> = Vec::new();
     let mut full: Vec<(HostDigest, usize)> = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         match host_entry(r, i)? {
             (digest, Some(h)) => {
                 full.push((digest, i));
-                hosts.push(h);
+                hosts.push(Arc::new(h));
             }
             (digest, None) => {
                 refs.push((i, digest));
-                // Filled in from the cache below, in one lock.
-                hosts.push(Host::default());
+                hosts.push(placeholder.clone());
             }
         }
     }
@@ -387,7 +389,7 @@ fn hosts_of(
 }
 
 /// What no single entry shows: a (host, nodename) listed twice, a host in two AZs.
-fn check_across(hosts: &[Host]) -> Result<(), ApiError> {
+fn check_across(hosts: &[Arc<Host>]) -> Result<(), ApiError> {
     let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(hosts.len());
     let mut host_az: HashMap<&str, Option<&str>> = HashMap::with_capacity(hosts.len());
     for (i, h) in hosts.iter().enumerate() {
@@ -478,7 +480,7 @@ impl CalloutRequest<'_> {
         };
         let by_reference = hosts.len() - full.len();
         if let Some(c) = cache {
-            c.store(full.into_iter().map(|(d, i)| (d, hosts[i].clone())));
+            c.store(full.into_iter().map(|(d, i)| (d, Arc::clone(&hosts[i]))));
         }
         Ok(ParsedCallout {
             request: SchedulingRequest {

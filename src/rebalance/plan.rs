@@ -18,6 +18,7 @@
 //! a fresh steal sample nor a profile is not a destination (unknown is not zero).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::model::{
     ClusterView, Flavor, Host, Instance, Operation, SchedulingRequest, HOURS_PER_WEEK,
@@ -321,7 +322,7 @@ pub fn plan(input: &PlanInput, profile: &Profile, opts: &Options, cfg: &Rebalanc
         h.az = Some(az);
         // Roles come from steward's view; the instance lists would only be copied for nothing.
         h.instance_uuids = Vec::new();
-        work.req.hosts.push(h);
+        work.req.hosts.push(Arc::new(h));
         work.added_load.push(0.0);
     }
 
@@ -581,7 +582,7 @@ pub fn plan(input: &PlanInput, profile: &Profile, opts: &Options, cfg: &Rebalanc
         // Apply the move to the working state before the next decision.
         let target = work.req.hosts[i].host.clone();
         {
-            let h = &mut work.req.hosts[i];
+            let h = Arc::make_mut(&mut work.req.hosts[i]);
             h.vcpus_used = h.vcpus_used.map(|u| u + size.vcpus);
             h.memory_mb_free = h.memory_mb_free.map(|f| f - size.memory_mb);
             if size.block_migration {

@@ -591,7 +591,10 @@ impl<'a> Twin<'a> {
                             ..Default::default()
                         },
                         ignore_hosts: Vec::new(),
-                        hosts: fitting.iter().map(|&h| self.model_host(h)).collect(),
+                        hosts: fitting
+                            .iter()
+                            .map(|&h| std::sync::Arc::new(self.model_host(h)))
+                            .collect(),
                     };
                     let (out, weights) = scoring::filter_and_weigh(&req, profile, &view, opts, t);
                     fitting

@@ -49,7 +49,7 @@ pub fn request(op: Operation, role: Option<&str>, hosts: Vec<Host>) -> Schedulin
             ..Default::default()
         },
         ignore_hosts: vec![],
-        hosts,
+        hosts: hosts.into_iter().map(std::sync::Arc::new).collect(),
     }
 }
 
