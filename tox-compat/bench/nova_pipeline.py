@@ -394,10 +394,10 @@ def run(args):
                 # A rep's Nova and Nova + shim runs follow each other: the
                 # median of their ratios is not moved by the machine
                 # slowing down and speeding up over a run.
-                med['paired'] = statistics.median(
-                    s - n for s, n in zip(times['steward'], times['nova']))
-                med['ratio'] = statistics.median(
-                    s / n for s, n in zip(times['steward'], times['nova']))
+                pairs = list(zip(times['steward'], times['nova'],
+                                 strict=True))
+                med['paired'] = statistics.median(a - b for a, b in pairs)
+                med['ratio'] = statistics.median(a / b for a, b in pairs)
                 rows.append((n, reps, med, best, calls))
                 raw_times[n] = times
                 p, size = breakdown(steward, hosts, args.profile,
