@@ -121,7 +121,12 @@ impl HostCache {
     }
 
     fn put(&self, g: &mut Generations, r: HostDigest, h: Arc<Host>) {
-        if g.newer.len() >= self.half() && !g.newer.contains_key(&r) {
+        if g.newer.contains_key(&r) {
+            // The same text: the same checked host.
+            return;
+        }
+        g.older.remove(&r);
+        if g.newer.len() >= self.half() {
             g.older = std::mem::take(&mut g.newer);
         }
         g.newer.insert(r, h);
