@@ -369,6 +369,11 @@ fn the_service_and_the_budget_select_the_deployments_pods() {
         selects(&labels(s(svc, "spec.selector")), &pod_labels),
         "the Service selects the Deployment's pods"
     );
+    assert_eq!(
+        s(svc, "spec.sessionAffinity").and_then(Yaml::as_str),
+        Some("ClientIP"),
+        "a scheduler host keeps to one replica, whose host cache holds what it sent"
+    );
     let main = containers(deploy)
         .into_iter()
         .find(|c| c.get("ports").is_some())
