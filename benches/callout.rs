@@ -91,9 +91,17 @@ fn bench(c: &mut Criterion) {
         });
         let parsed: CalloutRequest = parse_json(&bytes).unwrap();
         group.bench_with_input(BenchmarkId::new("into_model", hosts), &parsed, |b, p| {
-            b.iter(|| black_box(p.clone()).into_model(100_000, None).unwrap())
+            b.iter(|| {
+                black_box(p.clone())
+                    .into_model(100_000, None, false)
+                    .unwrap()
+            })
         });
-        let sreq = parsed.clone().into_model(100_000, None).unwrap().request;
+        let sreq = parsed
+            .clone()
+            .into_model(100_000, None, false)
+            .unwrap()
+            .request;
         let profile = set
             .select(&sreq.instance.flavor.extra_specs, &sreq.instance.hints)
             .unwrap();
@@ -103,7 +111,7 @@ fn bench(c: &mut Criterion) {
             |b, r| b.iter(|| filter_and_weigh(black_box(r), profile, &view, &opts, NOW)),
         );
         let whole = |bytes: &[u8], cache: Option<&HostCache>| {
-            let r = parse_callout(black_box(bytes), 100_000, cache)
+            let r = parse_callout(black_box(bytes), 100_000, cache, false)
                 .unwrap()
                 .request;
             let (out, w) = filter_and_weigh(&r, profile, &view, &opts, NOW);
@@ -122,7 +130,7 @@ fn bench(c: &mut Criterion) {
         });
         // The shim's steady state: the cache holds every host, one changed since.
         let cache = HostCache::new(4 * hosts);
-        parse_callout(&bytes, 100_000, Some(&cache)).unwrap();
+        parse_callout(&bytes, 100_000, Some(&cache), true).unwrap();
         let by_ref = body(&body_by_reference(&full));
         group.bench_with_input(
             BenchmarkId::new("whole_by_reference", hosts),

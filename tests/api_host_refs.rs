@@ -31,7 +31,13 @@ struct Answer {
     json: Value,
 }
 
+/// A callout from a caller that sends references (it asks steward to keep its hosts).
 fn req(url: &str, payload: Vec<u8>) -> test::TestRequest {
+    plain_req(url, payload).insert_header(("X-Steward-Host-Cache", "1"))
+}
+
+/// A callout from a caller that always sends hosts in full.
+fn plain_req(url: &str, payload: Vec<u8>) -> test::TestRequest {
     test::TestRequest::post()
         .uri(url)
         .insert_header(("Authorization", format!("Bearer {READER}")))
@@ -207,4 +213,16 @@ async fn with_no_host_cache_nothing_is_kept_or_announced() {
         .as_str()
         .unwrap()
         .contains("host_cache_entries = 0"));
+}
+
+#[actix_web::test]
+async fn a_caller_that_does_not_ask_has_nothing_kept_or_announced() {
+    let (_dir, st) = state("").await;
+    let app = test::init_service(steward::api::app(st)).await;
+    let a =
+        answer(test::call_service(&app, plain_req("/v1/filter", body(&[A])).to_request()).await)
+            .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.cache_header, None);
+    assert_eq!(post!(&app, "/v1/filter", body(&[&refer(A)])).status, 409);
 }

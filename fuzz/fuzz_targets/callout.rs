@@ -31,7 +31,7 @@ fn profiles() -> &'static ProfileSet {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(parsed) = parse_callout(data, MAX_HOSTS, Some(cache())) else {
+    let Ok(parsed) = parse_callout(data, MAX_HOSTS, Some(cache()), true) else {
         return;
     };
     let req = parsed.request;

@@ -58,6 +58,8 @@ _HEADERS = {
     'Content-Type': 'application/json',
     'Accept': 'application/json',
     'User-Agent': 'steward-nova/0.1',
+    # Keep the hosts sent in full: the shim names them by reference later.
+    HOST_CACHE_HEADER: '1',
 }
 # Idle connections kept per process. Each thread (or greenthread) takes
 # one for the length of a call, so this many calls at once reuse their

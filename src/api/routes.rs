@@ -93,14 +93,17 @@ pub(super) async fn read_body(
     Ok(body.freeze())
 }
 
-/// Parse a callout and pick its profile.
+/// Parse a callout and pick its profile. The third value: whether the hosts it sent in full
+/// were kept for reference (the caller asked with `X-Steward-Host-Cache` and the cache is on).
 async fn callout<'a>(
     state: &'a AppState,
     req: &HttpRequest,
     payload: web::Payload,
-) -> Result<(SchedulingRequest, &'a Profile), ApiError> {
+) -> Result<(SchedulingRequest, &'a Profile, bool), ApiError> {
     let body = read_body(req, payload, state.max_body_bytes).await?;
-    let parsed = parse_callout(&body, state.max_hosts, Some(&state.host_cache))?;
+    let keep =
+        state.host_cache.capacity() > 0 && req.headers().contains_key(super::HOST_CACHE_HEADER);
+    let parsed = parse_callout(&body, state.max_hosts, Some(&state.host_cache), keep)?;
     let by_reference = parsed.by_reference as u64;
     let req = parsed.request;
     let m = &state.metrics.callout_hosts;
@@ -111,16 +114,17 @@ async fn callout<'a>(
         .profiles
         .select(&req.instance.flavor.extra_specs, &req.instance.hints)
         .map_err(ApiError::unknown_profile)?;
-    Ok((req, profile))
+    Ok((req, profile, keep))
 }
 
-/// A callout's 200. With a host cache, `X-Steward-Host-Cache` (its size) tells the caller
-/// that the hosts it sent in full may be named by reference from now on (docs/callout.md).
-fn callout_ok(state: &AppState) -> actix_web::HttpResponseBuilder {
+/// A callout's 200. When its hosts were `kept`, `X-Steward-Host-Cache` (the cache's size)
+/// tells the caller that those it sent in full may be named by reference from now on
+/// (docs/callout.md).
+fn callout_ok(state: &AppState, kept: bool) -> actix_web::HttpResponseBuilder {
     let mut ok = HttpResponse::Ok();
-    let capacity = state.host_cache.capacity();
-    if capacity > 0 {
-        ok.insert_header((super::HOST_CACHE_HEADER, capacity.to_string()));
+    if kept {
+        let capacity = state.host_cache.capacity().to_string();
+        ok.insert_header((super::HOST_CACHE_HEADER, capacity));
     }
     ok
 }
@@ -148,6 +152,7 @@ pub struct FilterQuery {
 /// its plugin and reason (reader role). `?weigh=true` adds the allowed hosts' weights.
 #[utoipa::path(post, path = "/v1/filter", request_body = CalloutRequest,
     params(("weigh" = Option<bool>, Query, description = "also answer the allowed hosts' weights (one round trip per scheduling request)"),
+           ("X-Steward-Host-Cache" = Option<String>, Header, description = "present (any value): keep the hosts sent in full for reference by later requests (docs/callout.md, \"Host references\")"),
            ("compact" = Option<bool>, Query, description = "answer hosts by their index in the request and weights as a plain array (CompactFilterResponse): what the Nova shim asks for")),
     responses((status = 200, body = FilterAnswer, description = "hosts by name (FilterResponse), or by index with `compact=true` (CompactFilterResponse)",
                headers(("X-Steward-Host-Cache" = u64, description = "this steward keeps host entries (this many): the hosts sent in full may be named by reference from now on"))),
@@ -160,7 +165,7 @@ pub async fn filter(
     query: web::Query<FilterQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (sreq, profile) = callout(&state, &req, payload).await?;
+    let (sreq, profile, kept) = callout(&state, &req, payload).await?;
     let view = state.cluster.snapshot();
     let now = unix_now();
     let (out, host_weights) = if query.weigh {
@@ -193,7 +198,7 @@ pub async fn filter(
         }
         let weights = host_weights.map(|hw| allowed_indexes.iter().map(|&i| hw[i]).collect());
         return Ok(
-            callout_ok(&state).json(FilterAnswer::Compact(CompactFilterResponse {
+            callout_ok(&state, kept).json(FilterAnswer::Compact(CompactFilterResponse {
                 request_id: rid,
                 profile: profile.name.clone(),
                 role: out.role,
@@ -228,16 +233,18 @@ pub async fn filter(
             Some(r) => rejected.push(rejected_host(&state, None, &h, r)),
         }
     }
-    Ok(callout_ok(&state).json(FilterAnswer::Named(FilterResponse {
-        request_id: rid,
-        profile: profile.name.clone(),
-        role: out.role,
-        degraded,
-        degraded_reasons: out.degraded_reasons,
-        allowed,
-        rejected,
-        weights,
-    })))
+    Ok(
+        callout_ok(&state, kept).json(FilterAnswer::Named(FilterResponse {
+            request_id: rid,
+            profile: profile.name.clone(),
+            role: out.role,
+            degraded,
+            degraded_reasons: out.degraded_reasons,
+            allowed,
+            rejected,
+            weights,
+        })),
+    )
 }
 
 /// A rejected host of a filter answer, counted by the plugin that rejected it.
@@ -270,7 +277,8 @@ pub struct WeighQuery {
 /// The Nova callout's weigher: a raw weight per candidate host under the request's profile
 /// (reader role; Nova normalises). `?explain=true` adds each plugin's score.
 #[utoipa::path(post, path = "/v1/weigh", request_body = CalloutRequest,
-    params(("explain" = Option<bool>, Query, description = "add each plugin's score and weight per host")),
+    params(("explain" = Option<bool>, Query, description = "add each plugin's score and weight per host"),
+           ("X-Steward-Host-Cache" = Option<String>, Header, description = "present (any value): keep the hosts sent in full for reference by later requests (docs/callout.md, \"Host references\")")),
     responses((status = 200, body = WeighResponse,
                headers(("X-Steward-Host-Cache" = u64, description = "this steward keeps host entries (this many): the hosts sent in full may be named by reference from now on"))),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -282,7 +290,7 @@ pub async fn weigh(
     query: web::Query<WeighQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (sreq, profile) = callout(&state, &req, payload).await?;
+    let (sreq, profile, kept) = callout(&state, &req, payload).await?;
     let view = state.cluster.snapshot();
     let out = scoring::weigh(
         &sreq,
@@ -325,7 +333,7 @@ pub async fn weigh(
         request_id = %rid, instance = %sreq.instance.uuid, operation = sreq.operation.as_str(),
         profile = %profile.name, hosts = weights.len(), degraded, "weigh"
     );
-    Ok(callout_ok(&state).json(WeighResponse {
+    Ok(callout_ok(&state, kept).json(WeighResponse {
         request_id: rid,
         profile: profile.name.clone(),
         role: out.role,

@@ -272,19 +272,26 @@ pub struct ParsedCallout {
     pub by_reference: usize,
 }
 
-/// One entry of `hosts`: its reference, and the host when it was sent in full (checked).
-fn host_entry(raw: &RawValue, i: usize) -> Result<(HostDigest, Option<Host>), ApiError> {
+/// One entry of `hosts`: a host sent in full (checked), or a reference.
+// Transient, one per entry, moved into an `Arc` at once: boxing would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Entry {
+    Full(Host),
+    Ref(HostDigest),
+}
+
+fn host_entry(raw: &RawValue, i: usize) -> Result<Entry, ApiError> {
     let text = raw.get();
     let at = || format!("hosts[{i}]");
     match text.as_bytes().first() {
         Some(b'{') => {
             let dto: HostDto = parse_json_at(text.as_bytes(), Some(&at()))?;
-            Ok((host_ref(text.as_bytes()), Some(dto.into_host(i)?)))
+            Ok(Entry::Full(dto.into_host(i)?))
         }
         // The raw text of a JSON string is the string in quotes; a reference has nothing to
         // escape, so anything with an escape is not one.
         Some(b'"') => parse_ref(&text[1..text.len() - 1])
-            .map(|r| (r, None))
+            .map(Entry::Ref)
             .ok_or_else(|| {
                 ApiError::bad_request(
                     format!(
@@ -317,8 +324,8 @@ fn snippet(text: &str) -> String {
 /// A request's hosts, and which were sent in full.
 struct CalloutHosts {
     hosts: Vec<Arc<Host>>,
-    /// (reference, index in `hosts`) of each host sent in full.
-    full: Vec<(HostDigest, usize)>,
+    /// Index in `hosts` of each host sent in full.
+    full: Vec<usize>,
 }
 
 /// A request's host list, `max_hosts` at most: each entry read (or found in `cache` by its
@@ -344,14 +351,14 @@ fn hosts_of(
     // Where a referenced host goes until the cache fills it in, below, in one lock.
     let placeholder = Arc::new(Host::default());
     let mut refs: Vec<(usize, HostDigest)> = Vec::new();
-    let mut full: Vec<(HostDigest, usize)> = Vec::new();
+    let mut full: Vec<usize> = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         match host_entry(r, i)? {
-            (digest, Some(h)) => {
-                full.push((digest, i));
+            Entry::Full(h) => {
+                full.push(i);
                 hosts.push(Arc::new(h));
             }
-            (digest, None) => {
+            Entry::Ref(digest) => {
                 refs.push((i, digest));
                 hosts.push(placeholder.clone());
             }
@@ -430,12 +437,13 @@ fn check_across(hosts: &[Arc<Host>]) -> Result<(), ApiError> {
 
 impl CalloutRequest<'_> {
     /// Validate and map onto the model. Every error names its field. Hosts sent by
-    /// reference come from `cache`; with a cache, the hosts sent in full are kept in it once
-    /// the whole request is valid.
+    /// reference come from `cache`; with `keep` (the caller sends references), the hosts sent
+    /// in full are kept in it, under the digest of their text, once the whole request is valid.
     pub fn into_model(
         self,
         max_hosts: usize,
         cache: Option<&HostCache>,
+        keep: bool,
     ) -> Result<ParsedCallout, ApiError> {
         let inst = self.instance;
         if inst.uuid.trim().is_empty() {
@@ -479,14 +487,23 @@ impl CalloutRequest<'_> {
             metadata: inst.metadata.unwrap_or_default(),
         };
         let by_reference = hosts.len() - full.len();
-        if let Some(c) = cache {
-            c.store(full.into_iter().map(|(d, i)| (d, Arc::clone(&hosts[i]))));
+        let CalloutRequest {
+            operation,
+            ignore_hosts,
+            hosts: raw,
+            ..
+        } = self;
+        if let Some(c) = cache.filter(|_| keep) {
+            c.store(
+                full.iter()
+                    .map(|&i| (host_ref(raw[i].get().as_bytes()), Arc::clone(&hosts[i]))),
+            );
         }
         Ok(ParsedCallout {
             request: SchedulingRequest {
-                operation: self.operation.into(),
+                operation: operation.into(),
                 instance,
-                ignore_hosts: self.ignore_hosts.unwrap_or_default(),
+                ignore_hosts: ignore_hosts.unwrap_or_default(),
                 hosts,
             },
             by_reference,
@@ -495,15 +512,16 @@ impl CalloutRequest<'_> {
 }
 
 /// The body of `POST /v1/filter` and `POST /v1/weigh` as their handlers read it: parsed,
-/// then validated into the model, hosts sent by reference taken from `cache` (fuzzed by
-/// `fuzz/fuzz_targets/callout.rs`).
+/// then validated into the model, hosts sent by reference taken from `cache`, those sent in
+/// full kept there with `keep` (fuzzed by `fuzz/fuzz_targets/callout.rs`).
 pub fn parse_callout(
     body: &[u8],
     max_hosts: usize,
     cache: Option<&HostCache>,
+    keep: bool,
 ) -> Result<ParsedCallout, ApiError> {
     let req: CalloutRequest = parse_json(body)?;
-    req.into_model(max_hosts, cache)
+    req.into_model(max_hosts, cache, keep)
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
