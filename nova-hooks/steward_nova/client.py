@@ -300,8 +300,10 @@ def post(path, data, req_id=None):
         raise CalloutError(
             'connection', '%s: %s' % (type(e).__name__, e)) from e
     if status != 200:
+        err = _error_of(raw)
         raise CalloutError('bad_status', 'HTTP %d %s' % (
-            status, _error_summary(raw)), code=_error_code(raw))
+            status, _error_summary(err, raw)),
+            code=err.get('code') if err else None)
     try:
         # From bytes: json detects UTF-8 itself.
         answer = json.loads(raw)
@@ -314,24 +316,24 @@ def post(path, data, req_id=None):
     return answer, cache is not None
 
 
-def _error_code(raw):
-    """The `code` of steward's error body, or None."""
-    try:
-        return json.loads(raw)['error']['code']
-    except Exception:
-        return None
-
-
-def _error_summary(raw):
-    """`code: message` of steward's error body, else the start of it."""
+def _error_of(raw):
+    """The `error` object of steward's error body, or None."""
     try:
         err = json.loads(raw)['error']
-        text = '%s: %s' % (err.get('code'), err.get('message'))
-        if err.get('field'):
-            text += ' (field %s)' % err['field']
-        return text
     except Exception:
+        return None
+    return err if isinstance(err, dict) else None
+
+
+def _error_summary(err, raw):
+    """`code: message` of steward's error body `err`, else the start of
+    the body `raw`."""
+    if err is None:
         return repr(raw[:200])
+    text = '%s: %s' % (err.get('code'), err.get('message'))
+    if err.get('field'):
+        text += ' (field %s)' % err['field']
+    return text
 
 
 def _bad_entry(entry, what):
