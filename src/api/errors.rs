@@ -68,6 +68,16 @@ impl ApiError {
         }
     }
 
+    /// A known path asked with a method it does not answer (the caller adds `Allow`).
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "steward.method_not_allowed",
+            message: message.into(),
+            field: None,
+        }
+    }
+
     pub fn conflict(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::CONFLICT,

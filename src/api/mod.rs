@@ -1,6 +1,7 @@
 //! The HTTP face (actix-web): routes, request ids, authentication, metrics and errors.
 //! Thin: it parses, calls the scoring core or an adapter, and renders; it holds no policy.
 
+pub mod auth;
 pub mod errors;
 pub mod host_cache;
 pub mod openapi;
@@ -8,6 +9,7 @@ pub mod openapi_markdown;
 mod repair;
 mod routes;
 pub mod schema;
+pub mod table;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,16 +18,14 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, App, HttpMessage, HttpServer, ResponseError};
+use actix_web::{web, App, HttpMessage, HttpServer};
 
 use crate::cluster::ClusterHandle;
-use crate::config::{AuthStrategy, Roles, TokenTable, Validated};
+use crate::config::{AuthStrategy, TokenTable, Validated};
 use crate::metrics::Metrics;
-use crate::openstack::keystone::{CachedValidator, Validation};
-use crate::openstack::Secret;
+use crate::openstack::keystone::CachedValidator;
 use crate::scoring::{Options, ProfileSet};
 use crate::store::Store;
-use errors::ApiError;
 
 pub const REQUEST_ID_HEADER: &str = "x-openstack-request-id";
 /// On a callout's 200: this steward keeps host entries for reference (docs/callout.md).
@@ -95,159 +95,6 @@ fn valid_request_id(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// What a route needs: `None` for the health check only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Need {
-    Reader,
-    Telemetry,
-    Admin,
-}
-
-impl Need {
-    fn allows(self, r: &Roles) -> bool {
-        match self {
-            Need::Reader => r.reader,
-            Need::Telemetry => r.telemetry,
-            Need::Admin => r.admin,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Need::Reader => "reader",
-            Need::Telemetry => "telemetry",
-            Need::Admin => "admin",
-        }
-    }
-}
-
-/// Reads and the scoring callout need `reader`, the telemetry push `telemetry`, every other
-/// write (repair, rebalance) `admin`: a new write route is admin-only unless listed here.
-fn required_role(method: &str, path: &str) -> Option<Need> {
-    match (method, path) {
-        (_, "/healthz") => None,
-        // The inventory repair writes to Nova's data: every repair route, reads too, is admin's.
-        (_, p) if p.starts_with("/v1/repair") => Some(Need::Admin),
-        ("GET" | "HEAD" | "OPTIONS", _) => Some(Need::Reader),
-        ("POST", "/v1/filter" | "/v1/weigh") => Some(Need::Reader),
-        ("POST", "/v1/telemetry") => Some(Need::Telemetry),
-        _ => Some(Need::Admin),
-    }
-}
-
-/// The roles of a Keystone token, or why the request is refused. Never puts the token in a
-/// message or a log line.
-async fn keystone_roles(state: &AppState, presented: Option<&[u8]>) -> Result<Roles, ApiError> {
-    let Some(validator) = state.keystone.as_ref() else {
-        return Err(ApiError::unavailable(
-            "[auth] strategy is keystone but steward has no Keystone session; check [openstack] cloud",
-        ));
-    };
-    let Some(raw) = presented else {
-        return Err(ApiError::unauthorized(
-            "no token: send a Keystone token in `X-Auth-Token` (openstack token issue)",
-        ));
-    };
-    let Some(token) = std::str::from_utf8(raw)
-        .ok()
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 8192)
-    else {
-        return Err(ApiError::unauthorized(
-            "the X-Auth-Token header is not a Keystone token; get one with `openstack token issue`",
-        ));
-    };
-    match validator.validate(&Secret::new(token)).await {
-        Ok(Validation::Valid(info)) => Ok(Roles::from_keystone(info.roles.iter().map(String::as_str))),
-        Ok(Validation::Invalid) => Err(ApiError::unauthorized(
-            "Keystone does not accept this token (unknown, expired or revoked); get a new one with `openstack token issue`",
-        )),
-        Err(e) => {
-            state
-                .metrics
-                .source_errors
-                .with_label_values(&["keystone", e.kind()])
-                .inc();
-            tracing::warn!(error = %e, kind = e.kind(), "cannot validate a token with Keystone");
-            Err(ApiError::unavailable(format!(
-                "cannot validate the token with Keystone now; try again later ({e})"
-            )))
-        }
-    }
-}
-
-fn presented_token(req: &ServiceRequest) -> Option<&[u8]> {
-    let h = req.headers();
-    if let Some(v) = h.get("x-auth-token") {
-        return Some(v.as_bytes());
-    }
-    let auth = h.get("authorization")?.as_bytes();
-    auth.strip_prefix(b"Bearer ")
-        .or_else(|| auth.strip_prefix(b"bearer "))
-}
-
-async fn authenticate(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .expect("AppState is registered")
-        .clone();
-    let need = required_role(req.method().as_str(), req.path());
-    let roles: Option<Result<Roles, ApiError>> = match (state.auth, need) {
-        (_, None) | (AuthStrategy::Noauth, _) => None,
-        (AuthStrategy::Keystone, Some(_)) => {
-            let presented = presented_token(&req);
-            // A static token (the Nova shim's) first: constant time, no call to Keystone.
-            let known = state
-                .tokens
-                .as_ref()
-                .zip(presented)
-                .and_then(|(tokens, t)| tokens.roles_of(t));
-            Some(match known {
-                Some(roles) => Ok(roles),
-                None => keystone_roles(&state, presented).await,
-            })
-        }
-        (AuthStrategy::Static, Some(_)) => Some(match (state.tokens.as_ref(), presented_token(&req)) {
-            (None, _) => Err(ApiError::unavailable(
-                "[auth] strategy is static but no token table is loaded; check [auth] token_file",
-            )),
-            (_, None) => Err(ApiError::unauthorized(
-                "no token: send `Authorization: Bearer <token>` or `X-Auth-Token` (see [auth] token_file)",
-            )),
-            (Some(tokens), Some(t)) => tokens.roles_of(t).ok_or_else(|| {
-                ApiError::unauthorized(
-                    "the token is not known to steward; check the token file of the caller and of [auth] token_file",
-                )
-            }),
-        }),
-    };
-    if let (Some(roles), Some(need)) = (roles, need) {
-        let denial = match roles {
-            Err(e) => Some(e),
-            Ok(r) if !need.allows(&r) => Some(ApiError::forbidden(format!(
-                "this token's roles do not allow {} {}; it needs the {} role",
-                req.method(),
-                req.path(),
-                need.name()
-            ))),
-            Ok(_) => None,
-        };
-        if let Some(err) = denial {
-            tracing::warn!(
-                path = req.path(),
-                status = err.status.as_u16(),
-                "request refused"
-            );
-            let resp = err.error_response();
-            return Ok(req.into_response(resp));
-        }
-    }
-    Ok(next.call(req).await?.map_into_boxed_body())
-}
-
 /// Request id in and out, one log line and the route metrics for every request.
 async fn observe(
     req: ServiceRequest,
@@ -292,10 +139,10 @@ async fn observe(
     Ok(res)
 }
 
-/// Register the routes and middleware on an app (used by `serve` and by the tests).
+/// Register the routes, each behind the role it declares (`table`), on an app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
-    repair::configure(cfg);
+    table::configure(cfg);
 }
 
 pub fn app(
@@ -311,13 +158,9 @@ pub fn app(
 > {
     App::new()
         .app_data(web::Data::new(state))
-        .wrap(from_fn(authenticate))
         .wrap(from_fn(observe))
         .configure(configure)
-        .default_service(web::to(|| async {
-            ApiError::not_found("no such route; GET /openapi.json lists the routes")
-                .error_response()
-        }))
+        .default_service(actix_web::dev::fn_service(auth::unmatched))
 }
 
 /// Serve until SIGTERM or SIGINT (graceful: in-flight requests finish).

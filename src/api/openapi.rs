@@ -43,15 +43,21 @@ fn document_common_answers(openapi: &mut utoipa::openapi::OpenApi) {
             )
             .build()
     };
-    for item in openapi.paths.paths.values_mut() {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        use actix_web::http::Method;
         let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
         ];
-        for op in operations.into_iter().flatten() {
+        for (method, op) in operations {
+            let Some(op) = op else { continue };
+            if let Some(need) = super::table::need_of(path, &method) {
+                let ext = op.extensions.get_or_insert_with(Default::default);
+                ext.insert("x-steward-role".into(), serde_json::json!(need.name()));
+            }
             // `security(())`: no token needed (only /healthz).
             let public = op.security.as_ref().is_some_and(|reqs| {
                 reqs.iter()

@@ -10,6 +10,22 @@ use serde_json::Value;
 
 const METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
 
+/// What each route's role (`x-steward-role`) means, and who holds it.
+const ROLES: &str = "Each route names the role it needs (`x-steward-role` in the document). \
+    The role is checked on the route actix matched, however the path was spelled; a path no \
+    route matches is 404, and a method the path does not answer is 405 with `Allow` (both \
+    after the token is checked, so routes cannot be probed without one).\n\n\
+    | role | static token (`[auth] token_file`) | Keystone token (`[auth] strategy = \"keystone\"`) |\n\
+    |---|---|---|\n\
+    | `reader` | reader, admin | `reader` or `member` on any scope, `admin` |\n\
+    | `cloud_reader` | reader, admin | `admin` on any scope; `reader` or `member` on a system-scoped token |\n\
+    | `telemetry` | telemetry, admin | `service`, `admin` |\n\
+    | `admin` | admin | `admin` |\n\n\
+    `cloud_reader` guards what Nova shows to admins only: hypervisors, where each server runs, \
+    every project's moves, and the scheduler callout. A project-scoped `reader` or `member` \
+    reads `GET /v1/vms/{uuid}` for its own project's VMs only (another project's VM is 404, as \
+    in Nova), without `host`.\n\n";
+
 /// The Markdown reference of an OpenAPI 3 document.
 pub fn render(doc: &Value) -> String {
     let mut out = String::new();
@@ -28,6 +44,7 @@ pub fn render(doc: &Value) -> String {
          `X-Auth-Token: <token>`. Errors are JSON bodies of the `ErrorBody` schema. Every \
          answer carries `X-OpenStack-Request-ID` (the caller's, when it sent a valid one).\n\n",
     );
+    out.push_str(ROLES);
 
     out.push_str("## Routes\n\n| method | path | summary |\n|---|---|---|\n");
     let paths = doc.get("paths").and_then(Value::as_object);
@@ -115,9 +132,12 @@ fn operation(out: &mut String, method: &str, path: &str, op: &Value) {
             s.iter()
                 .all(|r| r.as_object().is_some_and(serde_json::Map::is_empty))
         }) {
-        "no token"
+        "no token".to_string()
     } else {
-        "token"
+        match str_at(op, "/x-steward-role") {
+            Some(role) => format!("token with the `{role}` role"),
+            None => "token".to_string(),
+        }
     };
     let _ = writeln!(out, "Authentication: {auth}.\n");
     if let Some(params) = op.get("parameters").and_then(Value::as_array) {
@@ -309,6 +329,13 @@ mod tests {
         );
         assert!(
             md.contains("### GET /v1/x\n\nAuthentication: token."),
+            "{md}"
+        );
+        let doc = json!({"info": {"title": "T", "version": "1"},
+            "paths": {"/v1/y": {"get": {"x-steward-role": "admin", "responses": {}}}}});
+        let md = render(&doc);
+        assert!(
+            md.contains("### GET /v1/y\n\nAuthentication: token with the `admin` role."),
             "{md}"
         );
     }

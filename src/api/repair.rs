@@ -21,16 +21,6 @@ use crate::repair::facts::{cell_names, gather};
 use crate::repair::plan::{self, Plan, Selection};
 use crate::repair::{Clients, RepairError};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/repair/plans", web::post().to(create_plan))
-        .route("/v1/repair/runs", web::post().to(create_run))
-        .route("/v1/repair/runs/{id}", web::get().to(get_run))
-        .route(
-            "/v1/repair/runs/{id}/rollback",
-            web::post().to(rollback_run),
-        );
-}
-
 fn selection_of(body: &RepairSelection) -> Selection {
     Selection {
         nodes: body.nodes.clone(),

@@ -14,27 +14,7 @@ use crate::telemetry;
 use crate::unix_now;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(query_error))
-        .route("/healthz", web::get().to(healthz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/openapi.json", web::get().to(openapi))
-        .route("/v1/filter", web::post().to(filter))
-        .route("/v1/weigh", web::post().to(weigh))
-        .route("/v1/profiles", web::get().to(profiles))
-        .route("/v1/hosts", web::get().to(hosts))
-        .route("/v1/hosts/{name}", web::get().to(host))
-        .route("/v1/vms/{uuid}", web::get().to(vm))
-        .route("/v1/telemetry", web::post().to(push_telemetry))
-        .route("/v1/rebalance/plans", web::get().to(rebalance_plans))
-        .route(
-            "/v1/rebalance/plans/{id}/approve",
-            web::post().to(approve_plan),
-        )
-        .route(
-            "/v1/rebalance/plans/{id}/cancel",
-            web::post().to(cancel_plan),
-        )
-        .route("/v1/migrations", web::get().to(migrations));
+    cfg.app_data(web::QueryConfig::default().error_handler(query_error));
 }
 
 /// A query string that does not parse (`?weigh=maybe`, `?limit=1e99`) is the caller's
@@ -459,24 +439,37 @@ pub async fn host(
     }))
 }
 
-/// One VM: host, AZ, role, project, flavor and telemetry, with their age.
+/// One VM: host, AZ, role, project, flavor and telemetry, with their age. A project-scoped
+/// caller sees its own project's VMs only (another's is 404, as in Nova) and never the host;
+/// the AZ is the VM's, else its host's.
 #[utoipa::path(get, path = "/v1/vms/{uuid}", params(("uuid" = String, Path, description = "Nova instance uuid")),
     responses((status = 200, body = VmInfo), (status = 404, body = ErrorBody)))]
 pub async fn vm(
     uuid: web::Path<String>,
+    caller: super::auth::Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let view = state.cluster.snapshot();
-    let v = view.vms.get(uuid.as_str()).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "steward knows no VM {uuid}; it learns VMs from Nova's server list and from telemetry"
-        ))
-    })?;
+    let v = view
+        .vms
+        .get(uuid.as_str())
+        .filter(|v| caller.sees_project(v.project_id.as_deref()))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "steward knows no VM {uuid} you may see; it learns VMs from Nova's server list and from telemetry"
+            ))
+        })?;
     let (observed_at, age_seconds, fresh) = age_of(&state, v.observed_at, unix_now());
+    let az = v.az.clone().or_else(|| {
+        v.host
+            .as_deref()
+            .and_then(|h| view.host_az(h))
+            .map(str::to_string)
+    });
     Ok(HttpResponse::Ok().json(VmInfo {
         uuid: uuid.into_inner(),
-        host: v.host.clone(),
-        az: v.az.clone(),
+        host: v.host.clone().filter(|_| caller.sees_hosts()),
+        az,
         role: v.role.clone(),
         project_id: v.project_id.clone(),
         flavor: v.flavor.clone(),

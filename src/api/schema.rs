@@ -815,7 +815,10 @@ pub struct HostDetail {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct VmInfo {
     pub uuid: String,
+    /// The hypervisor, shown to cloud readers only (Nova shows a server's host to admins
+    /// only); null for a project-scoped caller.
     pub host: Option<String>,
+    /// The VM's AZ, else its host's when steward knows it.
     pub az: Option<String>,
     pub role: Option<String>,
     pub project_id: Option<String>,

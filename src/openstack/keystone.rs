@@ -24,6 +24,9 @@ pub struct TokenInfo {
     pub roles: Vec<String>,
     pub user_id: String,
     pub project_id: Option<String>,
+    /// A system-scoped token (`"system": {"all": true}`): it speaks for the whole deployment,
+    /// not for one project.
+    pub system_scoped: bool,
     /// `None`: Keystone gave no expiry (it always does for v3 tokens).
     pub expires_at: Option<OffsetDateTime>,
 }
@@ -198,6 +201,13 @@ impl Keystone {
             user: Named,
             #[serde(default)]
             project: Option<Named>,
+            #[serde(default)]
+            system: Option<System>,
+        }
+        #[derive(Deserialize)]
+        struct System {
+            #[serde(default)]
+            all: bool,
         }
         #[derive(Deserialize)]
         struct Role {
@@ -225,6 +235,7 @@ impl Keystone {
             roles: body.token.roles.into_iter().map(|r| r.name).collect(),
             user_id: body.token.user.id,
             project_id: body.token.project.map(|p| p.id),
+            system_scoped: body.token.system.is_some_and(|s| s.all),
             expires_at,
         }))
     }
@@ -277,6 +288,7 @@ mod tests {
             roles: vec!["reader".into()],
             user_id: "u".into(),
             project_id: Some("p".into()),
+            system_scoped: false,
             expires_at: expires.map(at),
         })
     }
