@@ -233,54 +233,115 @@ pub struct WeeklyProfiles {
     pub role_demand: HashMap<String, WeeklyProfile>,
 }
 
+/// The maps of a [`ClusterView`]: persistent (hash array mapped tries), so the next view is a
+/// clone that shares every entry a change leaves alone, and a telemetry push costs what it
+/// carries, not the size of the cloud.
+pub type ViewMap<V> = imbl::HashMap<String, V>;
+
 /// An immutable picture of the cloud, published whole and read without locks.
 #[derive(Debug, Default)]
 pub struct ClusterView {
-    pub hosts: HashMap<String, HostFacts>,
-    pub vms: HashMap<String, VmFacts>,
+    pub hosts: ViewMap<HostFacts>,
+    pub vms: ViewMap<VmFacts>,
     /// Shared between successive views: profiles change hours apart, telemetry seconds apart.
     pub weekly: Arc<WeeklyProfiles>,
     /// Derived from `vms` on first use; a clone starts without it, so an index never outlives
-    /// the maps it was built from (views are changed only as clones, then published).
+    /// the maps it was built from (views are changed only as clones, then published). A writer
+    /// that knows every placement it changed hands the next view its updated index instead
+    /// ([`ClusterView::set_role_index`]).
     role_index: OnceLock<RoleIndex>,
 }
 
-/// VMs per role per hypervisor, as steward's view places them.
-#[derive(Debug, Default, PartialEq)]
+/// Where a VM runs and with which role: what the role index counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub host: Option<String>,
+    pub role: Option<String>,
+}
+
+impl Placement {
+    pub fn of(vm: &VmFacts) -> Placement {
+        Placement {
+            host: vm.host.clone(),
+            role: vm.role.clone(),
+        }
+    }
+}
+
+/// One VM's placement before and after a change (`None`: not in the view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementChange {
+    pub before: Option<Placement>,
+    pub after: Option<Placement>,
+}
+
+/// VMs per role per hypervisor, as steward's view places them. Persistent like the view's
+/// maps: a changed copy shares what it did not change.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RoleIndex {
-    by_role: HashMap<String, HashMap<String, u32>>,
-    /// Hypervisors steward has VM data for (with or without roles).
-    with_vms: std::collections::HashSet<String>,
+    by_role: imbl::HashMap<String, imbl::HashMap<String, u32>>,
+    /// VMs steward knows on each hypervisor (with or without roles).
+    vms_on: imbl::HashMap<String, u32>,
 }
 
 impl RoleIndex {
-    fn build(vms: &HashMap<String, VmFacts>) -> RoleIndex {
-        let mut by_role: HashMap<String, HashMap<String, u32>> = HashMap::new();
-        let mut with_vms = std::collections::HashSet::new();
+    fn build(vms: &ViewMap<VmFacts>) -> RoleIndex {
+        let mut index = RoleIndex::default();
         for vm in vms.values() {
-            if let Some(host) = vm.host.as_ref() {
-                if !with_vms.contains(host) {
-                    with_vms.insert(host.clone());
-                }
-            }
-            if let (Some(role), Some(host)) = (vm.role.as_ref(), vm.host.as_ref()) {
-                *by_role
-                    .entry(role.clone())
-                    .or_default()
-                    .entry(host.clone())
-                    .or_insert(0) += 1;
+            index.count(&Placement::of(vm), 1);
+        }
+        index
+    }
+
+    /// Add (`delta` 1) or take away (-1) one VM placed at `p`.
+    fn count(&mut self, p: &Placement, delta: i64) {
+        fn bump(map: &mut imbl::HashMap<String, u32>, key: &str, delta: i64) {
+            let n = map.get(key).copied().unwrap_or(0) as i64 + delta;
+            if n > 0 {
+                map.insert(key.to_string(), n as u32);
+            } else {
+                map.remove(key);
             }
         }
-        RoleIndex { by_role, with_vms }
+        let Some(host) = p.host.as_deref() else {
+            return;
+        };
+        bump(&mut self.vms_on, host, delta);
+        if let Some(role) = p.role.as_deref() {
+            let mut hosts = self.by_role.get(role).cloned().unwrap_or_default();
+            bump(&mut hosts, host, delta);
+            if hosts.is_empty() {
+                self.by_role.remove(role);
+            } else {
+                self.by_role.insert(role.to_string(), hosts);
+            }
+        }
+    }
+
+    /// This index with `changes` applied: O(changes), sharing the rest.
+    pub fn with_changes(&self, changes: &[PlacementChange]) -> RoleIndex {
+        let mut next = self.clone();
+        for c in changes {
+            if c.before == c.after {
+                continue;
+            }
+            if let Some(b) = &c.before {
+                next.count(b, -1);
+            }
+            if let Some(a) = &c.after {
+                next.count(a, 1);
+            }
+        }
+        next
     }
 
     /// Does steward know which VMs run on this hypervisor?
     pub fn knows_vms_of(&self, host: &str) -> bool {
-        self.with_vms.contains(host)
+        self.vms_on.contains_key(host)
     }
 
     /// Hypervisor -> number of VMs of `role` on it.
-    pub fn hosts_of(&self, role: &str) -> Option<&HashMap<String, u32>> {
+    pub fn hosts_of(&self, role: &str) -> Option<&imbl::HashMap<String, u32>> {
         self.by_role.get(role)
     }
 }
@@ -307,6 +368,17 @@ impl ClusterView {
     /// scoring request pays for the build.
     pub fn role_index(&self) -> &RoleIndex {
         self.role_index.get_or_init(|| RoleIndex::build(&self.vms))
+    }
+
+    /// Give this view the index of the view it was cloned from with the placement changes the
+    /// writer made (every one of them), instead of a rebuild over every VM.
+    pub fn set_role_index(&mut self, index: RoleIndex) {
+        self.role_index = OnceLock::from(index);
+    }
+
+    /// The index a full rebuild gives (tests compare it with an incrementally kept one).
+    pub fn rebuilt_role_index(&self) -> RoleIndex {
+        RoleIndex::build(&self.vms)
     }
 
     /// The AZ steward knows for a hypervisor, whatever the age of its telemetry: AZ membership

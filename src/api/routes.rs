@@ -513,9 +513,9 @@ pub async fn push_telemetry(
         })?;
     let (n_hosts, n_vms) = state
         .cluster
-        .update(|view| {
-            telemetry::merge(view, &hosts, &vms);
-            (view.hosts.len(), view.vms.len())
+        .update_tracked(|view| {
+            let changes = telemetry::merge_tracked(view, &hosts, &vms);
+            ((view.hosts.len(), view.vms.len()), changes)
         })
         .await;
     let m = &state.metrics;

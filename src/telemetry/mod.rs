@@ -4,7 +4,7 @@
 pub mod prometheus;
 pub mod rollup;
 
-use crate::model::{ClusterView, HostFacts, VmFacts};
+use crate::model::{ClusterView, HostFacts, Placement, PlacementChange, VmFacts};
 
 /// One pushed host sample. `observed_at` is unix seconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,17 @@ pub struct VmSample {
 /// Merge samples into the view: newer observations win; a sample that leaves the AZ, host or
 /// role out keeps what was known (membership, and size, are sticky; measurements are not).
 pub fn merge(view: &mut ClusterView, hosts: &[HostSample], vms: &[VmSample]) {
+    merge_tracked(view, hosts, vms);
+}
+
+/// [`merge`], returning every VM placement (host, role) it changed, so the publisher can
+/// update the role index by those alone. Touches only the entries the samples name.
+pub fn merge_tracked(
+    view: &mut ClusterView,
+    hosts: &[HostSample],
+    vms: &[VmSample],
+) -> Vec<PlacementChange> {
+    let mut changes = Vec::new();
     for s in hosts {
         match view.hosts.get_mut(&s.host) {
             Some(old) if old.observed_at > s.facts.observed_at => {}
@@ -45,6 +56,7 @@ pub fn merge(view: &mut ClusterView, hosts: &[HostSample], vms: &[VmSample]) {
         match view.vms.get_mut(&s.uuid) {
             Some(old) if old.observed_at > s.facts.observed_at => {}
             Some(old) => {
+                let before = Placement::of(old);
                 let sticky = |new: &Option<String>, old: &mut Option<String>| {
                     new.clone().or_else(|| old.take())
                 };
@@ -57,12 +69,24 @@ pub fn merge(view: &mut ClusterView, hosts: &[HostSample], vms: &[VmSample]) {
                     vcpus: s.facts.vcpus.or(old.vcpus),
                     ..s.facts.clone()
                 };
+                let after = Placement::of(old);
+                if after != before {
+                    changes.push(PlacementChange {
+                        before: Some(before),
+                        after: Some(after),
+                    });
+                }
             }
             None => {
+                changes.push(PlacementChange {
+                    before: None,
+                    after: Some(Placement::of(&s.facts)),
+                });
                 view.vms.insert(s.uuid.clone(), s.facts.clone());
             }
         }
     }
+    changes
 }
 
 #[cfg(test)]

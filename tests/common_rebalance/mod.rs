@@ -126,7 +126,7 @@ impl World {
     /// Move the clock, telemetry staying fresh.
     pub fn set_now(&mut self, now: f64) {
         self.now = now;
-        for h in self.view.hosts.values_mut() {
+        for (_, h) in self.view.hosts.iter_mut() {
             h.observed_at = now;
         }
     }

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Telemetry pushes at scale beside the callout load: a push must cost what it
+# carries, not the size of the cloud. A release steward (noauth, SQLite, as
+# scripts/loadtest-weigh.sh starts it) is seeded through POST /v1/telemetry
+# with 5,000 hosts and 100,000 VMs; then, per run, wrk drives POST /v1/weigh
+# (the 100-host example, 8 connections, 1 thread, as the load test) for
+# DURATION seconds twice: alone, then beside PUSH_RATE telemetry pushes/s
+# (hey at a fixed rate, 5 workers, each push one host and its 20 VMs with new
+# readings). Printed per run: callout rps, p50 and p99 in both phases and the
+# p99 ratio (target <= 1.10), the pushes' achieved rate and non-202 answers,
+# and steward's RSS every 5 s of the push phase (target: flat). The last line
+# gives min/median/max of the ratio over the runs.
+#
+#   scripts/bench-telemetry-pushes.sh                 # 1 run, 60 s per phase
+#   RUNS=3 scripts/bench-telemetry-pushes.sh          # 3 runs
+#   DURATION=20 PUSH_RATE=500 scripts/bench-telemetry-pushes.sh
+#
+# Env: STEWARD_BIN (default target/release/steward), RUNS, DURATION (s),
+# PUSH_RATE (pushes/s, a multiple of 5), HOSTS, VMS, CONNECTIONS, KEEP=1.
+# Needs wrk and hey (Debian), curl, python3; steward, wrk and hey share the
+# machine's cores, as in production a scheduler's callouts and pushers do not.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${STEWARD_BIN:-$ROOT/target/release/steward}
+BODY=$ROOT/etc/examples/weigh-100-hosts.json
+RUNS=${RUNS:-1}
+DURATION=${DURATION:-60}
+PUSH_RATE=${PUSH_RATE:-500}
+HOSTS=${HOSTS:-5000}
+VMS=${VMS:-100000}
+CONNECTIONS=${CONNECTIONS:-8}
+LOG_LEVEL=${STEWARD_LOG_LEVEL:-info}
+PUSHERS=5
+
+die() { echo "bench-telemetry-pushes: $*" >&2; exit 2; }
+for tool in wrk hey curl python3; do
+    command -v "$tool" >/dev/null || die "$tool not found: apt-get install -y $tool"
+done
+[ -x "$BIN" ] || die "no steward binary at $BIN: cargo build --release --bin steward, or set STEWARD_BIN"
+[ $((PUSH_RATE % PUSHERS)) = 0 ] || die "PUSH_RATE must be a multiple of $PUSHERS"
+
+# shellcheck source=scripts/lib/steward-under-load.sh
+. "$ROOT/scripts/lib/steward-under-load.sh"
+
+# The seed (5,000 hosts and 100,000 VMs in all, the example's included) in
+# bodies of 250 hosts, and one push body per pusher: a host and its VMs.
+python3 - "$BODY" "$HOSTS" "$VMS" "$WORK" "$PUSHERS" <<'PY'
+import json, random, sys, time
+body, hosts, vms, work, pushers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+req = json.load(open(body))
+have_hosts = len(req["hosts"])
+have_vms = sum(len(h.get("instance_uuids") or []) for h in req["hosts"])
+extra_hosts = hosts - have_hosts
+per_host = (vms - have_vms) // extra_hosts
+rng = random.Random(11)
+now = time.time()
+def host(i):
+    name = "bench-%05d" % i
+    h = {"host": name, "az": "az%d" % (i % 3 + 1), "steal": round(rng.uniform(0, 0.3), 3),
+         "load5": round(rng.uniform(1, 40), 1), "vcpus": 64, "observed_at": now}
+    count = per_host + (1 if i < (vms - have_vms) % extra_hosts else 0)
+    vs = [{"uuid": "%08x-0000-4000-8000-%012x" % (i, j), "host": name,
+           "role": "web" if j % 3 == 0 else "batch", "steal": round(rng.uniform(0, 0.2), 3),
+           "load5": 1.0, "vcpus": 2, "observed_at": now} for j in range(count)]
+    return h, vs
+chunk, n = [], 0
+for i in range(extra_hosts):
+    chunk.append(host(i))
+    if len(chunk) == 250 or i == extra_hosts - 1:
+        json.dump({"hosts": [h for h, _ in chunk], "vms": [v for _, vs in chunk for v in vs]},
+                  open("%s/seed-%03d.json" % (work, n), "w"), separators=(",", ":"))
+        chunk, n = [], n + 1
+for p in range(pushers):
+    h, vs = host(p * 97)
+    for v in vs:
+        v.pop("observed_at")  # stamped on arrival: every push is the newest reading
+    h.pop("observed_at")
+    json.dump({"hosts": [h], "vms": vs}, open("%s/push-%d.json" % (work, p), "w"), separators=(",", ":"))
+PY
+for f in "$WORK"/seed-*.json; do
+    code=$(curl -sS -o "$WORK/seed.answer" -w '%{http_code}' -H 'Content-Type: application/json' \
+        --data-binary @"$f" "$URL/v1/telemetry")
+    [ "$code" = 202 ] || die "seeding $f answered $code: $(head -c 400 "$WORK/seed.answer")"
+done
+known=$(curl -sS "$URL/metrics" | awk '/^steward_cluster_(hosts|vms) / {printf "%s=%s ", $1, $2}')
+echo "steward $BIN at $URL; seeded: $known; $(nproc) cores shared by steward, wrk and hey"
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$PID/status"; }
+callout() {  # $1: label; prints the SUMMARY line of wrk
+    WEIGH_BODY="$WORK/weigh.json" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+        -s "$ROOT/scripts/loadtest-weigh.lua" "$URL/v1/weigh" > "$WORK/wrk-$1.out"
+    grep '^SUMMARY' "$WORK/wrk-$1.out"
+}
+val() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+
+ratios=()
+for run in $(seq "$RUNS"); do
+    alone=$(callout alone)
+    pids=()
+    for p in $(seq 0 $((PUSHERS - 1))); do
+        hey -z "${DURATION}s" -c 1 -q $((PUSH_RATE / PUSHERS)) -m POST -T application/json \
+            -D "$WORK/push-$p.json" "$URL/v1/telemetry" > "$WORK/hey-$p.out" &
+        pids+=($!)
+    done
+    : > "$WORK/rss.txt"
+    ( while kill -0 "${pids[0]}" 2>/dev/null; do rss_kb >> "$WORK/rss.txt"; sleep 5; done ) &
+    sampler=$!
+    pushed=$(callout pushed)
+    wait "${pids[@]}"
+    wait "$sampler" 2>/dev/null || true
+    push_rps=0; non202=0
+    for p in $(seq 0 $((PUSHERS - 1))); do
+        r=$(awk '/Requests\/sec/ {print $2}' "$WORK/hey-$p.out")
+        push_rps=$(python3 -c "print(round($push_rps + $r, 1))")
+        bad=$(awk '/Status code distribution/ {on=1; next} on && /\[[0-9]+\]/ {gsub(/[\[\]]/, "", $1); if ($1 != 202) n += $2} END {print n + 0}' "$WORK/hey-$p.out")
+        errs=$(awk '/Error distribution/ {on=1; next} on && /\[[0-9]+\]/ {gsub(/[\[\]]/, "", $1); n += $1} END {print n + 0}' "$WORK/hey-$p.out")
+        non202=$((non202 + bad + errs))
+    done
+    a99=$(val p99_ms "$alone"); b99=$(val p99_ms "$pushed")
+    ratio=$(python3 -c "print('%.3f' % ($b99 / $a99))")
+    ratios+=("$ratio")
+    rss=$(tr '\n' ' ' < "$WORK/rss.txt")
+    echo "RUN $run alone: rps=$(val rps "$alone") p50_ms=$(val p50_ms "$alone") p99_ms=$a99 | with pushes: rps=$(val rps "$pushed") p50_ms=$(val p50_ms "$pushed") p99_ms=$b99 | p99 ratio=$ratio (target <= 1.10) | pushes/s=$push_rps (target $PUSH_RATE) non202=$non202 | rss_kb every 5 s: $rss"
+    if [ "$non202" != 0 ]; then tail -20 "$WORK/steward.log" >&2; die "$non202 pushes failed"; fi
+done
+python3 - "${ratios[@]}" <<'PY'
+import statistics, sys
+r = sorted(float(x) for x in sys.argv[1:])
+print("SUMMARY runs=%d p99_ratio min=%.3f median=%.3f max=%.3f" % (len(r), r[0], statistics.median(r), r[-1]))
+PY
