@@ -10,7 +10,7 @@ use common::app::{state, READER};
 use serde_json::Value;
 use steward::api::host_cache::{format_ref, host_ref};
 
-const HEAD: &str = r#"{"operation":"live_migrate","instance":{"uuid":"vm-1","current_host":"src","current_az":"az1"},"hosts":["#;
+const HEAD: &str = r#"{"operation":"live_migrate","instance":{"uuid":"0b6d3c1e-5a7f-4f0e-9d61-2f4f8d0c7a01","current_host":"src","current_az":"az1"},"hosts":["#;
 
 /// The body with these entries, each exactly as given.
 fn body(entries: &[&str]) -> Vec<u8> {

@@ -10,7 +10,7 @@ fn body(hosts: usize) -> Vec<u8> {
     let hosts: Vec<Value> = (0..hosts)
         .map(|i| json!({"host": format!("h{i}"), "az": format!("az{}", i % 3), "vcpus_total": 64, "vcpus_used": i % 64}))
         .collect();
-    serde_json::to_vec(&json!({"operation": "boot", "instance": {"uuid": "x", "scheduler_hints": {"steward_role": "web"}}, "hosts": hosts})).unwrap()
+    serde_json::to_vec(&json!({"operation": "boot", "instance": {"uuid": "6a1c3f6e-2d0b-4c4e-9a57-0e1f2a3b4c5d", "scheduler_hints": {"steward_role": "web"}}, "hosts": hosts})).unwrap()
 }
 
 async fn post(extra: &str, url: &str, payload: Vec<u8>) -> (u16, Value) {

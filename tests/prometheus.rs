@@ -213,7 +213,7 @@ async fn a_scoring_request_is_answered_while_a_refresh_is_held_open() {
     let req = actix_web::test::TestRequest::post()
         .uri("/v1/weigh")
         .insert_header(("Authorization", format!("Bearer {}", common::app::READER)))
-        .set_payload(r#"{"operation":"boot","instance":{"uuid":"x"},"hosts":[{"host":"a"}]}"#)
+        .set_payload(r#"{"operation":"boot","instance":{"uuid":"6a1c3f6e-2d0b-4c4e-9a57-0e1f2a3b4c5d"},"hosts":[{"host":"a"}]}"#)
         .to_request();
     let resp = actix_web::test::call_service(&app, req).await;
     assert_eq!(resp.status(), 200);

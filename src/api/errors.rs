@@ -32,12 +32,13 @@ impl ApiError {
         }
     }
 
-    pub fn unknown_profile(message: impl Into<String>) -> Self {
+    /// An unknown profile, named by `field`: the flavor's extra spec or the scheduler hint.
+    pub fn unknown_profile(message: impl Into<String>, field: &str) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "steward.unknown_profile",
             message: message.into(),
-            field: Some("instance.flavor.extra_specs.steward:profile".into()),
+            field: Some(field.into()),
         }
     }
 

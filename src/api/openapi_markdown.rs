@@ -205,6 +205,9 @@ fn schema_section(out: &mut String, name: &str, schema: &Value) {
     if let Some(d) = str_at(schema, "/description") {
         let _ = writeln!(out, "{d}\n");
     }
+    if schema.get("additionalProperties") == Some(&Value::Bool(false)) {
+        out.push_str("Fields not listed here are refused (400 naming the field).\n\n");
+    }
     let required: Vec<&str> = schema
         .get("required")
         .and_then(Value::as_array)

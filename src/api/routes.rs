@@ -93,8 +93,21 @@ async fn callout<'a>(
     let profile = state
         .profiles
         .select(&req.instance.flavor.extra_specs, &req.instance.hints)
-        .map_err(ApiError::unknown_profile)?;
+        .map_err(|m| ApiError::unknown_profile(m, profile_field(&req.instance)))?;
     Ok((req, profile, keep))
+}
+
+/// Where the request named its profile, as `ProfileSet::select` reads it: the flavor's extra
+/// spec first, then the scheduler hint.
+fn profile_field(instance: &crate::model::Instance) -> &'static str {
+    let named = |v: Option<&String>| v.is_some_and(|s| !s.trim().is_empty());
+    if !named(instance.flavor.extra_specs.get("steward:profile"))
+        && named(instance.hints.get("steward_profile"))
+    {
+        "instance.scheduler_hints.steward_profile"
+    } else {
+        "instance.flavor.extra_specs.steward:profile"
+    }
 }
 
 /// A callout's 200. When its hosts were `kept`, `X-Steward-Host-Cache` (the cache's size)

@@ -16,8 +16,25 @@ use crate::model::{
 };
 use crate::telemetry::{HostSample, VmSample};
 
-/// Parse JSON, naming the path of the first field that does not fit.
+/// Parse a request body, a JSON object, naming the path of the first field that does not fit.
+/// Every body is an object: serde would read a struct from an array too (`[]` as a telemetry
+/// push would be an empty one), so anything else is refused first, in JSON's words.
 pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if let Some(b) = first.filter(|b| **b != b'{') {
+        let got = match b {
+            b'[' => "an array",
+            b'"' => "a string",
+            b't' | b'f' => "a boolean",
+            b'n' => "null",
+            b'-' | b'0'..=b'9' => "a number",
+            _ => "not JSON",
+        };
+        return Err(ApiError::bad_request(
+            format!("request body: expected a JSON object, got {got}; /openapi.json describes the body of this route"),
+            None,
+        ));
+    }
     parse_json_at(body, None)
 }
 
@@ -39,12 +56,57 @@ fn parse_json_at<'a, T: Deserialize<'a>>(body: &'a [u8], at: Option<&str>) -> Re
             (None, true) => Some(path),
             (None, false) => None,
         };
+        let said = plain_words(&inner.to_string());
         let message = match &field {
-            Some(f) => format!("{f}: {inner}"),
-            None => format!("request body is not valid JSON for this route: {inner}"),
+            Some(f) => format!("{f}: {said}"),
+            None if is_data => {
+                format!("request body: {said}; /openapi.json describes the body of this route")
+            }
+            None => format!("request body is not valid JSON for this route: {said}"),
         };
         ApiError::bad_request(message, field)
     })
+}
+
+/// serde's message in JSON's words: no Rust type names (`expected struct CalloutRequest`),
+/// `array` and `object` for `sequence` and `map`.
+fn plain_words(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = ["struct ", "enum "]
+        .iter()
+        .filter_map(|k| rest.find(&format!("expected {k}")).map(|i| (i, *k)))
+        .min()
+    {
+        let (i, kind) = at;
+        out.push_str(&rest[..i]);
+        let after = &rest[i + "expected ".len() + kind.len()..];
+        let name_len = after
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        out.push_str(if kind == "struct " {
+            "expected a JSON object"
+        } else {
+            "expected one of the values /openapi.json lists"
+        });
+        rest = &after[name_len..];
+    }
+    out.push_str(rest);
+    // A struct read from an array: `invalid length 0, expected a JSON object with 9 elements`.
+    const OBJ: &str = "expected a JSON object";
+    if let Some(i) = out.find("expected a JSON object with ") {
+        let from = i + OBJ.len();
+        if let Some(n) = out[from..].find("element") {
+            let mut to = from + n + "element".len();
+            if out[to..].starts_with('s') {
+                to += 1;
+            }
+            out.replace_range(from..to, "");
+        }
+    }
+    out.replace("invalid type: sequence", "invalid type: array")
+        .replace("expected a sequence", "expected an array")
+        .replace("invalid type: map", "invalid type: object")
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
@@ -77,6 +139,7 @@ impl From<OperationDto> for Operation {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
 pub struct FlavorDto {
     pub name: Option<String>,
     pub vcpus: Option<f64>,
@@ -89,7 +152,12 @@ pub struct FlavorDto {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ServerGroupDto {
+    #[schema(
+        format = "uuid",
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub uuid: Option<String>,
     pub name: Option<String>,
     pub policy: Option<String>,
@@ -98,9 +166,13 @@ pub struct ServerGroupDto {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct InstanceDto {
-    /// Not blank.
-    #[schema(pattern = r"\S")]
+    /// Nova's instance uuid.
+    #[schema(
+        format = "uuid",
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub uuid: String,
     pub project_id: Option<String>,
     pub flavor: Option<FlavorDto>,
@@ -115,11 +187,17 @@ pub struct InstanceDto {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct HostDto {
     /// Not blank; a (host, nodename) pair appears once per request.
     #[schema(pattern = r"\S")]
     pub host: String,
     pub nodename: Option<String>,
+    /// The compute node's uuid.
+    #[schema(
+        format = "uuid",
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub uuid: Option<String>,
     pub az: Option<String>,
     pub hypervisor_type: Option<String>,
@@ -136,6 +214,7 @@ pub struct HostDto {
 
 /// The body of `POST /v1/filter` and `POST /v1/weigh`: one Nova scheduling request.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CalloutRequest<'a> {
     pub operation: OperationDto,
     pub instance: InstanceDto,
@@ -207,6 +286,23 @@ fn positive(value: Option<f64>, field: impl FnOnce() -> String) -> Result<Option
     }
 }
 
+/// A uuid field: Nova's uuids, and nothing else, so a typo is refused rather than matching
+/// nothing.
+fn check_uuid(value: &str, field: impl FnOnce() -> String) -> Result<(), ApiError> {
+    // The hyphenated form only, as Nova writes them (and the document's pattern says).
+    if value.len() == 36 && uuid::Uuid::try_parse(value).is_ok() {
+        return Ok(());
+    }
+    let f = field();
+    Err(ApiError::bad_request(
+        format!(
+            "{f}: {} is not a UUID; send Nova's uuid (e.g. 6a1c3f6e-2d0b-4c4e-9a57-0e1f2a3b4c5d)",
+            snippet(&format!("{value:?}"))
+        ),
+        Some(f),
+    ))
+}
+
 fn blank_to_none(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.trim().is_empty())
 }
@@ -230,6 +326,9 @@ impl HostDto {
                 format!("{}: must not be empty", at("host")),
                 Some(at("host")),
             ));
+        }
+        if let Some(u) = self.uuid.as_deref() {
+            check_uuid(u, || at("uuid"))?;
         }
         let nodename = blank_to_none(self.nodename).unwrap_or_else(|| self.host.clone());
         Ok(Host {
@@ -452,6 +551,10 @@ impl CalloutRequest<'_> {
                 Some("instance.uuid".into()),
             ));
         }
+        check_uuid(&inst.uuid, || "instance.uuid".into())?;
+        if let Some(u) = inst.server_group.as_ref().and_then(|g| g.uuid.as_deref()) {
+            check_uuid(u, || "instance.server_group.uuid".into())?;
+        }
         let CalloutHosts { hosts, full } = hosts_of(&self.hosts, max_hosts, cache)?;
         let f = inst.flavor.unwrap_or_default();
         let fl = |name: &str| format!("instance.flavor.{name}");
@@ -615,6 +718,7 @@ pub struct WeighResponse {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct HostSampleDto {
     /// Not blank.
     #[schema(pattern = r"\S")]
@@ -631,9 +735,13 @@ pub struct HostSampleDto {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct VmSampleDto {
-    /// Not blank.
-    #[schema(pattern = r"\S")]
+    /// Nova's instance uuid.
+    #[schema(
+        format = "uuid",
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub uuid: String,
     pub host: Option<String>,
     pub role: Option<String>,
@@ -645,11 +753,21 @@ pub struct VmSampleDto {
 
 /// The body of `POST /v1/telemetry`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetryPush {
     #[serde(default)]
     pub hosts: Vec<HostSampleDto>,
     #[serde(default)]
     pub vms: Vec<VmSampleDto>,
+}
+
+/// A push that names one subject twice: which reading would win is not the sender's to leave
+/// to chance (the callout refuses a host listed twice the same way).
+fn twice(field: String, what: &str, name: &str, first: &str) -> ApiError {
+    ApiError::bad_request(
+        format!("{field}: {what} {name:?} is listed twice (first at {first}); send one reading per {what} and push"),
+        Some(field),
+    )
 }
 
 /// Samples stamped more than this far ahead of steward's clock are refused.
@@ -683,12 +801,21 @@ fn observed(v: Option<f64>, now: f64, field: String) -> Result<f64, ApiError> {
 impl TelemetryPush {
     pub fn into_samples(self, now: f64) -> Result<(Vec<HostSample>, Vec<VmSample>), ApiError> {
         let mut hosts = Vec::with_capacity(self.hosts.len());
+        let mut first_at: HashMap<String, usize> = HashMap::with_capacity(self.hosts.len());
         for (i, h) in self.hosts.into_iter().enumerate() {
             let at = |name: &str| format!("hosts[{i}].{name}");
             if h.host.trim().is_empty() {
                 return Err(ApiError::bad_request(
                     format!("{}: must not be empty", at("host")),
                     Some(at("host")),
+                ));
+            }
+            if let Some(first) = first_at.insert(h.host.clone(), i) {
+                return Err(twice(
+                    at("host"),
+                    "host",
+                    &h.host,
+                    &format!("hosts[{first}]"),
                 ));
             }
             hosts.push(HostSample {
@@ -705,6 +832,7 @@ impl TelemetryPush {
             });
         }
         let mut vms = Vec::with_capacity(self.vms.len());
+        let mut first_at: HashMap<String, usize> = HashMap::with_capacity(self.vms.len());
         for (i, v) in self.vms.into_iter().enumerate() {
             let at = |name: &str| format!("vms[{i}].{name}");
             if v.uuid.trim().is_empty() {
@@ -712,6 +840,10 @@ impl TelemetryPush {
                     format!("{}: must not be empty", at("uuid")),
                     Some(at("uuid")),
                 ));
+            }
+            check_uuid(&v.uuid, || at("uuid"))?;
+            if let Some(first) = first_at.insert(v.uuid.clone(), i) {
+                return Err(twice(at("uuid"), "VM", &v.uuid, &format!("vms[{first}]")));
             }
             vms.push(VmSample {
                 uuid: v.uuid,
@@ -1135,4 +1267,67 @@ pub struct RepairRunDto {
     /// which node and what to do.
     #[schema(value_type = Object)]
     pub result: serde_json::Value,
+}
+
+#[cfg(test)]
+mod wording_tests {
+    use super::*;
+
+    #[test]
+    fn no_refusal_names_a_rust_type() {
+        let bodies: [&[u8]; 6] = [
+            b"[]",
+            br#"{"operation": "boot", "instance": [], "hosts": [{"host": "a"}]}"#,
+            br#"{"operation": "boot", "instance": 3, "hosts": [{"host": "a"}]}"#,
+            br#"{"operation": {}, "instance": {"uuid": "6a1c3f6e-2d0b-4c4e-9a57-0e1f2a3b4c5d"}, "hosts": [{"host": "a"}]}"#,
+            br#"{"operation": "boot", "instance": {"uuid": "6a1c3f6e-2d0b-4c4e-9a57-0e1f2a3b4c5d", "flavor": [1]}, "hosts": [{"host": "a"}]}"#,
+            br#"{"operation": "boot", "instance": {"uuid": "6a1c3f6e-2d0b-4c4e-9a57-0e1f2a3b4c5d", "server_group": "g"}, "hosts": [{"host": "a"}]}"#,
+        ];
+        for body in bodies {
+            let e = parse_callout(body, 10, None, false).unwrap_err();
+            for word in ["Dto", "CalloutRequest", "struct ", "enum ", "sequence"] {
+                assert!(!e.message.contains(word), "{word:?} in {:?}", e.message);
+            }
+        }
+        let e = parse_telemetry(b"[]", 1.0).unwrap_err();
+        assert!(
+            e.message.contains("expected a JSON object, got an array"),
+            "{}",
+            e.message
+        );
+        let e = parse_telemetry(br#"{"hosts": {"host": "a"}}"#, 1.0).unwrap_err();
+        assert!(
+            e.message
+                .contains("hosts: invalid type: object, expected an array"),
+            "{}",
+            e.message
+        );
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The shipped examples (what the docs tell operators to send, and the fuzzers' seeds)
+    /// pass the checks: no unknown field, every uuid a uuid.
+    #[test]
+    fn every_shipped_example_is_accepted() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let body = std::fs::read(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("telemetry") {
+                parse_telemetry(&body, 4e9).unwrap_or_else(|e| panic!("{name}: {e}"));
+            } else if name.ends_with(".json") {
+                parse_callout(&body, 20_000, None, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+            } else {
+                continue;
+            }
+            seen += 1;
+        }
+        assert!(seen >= 4, "only {seen} examples");
+    }
 }
