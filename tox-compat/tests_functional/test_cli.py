@@ -90,17 +90,23 @@ def cloud(tmp_path_factory):
         c.steward = steward
         c.keystone.register_service('scheduler-steward', steward.url,
                                     name='steward')
-        operator = c.keystone.create_user('operator', roles=('member',))
+        # Steward shows hosts as Nova does: to admins and system readers.
+        operator = c.keystone.create_user('operator', roles=())
+        c.keystone.api('PUT', '/system/users/%s/roles/%s' % (
+            operator['id'], c.keystone.role_id('reader')), expect=(204,))
         c.operator_token, _ = c.keystone.login(
-            operator['name'], operator['password'],
-            project=operator['project_name'])
+            operator['name'], operator['password'], system=True)
+        ops_cloud = c.keystone.password_cloud(operator)
+        for key in ('project_name', 'project_domain_name'):
+            ops_cloud['auth'].pop(key)
+        ops_cloud['auth']['system_scope'] = 'all'
         # The repair and rebalance routes are admin only.
         admin = c.keystone.create_user('cloud-admin', roles=('admin',))
         c.admin_token, _ = c.keystone.login(
             admin['name'], admin['password'], project=admin['project_name'])
         # The operators' own clouds.yaml: nothing of steward in it.
         c.cli_clouds = c.keystone.write_clouds_yaml(
-            {'ops': c.keystone.password_cloud(operator),
+            {'ops': ops_cloud,
              'admin': c.keystone.password_cloud(admin)},
             path=os.path.join(str(workdir), 'operator-clouds.yaml'))
         wait_for_view(c)

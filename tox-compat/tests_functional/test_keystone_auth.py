@@ -4,10 +4,12 @@ Steward validates each caller's `X-Auth-Token` with `GET /v3/auth/tokens`
 using its own service credentials (the clouds.yaml cloud `steward`: user
 `steward`, roles admin + service in project `service`), caches the answer
 for a bounded time and never past the token's expiry, and maps Keystone
-roles onto its own: reader/member read and score, admin does everything.
+roles onto its own: a project's reader/member reads what is no project's
+(profiles) and its own project's VMs, admin does everything (what Nova shows
+to admins only, and the scopes: test_keystone_scopes.py).
 
-- a member's token reads and scores; it gets 403 on an admin (write)
-  route; an admin's token passes there;
+- a member's token reads; it gets 403 on the callout (hosts are admin's in
+  Nova) and on an admin (write) route; an admin's token passes there;
 - no token, a garbage token and a revoked token get 401;
 - a validation is cached: a token revoked after its first use still
   passes within [auth] cache_seconds, and is refused after;
@@ -30,7 +32,8 @@ from harness.peers import Cloud
 from harness.ports import free_port
 from harness.steward import start_steward
 
-CALLOUT = {'operation': 'boot', 'instance': {'uuid': 'u-1'},
+CALLOUT = {'operation': 'boot',
+           'instance': {'uuid': '6a1c3f6e-2d0b-4c4e-9a57-0e1f2a3b4c5d'},
            'hosts': [{'host': 'cmp-a1', 'az': 'az1'}]}
 
 
@@ -114,18 +117,21 @@ def test_roles_map_onto_routes(cloud, stewards):
     admin = login(cloud, cloud.admin_user)
     nobody = login(cloud, cloud.nobody)
     expect(st, 'GET', '/v1/profiles', member, 200)
-    answer = expect(st, 'POST', '/v1/filter', member, 200, CALLOUT)
+    expect(st, 'POST', '/v1/filter', member, 403, CALLOUT,
+           'needs the cloud_reader role')
+    answer = expect(st, 'POST', '/v1/filter', admin, 200, CALLOUT)
     assert answer['allowed'] == [{'host': 'cmp-a1', 'nodename': 'cmp-a1'}]
-    expect(st, 'POST', '/v1/repair/plan', member, 403, {},
+    expect(st, 'POST', '/v1/repair/plans', member, 403, {},
            'needs the admin role')
     expect(st, 'POST', '/v1/telemetry', member, 403,
            {'hosts': [{'host': 'cmp-a1', 'steal': 0.1}]})
-    # admin passes the role check: the write route itself is not there yet
-    expect(st, 'POST', '/v1/repair/plan', admin, 404, {})
+    # a known caller on a path no route matches: 404, not a role check
+    expect(st, 'POST', '/v1/repair/plan', admin, 404, {}, 'no such route')
     expect(st, 'POST', '/v1/telemetry', admin, 202,
            {'hosts': [{'host': 'cmp-a1', 'steal': 0.1}]})
     # a valid token with none of steward's roles
-    expect(st, 'GET', '/v1/hosts', nobody, 403, None, 'needs the reader role')
+    expect(st, 'GET', '/v1/profiles', nobody, 403, None,
+           'needs the reader role')
     expect(st, 'GET', '/healthz', None, 200)
     log = st.log_text()
     for token in (member, admin, nobody):
@@ -153,16 +159,16 @@ def test_a_validation_is_cached_for_cache_seconds_only(cloud, stewards):
     st = stewards('cache', cache_seconds=cache)
     token = login(cloud, cloud.member)
     validated = time.monotonic()
-    expect(st, 'GET', '/v1/hosts', token, 200)
+    expect(st, 'GET', '/v1/profiles', token, 200)
     revoke(cloud, token)
-    status, answer, _ = call(st, 'GET', '/v1/hosts', token)
+    status, answer, _ = call(st, 'GET', '/v1/profiles', token)
     if time.monotonic() - validated < cache - 0.5:
         assert status == 200, (
             'revoked %.1fs after its validation, within cache_seconds = '
             '%s: expected the cached 200, got %s %r'
             % (time.monotonic() - validated, cache, status, answer))
     time.sleep(max(0.0, validated + cache + 0.3 - time.monotonic()))
-    expect(st, 'GET', '/v1/hosts', token, 401, None, 'revoked')
+    expect(st, 'GET', '/v1/profiles', token, 401, None, 'revoked')
 
 
 def test_the_tokens_expiry_ends_its_cache_entry(cloud, stewards):
@@ -182,10 +188,10 @@ def test_the_tokens_expiry_ends_its_cache_entry(cloud, stewards):
         'Keystone caps an application credential token at the '
         'credential\'s expiry: expected it to expire within 6 s, got %r'
         % body['expires_at'])
-    expect(st, 'GET', '/v1/hosts', token, 200)
+    expect(st, 'GET', '/v1/profiles', token, 200)
     time.sleep(left + 0.5)
     # cache_seconds = 600 would still hold it; its expiry must not
-    expect(st, 'GET', '/v1/hosts', token, 401, None, 'expired')
+    expect(st, 'GET', '/v1/profiles', token, 401, None, 'expired')
 
 
 def test_keystone_unreachable_is_503_not_500(cloud, stewards, tmp_path):
@@ -223,12 +229,12 @@ def test_static_tokens_work_beside_keystone(cloud, stewards, tmp_path):
     st = stewards('static-beside', token_file=str(tokens))
     before = cloud.keystone.log_text().count('GET /v3/auth/tokens')
     expect(st, 'POST', '/v1/filter', shim, 200, CALLOUT)
-    expect(st, 'POST', '/v1/repair/plan', shim, 403, {},
+    expect(st, 'POST', '/v1/repair/plans', shim, 403, {},
            'needs the admin role')
     after = cloud.keystone.log_text().count('GET /v3/auth/tokens')
     assert after == before, 'a static token was sent to Keystone'
     # and Keystone tokens still pass
-    expect(st, 'GET', '/v1/hosts', login(cloud, cloud.member), 200)
+    expect(st, 'GET', '/v1/profiles', login(cloud, cloud.member), 200)
     assert shim not in st.log_text()
 
 
