@@ -11,9 +11,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
 
 use super::errors::ApiError;
+use super::settings::{AuthStrategy, Roles};
 use super::table::{Need, Verb};
 use super::AppState;
-use crate::config::{AuthStrategy, Roles};
 use crate::openstack::keystone::{TokenInfo, Validation};
 use crate::openstack::Secret;
 

@@ -9,6 +9,7 @@ pub mod openapi_markdown;
 mod repair;
 mod routes;
 pub mod schema;
+pub mod settings;
 pub mod table;
 
 use std::sync::Arc;
@@ -21,11 +22,12 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpMessage, HttpServer};
 
 use crate::cluster::ClusterHandle;
-use crate::config::{AuthStrategy, TokenTable, Validated};
+use crate::config::Validated;
 use crate::metrics::Metrics;
 use crate::openstack::keystone::CachedValidator;
 use crate::scoring::{Options, ProfileSet};
 use crate::store::Store;
+use settings::{AuthStrategy, TokenTable};
 
 pub const REQUEST_ID_HEADER: &str = "x-openstack-request-id";
 /// On a callout's 200: this steward keeps host entries for reference (docs/callout.md).
