@@ -6,7 +6,8 @@ The functional venv holds python-openstackclient with steward's plugin
 API 34 run seeded with three hypervisors in two AZs and a flavor with a
 steward profile; steward runs with `[auth] strategy = "keystone"` and
 `[cluster] source = "nova"`, and is registered in Keystone as service type
-`scheduler-steward`. An operator (role member) has a clouds.yaml entry and
+`scheduler-steward`. An operator (role admin: Nova shows hypervisors to admins
+only, and so does steward) has a clouds.yaml entry and
 nothing else: the CLI logs in, finds steward in the catalog, and Nova's
 flavor through the same session.
 
@@ -90,16 +91,15 @@ def cloud(tmp_path_factory):
         c.steward = steward
         c.keystone.register_service('scheduler-steward', steward.url,
                                     name='steward')
-        # Steward shows hosts as Nova does: to admins and system readers.
-        operator = c.keystone.create_user('operator', roles=())
-        c.keystone.api('PUT', '/system/users/%s/roles/%s' % (
-            operator['id'], c.keystone.role_id('reader')), expect=(204,))
+        # Steward shows hosts as Nova does (to admins; Nova's flavor extra
+        # specs, which `score` reads, need a project-scoped token), so the
+        # operator is a project admin; a member is refused.
+        operator = c.keystone.create_user('operator', roles=('admin',))
         c.operator_token, _ = c.keystone.login(
-            operator['name'], operator['password'], system=True)
+            operator['name'], operator['password'],
+            project=operator['project_name'])
+        member = c.keystone.create_user('member', roles=('member',))
         ops_cloud = c.keystone.password_cloud(operator)
-        for key in ('project_name', 'project_domain_name'):
-            ops_cloud['auth'].pop(key)
-        ops_cloud['auth']['system_scope'] = 'all'
         # The repair and rebalance routes are admin only.
         admin = c.keystone.create_user('cloud-admin', roles=('admin',))
         c.admin_token, _ = c.keystone.login(
@@ -107,6 +107,7 @@ def cloud(tmp_path_factory):
         # The operators' own clouds.yaml: nothing of steward in it.
         c.cli_clouds = c.keystone.write_clouds_yaml(
             {'ops': ops_cloud,
+             'member': c.keystone.password_cloud(member),
              'admin': c.keystone.password_cloud(admin)},
             path=os.path.join(str(workdir), 'operator-clouds.yaml'))
         wait_for_view(c)
@@ -210,7 +211,8 @@ def test_score_ranks_the_requested_az_and_says_why_not_the_other(cloud):
     status, direct, _ = cloud.steward.request(
         'POST', '/v1/filter?weigh=true', body={
             'operation': 'boot', 'hosts': hosts, 'instance': {
-                'uuid': 'what-if', 'flavor': flavor, 'requested_az': 'az1',
+                'uuid': '7e57a11d-0000-4000-8000-000000000001',
+                'flavor': flavor, 'requested_az': 'az1',
                 'scheduler_hints': {'steward_role': ['web']}}},
         role=None, headers={'X-Auth-Token': cloud.operator_token})
     assert status == 200, direct
@@ -277,7 +279,11 @@ def test_repair_plan_verify_and_the_rebalance_lists_as_an_admin(cloud):
     assert code != 0 and 'no repair run run-nowhere' in err, out + err
 
     # A member is refused, with steward's message, not a traceback.
-    code, out, err = openstack(cloud, 'steward', 'repair', 'plan')
+    code, out, err = openstack(cloud, 'steward', 'repair', 'plan',
+                               os_cloud='member')
+    assert code != 0 and 'answered 403' in err, out + err
+    code, out, err = openstack(cloud, 'steward', 'host', 'list',
+                               os_cloud='member')
     assert code != 0 and 'answered 403' in err, out + err
 
     plans, _ = openstack_json(cloud, 'steward', 'rebalance', 'plan', 'list',
