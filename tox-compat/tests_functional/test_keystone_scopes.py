@@ -1,4 +1,4 @@
-"""Nova's RBAC and Keystone's scopes, against the real Keystone 30 and Nova API 34.
+"""Nova's RBAC and Keystone's scopes, against the real Keystone and Nova API.
 
 Nova shows a server's host and the hypervisors to admins only. Steward
 does the same: with `[auth] strategy = "keystone"`,
