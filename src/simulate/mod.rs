@@ -1,40 +1,45 @@
 //! The digital twin (PURE): a synthetic cloud whose VMs follow daily demand curves, run under
-//! three strategies on the very same workload, with the service's own scoring and planning.
+//! several strategies on the very same workload, with the service's own scoring and planning.
 //!
-//! Steal model: a host whose VMs want `D` cores of CPU and that has `C` physical cores gives
-//! every VM on it a steal of `1 - C / D` when `D > C`, else none. Strategies:
-//! - `nova-default`: Nova's RAM weigher alone (most free RAM in the requested AZ);
-//! - `steward-placement`: the scoring core (`scoring::filter_and_weigh`, operation boot);
-//! - `steward-rebalance`: the same placement, then every `rebalance.interval_seconds` the
-//!   service's `rebalance::detect` and `rebalance::plan`, with moves executed as `auto` mode
-//!   would: the target is reserved at start, the VM leaves its source when the copy of its
-//!   bytes at `migration_gib_per_second` is done.
+//! Strategies (`Scenario::strategies`):
+//! - `nova-default`: Nova 34's default filters and weighers as nova-scheduler computes them
+//!   (`nova`: RAM, CPU and disk weighers normalised and summed, `host_subset_size = 1`);
+//! - `nova-groups`: the same, each role in one soft-anti-affinity server group;
+//! - `steward-deployed`: Nova's weighers plus StewardFilter and StewardWeigher at the shipped
+//!   snippet's `[steward] weight_multiplier` (`steward_weight_multiplier`), and with the
+//!   rebalancer (`-rebalance`); `steward-deployed-x<M>` at a recommended multiplier;
+//! - `steward-placement`: steward's weight as the only vote (an upper bound, not a deployment).
+//!
+//! The rebalancer runs the service's `rebalance::detect` and `rebalance::plan` every
+//! `rebalance.interval_seconds`, with moves executed as `auto` mode would: the target is
+//! reserved at start, the VM leaves its source when the copy of its bytes at
+//! `migration_gib_per_second` is done. Steal and unserved CPU: see `measure`.
 //!
 //! The scenario text comes in as a string and the report goes out as data: no I/O here.
 
+pub mod measure;
+pub mod nova;
 pub mod report;
+mod twin;
 pub mod workload;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{
-    ClusterView, Flavor, Host, HostFacts, Instance, Operation, SchedulingRequest, Source, VmFacts,
-    WeeklyProfile, WeeklyProfiles, HOURS_PER_WEEK,
-};
+use crate::model::Host;
 use crate::rebalance::detect::{detect, DetectState, History};
 use crate::rebalance::plan::{plan, PlanInput, VmSize};
 use crate::rebalance::{BudgetState, InFlight, MoveRecord, RebalanceSettings, GIB};
-use crate::scoring::{self, builtin_profiles, Options, Profile, ProfileSpec};
+use crate::scoring::{builtin_profiles, Options, Profile, ProfileSpec};
 
+use twin::{BootContext, Twin};
 use workload::{Curve, Rng};
 
 /// Monday 2026-11-23 00:00 UTC: a week starts there, so hour-of-week profiles line up.
 pub const DEFAULT_START: f64 = 1_795_392_000.0;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
     /// Physical cores (threads) the VMs' vCPUs share.
@@ -47,7 +52,7 @@ pub struct HostSpec {
     pub ram_allocation_ratio: f64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RoleSpec {
     pub name: String,
@@ -73,7 +78,7 @@ pub struct RoleSpec {
     pub spread: f64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
@@ -104,6 +109,13 @@ pub struct Scenario {
     /// The service's `[rebalance]` section, as in steward.toml.
     #[serde(default)]
     pub rebalance: RebalanceSettings,
+    /// StewardWeigher's multiplier in `steward-deployed`: the shipped snippet's
+    /// `[steward] weight_multiplier`.
+    #[serde(default = "one")]
+    pub steward_weight_multiplier: f64,
+    /// Another multiplier to show beside it (`steward-deployed-x<M>`).
+    #[serde(default)]
+    pub recommended_weight_multiplier: Option<f64>,
 }
 
 fn four() -> f64 {
@@ -223,6 +235,20 @@ impl Scenario {
                 self.migration_gib_per_second
             ));
         }
+        for (key, v) in [
+            (
+                "steward_weight_multiplier",
+                Some(self.steward_weight_multiplier),
+            ),
+            (
+                "recommended_weight_multiplier",
+                self.recommended_weight_multiplier,
+            ),
+        ] {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                p.push(format!("{key}: must be a number >= 0, got {v}"));
+            }
+        }
         p.extend(
             self.rebalance
                 .validate()
@@ -261,27 +287,54 @@ impl Scenario {
     }
 }
 
-/// A way of running the cloud.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
+/// How a strategy places a booting VM.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Placement {
     NovaDefault,
-    StewardPlacement,
-    StewardRebalance,
+    NovaGroups,
+    /// Nova's weighers plus StewardFilter and StewardWeigher at this multiplier.
+    StewardDeployed {
+        multiplier: f64,
+    },
+    /// Steward's weight alone (an upper bound: no deployment weighs like this).
+    StewardAlone,
 }
 
-impl Strategy {
-    pub const ALL: [Strategy; 3] = [
-        Strategy::NovaDefault,
-        Strategy::StewardPlacement,
-        Strategy::StewardRebalance,
-    ];
+/// A way of running the cloud: a placement, with or without the rebalancer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Strategy {
+    pub name: String,
+    pub placement: Placement,
+    pub rebalance: bool,
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::NovaDefault => "nova-default",
-            Strategy::StewardPlacement => "steward-placement",
-            Strategy::StewardRebalance => "steward-rebalance",
+impl Scenario {
+    /// Every strategy the twin compares on this scenario, baselines first.
+    pub fn strategies(&self) -> Vec<Strategy> {
+        let s = |name: &str, placement, rebalance| Strategy {
+            name: name.to_string(),
+            placement,
+            rebalance,
+        };
+        let deployed = Placement::StewardDeployed {
+            multiplier: self.steward_weight_multiplier,
+        };
+        let mut out = vec![
+            s("nova-default", Placement::NovaDefault, false),
+            s("nova-groups", Placement::NovaGroups, false),
+            s("steward-deployed", deployed, false),
+            s("steward-deployed-rebalance", deployed, true),
+        ];
+        if let Some(m) = self
+            .recommended_weight_multiplier
+            .filter(|m| *m != self.steward_weight_multiplier)
+        {
+            let p = Placement::StewardDeployed { multiplier: m };
+            out.push(s(&format!("steward-deployed-x{m}"), p, false));
+            out.push(s(&format!("steward-deployed-x{m}-rebalance"), p, true));
         }
+        out.push(s("steward-placement", Placement::StewardAlone, false));
+        out
     }
 }
 
@@ -289,10 +342,18 @@ impl Strategy {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StrategyReport {
     pub strategy: String,
-    /// Percentiles of VM steal (0..1) over every VM at every step.
+    /// Percentiles of VM steal (0..1) over every placed VM at every step, fluid model.
     pub steal_p50: f64,
     pub steal_p95: f64,
     pub steal_p99: f64,
+    /// The same under max-min fair share.
+    pub fair_steal_p50: f64,
+    pub fair_steal_p95: f64,
+    pub fair_steal_p99: f64,
+    /// Share of the CPU the placed VMs demanded that no host served.
+    pub unserved: f64,
+    /// The least `unserved` any placement could give: per AZ and step, demand over capacity.
+    pub unserved_limit: f64,
     /// Live migrations started.
     pub migrations: u32,
     pub gib_moved: f64,
@@ -311,6 +372,8 @@ pub struct StrategyReport {
     pub cooldown_respected: bool,
     /// Every move started, in order: what the budget and cooldown figures are computed from.
     pub moves: Vec<MoveOut>,
+    /// Where every VM ran when, and what each host had to serve at each step.
+    pub trace: Trace,
 }
 
 /// One live migration the twin started.
@@ -326,7 +389,66 @@ pub struct MoveOut {
     pub gib: f64,
 }
 
-/// The comparison of every strategy on one scenario.
+/// One change of where a VM runs. `vm` and hosts index the report's `vms` and `hosts`.
+/// A VM runs on a host from the step of its boot (or of a move's end) on, inclusive.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Boot {
+        vm: usize,
+        host: usize,
+        step: u64,
+    },
+    /// No host had room (Nova's NoValidHost): the VM never ran.
+    NoValidHost {
+        vm: usize,
+        step: u64,
+    },
+    /// A live migration: on `from` through `end_step - 1`, on `to` from `end_step` (None: not
+    /// finished when the run ended).
+    Move {
+        vm: usize,
+        from: usize,
+        to: usize,
+        start_step: u64,
+        end_step: Option<u64>,
+        gib: f64,
+    },
+}
+
+/// The per-step data every figure is computed from, `[step][host]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Trace {
+    pub events: Vec<Event>,
+    /// Cores the VMs running on the host demanded.
+    pub host_demand: Vec<Vec<f64>>,
+    /// Cores the host had for its VMs.
+    pub host_capacity: Vec<Vec<f64>>,
+    /// Fluid-model steal of the host's VMs.
+    pub host_steal: Vec<Vec<f64>>,
+}
+
+/// A host as run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostOut {
+    pub name: String,
+    pub az: String,
+    #[serde(flatten)]
+    pub spec: HostSpec,
+}
+
+/// A VM as run: its role and size, and the AZ it asked for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmOut {
+    pub uuid: String,
+    pub role: String,
+    pub az: String,
+    pub vcpus: f64,
+    pub memory_mb: f64,
+    pub disk_gb: f64,
+}
+
+/// The comparison of every strategy on one scenario, with what it was computed from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub scenario: String,
@@ -334,463 +456,296 @@ pub struct Report {
     pub seed: u64,
     pub hours: f64,
     pub azs: usize,
-    pub hosts: usize,
-    pub vms: usize,
     pub budget_gib_per_az_per_hour: f64,
     pub budget_burst_gib: f64,
     pub cooldown_hours: f64,
+    /// The scenario as run (after --hours/--seed).
+    pub scenario_as_run: Scenario,
+    pub start_unix: f64,
+    pub step_seconds: f64,
+    pub steps: u64,
+    pub hosts: Vec<HostOut>,
+    pub vms: Vec<VmOut>,
+    /// Cores each VM demanded at each step, `[step][vm]` (the same for every strategy).
+    pub vm_demand: Vec<Vec<f64>>,
     pub strategies: Vec<StrategyReport>,
 }
 
-struct SimHost {
-    name: String,
-    az: String,
-    vcpus_used: f64,
-    mem_used: f64,
-    disk_used: f64,
+/// The workload of one seed: cores each VM demands at each step, the same for every strategy.
+pub struct Workload {
+    pub demand: Vec<Vec<f64>>,
 }
 
-struct SimVm {
-    uuid: String,
-    role: usize,
-    /// The AZ it was booted in (requested round-robin per role).
-    az: String,
-    host: Option<usize>,
-    intensity: f64,
+impl Workload {
+    pub fn new(scn: &Scenario) -> Workload {
+        let vms = twin::vms_of(scn);
+        let step = scn.step_minutes * 60.0;
+        let demand = (0..steps(scn))
+            .map(|k| {
+                let t = scn.start_unix + k as f64 * step;
+                let hour = (t / 3600.0).rem_euclid(24.0);
+                vms.iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let r = &scn.roles[v.role];
+                        let level = r.base + (r.peak - r.base).max(0.0) * r.curve.shape(hour);
+                        let noise = r.noise * Rng::keyed(scn.seed, 2 + i as u64, k).normal();
+                        (level * v.intensity + noise).clamp(0.0, 1.0) * r.vcpus
+                    })
+                    .collect()
+            })
+            .collect();
+        Workload { demand }
+    }
 }
 
+fn steps(scn: &Scenario) -> u64 {
+    (scn.hours * 60.0 / scn.step_minutes).round() as u64
+}
+
+/// A live migration in flight.
 struct Migration {
     vm: usize,
     from: usize,
     to: usize,
+    start_step: u64,
     finish: f64,
+    gib: f64,
 }
 
-/// The cloud of one run.
-struct Twin<'a> {
-    scn: &'a Scenario,
-    hosts: Vec<SimHost>,
-    vms: Vec<SimVm>,
-    /// (host, role) -> VMs.
-    stacking: Vec<Vec<u32>>,
-    worst_stacking: u32,
-    az_violations: std::collections::HashSet<usize>,
+/// What the per-step measures add up to.
+#[derive(Default)]
+struct Measures {
+    fluid: Vec<f64>,
+    fair: Vec<f64>,
+    demand: f64,
+    unserved: f64,
+    limit: f64,
 }
 
-impl<'a> Twin<'a> {
-    fn new(scn: &'a Scenario) -> Twin<'a> {
-        let mut hosts = Vec::new();
-        for az in &scn.azs {
-            for i in 0..scn.hosts_per_az {
-                hosts.push(SimHost {
-                    name: format!("{az}-cmp{:03}", i + 1),
-                    az: az.clone(),
-                    vcpus_used: 0.0,
-                    mem_used: 0.0,
-                    disk_used: 0.0,
-                });
-            }
-        }
-        let mut vms = Vec::new();
-        for (r, role) in scn.roles.iter().enumerate() {
-            for i in 0..role.count {
-                let n = vms.len() as u64;
-                let u = Rng::keyed(scn.seed, 1, n).uniform();
-                vms.push(SimVm {
-                    uuid: format!("{:08x}-0000-4000-8000-{:012x}", r, i),
-                    role: r,
-                    az: scn.azs[i as usize % scn.azs.len()].clone(),
-                    host: None,
-                    intensity: 1.0 + role.spread * (2.0 * u - 1.0),
-                });
-            }
-        }
-        let stacking = vec![vec![0; scn.roles.len()]; hosts.len()];
-        Twin {
-            scn,
-            hosts,
-            vms,
-            stacking,
-            worst_stacking: 0,
-            az_violations: Default::default(),
+/// Measure one step: the trace's rows and the samples.
+fn measure(twin: &Twin, demand: &[f64], m: &mut Measures, trace: &mut Trace) -> Vec<f64> {
+    let n = twin.hosts.len();
+    let mut host_demand = vec![0.0; n];
+    let mut on_host: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n];
+    for (i, v) in twin.vms.iter().enumerate() {
+        if let Some(h) = v.host {
+            host_demand[h] += demand[i];
+            on_host[h].push((twin.scn.roles[v.role].vcpus, demand[i]));
         }
     }
-
-    fn size(&self, vm: usize) -> VmSize {
-        let r = &self.scn.roles[self.vms[vm].role];
-        VmSize {
-            vcpus: r.vcpus,
-            memory_mb: r.memory_mb,
-            disk_gb: r.disk_gb,
-            block_migration: r.block_migration && r.disk_gb > 0.0,
-        }
+    let capacity: Vec<f64> = twin.hosts.iter().map(|h| h.spec.pcpus).collect();
+    let steal: Vec<f64> = (0..n)
+        .map(|h| measure::fluid_steal(host_demand[h], capacity[h]))
+        .collect();
+    let mut per_az: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for h in 0..n {
+        m.fluid
+            .extend(std::iter::repeat_n(steal[h], on_host[h].len()));
+        m.fair.extend(measure::fair_steal(&on_host[h], capacity[h]));
+        m.demand += host_demand[h];
+        m.unserved += (host_demand[h] - capacity[h]).max(0.0);
+        let az = per_az.entry(twin.hosts[h].az.as_str()).or_default();
+        az.0 += host_demand[h];
+        az.1 += capacity[h];
     }
-
-    fn fits(&self, h: usize, s: &VmSize) -> bool {
-        let spec = &self.scn.host;
-        let host = &self.hosts[h];
-        host.vcpus_used + s.vcpus <= spec.pcpus * spec.cpu_allocation_ratio
-            && host.mem_used + s.memory_mb <= spec.memory_mb * spec.ram_allocation_ratio
-            && host.disk_used + s.disk_gb <= spec.disk_gb
-    }
-
-    fn reserve(&mut self, h: usize, s: &VmSize, sign: f64) {
-        let host = &mut self.hosts[h];
-        host.vcpus_used += sign * s.vcpus;
-        host.mem_used += sign * s.memory_mb;
-        host.disk_used += sign * s.disk_gb;
-    }
-
-    /// The VM now runs on `h` (its allocation there is already reserved).
-    fn land(&mut self, vm: usize, h: usize) {
-        let role = self.vms[vm].role;
-        if let Some(old) = self.vms[vm].host {
-            self.stacking[old][role] -= 1;
-        }
-        self.vms[vm].host = Some(h);
-        self.stacking[h][role] += 1;
-        self.worst_stacking = self.worst_stacking.max(self.stacking[h][role]);
-        if self.hosts[h].az != self.vms[vm].az {
-            self.az_violations.insert(vm);
-        }
-    }
-
-    /// Demand per vCPU of a VM at a step: its role's curve, its intensity, the step's noise.
-    fn demand(&self, vm: usize, step: u64, t: f64) -> f64 {
-        let v = &self.vms[vm];
-        let r = &self.scn.roles[v.role];
-        let hour = (t / 3600.0).rem_euclid(24.0);
-        let level = r.base + (r.peak - r.base).max(0.0) * r.curve.shape(hour);
-        let noise = r.noise * Rng::keyed(self.scn.seed, 2 + vm as u64, step).normal();
-        (level * v.intensity + noise).clamp(0.0, 1.0)
-    }
-
-    /// What the role's weekly demand profile would show after some weeks of history: busy
-    /// vCPUs per VM at each hour of the week (the high end of its replicas).
-    fn weekly(&self) -> Arc<WeeklyProfiles> {
-        let mut role_demand = HashMap::new();
-        for r in &self.scn.roles {
-            let values = (0..HOURS_PER_WEEK)
-                .map(|h| {
-                    let hour = (h % 24) as f64 + 0.5;
-                    let level = r.base + (r.peak - r.base).max(0.0) * r.curve.shape(hour);
-                    (level * (1.0 + r.spread)).min(1.0) * r.vcpus
-                })
-                .collect();
-            role_demand.insert(
-                r.name.clone(),
-                WeeklyProfile {
-                    values,
-                    weeks: 4,
-                    computed_at: self.scn.start_unix,
-                },
-            );
-        }
-        Arc::new(WeeklyProfiles {
-            host_steal: HashMap::new(),
-            role_demand,
-        })
-    }
-
-    fn model_host(&self, h: usize) -> Host {
-        let spec = &self.scn.host;
-        let host = &self.hosts[h];
-        Host {
-            host: host.name.clone(),
-            nodename: host.name.clone(),
-            az: Some(host.az.clone()),
-            hypervisor_type: Some("QEMU".into()),
-            vcpus_total: Some(spec.pcpus),
-            vcpus_used: Some(host.vcpus_used),
-            cpu_allocation_ratio: Some(spec.cpu_allocation_ratio),
-            memory_mb_total: Some(spec.memory_mb),
-            memory_mb_free: Some(spec.memory_mb - host.mem_used),
-            ram_allocation_ratio: Some(spec.ram_allocation_ratio),
-            disk_gb_total: Some(spec.disk_gb),
-            disk_gb_free: Some(spec.disk_gb - host.disk_used),
-            ..Default::default()
-        }
-    }
-
-    /// Steward's view at time `t`, with the given per-host demand (cores) and steal.
-    fn view(&self, t: f64, demand: &[f64], steal: &[f64], vm_demand: &[f64]) -> ClusterView {
-        let pcpus = self.scn.host.pcpus;
-        let mut view = ClusterView::default();
-        for (i, h) in self.hosts.iter().enumerate() {
-            view.hosts.insert(
-                h.name.clone(),
-                HostFacts {
-                    az: Some(h.az.clone()),
-                    steal: Some(steal[i]),
-                    load5: Some(demand[i]),
-                    cpu_use: Some((demand[i] / pcpus).min(1.0)),
-                    vcpus: Some(pcpus),
-                    observed_at: t,
-                    source: Source::Push,
-                },
-            );
-        }
-        for (i, v) in self.vms.iter().enumerate() {
-            let Some(h) = v.host else { continue };
-            let r = &self.scn.roles[v.role];
-            view.vms.insert(
-                v.uuid.clone(),
-                VmFacts {
-                    host: Some(self.hosts[h].name.clone()),
-                    role: Some(r.name.clone()),
-                    steal: Some(steal[h]),
-                    load5: Some(vm_demand[i]),
-                    vcpus: Some(r.vcpus),
-                    observed_at: t,
-                    source: Source::Push,
-                    az: Some(self.hosts[h].az.clone()),
-                    project_id: None,
-                    flavor: Some(r.name.clone()),
-                },
-            );
-        }
-        view
-    }
-
-    /// Boot every VM in one shuffled order, the same for every strategy.
-    fn boot(&mut self, strategy: Strategy, profile: &Profile, opts: &Options) -> u32 {
-        let mut order: Vec<usize> = (0..self.vms.len()).collect();
-        Rng::new(self.scn.seed ^ 0xB007).shuffle(&mut order);
-        let t = self.scn.start_unix;
-        let weekly = self.weekly();
-        let zeros = vec![0.0; self.hosts.len()];
-        let mut view = self.view(t, &zeros, &zeros, &vec![0.0; self.vms.len()]);
-        view.weekly = weekly;
-        let mut unplaced = 0;
-        for vm in order {
-            let size = self.size(vm);
-            let az = self.vms[vm].az.clone();
-            let fitting: Vec<usize> = (0..self.hosts.len())
-                .filter(|&h| self.hosts[h].az == az && self.fits(h, &size))
-                .collect();
-            let chosen = match strategy {
-                Strategy::NovaDefault => fitting.iter().copied().min_by(|&a, &b| {
-                    // Nova's RAM weigher: most free RAM first; the first listed on a tie.
-                    self.hosts[a].mem_used.total_cmp(&self.hosts[b].mem_used)
-                }),
-                Strategy::StewardPlacement | Strategy::StewardRebalance => {
-                    let role = &self.scn.roles[self.vms[vm].role];
-                    let req = SchedulingRequest {
-                        operation: Operation::Boot,
-                        instance: Instance {
-                            uuid: self.vms[vm].uuid.clone(),
-                            flavor: Flavor {
-                                name: Some(role.name.clone()),
-                                vcpus: Some(size.vcpus),
-                                memory_mb: Some(size.memory_mb),
-                                root_gb: Some(size.disk_gb),
-                                ..Default::default()
-                            },
-                            requested_az: Some(az.clone()),
-                            hints: [("steward_role".to_string(), role.name.clone())].into(),
-                            ..Default::default()
-                        },
-                        ignore_hosts: Vec::new(),
-                        hosts: fitting
-                            .iter()
-                            .map(|&h| std::sync::Arc::new(self.model_host(h)))
-                            .collect(),
-                    };
-                    let (out, weights) = scoring::filter_and_weigh(&req, profile, &view, opts, t);
-                    fitting
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| out.rejections[*i].is_none())
-                        .max_by(|a, b| weights[a.0].total_cmp(&weights[b.0]).then(b.0.cmp(&a.0)))
-                        .map(|(_, &h)| h)
-                }
-            };
-            let Some(h) = chosen else {
-                unplaced += 1;
-                continue;
-            };
-            self.reserve(h, &size, 1.0);
-            self.land(vm, h);
-            // The next decision sees this VM (a fresh view rebuilds the role index).
-            let r = &self.scn.roles[self.vms[vm].role];
-            let mut next = ClusterView::default();
-            next.hosts = std::mem::take(&mut view.hosts);
-            next.vms = std::mem::take(&mut view.vms);
-            next.weekly = Arc::clone(&view.weekly);
-            next.vms.insert(
-                self.vms[vm].uuid.clone(),
-                VmFacts {
-                    host: Some(self.hosts[h].name.clone()),
-                    role: Some(r.name.clone()),
-                    vcpus: Some(r.vcpus),
-                    observed_at: t,
-                    az: Some(self.hosts[h].az.clone()),
-                    ..Default::default()
-                },
-            );
-            view = next;
-        }
-        unplaced
-    }
+    m.limit += per_az.values().map(|(d, c)| (d - c).max(0.0)).sum::<f64>();
+    trace.host_demand.push(host_demand);
+    trace.host_capacity.push(capacity);
+    trace.host_steal.push(steal.clone());
+    steal
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+/// The rebalancer's state between cycles.
+#[derive(Default)]
+struct Rebalancer {
+    history: History,
+    detect_state: DetectState,
+    budget: BudgetState,
+    moves: Vec<MoveRecord>,
+    next_cycle: f64,
 }
 
-/// Run one strategy over the scenario.
-pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String> {
-    let placement = scn.profile(&scn.placement_profile)?;
-    let rebalance_profile = scn.profile(&scn.rebalance.profile)?;
-    let step = scn.step_minutes * 60.0;
-    let opts = Options {
-        role_metadata_key: "role".into(),
-        max_age_seconds: (2.0 * step).max(300.0),
+/// Static lookups the rebalancer needs.
+struct Index {
+    uuid: HashMap<String, usize>,
+    host: HashMap<String, usize>,
+    sizes: HashMap<String, VmSize>,
+}
+
+/// Everything a run accumulates besides the twin.
+struct RunState {
+    migrations: Vec<Migration>,
+    rebalancer: Rebalancer,
+    moves_out: Vec<MoveOut>,
+    gib_moved: f64,
+    starts_per_az: BTreeMap<String, Vec<(f64, f64)>>,
+    trace: Trace,
+}
+
+/// Boot every VM in one shuffled order, the same for every strategy.
+fn boot(twin: &mut Twin, strategy: &Strategy, profile: &Profile, opts: &Options) -> Vec<Event> {
+    let mut order: Vec<usize> = (0..twin.vms.len()).collect();
+    Rng::new(twin.scn.seed ^ 0xB007).shuffle(&mut order);
+    let t = twin.scn.start_unix;
+    let zeros = vec![0.0; twin.hosts.len()];
+    let mut view = twin.view(t, &zeros, &zeros, &vec![0.0; twin.vms.len()]);
+    view.weekly = twin.weekly();
+    let mut ctx = BootContext {
+        profile,
+        opts,
+        view,
+        t,
     };
-    let cfg = &scn.rebalance;
-    let mut twin = Twin::new(scn);
-    let unplaced = twin.boot(strategy, &placement, &opts);
-    let weekly = twin.weekly();
-    let uuid_index: HashMap<String, usize> = twin
-        .vms
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v.uuid.clone(), i))
-        .collect();
-    let host_index: HashMap<String, usize> = twin
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.name.clone(), i))
-        .collect();
-    let sizes: HashMap<String, VmSize> = (0..twin.vms.len())
-        .map(|i| (twin.vms[i].uuid.clone(), twin.size(i)))
-        .collect();
-
-    let steps = (scn.hours * 60.0 / scn.step_minutes).round() as u64;
-    let mut samples: Vec<f64> = Vec::with_capacity(steps as usize * twin.vms.len());
-    let mut migrations: Vec<Migration> = Vec::new();
-    let mut history = History::default();
-    let mut detect_state = DetectState::default();
-    let mut budget = BudgetState::default();
-    let mut moves: Vec<MoveRecord> = Vec::new();
-    let mut starts_per_az: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut next_cycle = scn.start_unix;
-    let mut moves_out: Vec<MoveOut> = Vec::new();
-    let mut gib_moved = 0.0;
-    let mut vm_demand = vec![0.0; twin.vms.len()];
-    for k in 0..steps {
-        let t = scn.start_unix + k as f64 * step;
-        // Moves whose copy is done: the VM runs on its target, the source is freed.
-        let (done, running): (Vec<Migration>, Vec<Migration>) = std::mem::take(&mut migrations)
-            .into_iter()
-            .partition(|m| m.finish <= t);
-        migrations = running;
-        for m in done {
-            let size = twin.size(m.vm);
-            twin.reserve(m.from, &size, -1.0);
-            twin.land(m.vm, m.to);
-        }
-        // Demand and steal at this step.
-        let mut demand = vec![0.0; twin.hosts.len()];
-        for (i, v) in twin.vms.iter().enumerate() {
-            vm_demand[i] = twin.demand(i, k, t) * scn.roles[v.role].vcpus;
-            if let Some(h) = v.host {
-                demand[h] += vm_demand[i];
-            }
-        }
-        let pcpus = scn.host.pcpus;
-        let steal: Vec<f64> = demand
-            .iter()
-            .map(|&d| if d > pcpus { 1.0 - pcpus / d } else { 0.0 })
-            .collect();
-        samples.extend(twin.vms.iter().filter_map(|v| v.host.map(|h| steal[h])));
-
-        if strategy != Strategy::StewardRebalance {
+    let mut events = Vec::new();
+    for vm in order {
+        let Some(h) = twin.choose(vm, strategy.placement, &ctx) else {
+            events.push(Event::NoValidHost { vm, step: 0 });
             continue;
-        }
-        let mut view = twin.view(t, &demand, &steal, &vm_demand);
-        view.weekly = Arc::clone(&weekly);
-        history.record(&view, t, cfg.window_seconds * 2.0);
-        if t < next_cycle {
-            continue;
-        }
-        next_cycle = t + cfg.interval_seconds;
-        let detection = detect(&history, &detect_state, cfg, t);
-        let hosts: Vec<Host> = (0..twin.hosts.len()).map(|h| twin.model_host(h)).collect();
-        let in_flight: Vec<InFlight> = migrations
-            .iter()
-            .map(|m| InFlight {
-                vm: twin.vms[m.vm].uuid.clone(),
-                source_host: twin.hosts[m.from].name.clone(),
-                target_host: twin.hosts[m.to].name.clone(),
-                az: twin.hosts[m.from].az.clone(),
-            })
-            .collect();
-        let input = PlanInput {
-            view: &view,
-            hosts: &hosts,
-            sizes: &sizes,
-            detection: &detection,
-            in_flight: &in_flight,
-            history: &moves,
-            budget: &budget,
-            now: t,
         };
-        let p = plan(&input, &rebalance_profile, &opts, cfg);
-        detect_state = detection.state;
-        budget = p.budget.clone();
-        for a in &p.actions {
-            let (Some(&vm), Some(&from), Some(&to)) = (
-                uuid_index.get(&a.vm),
-                host_index.get(&a.source_host),
-                host_index.get(&a.target_host),
-            ) else {
-                return Err(format!(
-                    "the plan names a VM or host the twin does not have: {} {} -> {}",
-                    a.vm, a.source_host, a.target_host
-                ));
-            };
-            let size = twin.size(vm);
-            twin.reserve(to, &size, 1.0);
-            let seconds = a.bytes as f64 / (scn.migration_gib_per_second * GIB);
-            migrations.push(Migration {
-                vm,
-                from,
-                to,
-                finish: t + seconds,
-            });
-            moves.push(MoveRecord {
-                vm: a.vm.clone(),
-                from_host: a.source_host.clone(),
-                to_host: a.target_host.clone(),
-                at: t,
-            });
-            gib_moved += a.bytes as f64 / GIB;
-            moves_out.push(MoveOut {
-                vm: a.vm.clone(),
-                role: scn.roles[twin.vms[vm].role].name.clone(),
-                from_host: a.source_host.clone(),
-                to_host: a.target_host.clone(),
-                az: a.az.clone(),
-                at_hours: (t - scn.start_unix) / 3600.0,
-                gib: a.bytes as f64 / GIB,
-            });
-            starts_per_az
-                .entry(a.az.clone())
-                .or_default()
-                .push((t, a.bytes as f64));
+        let size = twin.size(vm);
+        twin.reserve(h, &size, 1.0);
+        twin.land(vm, h);
+        twin.note_placed(&mut ctx.view, vm, h, t);
+        events.push(Event::Boot {
+            vm,
+            host: h,
+            step: 0,
+        });
+    }
+    events
+}
+
+/// Land the moves whose copy is done by `t`.
+fn finish_moves(twin: &mut Twin, st: &mut RunState, k: u64, t: f64) {
+    let (done, running): (Vec<Migration>, Vec<Migration>) = std::mem::take(&mut st.migrations)
+        .into_iter()
+        .partition(|m| m.finish <= t);
+    st.migrations = running;
+    for m in done {
+        let size = twin.size(m.vm);
+        twin.reserve(m.from, &size, -1.0);
+        twin.land(m.vm, m.to);
+        st.trace.events.push(Event::Move {
+            vm: m.vm,
+            from: m.from,
+            to: m.to,
+            start_step: m.start_step,
+            end_step: Some(k),
+            gib: m.gib,
+        });
+    }
+}
+
+/// One rebalancer cycle at step `k`: detect, plan, start the planned moves.
+#[allow(clippy::too_many_arguments)]
+fn rebalance_cycle(
+    twin: &mut Twin,
+    st: &mut RunState,
+    index: &Index,
+    profile: &Profile,
+    opts: &Options,
+    k: u64,
+    t: f64,
+    demand: &[f64],
+    steal: &[f64],
+) -> Result<(), String> {
+    let scn = twin.scn;
+    let cfg = &scn.rebalance;
+    let n = twin.hosts.len();
+    let mut host_demand = vec![0.0; n];
+    for (i, v) in twin.vms.iter().enumerate() {
+        if let Some(h) = v.host {
+            host_demand[h] += demand[i];
         }
     }
-    samples.sort_by(f64::total_cmp);
+    let mut view = twin.view(t, &host_demand, steal, demand);
+    view.weekly = twin.weekly();
+    let rb = &mut st.rebalancer;
+    rb.history.record(&view, t, cfg.window_seconds * 2.0);
+    if t < rb.next_cycle {
+        return Ok(());
+    }
+    rb.next_cycle = t + cfg.interval_seconds;
+    let detection = detect(&rb.history, &rb.detect_state, cfg, t);
+    let hosts: Vec<Host> = (0..n).map(|h| twin.model_host(h)).collect();
+    let in_flight: Vec<InFlight> = st
+        .migrations
+        .iter()
+        .map(|m| InFlight {
+            vm: twin.vms[m.vm].uuid.clone(),
+            source_host: twin.hosts[m.from].name.clone(),
+            target_host: twin.hosts[m.to].name.clone(),
+            az: twin.hosts[m.from].az.clone(),
+        })
+        .collect();
+    let input = PlanInput {
+        view: &view,
+        hosts: &hosts,
+        sizes: &index.sizes,
+        detection: &detection,
+        in_flight: &in_flight,
+        history: &rb.moves,
+        budget: &rb.budget,
+        now: t,
+    };
+    let p = plan(&input, profile, opts, cfg);
+    rb.detect_state = detection.state;
+    rb.budget = p.budget.clone();
+    for a in &p.actions {
+        let (Some(&vm), Some(&from), Some(&to)) = (
+            index.uuid.get(&a.vm),
+            index.host.get(&a.source_host),
+            index.host.get(&a.target_host),
+        ) else {
+            return Err(format!(
+                "the plan names a VM or host the twin does not have: {} {} -> {}",
+                a.vm, a.source_host, a.target_host
+            ));
+        };
+        let size = twin.size(vm);
+        twin.reserve(to, &size, 1.0);
+        let gib = a.bytes as f64 / GIB;
+        st.migrations.push(Migration {
+            vm,
+            from,
+            to,
+            start_step: k,
+            finish: t + gib / scn.migration_gib_per_second,
+            gib,
+        });
+        st.rebalancer.moves.push(MoveRecord {
+            vm: a.vm.clone(),
+            from_host: a.source_host.clone(),
+            to_host: a.target_host.clone(),
+            at: t,
+        });
+        st.gib_moved += gib;
+        st.moves_out.push(MoveOut {
+            vm: a.vm.clone(),
+            role: scn.roles[twin.vms[vm].role].name.clone(),
+            from_host: a.source_host.clone(),
+            to_host: a.target_host.clone(),
+            az: a.az.clone(),
+            at_hours: (t - scn.start_unix) / 3600.0,
+            gib,
+        });
+        st.starts_per_az
+            .entry(a.az.clone())
+            .or_default()
+            .push((t, a.bytes as f64));
+    }
+    Ok(())
+}
 
-    // The token bucket's promise: over any interval, at most burst + rate x its length.
+/// The token bucket's promise: over any interval, at most burst + rate x its length.
+/// Returns (kept, the most bytes started in one AZ within any hour).
+fn budget_check(
+    cfg: &RebalanceSettings,
+    starts_per_az: &BTreeMap<String, Vec<(f64, f64)>>,
+) -> (bool, f64) {
     let (burst, rate) = (cfg.burst_bytes(), cfg.refill_bytes_per_second());
-    let mut budget_respected = true;
+    let mut kept = true;
     let mut max_hour = 0.0f64;
     for starts in starts_per_az.values() {
         for i in 0..starts.len() {
@@ -799,7 +754,7 @@ pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String>
                 sum += s.1;
                 let span = s.0 - starts[i].0;
                 if sum > burst + rate * span + 1.0 {
-                    budget_respected = false;
+                    kept = false;
                 }
                 if span < 3600.0 {
                     max_hour = max_hour.max(sum);
@@ -807,21 +762,109 @@ pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String>
             }
         }
     }
+    (kept, max_hour)
+}
+
+/// Run one strategy over the scenario's workload.
+pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<StrategyReport, String> {
+    let placement = scn.profile(&scn.placement_profile)?;
+    let rebalance_profile = scn.profile(&scn.rebalance.profile)?;
+    let step = scn.step_minutes * 60.0;
+    let opts = Options {
+        role_metadata_key: "role".into(),
+        max_age_seconds: (2.0 * step).max(300.0),
+    };
+    let mut twin = Twin::new(scn);
+    let index = Index {
+        uuid: twin
+            .vms
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.uuid.clone(), i))
+            .collect(),
+        host: twin
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.clone(), i))
+            .collect(),
+        sizes: (0..twin.vms.len())
+            .map(|i| (twin.vms[i].uuid.clone(), twin.size(i)))
+            .collect(),
+    };
+    let mut st = RunState {
+        migrations: Vec::new(),
+        rebalancer: Rebalancer {
+            next_cycle: scn.start_unix,
+            ..Default::default()
+        },
+        moves_out: Vec::new(),
+        gib_moved: 0.0,
+        starts_per_az: BTreeMap::new(),
+        trace: Trace::default(),
+    };
+    st.trace.events = boot(&mut twin, strategy, &placement, &opts);
+    let unplaced = st
+        .trace
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::NoValidHost { .. }))
+        .count() as u32;
+    let mut m = Measures::default();
+    for (k, demand) in work.demand.iter().enumerate() {
+        let k = k as u64;
+        let t = scn.start_unix + k as f64 * step;
+        finish_moves(&mut twin, &mut st, k, t);
+        let steal = measure(&twin, demand, &mut m, &mut st.trace);
+        if strategy.rebalance {
+            rebalance_cycle(
+                &mut twin,
+                &mut st,
+                &index,
+                &rebalance_profile,
+                &opts,
+                k,
+                t,
+                demand,
+                &steal,
+            )?;
+        }
+    }
+    for mig in &st.migrations {
+        st.trace.events.push(Event::Move {
+            vm: mig.vm,
+            from: mig.from,
+            to: mig.to,
+            start_step: mig.start_step,
+            end_step: None,
+            gib: mig.gib,
+        });
+    }
+    m.fluid.sort_by(f64::total_cmp);
+    m.fair.sort_by(f64::total_cmp);
+    let cfg = &scn.rebalance;
+    let (budget_respected, max_hour) = budget_check(cfg, &st.starts_per_az);
     let mut per_vm: HashMap<&str, Vec<f64>> = HashMap::new();
-    for m in &moves {
-        per_vm.entry(m.vm.as_str()).or_default().push(m.at);
+    for mv in &st.rebalancer.moves {
+        per_vm.entry(mv.vm.as_str()).or_default().push(mv.at);
     }
     let min_gap = per_vm
         .values()
         .flat_map(|ts| ts.windows(2).map(|w| (w[1] - w[0]) / 3600.0))
         .min_by(f64::total_cmp);
+    let share = |x: f64| if m.demand > 0.0 { x / m.demand } else { 0.0 };
     Ok(StrategyReport {
-        strategy: strategy.as_str().into(),
-        steal_p50: percentile(&samples, 0.50),
-        steal_p95: percentile(&samples, 0.95),
-        steal_p99: percentile(&samples, 0.99),
-        migrations: moves.len() as u32,
-        gib_moved,
+        strategy: strategy.name.clone(),
+        steal_p50: measure::percentile(&m.fluid, 0.50),
+        steal_p95: measure::percentile(&m.fluid, 0.95),
+        steal_p99: measure::percentile(&m.fluid, 0.99),
+        fair_steal_p50: measure::percentile(&m.fair, 0.50),
+        fair_steal_p95: measure::percentile(&m.fair, 0.95),
+        fair_steal_p99: measure::percentile(&m.fair, 0.99),
+        unserved: share(m.unserved),
+        unserved_limit: share(m.limit),
+        migrations: st.rebalancer.moves.len() as u32,
+        gib_moved: st.gib_moved,
         az_violations: twin.az_violations.len() as u32,
         worst_role_stacking: twin.worst_stacking,
         unplaced,
@@ -829,27 +872,67 @@ pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String>
         budget_respected,
         min_hours_between_moves_of_a_vm: min_gap,
         cooldown_respected: min_gap.is_none_or(|g| g >= cfg.cooldown_hours),
-        moves: moves_out,
+        moves: st.moves_out,
+        trace: st.trace,
     })
 }
 
-/// Run every strategy on the scenario.
+/// Run every strategy on the scenario (in parallel: they share only the workload).
 pub fn simulate(scn: &Scenario) -> Result<Report, String> {
-    let strategies = Strategy::ALL
-        .iter()
-        .map(|s| run(scn, *s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let work = Workload::new(scn);
+    let strategies = scn.strategies();
+    let results: Vec<Result<StrategyReport, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = strategies
+            .iter()
+            .map(|st| s.spawn(|| run(scn, st, &work)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a strategy's run panicked".into()))
+            })
+            .collect()
+    });
+    let strategies = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let hosts = twin::hosts_of(scn)
+        .into_iter()
+        .map(|h| HostOut {
+            name: h.name,
+            az: h.az,
+            spec: h.spec,
+        })
+        .collect();
+    let vms = twin::vms_of(scn)
+        .into_iter()
+        .map(|v| {
+            let r = &scn.roles[v.role];
+            VmOut {
+                uuid: v.uuid,
+                role: r.name.clone(),
+                az: v.az,
+                vcpus: r.vcpus,
+                memory_mb: r.memory_mb,
+                disk_gb: r.disk_gb,
+            }
+        })
+        .collect();
     Ok(Report {
         scenario: scn.name.clone(),
         description: scn.description.clone(),
         seed: scn.seed,
         hours: scn.hours,
         azs: scn.azs.len(),
-        hosts: scn.azs.len() * scn.hosts_per_az as usize,
-        vms: scn.roles.iter().map(|r| r.count as usize).sum(),
         budget_gib_per_az_per_hour: scn.rebalance.budget_gib_per_az_per_hour,
         budget_burst_gib: scn.rebalance.burst_bytes() / GIB,
         cooldown_hours: scn.rebalance.cooldown_hours,
+        scenario_as_run: scn.clone(),
+        start_unix: scn.start_unix,
+        step_seconds: scn.step_minutes * 60.0,
+        steps: steps(scn),
+        hosts,
+        vms,
+        vm_demand: work.demand,
         strategies,
     })
 }

@@ -83,9 +83,9 @@ pub fn render(report: &Report) -> String {
     let mut out = format!(
         "scenario {}: {} hosts in {} AZs, {} VMs, {} h, seed {}; budget per AZ: a {} GiB bucket refilled at {} GiB/h; cooldown {} h\n",
         report.scenario,
-        report.hosts,
+        report.hosts.len(),
         report.azs,
-        report.vms,
+        report.vms.len(),
         report.hours,
         report.seed,
         report.budget_burst_gib,
