@@ -243,3 +243,71 @@ fn a_bad_scenario_names_the_key_and_a_missing_one_the_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("hours"));
 }
+
+/// `--seeds A..B`: every seed's figure is the one a single run of that seed gives, and the
+/// spread is its min, median and max.
+#[test]
+fn seeds_give_each_figures_spread_over_single_runs() {
+    let path = scenario_path();
+    let p = path.to_str().unwrap();
+    let out = simulate(&[
+        "--scenario",
+        p,
+        "--hours",
+        "6",
+        "--seeds",
+        "3..5",
+        "-f",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["seeds"], serde_json::json!([3, 4, 5]));
+    let mut singles = Vec::new();
+    for seed in ["3", "4", "5"] {
+        let out = simulate(&[
+            "--scenario",
+            p,
+            "--hours",
+            "6",
+            "--seed",
+            seed,
+            "-f",
+            "json",
+        ]);
+        assert!(out.status.success());
+        singles.push(serde_json::from_slice::<Value>(&out.stdout).unwrap());
+    }
+    for s in summary["strategies"].as_array().unwrap() {
+        let name = s["strategy"].as_str().unwrap();
+        for key in ["steal_p95", "fair_steal_p95", "unserved", "unserved_limit"] {
+            let f = &s["figures"][key];
+            let per: Vec<f64> = f["per_seed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let single: Vec<f64> = singles
+                .iter()
+                .map(|r| strategy(r, name)[key].as_f64().unwrap())
+                .collect();
+            assert_eq!(per, single, "{name} {key}");
+            let mut sorted = single.clone();
+            sorted.sort_by(f64::total_cmp);
+            assert_eq!(f["min"].as_f64(), Some(sorted[0]), "{name} {key}");
+            assert_eq!(f["median"].as_f64(), Some(sorted[1]), "{name} {key}");
+            assert_eq!(f["max"].as_f64(), Some(sorted[2]), "{name} {key}");
+        }
+    }
+    let table = simulate(&["--scenario", p, "--hours", "2", "--seeds", "1..2"]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(text.contains("min / median / max"), "{text}");
+    let bad = simulate(&["--scenario", p, "--seeds", "5..1"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--seeds"));
+}

@@ -936,3 +936,147 @@ pub fn simulate(scn: &Scenario) -> Result<Report, String> {
         strategies,
     })
 }
+
+/// `A..B` (inclusive) or a single seed.
+pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
+    let bad = || format!("--seeds {text:?}: give A..B (inclusive, A <= B) or one seed, e.g. 1..10");
+    let (a, b) = match text.split_once("..") {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (text.trim(), text.trim()),
+    };
+    let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if a > b || b - a >= 10_000 {
+        return Err(bad());
+    }
+    Ok((a..=b).collect())
+}
+
+/// min, median and max of one figure over the seeds, with every seed's value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    pub per_seed: Vec<f64>,
+}
+
+impl Spread {
+    fn of(values: Vec<f64>) -> Spread {
+        Spread {
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            median: measure::median(&values),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            per_seed: values,
+        }
+    }
+}
+
+/// One strategy's figures over the seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedsStrategy {
+    pub strategy: String,
+    pub figures: BTreeMap<String, Spread>,
+}
+
+/// Every strategy over a range of seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedsReport {
+    pub scenario: String,
+    pub hours: f64,
+    pub hosts: usize,
+    pub vms: usize,
+    pub seeds: Vec<u64>,
+    pub strategies: Vec<SeedsStrategy>,
+}
+
+/// The figures of one strategy on one seed, with the ratios to the better Nova baseline:
+/// `p95_vs_nova` (p95 steal over the lower of nova-default's and nova-groups'), the same for
+/// fair share, and `unserved_gap_closed` (how much of the better baseline's unserved CPU above
+/// the physical limit the strategy removed; 1 when there was no gap).
+fn seed_figures(report: &Report, s: &StrategyReport) -> Vec<(&'static str, f64)> {
+    let novas: Vec<&StrategyReport> = report
+        .strategies
+        .iter()
+        .filter(|x| x.strategy == "nova-default" || x.strategy == "nova-groups")
+        .collect();
+    let best =
+        |f: fn(&StrategyReport) -> f64| novas.iter().map(|x| f(x)).fold(f64::INFINITY, f64::min);
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            a / b
+        } else if a > 0.0 {
+            f64::INFINITY
+        } else {
+            1.0
+        }
+    };
+    let nova_unserved = best(|x| x.unserved);
+    let gap = nova_unserved - s.unserved_limit;
+    vec![
+        ("steal_p50", s.steal_p50),
+        ("steal_p95", s.steal_p95),
+        ("steal_p99", s.steal_p99),
+        ("fair_steal_p95", s.fair_steal_p95),
+        ("fair_steal_p99", s.fair_steal_p99),
+        ("unserved", s.unserved),
+        ("unserved_limit", s.unserved_limit),
+        ("p95_vs_nova", ratio(s.steal_p95, best(|x| x.steal_p95))),
+        (
+            "fair_p95_vs_nova",
+            ratio(s.fair_steal_p95, best(|x| x.fair_steal_p95)),
+        ),
+        (
+            "unserved_gap_closed",
+            if gap > 1e-12 {
+                (nova_unserved - s.unserved) / gap
+            } else {
+                1.0
+            },
+        ),
+        ("migrations", f64::from(s.migrations)),
+        ("unplaced", f64::from(s.unplaced)),
+    ]
+}
+
+/// Run the scenario once per seed and gather each figure's spread.
+pub fn simulate_seeds(scn: &Scenario, seeds: &[u64]) -> Result<SeedsReport, String> {
+    let mut per: BTreeMap<String, BTreeMap<&'static str, Vec<f64>>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for &seed in seeds {
+        let mut s = scn.clone();
+        s.seed = seed;
+        let report = simulate(&s)?;
+        for st in &report.strategies {
+            if !per.contains_key(&st.strategy) {
+                order.push(st.strategy.clone());
+            }
+            let figures = per.entry(st.strategy.clone()).or_default();
+            for (k, v) in seed_figures(&report, st) {
+                figures.entry(k).or_default().push(v);
+            }
+        }
+    }
+    let strategies = order
+        .into_iter()
+        .map(|name| {
+            let figures = per
+                .remove(&name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Spread::of(v)))
+                .collect();
+            SeedsStrategy {
+                strategy: name,
+                figures,
+            }
+        })
+        .collect();
+    Ok(SeedsReport {
+        scenario: scn.name.clone(),
+        hours: scn.hours,
+        hosts: scn.azs.len() * scn.hosts_per_az as usize,
+        vms: scn.roles.iter().map(|r| r.count as usize).sum(),
+        seeds: seeds.to_vec(),
+        strategies,
+    })
+}
