@@ -7,7 +7,7 @@ defaults of nova.conf: `enabled_filters`, `weight_classes = all_weighers`,
 `host_subset_size = 1`), with the hosts' use as it was before each boot,
 and checks that Nova picks the very host the twin picked, for
 `nova-default` and for `nova-groups` (one soft-anti-affinity server group
-per role). The control: the twin's old baseline (most free RAM) picks
+per role; a VM booted without a role is in none). The control: the twin's old baseline (most free RAM) picks
 another host on some of these boots, so the check can tell them apart.
 """
 
@@ -89,9 +89,11 @@ def replay(report, name, groups):
                 instances=[vms[v]['uuid'] for v in used[i]['vms']])
             for i in candidates]
         group = None
-        if groups:
+        if groups and not vm['roleless']:
+            # One group per role; a VM booted without a role is in none.
             members = [vms[v]['uuid'] for u in used for v in u['vms']
-                       if vms[v]['role'] == vm['role']]
+                       if vms[v]['role'] == vm['role']
+                       and not vms[v]['roleless']]
             group = ns.make_server_group(
                 vm['role'], policy='soft-anti-affinity', members=members)
         flavor = flavors.setdefault(vm['role'], ns.make_flavor(

@@ -20,6 +20,7 @@
 pub mod measure;
 pub mod nova;
 pub mod report;
+pub mod telemetry;
 mod twin;
 pub mod workload;
 
@@ -27,13 +28,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Host;
+use crate::model::{ClusterView, Host};
 use crate::rebalance::detect::{detect, DetectState, History};
 use crate::rebalance::plan::{plan, PlanInput, VmSize};
 use crate::rebalance::{BudgetState, InFlight, MoveRecord, RebalanceSettings, GIB};
 use crate::scoring::{builtin_profiles, Options, Profile, ProfileSpec};
 
-use twin::{BootContext, Twin};
+use twin::{BootContext, Observed, Twin};
 use workload::{Curve, Rng};
 
 /// Monday 2026-11-23 00:00 UTC: a week starts there, so hour-of-week profiles line up.
@@ -76,6 +77,10 @@ pub struct RoleSpec {
     /// Per-VM intensity is uniform in `1 ± spread`: some replicas are busier than others.
     #[serde(default = "spread")]
     pub spread: f64,
+    /// When the role's VMs boot (hours after the start): a role booting mid-run is new, with
+    /// no history in steward's profiles.
+    #[serde(default)]
+    pub boot_at_hours: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -116,6 +121,13 @@ pub struct Scenario {
     /// Another multiplier to show beside it (`steward-deployed-x<M>`).
     #[serde(default)]
     pub recommended_weight_multiplier: Option<f64>,
+    /// Share of VMs booted with no role (no hint, no server group): steward cannot tell
+    /// their role, and Nova puts them in no group.
+    #[serde(default)]
+    pub roleless_share: f64,
+    /// What steward learns and when (`telemetry::TelemetrySpec`).
+    #[serde(default)]
+    pub telemetry: telemetry::TelemetrySpec,
 }
 
 fn four() -> f64 {
@@ -220,6 +232,12 @@ impl Scenario {
                 if !(v.is_finite() && v >= 0.0) {
                     p.push(format!("{key}.{k}: must be a number >= 0, got {v}"));
                 }
+            }
+            if !(r.boot_at_hours.is_finite() && r.boot_at_hours >= 0.0) {
+                p.push(format!(
+                    "{key}.boot_at_hours: must be a number of hours >= 0, got {}",
+                    r.boot_at_hours
+                ));
             }
             for (k, v) in [("base", r.base), ("peak", r.peak)] {
                 if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
@@ -441,7 +459,11 @@ pub struct HostOut {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VmOut {
     pub uuid: String,
+    /// The workload's role (steward and Nova's groups know it only when not `roleless`).
     pub role: String,
+    /// Booted with no role hint and in no server group.
+    pub roleless: bool,
+    pub boot_step: u64,
     pub az: String,
     pub vcpus: f64,
     pub memory_mb: f64,
@@ -471,32 +493,116 @@ pub struct Report {
     pub strategies: Vec<StrategyReport>,
 }
 
-/// The workload of one seed: cores each VM demands at each step, the same for every strategy.
+/// The workload of one seed: cores each VM demands at each step (0 before it boots), the
+/// same for every strategy, and the role profiles steward learns from its telemetry.
 pub struct Workload {
     pub demand: Vec<Vec<f64>>,
+    pub profiles: telemetry::ProfileTimeline,
+    clock: telemetry::Clock,
+    /// Per VM: its role and intensity (the generator's, for steps before the run).
+    vm_role: Vec<usize>,
+    intensity: Vec<f64>,
+    boot_step: Vec<u64>,
+}
+
+/// Cores a VM of `role` at `intensity` demands at step `j` (negative: before the run).
+fn generated(scn: &Scenario, role: usize, intensity: f64, vm: usize, j: i64) -> f64 {
+    let r = &scn.roles[role];
+    let t = scn.start_unix + j as f64 * scn.step_minutes * 60.0;
+    let hour = (t / 3600.0).rem_euclid(24.0);
+    let level = r.base + (r.peak - r.base).max(0.0) * r.curve.shape(hour);
+    // The run's steps and the warm-up's draw from separate streams.
+    let noise = if j >= 0 {
+        Rng::keyed(scn.seed, 2 + vm as u64, j as u64).normal()
+    } else {
+        Rng::keyed(scn.seed ^ 0x3A2F, 2 + vm as u64, j.unsigned_abs()).normal()
+    };
+    (level * intensity + r.noise * noise).clamp(0.0, 1.0) * r.vcpus
 }
 
 impl Workload {
     pub fn new(scn: &Scenario) -> Workload {
         let vms = twin::vms_of(scn);
-        let step = scn.step_minutes * 60.0;
         let demand = (0..steps(scn))
             .map(|k| {
-                let t = scn.start_unix + k as f64 * step;
-                let hour = (t / 3600.0).rem_euclid(24.0);
                 vms.iter()
                     .enumerate()
                     .map(|(i, v)| {
-                        let r = &scn.roles[v.role];
-                        let level = r.base + (r.peak - r.base).max(0.0) * r.curve.shape(hour);
-                        let noise = r.noise * Rng::keyed(scn.seed, 2 + i as u64, k).normal();
-                        (level * v.intensity + noise).clamp(0.0, 1.0) * r.vcpus
+                        if k < v.boot_step {
+                            0.0
+                        } else {
+                            generated(scn, v.role, v.intensity, i, k as i64)
+                        }
                     })
                     .collect()
             })
             .collect();
-        Workload { demand }
+        let clock = telemetry::Clock {
+            start: scn.start_unix,
+            step: scn.step_minutes * 60.0,
+        };
+        let mut work = Workload {
+            demand,
+            profiles: telemetry::ProfileTimeline { at: Vec::new() },
+            clock,
+            vm_role: vms.iter().map(|v| v.role).collect(),
+            intensity: vms.iter().map(|v| v.intensity).collect(),
+            boot_step: vms.iter().map(|v| v.boot_step).collect(),
+        };
+        let profiles = {
+            let wv = work_view(&work);
+            let subjects: Vec<_> = vms
+                .iter()
+                .enumerate()
+                .map(|(i, v)| telemetry::Subject {
+                    role: (!v.roleless).then_some(scn.roles[v.role].name.as_str()),
+                    series: move |j: i64| work_value(scn, &wv, i, j),
+                })
+                .collect();
+            telemetry::learn(
+                &scn.telemetry,
+                clock,
+                scn.seed,
+                &subjects,
+                scn.hours * 3600.0,
+            )
+        };
+        work.profiles = profiles;
+        work
     }
+
+    /// Cores VM `vm` demanded at step `j`, None before it existed.
+    pub fn value(&self, scn: &Scenario, vm: usize, j: i64) -> Option<f64> {
+        work_value(scn, &work_view(self), vm, j)
+    }
+}
+
+/// The parts of a workload a series reads.
+#[derive(Clone, Copy)]
+struct WorkView<'a> {
+    demand: &'a [Vec<f64>],
+    vm_role: &'a [usize],
+    intensity: &'a [f64],
+    boot_step: &'a [u64],
+}
+
+fn work_view(w: &Workload) -> WorkView<'_> {
+    WorkView {
+        demand: &w.demand,
+        vm_role: &w.vm_role,
+        intensity: &w.intensity,
+        boot_step: &w.boot_step,
+    }
+}
+
+fn work_value(scn: &Scenario, w: &WorkView, vm: usize, j: i64) -> Option<f64> {
+    if j < w.boot_step[vm] as i64 {
+        return None;
+    }
+    if j >= 0 {
+        return w.demand.get(j as usize).map(|row| row[vm]);
+    }
+    Some(generated(scn, w.vm_role[vm], w.intensity[vm], vm, j))
 }
 
 fn steps(scn: &Scenario) -> u64 {
@@ -583,34 +689,68 @@ struct RunState {
     trace: Trace,
 }
 
-/// Boot every VM in one shuffled order, the same for every strategy.
-fn boot(twin: &mut Twin, strategy: &Strategy, profile: &Profile, opts: &Options) -> Vec<Event> {
-    let mut order: Vec<usize> = (0..twin.vms.len()).collect();
-    Rng::new(twin.scn.seed ^ 0xB007).shuffle(&mut order);
-    let t = twin.scn.start_unix;
-    let zeros = vec![0.0; twin.hosts.len()];
-    let mut view = twin.view(t, &zeros, &zeros, &vec![0.0; twin.vms.len()]);
-    view.weekly = twin.weekly();
-    let mut ctx = BootContext {
-        profile,
-        opts,
-        view,
-        t,
-    };
+/// Steward's readings at `t`: every running VM's load and every host's steal, as scraped.
+fn observe_all(twin: &Twin, work: &Workload, trace: &Trace, t: f64) -> Observed {
+    let scn = twin.scn;
+    let spec = &scn.telemetry;
+    let vm = (0..twin.vms.len())
+        .map(|i| {
+            twin.vms[i].host?;
+            let series = |j: i64| work.value(scn, i, j);
+            telemetry::observe(spec, work.clock, scn.seed, i as u64, &series, t)
+        })
+        .collect();
+    let host_steal = (0..twin.hosts.len())
+        .map(|h| {
+            // Before the run the hosts were empty: no steal.
+            let series = |j: i64| {
+                if j < 0 {
+                    Some(0.0)
+                } else {
+                    trace.host_steal.get(j as usize).map(|r| r[h])
+                }
+            };
+            let key = 1_000_000 + h as u64;
+            telemetry::observe(spec, work.clock, scn.seed, key, &series, t)
+        })
+        .collect();
+    Observed { vm, host_steal }
+}
+
+/// Steward's view at `t`: its readings and the role profiles it has learned by then.
+fn steward_view(twin: &Twin, work: &Workload, trace: &Trace, t: f64) -> ClusterView {
+    let mut view = twin.view(&observe_all(twin, work, trace, t));
+    view.weekly = work.profiles.at(t);
+    view
+}
+
+/// Boot the VMs due at step `k`, in one shuffled order, the same for every strategy.
+fn boot_due(
+    twin: &mut Twin,
+    strategy: &Strategy,
+    ctx: &mut BootContext,
+    order: &[usize],
+    k: u64,
+) -> Vec<Event> {
     let mut events = Vec::new();
-    for vm in order {
-        let Some(h) = twin.choose(vm, strategy.placement, &ctx) else {
-            events.push(Event::NoValidHost { vm, step: 0 });
+    let due: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&vm| twin.vms[vm].boot_step == k)
+        .collect();
+    for vm in due {
+        let Some(h) = twin.choose(vm, strategy.placement, ctx) else {
+            events.push(Event::NoValidHost { vm, step: k });
             continue;
         };
         let size = twin.size(vm);
         twin.reserve(h, &size, 1.0);
         twin.land(vm, h);
-        twin.note_placed(&mut ctx.view, vm, h, t);
+        twin.note_placed(&mut ctx.view, vm, h, ctx.t);
         events.push(Event::Boot {
             vm,
             host: h,
-            step: 0,
+            step: k,
         });
     }
     events
@@ -647,22 +787,13 @@ fn rebalance_cycle(
     opts: &Options,
     k: u64,
     t: f64,
-    demand: &[f64],
-    steal: &[f64],
+    view: &ClusterView,
 ) -> Result<(), String> {
     let scn = twin.scn;
     let cfg = &scn.rebalance;
     let n = twin.hosts.len();
-    let mut host_demand = vec![0.0; n];
-    for (i, v) in twin.vms.iter().enumerate() {
-        if let Some(h) = v.host {
-            host_demand[h] += demand[i];
-        }
-    }
-    let mut view = twin.view(t, &host_demand, steal, demand);
-    view.weekly = twin.weekly();
     let rb = &mut st.rebalancer;
-    rb.history.record(&view, t, cfg.window_seconds * 2.0);
+    rb.history.record(view, t, cfg.window_seconds * 2.0);
     if t < rb.next_cycle {
         return Ok(());
     }
@@ -680,7 +811,7 @@ fn rebalance_cycle(
         })
         .collect();
     let input = PlanInput {
-        view: &view,
+        view,
         hosts: &hosts,
         sizes: &index.sizes,
         detection: &detection,
@@ -803,20 +934,26 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
         starts_per_az: BTreeMap::new(),
         trace: Trace::default(),
     };
-    st.trace.events = boot(&mut twin, strategy, &placement, &opts);
-    let unplaced = st
-        .trace
-        .events
-        .iter()
-        .filter(|e| matches!(e, Event::NoValidHost { .. }))
-        .count() as u32;
+    let mut order: Vec<usize> = (0..twin.vms.len()).collect();
+    Rng::new(scn.seed ^ 0xB007).shuffle(&mut order);
     let mut m = Measures::default();
     for (k, demand) in work.demand.iter().enumerate() {
         let k = k as u64;
         let t = scn.start_unix + k as f64 * step;
         finish_moves(&mut twin, &mut st, k, t);
-        let steal = measure(&twin, demand, &mut m, &mut st.trace);
+        if twin.vms.iter().any(|v| v.boot_step == k) {
+            let mut ctx = BootContext {
+                profile: &placement,
+                opts: &opts,
+                view: steward_view(&twin, work, &st.trace, t),
+                t,
+            };
+            let events = boot_due(&mut twin, strategy, &mut ctx, &order, k);
+            st.trace.events.extend(events);
+        }
+        measure(&twin, demand, &mut m, &mut st.trace);
         if strategy.rebalance {
+            let view = steward_view(&twin, work, &st.trace, t);
             rebalance_cycle(
                 &mut twin,
                 &mut st,
@@ -825,11 +962,16 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
                 &opts,
                 k,
                 t,
-                demand,
-                &steal,
+                &view,
             )?;
         }
     }
+    let unplaced = st
+        .trace
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::NoValidHost { .. }))
+        .count() as u32;
     for mig in &st.migrations {
         st.trace.events.push(Event::Move {
             vm: mig.vm,
@@ -910,6 +1052,8 @@ pub fn simulate(scn: &Scenario) -> Result<Report, String> {
             VmOut {
                 uuid: v.uuid,
                 role: r.name.clone(),
+                roleless: v.roleless,
+                boot_step: v.boot_step,
                 az: v.az,
                 vcpus: r.vcpus,
                 memory_mb: r.memory_mb,

@@ -1,12 +1,11 @@
 //! The cloud of one run: hosts with their allocations, VMs with their host, and how each
 //! strategy places a booting VM (PURE).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::model::{
     ClusterView, Flavor, Host, HostFacts, Instance, Operation, SchedulingRequest, Source, VmFacts,
-    WeeklyProfile, WeeklyProfiles, HOURS_PER_WEEK,
 };
 use crate::rebalance::plan::VmSize;
 use crate::scoring::{self, Options, Profile};
@@ -31,6 +30,10 @@ pub(super) struct SimVm {
     pub az: String,
     pub host: Option<usize>,
     pub intensity: f64,
+    /// Booted with no role: no hint, no server group.
+    pub roleless: bool,
+    /// The step it boots at.
+    pub boot_step: u64,
 }
 
 /// The cloud of one run.
@@ -40,6 +43,8 @@ pub(super) struct Twin<'a> {
     pub vms: Vec<SimVm>,
     /// (host, role) -> VMs.
     pub stacking: Vec<Vec<u32>>,
+    /// (host, role) -> VMs in the role's server group (those with a role).
+    pub grouped: Vec<Vec<u32>>,
     pub worst_stacking: u32,
     pub az_violations: HashSet<usize>,
 }
@@ -75,6 +80,8 @@ pub(super) fn vms_of(scn: &Scenario) -> Vec<SimVm> {
                 az: scn.azs[i as usize % scn.azs.len()].clone(),
                 host: None,
                 intensity: 1.0 + role.spread * (2.0 * u - 1.0),
+                roleless: Rng::keyed(scn.seed, 4, n).uniform() < scn.roleless_share,
+                boot_step: (role.boot_at_hours * 60.0 / scn.step_minutes).round() as u64,
             });
         }
     }
@@ -90,6 +97,7 @@ impl<'a> Twin<'a> {
             scn,
             hosts,
             vms,
+            grouped: stacking.clone(),
             stacking,
             worst_stacking: 0,
             az_violations: Default::default(),
@@ -125,42 +133,18 @@ impl<'a> Twin<'a> {
     /// The VM now runs on `h` (its allocation there is already reserved).
     pub fn land(&mut self, vm: usize, h: usize) {
         let role = self.vms[vm].role;
+        let grouped = u32::from(!self.vms[vm].roleless);
         if let Some(old) = self.vms[vm].host {
             self.stacking[old][role] -= 1;
+            self.grouped[old][role] -= grouped;
         }
         self.vms[vm].host = Some(h);
         self.stacking[h][role] += 1;
+        self.grouped[h][role] += grouped;
         self.worst_stacking = self.worst_stacking.max(self.stacking[h][role]);
         if self.hosts[h].az != self.vms[vm].az {
             self.az_violations.insert(vm);
         }
-    }
-
-    /// What the role's weekly demand profile would show after some weeks of history: busy
-    /// vCPUs per VM at each hour of the week (the high end of its replicas).
-    pub fn weekly(&self) -> Arc<WeeklyProfiles> {
-        let mut role_demand = HashMap::new();
-        for r in &self.scn.roles {
-            let values = (0..HOURS_PER_WEEK)
-                .map(|h| {
-                    let hour = (h % 24) as f64 + 0.5;
-                    let level = r.base + (r.peak - r.base).max(0.0) * r.curve.shape(hour);
-                    (level * (1.0 + r.spread)).min(1.0) * r.vcpus
-                })
-                .collect();
-            role_demand.insert(
-                r.name.clone(),
-                WeeklyProfile {
-                    values,
-                    weeks: 4,
-                    computed_at: self.scn.start_unix,
-                },
-            );
-        }
-        Arc::new(WeeklyProfiles {
-            host_steal: HashMap::new(),
-            role_demand,
-        })
     }
 
     /// The compute node as Placement and Nova's API describe it.
@@ -192,41 +176,50 @@ impl<'a> Twin<'a> {
             free_ram_mb: spec.memory_mb - host.mem_used,
             free_vcpus: spec.pcpus * spec.cpu_allocation_ratio - host.vcpus_used,
             free_disk_mb: (spec.disk_gb - host.disk_used) * 1024.0,
-            group_members: f64::from(self.stacking[h][role]),
+            group_members: f64::from(self.grouped[h][role]),
         }
     }
 
-    /// Steward's view at time `t`, with the given per-host demand (cores) and steal.
-    pub fn view(&self, t: f64, demand: &[f64], steal: &[f64], vm_demand: &[f64]) -> ClusterView {
+    /// Steward's view from its readings: per VM (when scraped, load in cores) and per host
+    /// (when scraped, steal); a VM's steal is its host's.
+    pub fn view(&self, obs: &Observed) -> ClusterView {
         let mut view = ClusterView::default();
+        let mut host_load = vec![0.0; self.hosts.len()];
+        for (i, v) in self.vms.iter().enumerate() {
+            if let (Some(h), Some((_, load))) = (v.host, obs.vm[i]) {
+                host_load[h] += load;
+            }
+        }
         for (i, h) in self.hosts.iter().enumerate() {
             let pcpus = h.spec.pcpus;
+            let (at, steal) = obs.host_steal[i].map_or((0.0, None), |(at, s)| (at, Some(s)));
             view.hosts.insert(
                 h.name.clone(),
                 HostFacts {
                     az: Some(h.az.clone()),
-                    steal: Some(steal[i]),
-                    load5: Some(demand[i]),
-                    cpu_use: Some((demand[i] / pcpus).min(1.0)),
+                    steal,
+                    load5: steal.map(|_| host_load[i]),
+                    cpu_use: steal.map(|_| (host_load[i] / pcpus).min(1.0)),
                     vcpus: Some(pcpus),
-                    observed_at: t,
-                    source: Source::Push,
+                    observed_at: at,
+                    source: Source::Prometheus,
                 },
             );
         }
         for (i, v) in self.vms.iter().enumerate() {
             let Some(h) = v.host else { continue };
             let r = &self.scn.roles[v.role];
+            let (at, load) = obs.vm[i].map_or((0.0, None), |(at, l)| (at, Some(l)));
             view.vms.insert(
                 v.uuid.clone(),
                 VmFacts {
                     host: Some(self.hosts[h].name.clone()),
-                    role: Some(r.name.clone()),
-                    steal: Some(steal[h]),
-                    load5: Some(vm_demand[i]),
+                    role: (!v.roleless).then(|| r.name.clone()),
+                    steal: obs.host_steal[h].map(|o| o.1),
+                    load5: load,
                     vcpus: Some(r.vcpus),
-                    observed_at: t,
-                    source: Source::Push,
+                    observed_at: at,
+                    source: Source::Prometheus,
                     az: Some(self.hosts[h].az.clone()),
                     project_id: None,
                     flavor: Some(r.name.clone()),
@@ -252,7 +245,11 @@ impl<'a> Twin<'a> {
                     ..Default::default()
                 },
                 requested_az: Some(self.vms[vm].az.clone()),
-                hints: [("steward_role".to_string(), role.name.clone())].into(),
+                hints: if self.vms[vm].roleless {
+                    Default::default()
+                } else {
+                    [("steward_role".to_string(), role.name.clone())].into()
+                },
                 ..Default::default()
             },
             ignore_hosts: Vec::new(),
@@ -279,7 +276,7 @@ impl<'a> Twin<'a> {
         };
         match placement {
             Placement::NovaDefault | Placement::NovaGroups => {
-                let groups = placement == Placement::NovaGroups;
+                let groups = placement == Placement::NovaGroups && !self.vms[vm].roleless;
                 let w = nova::weigh(&nova_hosts(&fitting), groups, &[]);
                 nova::pick(&w).map(|i| fitting[i])
             }
@@ -327,7 +324,7 @@ impl<'a> Twin<'a> {
             self.vms[vm].uuid.clone(),
             VmFacts {
                 host: Some(self.hosts[h].name.clone()),
-                role: Some(r.name.clone()),
+                role: (!self.vms[vm].roleless).then(|| r.name.clone()),
                 vcpus: Some(r.vcpus),
                 observed_at: t,
                 az: Some(self.hosts[h].az.clone()),
@@ -336,6 +333,12 @@ impl<'a> Twin<'a> {
         );
         *view = next;
     }
+}
+
+/// Steward's readings at one time: per VM and per host, (when scraped, value).
+pub(super) struct Observed {
+    pub vm: Vec<Option<(f64, f64)>>,
+    pub host_steal: Vec<Option<(f64, f64)>>,
 }
 
 /// What a steward placement reads besides the twin: its profile, options and view.
