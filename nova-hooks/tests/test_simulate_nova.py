@@ -7,8 +7,9 @@ defaults of nova.conf: `enabled_filters`, `weight_classes = all_weighers`,
 `host_subset_size = 1`), with the hosts' use as it was before each boot,
 and checks that Nova picks the very host the twin picked, for
 `nova-default` and for `nova-groups` (one soft-anti-affinity server group
-per role; a VM booted without a role is in none). The control: the twin's old baseline (most free RAM) picks
-another host on some of these boots, so the check can tell them apart.
+per role; a VM booted without a role is in none). The control: the twin's
+old baseline (most free RAM) picks another host on some of these boots, so
+the check can tell them apart.
 """
 
 import json
