@@ -18,6 +18,7 @@
 //! The scenario text comes in as a string and the report goes out as data: no I/O here.
 
 pub mod measure;
+pub mod migration;
 pub mod nova;
 pub mod report;
 pub mod telemetry;
@@ -108,9 +109,12 @@ pub struct Scenario {
     /// Profiles layered over the built-in ones, as in steward.toml.
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileSpec>,
-    /// Migration throughput: how long a move takes (bytes / this rate).
+    /// Each host's `live_migration_bandwidth`, GiB/s.
     #[serde(default = "mig_rate")]
     pub migration_gib_per_second: f64,
+    /// How a live migration copies, converges or is aborted (`migration::MigrationSpec`).
+    #[serde(default)]
+    pub migration: migration::MigrationSpec,
     /// The service's `[rebalance]` section, as in steward.toml.
     #[serde(default)]
     pub rebalance: RebalanceSettings,
@@ -374,6 +378,8 @@ pub struct StrategyReport {
     pub unserved_limit: f64,
     /// Live migrations started.
     pub migrations: u32,
+    /// Of those, aborted at Nova's completion timeout (the VM stayed).
+    pub migrations_aborted: u32,
     pub gib_moved: f64,
     /// VMs that ran, at any time, outside the AZ they were booted in.
     pub az_violations: u32,
@@ -404,7 +410,13 @@ pub struct MoveOut {
     pub az: String,
     /// Hours since the scenario's start.
     pub at_hours: f64,
+    /// What the plan charged to the AZ's byte budget (RAM, plus disk for a block migration).
     pub gib: f64,
+    /// What the pre-copy sent (each pass re-sends what the guest dirtied).
+    pub gib_sent: f64,
+    pub seconds: f64,
+    /// False: aborted at the completion timeout, the VM stayed.
+    pub converged: bool,
 }
 
 /// One change of where a VM runs. `vm` and hosts index the report's `vms` and `hosts`.
@@ -422,15 +434,19 @@ pub enum Event {
         vm: usize,
         step: u64,
     },
-    /// A live migration: on `from` through `end_step - 1`, on `to` from `end_step` (None: not
-    /// finished when the run ended).
+    /// A live migration: on `from` through `end_step - 1`, on `to` from `end_step` when it
+    /// converged (else aborted at `end_step`: it stays on `from`); `end_step` None: not
+    /// finished when the run ended. It copies, taking CPU on both hosts, in every step `k`
+    /// with `start_step < k < end_step`.
     Move {
         vm: usize,
         from: usize,
         to: usize,
         start_step: u64,
         end_step: Option<u64>,
+        /// GiB sent over the wire.
         gib: f64,
+        converged: bool,
     },
 }
 
@@ -617,6 +633,7 @@ struct Migration {
     start_step: u64,
     finish: f64,
     gib: f64,
+    converged: bool,
 }
 
 /// What the per-step measures add up to.
@@ -630,7 +647,13 @@ struct Measures {
 }
 
 /// Measure one step: the trace's rows and the samples.
-fn measure(twin: &Twin, demand: &[f64], m: &mut Measures, trace: &mut Trace) -> Vec<f64> {
+fn measure(
+    twin: &Twin,
+    demand: &[f64],
+    in_flight: &[Migration],
+    m: &mut Measures,
+    trace: &mut Trace,
+) -> Vec<f64> {
     let n = twin.hosts.len();
     let mut host_demand = vec![0.0; n];
     let mut on_host: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n];
@@ -640,7 +663,13 @@ fn measure(twin: &Twin, demand: &[f64], m: &mut Measures, trace: &mut Trace) -> 
             on_host[h].push((twin.scn.roles[v.role].vcpus, demand[i]));
         }
     }
-    let capacity: Vec<f64> = twin.hosts.iter().map(|h| h.spec.pcpus).collect();
+    // A migration's copy takes CPU on both ends while it runs.
+    let mut capacity: Vec<f64> = twin.hosts.iter().map(|h| h.spec.pcpus).collect();
+    for mig in in_flight {
+        for h in [mig.from, mig.to] {
+            capacity[h] = (capacity[h] - twin.scn.migration.cpu_cores).max(0.0);
+        }
+    }
     let steal: Vec<f64> = (0..n)
         .map(|h| measure::fluid_steal(host_demand[h], capacity[h]))
         .collect();
@@ -764,8 +793,13 @@ fn finish_moves(twin: &mut Twin, st: &mut RunState, k: u64, t: f64) {
     st.migrations = running;
     for m in done {
         let size = twin.size(m.vm);
-        twin.reserve(m.from, &size, -1.0);
-        twin.land(m.vm, m.to);
+        if m.converged {
+            twin.reserve(m.from, &size, -1.0);
+            twin.land(m.vm, m.to);
+        } else {
+            // Aborted at the completion timeout: the VM stays, the target is freed.
+            twin.reserve(m.to, &size, -1.0);
+        }
         st.trace.events.push(Event::Move {
             vm: m.vm,
             from: m.from,
@@ -773,6 +807,7 @@ fn finish_moves(twin: &mut Twin, st: &mut RunState, k: u64, t: f64) {
             start_step: m.start_step,
             end_step: Some(k),
             gib: m.gib,
+            converged: m.converged,
         });
     }
 }
@@ -788,6 +823,7 @@ fn rebalance_cycle(
     k: u64,
     t: f64,
     view: &ClusterView,
+    demand: &[f64],
 ) -> Result<(), String> {
     let scn = twin.scn;
     let cfg = &scn.rebalance;
@@ -836,14 +872,27 @@ fn rebalance_cycle(
         };
         let size = twin.size(vm);
         twin.reserve(to, &size, 1.0);
-        let gib = a.bytes as f64 / GIB;
+        let disk = if size.block_migration {
+            size.disk_gb
+        } else {
+            0.0
+        };
+        let out = migration::precopy(
+            &scn.migration,
+            size.memory_mb / 1024.0,
+            disk,
+            demand[vm],
+            scn.migration_gib_per_second,
+        );
+        let gib = out.gib_sent;
         st.migrations.push(Migration {
             vm,
             from,
             to,
             start_step: k,
-            finish: t + gib / scn.migration_gib_per_second,
+            finish: t + out.seconds,
             gib,
+            converged: out.converged,
         });
         st.rebalancer.moves.push(MoveRecord {
             vm: a.vm.clone(),
@@ -859,7 +908,10 @@ fn rebalance_cycle(
             to_host: a.target_host.clone(),
             az: a.az.clone(),
             at_hours: (t - scn.start_unix) / 3600.0,
-            gib,
+            gib: a.bytes as f64 / GIB,
+            gib_sent: gib,
+            seconds: out.seconds,
+            converged: out.converged,
         });
         st.starts_per_az
             .entry(a.az.clone())
@@ -951,7 +1003,7 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
             let events = boot_due(&mut twin, strategy, &mut ctx, &order, k);
             st.trace.events.extend(events);
         }
-        measure(&twin, demand, &mut m, &mut st.trace);
+        measure(&twin, demand, &st.migrations, &mut m, &mut st.trace);
         if strategy.rebalance {
             let view = steward_view(&twin, work, &st.trace, t);
             rebalance_cycle(
@@ -963,9 +1015,25 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
                 k,
                 t,
                 &view,
+                demand,
             )?;
         }
     }
+    let migrations_aborted = st
+        .trace
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Move {
+                    converged: false,
+                    end_step: Some(_),
+                    ..
+                }
+            )
+        })
+        .count() as u32;
     let unplaced = st
         .trace
         .events
@@ -980,6 +1048,7 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
             start_step: mig.start_step,
             end_step: None,
             gib: mig.gib,
+            converged: false,
         });
     }
     m.fluid.sort_by(f64::total_cmp);
@@ -1006,6 +1075,7 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
         unserved: share(m.unserved),
         unserved_limit: share(m.limit),
         migrations: st.rebalancer.moves.len() as u32,
+        migrations_aborted,
         gib_moved: st.gib_moved,
         az_violations: twin.az_violations.len() as u32,
         worst_role_stacking: twin.worst_stacking,
