@@ -311,3 +311,109 @@ fn seeds_give_each_figures_spread_over_single_runs() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--seeds"));
 }
+
+/// The rebalancer settles: over two weeks of a workload that repeats, after the first day no
+/// VM moves twice within a week nor back to a host it left within a week; and every move
+/// stays in its AZ, outside the forbidden window, inside the byte budget. Over several seeds,
+/// from the JSON's moves.
+#[test]
+fn over_two_weeks_the_rebalancer_settles_on_every_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.toml");
+    let mut text = std::fs::read_to_string(scenario_path()).unwrap();
+    for (a, b) in [
+        ("hosts_per_az = 8", "hosts_per_az = 4"),
+        ("count = 150", "count = 75"),
+        ("count = 45", "count = 22"),
+        ("count = 30", "count = 15"),
+        ("count = 24", "count = 12"),
+    ] {
+        assert!(text.contains(a), "{a}");
+        text = text.replace(a, b);
+    }
+    std::fs::write(&small, text).unwrap();
+    let cfg = shipped_rebalance();
+    let week = 168.0;
+    assert!(number(&cfg["cooldown_hours"]) >= week && number(&cfg["no_return_hours"]) >= week);
+    let rate = number(&cfg["budget_gib_per_az_per_hour"]);
+    let burst = cfg.get("budget_burst_gib").map(number).unwrap_or(rate);
+    let mut moved = 0;
+    for seed in ["1", "2"] {
+        let out = simulate(&[
+            "--scenario",
+            small.to_str().unwrap(),
+            "--hours",
+            "336",
+            "--seed",
+            seed,
+            "-f",
+            "json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let s = strategy(&report, "steward-deployed-rebalance");
+        let moves = s["moves"].as_array().unwrap();
+        moved += moves.len();
+        // (vm) -> [(at, from, to)]
+        let mut per_vm: HashMap<&str, Vec<(f64, &str, &str)>> = HashMap::new();
+        let mut per_az: HashMap<&str, Vec<(f64, f64)>> = HashMap::new();
+        for m in moves {
+            let at = m["at_hours"].as_f64().unwrap();
+            let (from, to) = (
+                m["from_host"].as_str().unwrap(),
+                m["to_host"].as_str().unwrap(),
+            );
+            let az = m["az"].as_str().unwrap();
+            assert!(from.starts_with(&format!("{az}-")) && to.starts_with(&format!("{az}-")));
+            assert!(!(11.0..14.0).contains(&(at % 24.0)), "move at {at} h");
+            per_vm
+                .entry(m["vm"].as_str().unwrap())
+                .or_default()
+                .push((at, from, to));
+            per_az
+                .entry(az)
+                .or_default()
+                .push((at, m["gib"].as_f64().unwrap()));
+        }
+        for (vm, ms) in &per_vm {
+            for (i, later) in ms.iter().enumerate() {
+                for earlier in &ms[..i] {
+                    if earlier.0 < 24.0 {
+                        continue;
+                    }
+                    assert!(
+                        later.0 - earlier.0 >= week,
+                        "seed {seed}: {vm} moved at {} and {} h",
+                        earlier.0,
+                        later.0
+                    );
+                    assert!(
+                        !(later.2 == earlier.1 && later.0 - earlier.0 < week),
+                        "seed {seed}: {vm} back on {}",
+                        later.2
+                    );
+                }
+            }
+        }
+        for (az, starts) in &per_az {
+            for i in 0..starts.len() {
+                let mut sum = 0.0;
+                for s in &starts[i..] {
+                    sum += s.1;
+                    assert!(
+                        sum <= burst + rate * (s.0 - starts[i].0) + 1e-6,
+                        "seed {seed} {az}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        moved > 0,
+        "the rebalancer moved VMs, so the rule was put to the test"
+    );
+}
