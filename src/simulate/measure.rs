@@ -57,11 +57,7 @@ pub fn fair_steal(vms: &[(f64, f64)], capacity: f64) -> Vec<f64> {
 
 /// Nearest-rank percentile of sorted samples (0 when there are none).
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+    crate::model::nearest_rank(sorted, q).unwrap_or(0.0)
 }
 
 /// Median of unsorted values: the middle one, or the mean of the middle two.

@@ -272,10 +272,9 @@ impl Scenario {
             }
         }
         p.extend(
-            self.rebalance
-                .validate()
+            crate::settings::Section::validate(&self.rebalance, "rebalance")
                 .into_iter()
-                .map(|(k, m)| format!("{k}: {m}")),
+                .map(|p| p.to_string()),
         );
         for (key, name) in [
             ("placement_profile", &self.placement_profile),
@@ -1019,6 +1018,17 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
             )?;
         }
     }
+    Ok(finish_report(scn, strategy, &twin, st, m))
+}
+
+/// What a run gives, from its twin, its state and its measures.
+fn finish_report(
+    scn: &Scenario,
+    strategy: &Strategy,
+    twin: &Twin,
+    mut st: RunState,
+    mut m: Measures,
+) -> StrategyReport {
     let migrations_aborted = st
         .trace
         .events
@@ -1064,7 +1074,7 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
         .flat_map(|ts| ts.windows(2).map(|w| (w[1] - w[0]) / 3600.0))
         .min_by(f64::total_cmp);
     let share = |x: f64| if m.demand > 0.0 { x / m.demand } else { 0.0 };
-    Ok(StrategyReport {
+    StrategyReport {
         strategy: strategy.name.clone(),
         steal_p50: measure::percentile(&m.fluid, 0.50),
         steal_p95: measure::percentile(&m.fluid, 0.95),
@@ -1086,7 +1096,7 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
         cooldown_respected: min_gap.is_none_or(|g| g >= cfg.cooldown_hours),
         moves: st.moves_out,
         trace: st.trace,
-    })
+    }
 }
 
 /// Run every strategy on the scenario (in parallel: they share only the workload).

@@ -190,12 +190,8 @@ fn hourly_p95(
             observe(spec, clock, seed, key, s, t).map(|(_, v)| v)
         })
         .collect();
-    if points.is_empty() {
-        return None;
-    }
     points.sort_by(f64::total_cmp);
-    let rank = ((0.95 * points.len() as f64).ceil() as usize).clamp(1, points.len());
-    Some((hour_start + 1800.0, points[rank - 1]))
+    crate::model::nearest_rank(&points, 0.95).map(|v| (hour_start + 1800.0, v))
 }
 
 /// Every rollup of the run: the warm-up's history first, then every `rollup_every_hours`.
