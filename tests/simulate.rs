@@ -48,7 +48,7 @@ fn number(v: &toml::Value) -> f64 {
 }
 
 #[test]
-fn the_shipped_scenario_shows_what_the_issue_promises() {
+fn the_shipped_scenario_keeps_az_budget_cooldown_and_windows() {
     let path = scenario_path();
     let out = simulate(&["--scenario", path.to_str().unwrap(), "-f", "json"]);
     assert!(
