@@ -136,6 +136,7 @@ pub fn simulate(
     path: &std::path::Path,
     hours: Option<f64>,
     seed: Option<u64>,
+    seeds: Option<&str>,
     format: Format,
 ) -> ExitCode {
     use crate::simulate::{self, Scenario};
@@ -176,25 +177,48 @@ pub fn simulate(
         }
         return ExitCode::from(1);
     }
-    match simulate::simulate(&scenario) {
-        Ok(report) => {
-            match format {
-                Format::Table => print!("{}", simulate::report::render(&report)),
-                Format::Json => match serde_json::to_string_pretty(&report) {
-                    Ok(j) => println!("{j}"),
-                    Err(e) => {
-                        eprintln!("steward: {e}");
-                        return ExitCode::from(1);
-                    }
-                },
+    if let Some(seeds) = seeds {
+        let seeds = match simulate::parse_seeds(seeds) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("steward: {e}");
+                return ExitCode::from(1);
             }
-            ExitCode::SUCCESS
-        }
+        };
+        return match simulate::simulate_seeds(&scenario, &seeds) {
+            Ok(report) => print_report(format, &report, simulate::report::render_seeds),
+            Err(e) => {
+                eprintln!("steward: scenario {}: {e}", path.display());
+                ExitCode::from(1)
+            }
+        };
+    }
+    match simulate::simulate(&scenario) {
+        Ok(report) => print_report(format, &report, simulate::report::render),
         Err(e) => {
             eprintln!("steward: scenario {}: {e}", path.display());
             ExitCode::from(1)
         }
     }
+}
+
+/// A report as a table or as JSON (compact: the per-step data is large).
+fn print_report<T: serde::Serialize>(
+    format: Format,
+    report: &T,
+    table: fn(&T) -> String,
+) -> ExitCode {
+    match format {
+        Format::Table => print!("{}", table(report)),
+        Format::Json => match serde_json::to_string(report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("steward: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    }
+    ExitCode::SUCCESS
 }
 
 /// Needs no configuration: the document is the code's.
