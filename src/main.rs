@@ -338,10 +338,18 @@ fn with_config(path: Option<PathBuf>, run: impl FnOnce(Validated) -> ExitCode) -
 
 fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
     let result = config::load(path.as_deref());
+    // Which leader election runs: a lease row everywhere; it says whether Galera certifies it.
+    let election = result.as_ref().ok().map(|v| {
+        runtime().block_on(steward::rebalance::leader::describe_at(
+            &v.settings.database.url,
+            v.settings.rebalance.execution.lease_seconds,
+        ))
+    });
     match format {
         Format::Json => {
             let problems = result.as_ref().err().cloned().unwrap_or_default();
-            let doc = serde_json::json!({"valid": result.is_ok(), "problems": problems});
+            let doc = serde_json::json!({"valid": result.is_ok(), "problems": problems,
+                "leader_election": election});
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         Format::Table => match &result {
@@ -355,6 +363,9 @@ fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
             ),
             Err(problems) => print_problems(problems),
         },
+    }
+    if let (Format::Table, Some(e)) = (format, &election) {
+        println!("leader election: {e}");
     }
     if result.is_ok() {
         ExitCode::SUCCESS
@@ -979,7 +990,12 @@ mod rebalance {
         let store = store.clone();
         let holder = leader::holder_id();
         tracing::info!(mode = l.mode.as_str(), every_seconds = every.as_secs_f64(), %holder, "rebalance execution loop");
+        let ttl = l.execution.lease_seconds;
         tokio::spawn(async move {
+            match leader::describe(&store, ttl).await {
+                Ok(election) => tracing::info!(%election, "rebalance leader election"),
+                Err(e) => tracing::warn!(error = %e, "cannot tell which leader election runs"),
+            }
             let mut next_plan = f64::NEG_INFINITY;
             loop {
                 let now = unix_now();

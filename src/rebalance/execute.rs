@@ -21,6 +21,7 @@ use crate::config::ExecutionSettings;
 use crate::metrics::Metrics;
 use crate::openstack::nova::{Nova, ServerState};
 use crate::rebalance::hooks::{Hook, HookContext};
+use crate::rebalance::leader::{Leader, Leadership};
 use crate::store::journal::{ActionRow, ActionState, JournalError, NewAction, NewPlan, Patch};
 use crate::store::Store;
 use crate::unix_now;
@@ -109,6 +110,9 @@ pub struct Executor {
     hooks: Vec<Arc<dyn Hook>>,
     settings: ExecutionSettings,
     metrics: Metrics,
+    /// The leadership the running cycle journals under (set by [`lead_and_run_after`]);
+    /// `None` when the executor runs alone (tests, `run-once` without election).
+    fence: arc_swap::ArcSwapOption<Leadership>,
 }
 
 impl Executor {
@@ -125,6 +129,7 @@ impl Executor {
             hooks,
             settings,
             metrics,
+            fence: arc_swap::ArcSwapOption::empty(),
         }
     }
 
@@ -254,6 +259,9 @@ impl Executor {
         detail: &str,
     ) -> Result<ActionRow, ExecError> {
         let patch = &patch;
+        let fence = self.fence.load_full();
+        self.still_leading(a, fence.as_deref())?;
+        let fence = fence.as_deref();
         let row = ride_out("writing a transition", |again| async move {
             // The journal says why this entry came late.
             let detail = if again {
@@ -266,7 +274,7 @@ impl Executor {
             };
             match self
                 .store
-                .transition(&a.id, a.state, to, patch, &detail, unix_now())
+                .transition_fenced(&a.id, a.state, to, patch, &detail, unix_now(), fence)
                 .await
             {
                 // The before-state guard refused a retry: the first attempt may have been
@@ -281,10 +289,27 @@ impl Executor {
             }
         })
         .await?;
+        // The side effect this transition announces comes next: not from a stopped process
+        // whose lease may have passed on meanwhile.
+        self.still_leading(a, fence)?;
         if a.state != to {
             tracing::info!(action = %a.id, vm = %a.vm, from = %a.state, to = %to, detail, "rebalance action");
         }
         Ok(row)
+    }
+
+    /// Refuse to go on once this replica's lease may have run out by its own clock (it was
+    /// stopped, or could not renew): the next leader carries the action on.
+    fn still_leading(&self, a: &ActionRow, fence: Option<&Leadership>) -> Result<(), ExecError> {
+        match fence {
+            Some(f) if !f.is_current() => Err(ExecError::Journal(JournalError::Fenced(format!(
+                "action {} (server {}) stops here: {}",
+                a.id,
+                a.vm,
+                crate::store::lease::fence_refusal(f)
+            )))),
+            _ => Ok(()),
+        }
     }
 
     /// A failed step: → rejoining with the outcome `failed` and `msg` as the error; the rejoin
@@ -720,6 +745,7 @@ pub async fn lead_and_run_after<T>(
         return Ok(None);
     };
     executor.metrics.rebalance_leader.set(1);
+    executor.fence.store(Some(Arc::new(leader.leadership())));
     let renew_every = Duration::from_secs_f64((ttl / 3.0).max(0.1));
     let mut lost = false;
     let mut before = None;
@@ -736,30 +762,29 @@ pub async fn lead_and_run_after<T>(
                     break r;
                 }
                 _ = tokio::time::sleep(renew_every) => {
-                    match leader.renew().await {
-                        Ok(true) => {}
-                        Err(e) if e.is_connection_lost() => {
-                            // The database went away (a restart frees every GET_LOCK): take the
-                            // lock again once it is back. The actions under way go on meanwhile,
-                            // their journal writes waiting out the outage (`ride_out`).
-                            match retake(store, holder, ttl).await {
-                                Some(l) => leader = l,
-                                None => {
-                                    lost = true;
-                                    break CycleReport { out_of_time: true, ..Default::default() };
-                                }
-                            }
+                    let held = match leader.renew().await {
+                        Ok(held) => held,
+                        // The database went away: renew once it is back. The actions under way
+                        // go on meanwhile, their journal writes waiting out the outage
+                        // (`ride_out`) and refused if the lease passed on.
+                        Err(e) if e.is_connection_lost() => renew_after_outage(&mut leader).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not renew the rebalance leadership");
+                            false
                         }
-                        Ok(false) | Err(_) => {
-                            tracing::warn!("lost the rebalance leadership mid-cycle; stopping here");
-                            lost = true;
-                            break CycleReport { out_of_time: true, ..Default::default() };
-                        }
+                    };
+                    if !held {
+                        tracing::warn!(epoch = leader.epoch(), "lost the rebalance leadership mid-cycle; stopping here");
+                        lost = true;
+                        break CycleReport { out_of_time: true, ..Default::default() };
                     }
+                    executor.fence.store(Some(Arc::new(leader.leadership())));
                 }
             }
         }
     };
+    // Whatever this cycle left running was dropped with it: journal nothing more as leader.
+    executor.fence.store(None);
     if !lost {
         leader.release().await;
     }
@@ -767,28 +792,28 @@ pub async fn lead_and_run_after<T>(
     Ok(Some((before, report)))
 }
 
-/// Take the leadership again after steward's database was out of reach, for at most
-/// [`JOURNAL_OUTAGE_SECONDS`]; `None` when another replica took it first or the database stayed
-/// away.
-async fn retake(store: &Store, holder: &str, ttl: f64) -> Option<crate::rebalance::leader::Leader> {
-    tracing::warn!("steward's database is out of reach; the rebalance cycle waits to lead again");
+/// Renew the leadership once steward's database is back, trying for at most
+/// [`JOURNAL_OUTAGE_SECONDS`]; false when another replica took it meanwhile or the database
+/// stayed away.
+async fn renew_after_outage(leader: &mut Leader) -> bool {
+    tracing::warn!(
+        "steward's database is out of reach; the rebalance leader renews once it is back"
+    );
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(200);
     while started.elapsed().as_secs_f64() < JOURNAL_OUTAGE_SECONDS {
         tokio::time::sleep(pause).await;
-        match crate::rebalance::leader::try_lead(store, holder, ttl).await {
-            Ok(Some(l)) => {
+        match leader.renew().await {
+            Ok(true) => {
                 tracing::warn!(
                     waited_s = started.elapsed().as_secs_f64(),
-                    "steward's database is back and this replica leads again; the cycle goes on"
+                    "steward's database is back and this replica still leads; the cycle goes on"
                 );
-                return Some(l);
+                return true;
             }
-            Ok(None) => {
-                tracing::warn!(
-                    "steward's database is back but another replica leads now; stopping here"
-                );
-                return None;
+            Ok(false) => {
+                tracing::warn!("steward's database is back but another replica leads now");
+                return false;
             }
             Err(e) => {
                 tracing::debug!(error = %e, "steward's database still out of reach");
@@ -800,7 +825,7 @@ async fn retake(store: &Store, holder: &str, ttl: f64) -> Option<crate::rebalanc
         "steward's database stayed out of reach for {JOURNAL_OUTAGE_SECONDS:.0} s; stopping \
          the cycle, the next one resumes from the journal"
     );
-    None
+    false
 }
 
 /// Nova's completion timeout for this action: seconds per GiB of what is copied (RAM, plus
