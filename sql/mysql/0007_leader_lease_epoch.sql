@@ -4,3 +4,6 @@
 -- certifies it against a concurrent takeover.
 ALTER TABLE leader_lease ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE leader_lease ADD COLUMN writes BIGINT NOT NULL DEFAULT 0;
+-- The epoch each transition was written under: a deposed leader never writes after its
+-- successor, so a journal's epochs never go down.
+ALTER TABLE rebalance_event ADD COLUMN epoch BIGINT NULL;

@@ -259,10 +259,48 @@ impl Executor {
         detail: &str,
     ) -> Result<ActionRow, ExecError> {
         let patch = &patch;
-        let fence = self.fence.load_full();
-        self.still_leading(a, fence.as_deref())?;
-        let fence = fence.as_deref();
-        let row = ride_out("writing a transition", |again| async move {
+        let mut fence = self.fence.load_full();
+        let mut tries = 0;
+        let row = loop {
+            tries += 1;
+            if fence.as_ref().is_some_and(|f| !f.is_current()) {
+                fence = self.renewed_since(a, fence).await?;
+            }
+            match self
+                .write_transition(a, to, patch, detail, fence.as_deref())
+                .await
+            {
+                // The lease ran out while the database was away: go on only once this replica
+                // renewed it at the same epoch (no one else took over meanwhile).
+                Err(ExecError::Journal(JournalError::Fenced(_)))
+                    if fence.is_some() && tries < 3 =>
+                {
+                    fence = self.renewed_since(a, fence).await?;
+                }
+                r => break r?,
+            }
+        };
+        // The side effect this transition announces comes next: not from a stopped process
+        // whose lease may have passed on meanwhile.
+        if let Some(f) = fence.as_deref().filter(|f| !f.is_current()) {
+            return Err(fenced(a, f));
+        }
+        if a.state != to {
+            tracing::info!(action = %a.id, vm = %a.vm, from = %a.state, to = %to, detail, "rebalance action");
+        }
+        Ok(row)
+    }
+
+    /// One transition through the journal, fenced by `fence`, riding out a database outage.
+    async fn write_transition(
+        &self,
+        a: &ActionRow,
+        to: ActionState,
+        patch: &Patch,
+        detail: &str,
+        fence: Option<&Leadership>,
+    ) -> Result<ActionRow, ExecError> {
+        Ok(ride_out("writing a transition", |again| async move {
             // The journal says why this entry came late.
             let detail = if again {
                 let sep = if detail.is_empty() { "" } else { "; " };
@@ -288,28 +326,34 @@ impl Executor {
                 r => r,
             }
         })
-        .await?;
-        // The side effect this transition announces comes next: not from a stopped process
-        // whose lease may have passed on meanwhile.
-        self.still_leading(a, fence)?;
-        if a.state != to {
-            tracing::info!(action = %a.id, vm = %a.vm, from = %a.state, to = %to, detail, "rebalance action");
-        }
-        Ok(row)
+        .await?)
     }
 
-    /// Refuse to go on once this replica's lease may have run out by its own clock (it was
-    /// stopped, or could not renew): the next leader carries the action on.
-    fn still_leading(&self, a: &ActionRow, fence: Option<&Leadership>) -> Result<(), ExecError> {
-        match fence {
-            Some(f) if !f.is_current() => Err(ExecError::Journal(JournalError::Fenced(format!(
-                "action {} (server {}) stops here: {}",
-                a.id,
-                a.vm,
-                crate::store::lease::fence_refusal(f)
-            )))),
-            _ => Ok(()),
+    /// The leadership once renewed after `stale` ran out: the same epoch, current again. Waits
+    /// up to one lease for the renewal; refuses (the action stops where it is, for the next
+    /// leader) when the lease passed on or was not renewed in time.
+    async fn renewed_since(
+        &self,
+        a: &ActionRow,
+        stale: Option<Arc<Leadership>>,
+    ) -> Result<Option<Arc<Leadership>>, ExecError> {
+        let Some(stale) = stale else { return Ok(None) };
+        let started = std::time::Instant::now();
+        while started.elapsed().as_secs_f64() < self.settings.lease_seconds {
+            match self.fence.load_full() {
+                Some(f)
+                    if f.epoch == stale.epoch
+                        && f.is_current()
+                        && f.valid_until > stale.valid_until =>
+                {
+                    return Ok(Some(f))
+                }
+                Some(f) if f.epoch == stale.epoch => {}
+                _ => break,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Err(fenced(a, &stale))
     }
 
     /// A failed step: → rejoining with the outcome `failed` and `msg` as the error; the rejoin
@@ -807,7 +851,7 @@ async fn renew_after_outage(leader: &mut Leader) -> bool {
             Ok(true) => {
                 tracing::warn!(
                     waited_s = started.elapsed().as_secs_f64(),
-                    "steward's database is back and this replica still leads; the cycle goes on"
+                    "steward's database is back and this replica leads again; the cycle goes on"
                 );
                 return true;
             }
@@ -826,6 +870,16 @@ async fn renew_after_outage(leader: &mut Leader) -> bool {
          the cycle, the next one resumes from the journal"
     );
     false
+}
+
+/// A stale leader's refusal to go on with `a`.
+fn fenced(a: &ActionRow, f: &Leadership) -> ExecError {
+    ExecError::Journal(JournalError::Fenced(format!(
+        "action {} (server {}) stops here: {}",
+        a.id,
+        a.vm,
+        crate::store::lease::fence_refusal(f)
+    )))
 }
 
 /// Nova's completion timeout for this action: seconds per GiB of what is copied (RAM, plus

@@ -175,6 +175,9 @@ pub struct EventRow {
     pub from: String,
     pub to: String,
     pub detail: String,
+    /// The leader's lease epoch the transition was written under (`None`: not by a leader,
+    /// e.g. an admin's decision or a write before epochs were kept).
+    pub epoch: Option<i64>,
 }
 
 /// Columns a transition may set besides the state. `None` leaves a column as it is.
@@ -274,6 +277,7 @@ impl Store {
                     Some(who) => format!("planned and approved by {who}"),
                     None => "planned".to_string(),
                 },
+                None,
             )
             .await?;
         }
@@ -361,7 +365,7 @@ impl Store {
     /// Every transition of one action, in order.
     pub async fn events(&self, action: &str) -> Result<Vec<EventRow>, JournalError> {
         let rows = sqlx::query(
-            "SELECT action_id, at, from_state, to_state, detail FROM rebalance_event \
+            "SELECT action_id, at, from_state, to_state, detail, epoch FROM rebalance_event \
              WHERE action_id = ? ORDER BY id",
         )
         .bind(action.to_string())
@@ -375,6 +379,7 @@ impl Store {
                     from: r.try_get("from_state")?,
                     to: r.try_get("to_state")?,
                     detail: text(r, "detail")?,
+                    epoch: r.try_get("epoch")?,
                 })
             })
             .collect()
@@ -509,7 +514,8 @@ impl Store {
             });
         }
         if from != to || !detail.is_empty() {
-            insert_event(&mut tx, id, now, from.as_str(), to.as_str(), detail).await?;
+            let epoch = fence.map(|f| f.epoch);
+            insert_event(&mut tx, id, now, from.as_str(), to.as_str(), detail, epoch).await?;
         }
         tx.commit().await?;
         self.action(id)
@@ -588,7 +594,16 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if moved.rows_affected() == 1 {
-                insert_event(&mut tx, &a.id, now, a.state.as_str(), to.as_str(), &detail).await?;
+                insert_event(
+                    &mut tx,
+                    &a.id,
+                    now,
+                    a.state.as_str(),
+                    to.as_str(),
+                    &detail,
+                    None,
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -605,15 +620,18 @@ async fn insert_event(
     from: &str,
     to: &str,
     detail: &str,
+    epoch: Option<i64>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO rebalance_event (action_id, at, from_state, to_state, detail) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO rebalance_event (action_id, at, from_state, to_state, detail, epoch) \
+         VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(action.to_string())
     .bind(at)
     .bind(from.to_string())
     .bind(to.to_string())
     .bind(detail.to_string())
+    .bind(epoch)
     .execute(&mut **tx)
     .await?;
     Ok(())
