@@ -26,9 +26,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Row};
-use steward::config::DatabaseUrl;
 use steward::store::journal::{ActionState, JournalError, NewAction, NewPlan, Patch};
 use steward::store::lease::Fence;
+use steward::store::DatabaseUrl;
 use steward::store::Store;
 
 const BIN: &str = env!("CARGO_BIN_EXE_steward");

@@ -118,7 +118,7 @@ pub async fn describe(store: &Store, ttl: f64) -> Result<String, StoreError> {
 
 /// [`describe`] for `config check`: connects to `url` for a moment; when the database cannot
 /// be reached now, says so (the election is the lease row whatever the backend).
-pub async fn describe_at(url: &crate::config::DatabaseUrl, ttl: f64) -> String {
+pub async fn describe_at(url: &crate::store::DatabaseUrl, ttl: f64) -> String {
     let probe = async {
         let store = Store::connect(url, 1).await?;
         let d = describe(&store, ttl).await;

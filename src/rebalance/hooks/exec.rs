@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStderr, Command};
 
+use super::settings::ExecHookSettings;
 use super::{snippet, BoxFuture, Escape, Hook, HookContext, HookError};
-use crate::config::ExecHookSettings;
 
 /// How much of stderr is kept for the error message.
 const STDERR_CAP: u64 = 64 * 1024;

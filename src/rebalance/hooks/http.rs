@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use super::settings::HttpHookSettings;
 use super::{http_client, snippet, BoxFuture, Escape, Hook, HookContext, HookError};
-use crate::config::HttpHookSettings;
 
 pub struct Http {
     name: String,

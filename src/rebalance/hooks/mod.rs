@@ -6,6 +6,7 @@ pub mod consul;
 pub mod exec;
 pub mod http;
 pub mod kubernetes;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,8 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-
-use crate::config::HooksSettings;
+use settings::HooksSettings;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
