@@ -31,8 +31,6 @@ use steward::store::lease::Fence;
 use steward::store::DatabaseUrl;
 use steward::store::Store;
 
-const BIN: &str = env!("CARGO_BIN_EXE_steward");
-
 /// The private cluster: three nodes' URLs and datadirs; every node is killed on drop.
 struct Cluster {
     dir: tempfile::TempDir,
@@ -248,10 +246,19 @@ async fn one_leader_per_round_and_the_deposed_fenced(nodes: &[String]) {
         )
         .await
         .unwrap();
-    let new = stores[1]
-        .take_lease(name, "new", now + 4.0, 3.0)
-        .await
-        .unwrap();
+    // Node 2 may not have applied node 1's last write yet: its first take then loses the
+    // certification (nothing taken) and the next one, as a replica's next cycle would, wins.
+    let mut new = None;
+    for _ in 0..20 {
+        new = stores[1]
+            .take_lease(name, "new", now + 4.0, 3.0)
+            .await
+            .unwrap();
+        if new.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let new = fence(
         "new",
         new.expect("node 2 sees the run-out lease and takes it"),
@@ -368,19 +375,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn steward(dir: &Path, config: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir)
-        .env_remove("STEWARD_CONFIG")
-        .env_remove("OS_CLOUD")
-        .env("OS_CLIENT_CONFIG_FILE", dir.join("clouds.yaml"))
-        .env("OS_CLIENT_SECURE_FILE", dir.join("secure.yaml"))
-        .env("STEWARD_LOG", "steward=info")
-        .arg("--config")
-        .arg(dir.join(config))
-        .args(args);
-    c
-}
+use rebalance_support::steward_command as steward;
 
 /// Write replica `i`'s settings: its own listener, Galera node `node`, auto mode.
 fn write_config(dir: &Path, i: usize, db_url: &str) -> String {
@@ -627,15 +622,16 @@ async fn three_replicas_fail_over(cluster: &Cluster) {
         assert_eq!(*h, s.pid, "two holders at epoch {}", s.epoch);
     }
     assert!(changes >= 3, "three faults, {changes} leader changes");
-    // Each takeover within the lease plus one cycle (and a sampling step); a killed Galera
-    // node also costs the cluster's own eviction of it (evs.inactive_timeout, 4 s).
+    // Each takeover within the lease plus one cycle (and 0.5 s for the 50 ms sampling and the
+    // database round trips on a busy machine); a killed Galera node also costs the cluster's
+    // own eviction of it (evs.inactive_timeout, 4 s).
     for (fault, took) in &takeovers[..2] {
         assert!(
-            *took <= LEASE + CYCLE + 0.3,
+            *took <= LEASE + CYCLE + 0.5,
             "{fault}: a new leader after {took:.2} s"
         );
     }
-    assert!(takeovers[2].1 <= LEASE + CYCLE + 4.0 + 0.3, "{takeovers:?}");
+    assert!(takeovers[2].1 <= LEASE + CYCLE + 4.0 + 0.5, "{takeovers:?}");
     // Nova was asked to migrate once; the action went its one path, closed and rejoined.
     assert_eq!(
         twice,

@@ -22,8 +22,6 @@ use steward::store::DatabaseUrl;
 use steward::store::Store;
 use wiremock::MockServer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_steward");
-
 struct Cloud {
     /// The journal's URL (SQLite file, or a MariaDB database of its own).
     db_url: String,
@@ -123,17 +121,7 @@ async fn cloud_on(script: Script, k8s_refusals: u64, mariadb: Option<String>) ->
 }
 
 fn steward(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir)
-        .env_remove("STEWARD_CONFIG")
-        .env_remove("OS_CLOUD")
-        .env("OS_CLIENT_CONFIG_FILE", dir.join("clouds.yaml"))
-        .env("OS_CLIENT_SECURE_FILE", dir.join("secure.yaml"))
-        .env("STEWARD_LOG", "steward=info")
-        .arg("--config")
-        .arg(dir.join("steward.toml"))
-        .args(args);
-    c
+    steward_command(dir, "steward.toml", args)
 }
 
 fn import(dir: &Path) {

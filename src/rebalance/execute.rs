@@ -23,7 +23,7 @@ use crate::openstack::nova::{Nova, ServerState};
 use crate::rebalance::hooks::{Hook, HookContext};
 use crate::rebalance::leader::{Leader, Leadership};
 use crate::store::journal::{ActionRow, ActionState, JournalError, NewAction, NewPlan, Patch};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::unix_now;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -280,10 +280,11 @@ impl Executor {
                 r => break r?,
             }
         };
-        // The side effect this transition announces comes next: not from a stopped process
-        // whose lease may have passed on meanwhile.
-        if let Some(f) = fence.as_deref().filter(|f| !f.is_current()) {
-            return Err(fenced(a, f));
+        // The side effect this transition announces comes next: not from a process whose lease
+        // may have passed on meanwhile (it was stopped, or the write waited out an outage)
+        // unless it has been renewed since.
+        if fence.as_ref().is_some_and(|f| !f.is_current()) {
+            self.renewed_since(a, fence).await?;
         }
         if a.state != to {
             tracing::info!(action = %a.id, vm = %a.vm, from = %a.state, to = %to, detail, "rebalance action");
@@ -330,7 +331,7 @@ impl Executor {
     }
 
     /// The leadership once renewed after `stale` ran out: the same epoch, current again. Waits
-    /// up to one lease for the renewal; refuses (the action stops where it is, for the next
+    /// for the renewal while the leader still tries; refuses (the action stops where it is, for the next
     /// leader) when the lease passed on or was not renewed in time.
     async fn renewed_since(
         &self,
@@ -339,7 +340,10 @@ impl Executor {
     ) -> Result<Option<Arc<Leadership>>, ExecError> {
         let Some(stale) = stale else { return Ok(None) };
         let started = std::time::Instant::now();
-        while started.elapsed().as_secs_f64() < self.settings.lease_seconds {
+        // The leader's own loop renews (riding out an outage of steward's database for up to
+        // JOURNAL_OUTAGE_SECONDS) or gives the cycle up, which drops this wait with it.
+        let patience = JOURNAL_OUTAGE_SECONDS + self.settings.lease_seconds;
+        while started.elapsed().as_secs_f64() < patience {
             match self.fence.load_full() {
                 Some(f)
                     if f.epoch == stale.epoch
@@ -806,12 +810,15 @@ pub async fn lead_and_run_after<T>(
                     break r;
                 }
                 _ = tokio::time::sleep(renew_every) => {
-                    let held = match leader.renew().await {
+                    // A database that does not answer within a renewal period is as good as
+                    // gone (the pool waits for it in silence).
+                    let renewed = tokio::time::timeout(renew_every, leader.renew()).await;
+                    let held = match renewed.unwrap_or(Err(StoreError::Sql(sqlx::Error::PoolTimedOut))) {
                         Ok(held) => held,
                         // The database went away: renew once it is back. The actions under way
                         // go on meanwhile, their journal writes waiting out the outage
                         // (`ride_out`) and refused if the lease passed on.
-                        Err(e) if e.is_connection_lost() => renew_after_outage(&mut leader).await,
+                        Err(e) if e.is_connection_lost() => renew_after_outage(&mut leader, ttl).await,
                         Err(e) => {
                             tracing::warn!(error = %e, "could not renew the rebalance leadership");
                             false
@@ -839,7 +846,7 @@ pub async fn lead_and_run_after<T>(
 /// Renew the leadership once steward's database is back, trying for at most
 /// [`JOURNAL_OUTAGE_SECONDS`]; false when another replica took it meanwhile or the database
 /// stayed away.
-async fn renew_after_outage(leader: &mut Leader) -> bool {
+async fn renew_after_outage(leader: &mut Leader, ttl: f64) -> bool {
     tracing::warn!(
         "steward's database is out of reach; the rebalance leader renews once it is back"
     );
@@ -847,7 +854,8 @@ async fn renew_after_outage(leader: &mut Leader) -> bool {
     let mut pause = Duration::from_millis(200);
     while started.elapsed().as_secs_f64() < JOURNAL_OUTAGE_SECONDS {
         tokio::time::sleep(pause).await;
-        match leader.renew().await {
+        let renewed = tokio::time::timeout(Duration::from_secs_f64(ttl), leader.renew()).await;
+        match renewed.unwrap_or(Err(StoreError::Sql(sqlx::Error::PoolTimedOut))) {
             Ok(true) => {
                 tracing::warn!(
                     waited_s = started.elapsed().as_secs_f64(),

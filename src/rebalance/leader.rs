@@ -104,7 +104,7 @@ impl Leader {
 /// Which election runs, for `config check` and the startup log.
 pub async fn describe(store: &Store, ttl: f64) -> Result<String, StoreError> {
     let db = if store.wsrep_on().await? {
-        "Galera (wsrep_on=ON): the lease UPDATE is certified cluster-wide"
+        "Galera (wsrep_on=ON): the lease row is certified cluster-wide"
     } else {
         match store.backend() {
             crate::store::Backend::MySql => "MySQL/MariaDB",

@@ -213,6 +213,16 @@ impl From<sqlx::Error> for JournalError {
     }
 }
 
+/// One transition's arguments, as [`Store::transition_fenced`] tries it.
+struct Step<'a> {
+    id: &'a str,
+    from: ActionState,
+    to: ActionState,
+    patch: &'a Patch,
+    detail: &'a str,
+    now: f64,
+}
+
 const ACTION_COLUMNS: &str = "id, plan_id, seq, vm, vm_name, source, target, az, ram_mb, \
     disk_gb, block_migration, reason, state, outcome, before_image, accepted_at, migration_id, \
     abort_requested_at, bytes_moved, error, created_at, updated_at, finished_at";
@@ -416,12 +426,17 @@ impl Store {
         now: f64,
         fence: Option<&Fence>,
     ) -> Result<ActionRow, JournalError> {
+        let step = Step {
+            id,
+            from,
+            to,
+            patch,
+            detail,
+            now,
+        };
         let mut attempt = 1;
         loop {
-            match self
-                .transition_once(id, from, to, patch, detail, now, fence)
-                .await
-            {
+            match self.transition_once(&step, fence).await {
                 Err(JournalError::Store(StoreError::Sql(e)))
                     if is_write_conflict(&e) && attempt < 3 =>
                 {
@@ -433,17 +448,19 @@ impl Store {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn transition_once(
         &self,
-        id: &str,
-        from: ActionState,
-        to: ActionState,
-        patch: &Patch,
-        detail: &str,
-        now: f64,
+        step: &Step<'_>,
         fence: Option<&Fence>,
     ) -> Result<ActionRow, JournalError> {
+        let Step {
+            id,
+            from,
+            to,
+            patch,
+            detail,
+            now,
+        } = *step;
         let mut sets = vec!["state = ?".to_string(), "updated_at = ?".to_string()];
         for (set, col) in [
             (patch.outcome.is_some(), "outcome"),
