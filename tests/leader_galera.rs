@@ -123,27 +123,34 @@ async fn stores(nodes: &[String]) -> (String, Vec<Store>) {
         .unwrap();
     let mut stores = Vec::new();
     for n in nodes {
-        stores.push(
-            Store::connect(&DatabaseUrl(format!("{n}/{name}")), 4)
-                .await
-                .unwrap(),
-        );
+        // Galera applies the CREATE DATABASE on the other nodes a moment later.
+        let started = Instant::now();
+        let store = loop {
+            match Store::connect(&DatabaseUrl(format!("{n}/{name}")), 4).await {
+                Ok(s) => break s,
+                Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("database {name} never reached {n}: {e}"),
+            }
+        };
+        stores.push(store);
     }
     // Through sqlx's own migrator this would fail on GET_LOCK or race; steward's runs unlocked.
     stores[0].upgrade().await.unwrap();
-    wait_replicated(&stores[2], "leader_lease").await;
-    (name, stores)
-}
-
-async fn wait_replicated(store: &Store, table: &str) {
-    let started = Instant::now();
-    while store.lease("none").await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{table} never reached node 3"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for (n, s) in stores.iter().enumerate() {
+        // The newest migration's column, once applied on every node.
+        let started = Instant::now();
+        while s.events("none").await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the schema never reached node {}",
+                n + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
+    (name, stores)
 }
 
 fn fence(holder: &str, epoch: i64) -> Fence {
@@ -291,8 +298,15 @@ async fn one_leader_per_round_and_the_deposed_fenced(nodes: &[String]) {
         )
         .await
         .unwrap();
-    let a = stores[2].action(&id).await.unwrap().unwrap();
-    assert_eq!(a.state, ActionState::Migrating);
+    // Node 3 shows the current leader's write (once Galera applied it) and none of the late one.
+    let started = Instant::now();
+    while stores[2].action(&id).await.unwrap().unwrap().state != ActionState::Migrating {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "node 3 never saw the move"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let events = stores[2].events(&id).await.unwrap();
     assert!(events.iter().all(|e| e.detail != "late"), "{events:?}");
 }
