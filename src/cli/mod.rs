@@ -58,10 +58,18 @@ pub fn with_config(path: Option<PathBuf>, run: impl FnOnce(Validated) -> ExitCod
 pub fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let result = config::check_from(path.as_deref(), &vars);
+    // Which leader election runs: a lease row everywhere; it says whether Galera certifies it.
+    let election = result.as_ref().ok().map(|v| {
+        runtime().block_on(crate::rebalance::leader::describe_at(
+            &v.settings.database.url,
+            v.settings.rebalance.execution.lease_seconds,
+        ))
+    });
     match format {
         Format::Json => {
             let problems = result.as_ref().err().cloned().unwrap_or_default();
-            let doc = serde_json::json!({"valid": result.is_ok(), "problems": problems});
+            let doc = serde_json::json!({"valid": result.is_ok(), "problems": problems,
+                "leader_election": election});
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         Format::Table => match &result {
@@ -75,6 +83,9 @@ pub fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
             ),
             Err(problems) => print_problems(problems),
         },
+    }
+    if let (Format::Table, Some(e)) = (format, &election) {
+        println!("leader election: {e}");
     }
     if result.is_ok() {
         ExitCode::SUCCESS
