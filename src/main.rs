@@ -181,6 +181,17 @@ enum RepairCommand {
     /// The repair runs (newest first), or one run's state: status, writes by journal state,
     /// per-node results.
     Status { run_id: Option<String> },
+    /// Give nodes without a resource class one from hardware facts (rules in TOML matching
+    /// Ironic properties, capabilities and the inspection inventory); exit 0 all classified,
+    /// 3 nodes no rule or two rules match (listed, not guessed), 4 nothing to write.
+    Classify {
+        /// The rules file.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Set the classes through Ironic and the flavors' extra specs (journaled as a run).
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -471,6 +482,11 @@ fn repair(
             },
         },
         RepairCommand::Status { run_id } => C::Status(run_id),
+        RepairCommand::Classify { rules, apply } => C::Classify {
+            rules,
+            selection: s,
+            apply,
+        },
     };
     runtime().block_on(steward::repair::cli::run(
         &v,

@@ -320,6 +320,10 @@ mod tests {
                 class: "CUSTOM_GOLD".into(),
                 expected: 1,
             },
+            Step::SetNodeResourceClass {
+                node: "n-1".into(),
+                class: "baremetal-gold".into(),
+            },
         ]
     }
 

@@ -1045,8 +1045,11 @@ pub fn parse_repair_rollback(body: &[u8]) -> Result<RepairRollbackBody, ApiError
 pub struct RepairStepDto {
     /// ensure_resource_class, set_flavor_extra_specs, rewrite_instance_flavor,
     /// rewrite_request_spec, add_custom_inventory, shrink_allocation,
-    /// set_custom_only_inventory or check_usage.
+    /// set_custom_only_inventory, check_usage or set_node_resource_class (classify).
     pub action: String,
+    /// The Ironic node whose resource_class classify sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// The custom resource class (`CUSTOM_GOLD`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,

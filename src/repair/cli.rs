@@ -9,6 +9,7 @@
 //! | verify   | clean | could not gather facts | | broken nodes found | | only unclassified nodes | bad input |
 //! | rollback | restored | something could not be restored | | | | | bad input, or refused |
 //! | status   | shown | the journal cannot be read | | | | | no such run |
+//! | classify | every selected node without a class classified (with --apply: written) | a peer cannot be read, or a write failed | | nodes no rule or two rules match (listed) | --apply: nothing to write | | bad input (rules file) |
 
 use std::process::ExitCode;
 
@@ -46,6 +47,12 @@ pub enum Command {
     },
     /// One run (`Some`), or the list of runs.
     Status(Option<String>),
+    /// Classes from hardware facts: the plan, or with `apply` the writes.
+    Classify {
+        rules: std::path::PathBuf,
+        selection: Selection,
+        apply: bool,
+    },
 }
 
 /// How results are printed.
@@ -73,7 +80,9 @@ pub(super) fn print_json(v: &impl serde::Serialize) {
 fn cell_of(command: &Command) -> Option<String> {
     match command {
         Command::Plan(s) | Command::Verify(s) => s.cell.clone(),
-        Command::Apply { selection, .. } => selection.cell.clone(),
+        Command::Apply { selection, .. } | Command::Classify { selection, .. } => {
+            selection.cell.clone()
+        }
         Command::Rollback { .. } | Command::Status(_) => None,
     }
 }
@@ -120,6 +129,11 @@ pub async fn run(v: &Validated, command: Command, output: Output) -> ExitCode {
         Command::Rollback { run_id, options } => {
             rollback(v, &clients, &run_id, &options, output).await
         }
+        Command::Classify {
+            rules,
+            selection,
+            apply,
+        } => super::classify_cli::run(v, &clients, &rules, &selection, apply, output).await,
         Command::Status(_) => ExitCode::SUCCESS,
     };
     clients.db.close().await;

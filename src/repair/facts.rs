@@ -57,26 +57,9 @@ pub async fn gather(c: &Clients, selection: &Selection) -> Result<Facts, RepairE
     }
     let node_cells = c.db.node_cells().await?;
     let names = cell_names(&c.db);
-    if let Some(cell) = &selection.cell {
-        if !names.iter().any(|(u, n)| u == cell || n == cell) {
-            return Err(RepairError::Input(format!(
-                "no cell {cell} among {}; pass a cell name or uuid from `nova-manage cell_v2 \
-                 list_cells`",
-                names.values().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    let nodes: Vec<NodeFact> = all
+    check_cell(&names, selection.cell.as_deref())?;
+    let nodes: Vec<NodeFact> = node_facts(all, &node_cells)
         .into_iter()
-        .map(|n| NodeFact {
-            cell: node_cells.get(&n.uuid).cloned(),
-            uuid: n.uuid,
-            name: n.name,
-            resource_class: n.resource_class,
-            instance_uuid: n.instance_uuid,
-            maintenance: n.maintenance,
-            provision_state: n.provision_state,
-        })
         .filter(|n| selection.matches(n, &names))
         .collect();
 
@@ -172,6 +155,37 @@ fn sizes(f: &crate::novadb::FlavorPrimitive) -> Option<FlavorSizes> {
         ephemeral_gb: n("ephemeral_gb").unwrap_or(0),
         swap_mb: n("swap").unwrap_or(0),
     })
+}
+
+/// A `--cell` that names no cell is bad input, naming the cells there are.
+pub fn check_cell(names: &BTreeMap<String, String>, cell: Option<&str>) -> Result<(), RepairError> {
+    let Some(cell) = cell else { return Ok(()) };
+    if names.iter().any(|(u, n)| u == cell || n == cell) {
+        return Ok(());
+    }
+    Err(RepairError::Input(format!(
+        "no cell {cell} among {}; pass a cell name or uuid from `nova-manage cell_v2 list_cells`",
+        names.values().cloned().collect::<Vec<_>>().join(", ")
+    )))
+}
+
+/// Ironic's nodes as the planner's facts, each with the cell that holds its compute node.
+pub fn node_facts(
+    nodes: Vec<crate::openstack::ironic::Node>,
+    node_cells: &BTreeMap<String, String>,
+) -> Vec<NodeFact> {
+    nodes
+        .into_iter()
+        .map(|n| NodeFact {
+            cell: node_cells.get(&n.uuid).cloned(),
+            uuid: n.uuid,
+            name: n.name,
+            resource_class: n.resource_class,
+            instance_uuid: n.instance_uuid,
+            maintenance: n.maintenance,
+            provision_state: n.provision_state,
+        })
+        .collect()
 }
 
 /// The flavors Nova keeps for one instance, read through the typed JSON.

@@ -5,6 +5,8 @@
 pub mod agree;
 pub mod apply;
 pub mod capacity;
+pub mod classify;
+pub mod classify_cli;
 pub mod cli;
 pub mod facts;
 pub mod plan;

@@ -269,6 +269,11 @@ pub enum Step {
         class: String,
         expected: i64,
     },
+    /// `steward repair classify`: Ironic's `resource_class` of a node that has none.
+    SetNodeResourceClass {
+        node: String,
+        class: String,
+    },
 }
 
 impl Step {
@@ -282,6 +287,7 @@ impl Step {
             Step::ShrinkAllocation { .. } => "shrink_allocation",
             Step::SetCustomOnlyInventory { .. } => "set_custom_only_inventory",
             Step::CheckUsage { .. } => "check_usage",
+            Step::SetNodeResourceClass { .. } => "set_node_resource_class",
         }
     }
 
@@ -296,6 +302,7 @@ impl Step {
             | Step::SetCustomOnlyInventory { provider, .. }
             | Step::CheckUsage { provider, .. } => format!("provider {provider}"),
             Step::ShrinkAllocation { consumer, .. } => format!("consumer {consumer}"),
+            Step::SetNodeResourceClass { node, .. } => format!("node {node}"),
         }
     }
 }

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::novadb::Stamp;
-use crate::openstack::placement::{ConsumerOwner, Inventory};
+use crate::openstack::placement::Inventory;
 use crate::store::{JournalEntry, Store};
 
 use super::facts::Clients;
-use super::rollback::{allocations_of, instance_cell, object_id};
-use super::steps::{consumer_type, parse_row_image};
+use super::rollback::{allocations_of, instance_cell, object_id, owner_from_image};
+use super::steps::parse_row_image;
 use super::RepairError;
 
 /// How an entry was settled.
@@ -36,7 +36,12 @@ pub async fn settle_pending(
     let journal = store.repair_journal(run_id).await?;
     let mut out = Vec::new();
     for e in journal.iter().filter(|e| e.state == "pending") {
-        let settled = settle(c, e).await?;
+        let settled = match settle(c, e).await {
+            Ok(s) => s,
+            // The object is gone (an instance deleted, a flavor removed): nothing to redo.
+            Err(RepairError::Gone(_)) => Settled::Superseded,
+            Err(e) => return Err(e),
+        };
         let (state, message) = match settled {
             Settled::Landed => ("done", "settled on resume: the write had landed"),
             Settled::Redone => (
@@ -89,6 +94,19 @@ async fn settle(c: &Clients, e: &JournalEntry) -> Result<Settled, RepairError> {
         }
         "add_custom_inventory" | "set_custom_only_inventory" => settle_inventory(c, e, id).await,
         "shrink_allocation" => settle_allocation(c, e, id).await,
+        "set_node_resource_class" => {
+            let intended = image(&e.after_image)?;
+            let class = intended.get("resource_class").and_then(Value::as_str);
+            let node = c.ironic.node(id).await?;
+            match (node.resource_class.as_deref(), class) {
+                (Some(now), Some(want)) if now == want => Ok(Settled::Landed),
+                (None | Some(""), Some(want)) => {
+                    c.ironic.set_resource_class(id, Some(want)).await?;
+                    Ok(Settled::Redone)
+                }
+                _ => Ok(Settled::Superseded),
+            }
+        }
         other => Err(RepairError::Data(format!(
             "journal action {other} cannot be settled"
         ))),
@@ -185,19 +203,7 @@ async fn settle_allocation(
     if now != before {
         return Ok(Settled::Superseded);
     }
-    let field = |k: &str| {
-        before_img
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let owner = ConsumerOwner {
-        project_id: field("project_id"),
-        user_id: field("user_id"),
-        consumer_generation: current.consumer_generation,
-        consumer_type: consumer_type(before_img.get("consumer_type").and_then(Value::as_str)),
-    };
+    let owner = owner_from_image(&before_img, current.consumer_generation);
     c.placement.set_allocations(id, &intended, &owner).await?;
     Ok(Settled::Redone)
 }

@@ -16,8 +16,8 @@ use crate::openstack::ironic::NodeFilter;
 use crate::openstack::placement::{is_concurrent_update, ConsumerOwner, Inventory};
 use crate::store::{JournalEntry, Store};
 
-use super::facts::{cell_names, Clients};
-use super::plan::{NodeFact, Selection};
+use super::facts::{cell_names, check_cell, node_facts, Clients};
+use super::plan::Selection;
 use super::steps::{consumer_type, parse_row_image};
 use super::RepairError;
 
@@ -222,31 +222,12 @@ async fn scope_nodes(
     }
     let s = &options.scope;
     let names = cell_names(&clients.db);
-    if let Some(cell) = &s.cell {
-        if !names.iter().any(|(u, n)| u == cell || n == cell) {
-            return Err(RepairError::Input(format!(
-                "no cell {cell} among {}; pass a cell name or uuid from `nova-manage cell_v2 \
-                 list_cells`",
-                names.values().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
+    check_cell(&names, s.cell.as_deref())?;
     let node_cells = clients.db.node_cells().await?;
-    let facts: Vec<NodeFact> = clients
-        .ironic
-        .nodes(&NodeFilter::default())
-        .await?
-        .into_iter()
-        .map(|n| NodeFact {
-            cell: node_cells.get(&n.uuid).cloned(),
-            uuid: n.uuid,
-            name: n.name,
-            resource_class: n.resource_class,
-            instance_uuid: n.instance_uuid,
-            maintenance: n.maintenance,
-            provision_state: n.provision_state,
-        })
-        .collect();
+    let facts = node_facts(
+        clients.ironic.nodes(&NodeFilter::default()).await?,
+        &node_cells,
+    );
     for wanted in &s.nodes {
         if !facts
             .iter()
@@ -383,6 +364,7 @@ pub async fn restore(
             restore_inventory(c, id, before).await
         }
         "shrink_allocation" => restore_allocation(c, id, before).await,
+        "set_node_resource_class" => restore_node_class(c, id).await,
         other => Err(RepairError::Data(format!(
             "journal action {other} cannot be rolled back"
         ))),
@@ -524,6 +506,28 @@ async fn restore_inventory(
     )))
 }
 
+/// Take back the class classify gave a node (it had none). Ironic refuses outside enroll,
+/// inspecting, inspect wait, manageable and available: an active node keeps it, and the error
+/// says so.
+async fn restore_node_class(c: &Clients, id: &str) -> Result<&'static str, RepairError> {
+    let node = c.ironic.node(id).await?;
+    if node
+        .resource_class
+        .as_deref()
+        .is_none_or(|r| r.trim().is_empty())
+    {
+        return Ok("unchanged");
+    }
+    c.ironic.set_resource_class(id, None).await.map_err(|e| {
+        RepairError::Data(format!(
+            "Ironic refused to remove node {id}'s resource_class ({e}); Ironic changes a class \
+             only in enroll, inspecting, inspect wait, manageable or available: roll back again \
+             once the node is there, or keep the class"
+        ))
+    })?;
+    Ok("restored")
+}
+
 async fn restore_allocation(
     c: &Clients,
     id: &str,
@@ -531,12 +535,6 @@ async fn restore_allocation(
 ) -> Result<&'static str, RepairError> {
     let img: Value = serde_json::from_str(&text(&before.before_image)?)?;
     let allocs = allocations_of(&img);
-    let field = |k: &str| {
-        img.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
     for _ in 0..5 {
         let current = c.placement.allocations(id).await?;
         let now: BTreeMap<String, BTreeMap<String, i64>> = current
@@ -547,12 +545,7 @@ async fn restore_allocation(
         if now == allocs {
             return Ok("unchanged");
         }
-        let owner = ConsumerOwner {
-            project_id: field("project_id"),
-            user_id: field("user_id"),
-            consumer_generation: current.consumer_generation,
-            consumer_type: consumer_type(img.get("consumer_type").and_then(Value::as_str)),
-        };
+        let owner = owner_from_image(&img, current.consumer_generation);
         match c.placement.set_allocations(id, &allocs, &owner).await {
             Ok(()) => return Ok("restored"),
             Err(e) if is_concurrent_update(&e) => continue,
@@ -562,6 +555,23 @@ async fn restore_allocation(
     Err(RepairError::Gone(format!(
         "consumer {id} kept changing during the rollback"
     )))
+}
+
+/// The owner of a consumer as its journal before-image recorded it, with the consumer
+/// generation just read.
+pub fn owner_from_image(img: &Value, consumer_generation: Option<i64>) -> ConsumerOwner {
+    let field = |k: &str| {
+        img.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    ConsumerOwner {
+        project_id: field("project_id"),
+        user_id: field("user_id"),
+        consumer_generation,
+        consumer_type: consumer_type(img.get("consumer_type").and_then(Value::as_str)),
+    }
 }
 
 /// `{"allocations": {rp: {"resources": {...}}}}` (a before-image) or `{rp: {...}}` (an

@@ -77,6 +77,50 @@ impl Exec {
             Step::CheckUsage {
                 provider, class, ..
             } => self.check_usage(provider, class).await,
+            Step::SetNodeResourceClass { node: uuid, class } => {
+                self.set_node_resource_class(node, step, uuid, class).await
+            }
+        }
+    }
+
+    /// Ironic's class of a node that has none (`steward repair classify`).
+    async fn set_node_resource_class(
+        &self,
+        node: &str,
+        step: &Step,
+        uuid: &str,
+        class: &str,
+    ) -> Result<(), RepairError> {
+        let ironic = &self.clients.ironic;
+        let current = ironic.node(uuid).await?;
+        let now = current.resource_class.filter(|c| !c.trim().is_empty());
+        if now.as_deref() == Some(class) {
+            return Ok(());
+        }
+        if let Some(other) = now {
+            return Err(RepairError::Data(format!(
+                "Ironic node {uuid} has class {other} since the plan; classify again"
+            )));
+        }
+        let entry = self
+            .before(
+                node,
+                step,
+                Some(&to_json_bytes(&json!({ "resource_class": Value::Null }))),
+                Some(&to_json_bytes(&json!({ "resource_class": class }))),
+            )
+            .await?;
+        match ironic.set_resource_class(uuid, Some(class)).await {
+            Ok(()) => {
+                self.landed();
+                let after = to_json_bytes(&json!({ "resource_class": class }));
+                self.done(entry, Some(&after)).await
+            }
+            Err(e) => {
+                let e = RepairError::from(e);
+                self.failed(entry, &e).await;
+                Err(e)
+            }
         }
     }
 

@@ -15,6 +15,11 @@ Ironic with fake hardware.
 - bm-ok-0..2: ordinary legacy GOLD nodes: killed at every write of a node
   and resumed; a write refused mid-node undone from the journal; a rollback
   scoped to one node; a full rollback byte-equal.
+- bm-raw-1 (active, with an instance), bm-raw-2 (available) and bm-twice:
+  racked before custom classes, no resource_class at all; their hardware
+  facts in Ironic's properties and inspection inventory. `classify` gives
+  the first two their class (bm-twice matches two rules: listed, not
+  guessed), then the repair moves them and verify passes.
 """
 
 import json
@@ -36,9 +41,51 @@ OK = ['bm-ok-%d' % i for i in range(3)]
 STRANGER = str(uuidlib.uuid4())
 MIGRATION = str(uuidlib.uuid4())
 HALF = {'vcpus': 32, 'memory_mb': 65536, 'root_gb': 185}
+R640 = {'cpus': 48, 'memory_mb': 196608, 'local_gb': 894,
+        'cpu_arch': 'x86_64', 'capabilities': 'boot_mode:uefi'}
+RAW = {'vcpus': 48, 'memory_mb': 196608, 'disk_gb': 894}
+
+
+def inventory(memory_mb):
+    """An inspection inventory as ironic-python-agent reports it."""
+    return {'cpu': {'model_name': 'Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz',
+                    'count': 48, 'architecture': 'x86_64'},
+            'memory': {'physical_mb': memory_mb},
+            'disks': [{'name': '/dev/sda', 'size': 960197124096},
+                      {'name': '/dev/sdb', 'size': 960197124096}],
+            'system_vendor': {'manufacturer': 'Dell Inc.',
+                              'product_name': 'PowerEdge R640'},
+            'interfaces': [{'name': 'eno1',
+                            'mac_address': '52:54:00:12:34:56'}]}
+
+
+RULES = """
+[[rule]]
+name = "r640-gold"
+class = "baremetal-r640"
+[rule.match]
+"properties.cpu_arch" = "x86_64"
+"capabilities.boot_mode" = "uefi"
+"inventory.system_vendor.product_name" = "PowerEdge R640"
+"inventory.cpu.model_name" = { contains = "Gold 6248" }
+"inventory.disks.#" = 2
+
+[[rule]]
+name = "big-memory"
+class = "baremetal-bigmem"
+[rule.match]
+"inventory.memory.physical_mb" = { min = 500000 }
+"""
+
 SEED = {
     'hosts': [dict(host=h, ironic={'resource_class': 'GOLD'}, **GOLD)
               for h in OK] + [
+        dict(host='bm-raw-1', ironic={'resource_class': '',
+                                      'properties': R640}, **RAW),
+        dict(host='bm-raw-2', ironic={'resource_class': '',
+                                      'properties': R640}, **RAW),
+        dict(host='bm-twice', ironic={'resource_class': '', 'properties': dict(
+            R640, memory_mb=786432)}, **RAW)] + [
         dict(host='bm-held', ironic={'resource_class': 'baremetal-held'},
              **GOLD),
         dict(host='bm-two', ironic={'resource_class': 'GOLD'}, **GOLD),
@@ -50,10 +97,14 @@ SEED = {
         {'name': 'bm.held', 'vcpus': 64, 'memory_mb': 131072,
          'root_gb': 371},
         {'name': 'bm.half', 'vcpus': 32, 'memory_mb': 65536,
-         'root_gb': 185}],
+         'root_gb': 185},
+        # What legacy bare-metal flavors were: the node's exact sizes.
+        {'name': 'bm.raw', 'vcpus': 48, 'memory_mb': 196608,
+         'root_gb': 894}],
     'servers': [{'name': 'inst-' + h, 'host': h, 'flavor': 'bm.gold'}
                 for h in OK] + [
         {'name': 'inst-held', 'host': 'bm-held', 'flavor': 'bm.held'},
+        {'name': 'inst-raw-1', 'host': 'bm-raw-1', 'flavor': 'bm.raw'},
         {'name': 'inst-two-a', 'host': 'bm-two', 'flavor': 'bm.half'},
         {'name': 'inst-two-b', 'host': 'bm-two', 'flavor': 'bm.half'},
         {'name': 'inst-mig', 'host': 'bm-mig', 'flavor': 'bm.half'},
@@ -83,6 +134,9 @@ def cloud(tmp_path_factory):
             'VCPU': 32, 'MEMORY_MB': 65536, 'DISK_GB': 185}},
             project_id=moved['project_id'], user_id=moved['user_id'],
             consumer_type='MIGRATION')
+        for h, memory in (('bm-raw-1', 196608), ('bm-raw-2', 196608),
+                          ('bm-twice', 786432)):
+            c.ironic.store_inventory(node(c, h), inventory(memory))
         c.steward_identity()
         yield c
     finally:
@@ -368,3 +422,85 @@ def test_rollback_scoped_to_one_node_and_a_full_one_byte_equal(cloud, env):
     assert code == 0 and run_id in out, out + err
     code, out, err = repair(env, 'status', 'repair-nope')
     assert code == 127 and 'repair-nope' in err, out + err
+
+
+# -- classes from hardware facts -----------------------------------------------
+
+def test_classify_then_apply_then_verify_on_nodes_without_classes(
+        cloud, env, tmp_path):
+    raw1, raw2, twice = (node(cloud, h) for h in
+                         ('bm-raw-1', 'bm-raw-2', 'bm-twice'))
+    i = inst(cloud, 'inst-raw-1')
+    rules = tmp_path / 'rules.toml'
+    rules.write_text(RULES, encoding='utf-8')
+    selected = ['--node', raw1, '--node', raw2, '--node', twice]
+    # Before: listed apart by verify, not as broken.
+    code, out, err = repair(env, 'verify', *selected, '-f', 'json')
+    assert code == 5, out + err
+    assert {u['node'] for u in json.loads(out)['unclassified']} == {
+        raw1, raw2, twice}
+
+    code, out, err = repair(env, 'classify', '--rules', str(rules),
+                            *selected, '-f', 'json')
+    assert code == 3, out + err
+    plan = json.loads(out)
+    nodes = {n['node']: n for n in plan['nodes']}
+    for n in (raw1, raw2):
+        assert nodes[n]['verdict'] == 'classified', nodes[n]
+        assert nodes[n]['class'] == 'baremetal-r640'
+        assert nodes[n]['rules'] == ['r640-gold']
+        assert nodes[n]['facts'][
+            'inventory.system_vendor.product_name'] == 'PowerEdge R640'
+        assert nodes[n]['facts']['inventory.disks.#'] == 2
+    assert 'active' in nodes[raw1]['note']
+    assert nodes[twice]['verdict'] == 'ambiguous'
+    assert nodes[twice]['rules'] == ['r640-gold', 'big-memory']
+    steps = [(s['action'], s.get('node') or s.get('flavor_name'))
+             for s in plan['steps']]
+    assert ('set_node_resource_class', twice) not in steps
+    assert ('set_flavor_extra_specs', 'bm.raw') in steps, steps
+    # The plan wrote nothing.
+    assert not cloud.ironic.node(raw1).get('resource_class')
+
+    code, out, err = repair(env, 'classify', '--rules', str(rules), '--node',
+                            raw1, '--node', raw2, '--apply', '-f', 'json')
+    assert code == 0, out + err
+    classify_run = json.loads(out)['run']['run_id']
+    for n in (raw1, raw2):
+        assert cloud.ironic.node(n)['resource_class'] == 'baremetal-r640'
+    assert cloud.ironic.node(raw1)['provision_state'] == 'active'
+    raw = [f for f in cloud.nova.get('/flavors/detail')['flavors']
+           if f['name'] == 'bm.raw'][0]['extra_specs']
+    assert raw == {'resources:CUSTOM_BAREMETAL_R640': '1',
+                   'resources:VCPU': '0', 'resources:MEMORY_MB': '0',
+                   'resources:DISK_GB': '0'}
+
+    # The existing repair handles the nodes from here.
+    code, out, err = repair(env, 'apply', '--resource-class',
+                            'baremetal-r640', '-f', 'json')
+    assert code == 0, out + err
+    repair_run = json.loads(out)['run_id']
+    code, out, err = repair(env, 'verify', '--resource-class',
+                            'baremetal-r640')
+    assert code == 0, out + err
+    assert cloud.placement.usages(raw1) == {'CUSTOM_BAREMETAL_R640': 1}
+    assert_agree(cloud, [i], raw1)
+    assert cloud.nova.inspect(i)[i]['cur']['resources'] == {
+        'CUSTOM_BAREMETAL_R640': 1}
+
+    # Rollback: the repair, then the classification. Ironic takes the
+    # class back from the available node and refuses for the active one.
+    code, out, err = repair(env, 'rollback', repair_run, '--placement')
+    assert code == 0, out + err
+    code, out, err = repair(env, 'rollback', classify_run, '-f', 'json')
+    assert code == 1, out + err
+    items = {(i['action'], i['object']): i for i in json.loads(out)}
+    assert items[('set_node_resource_class', 'node %s' % raw2)][
+        'result'] == 'restored'
+    refused = items[('set_node_resource_class', 'node %s' % raw1)]
+    assert refused['result'] == 'failed', refused
+    assert 'manageable' in refused['message'], refused
+    assert not cloud.ironic.node(raw2).get('resource_class')
+    raw = [f for f in cloud.nova.get('/flavors/detail')['flavors']
+           if f['name'] == 'bm.raw'][0]['extra_specs']
+    assert raw == {}
