@@ -12,6 +12,7 @@ pub mod facts;
 pub mod plan;
 pub mod reconcile;
 pub mod rollback;
+pub mod settings;
 pub mod status;
 pub mod steps;
 
@@ -23,6 +24,7 @@ use crate::openstack;
 use crate::peerclock::{Peer, PeerClock};
 
 pub use facts::Clients;
+pub use settings::RepairSettings;
 
 /// Everything a repair can fail with; each message names the object and what to do.
 #[derive(Debug, thiserror::Error)]
