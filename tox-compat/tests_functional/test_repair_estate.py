@@ -216,7 +216,7 @@ def assert_agree(cloud, instances, rp):
         assert seen[i]['request_spec']['resources'] == held, (i, seen[i])
 
 
-# -- blocked nodes -------------------------------------------------------------
+# -- blocked nodes ------------------------------------------------------------
 
 def test_blocked_nodes_name_their_consumers_and_nothing_is_written(
         cloud, env):
@@ -273,7 +273,7 @@ def test_blocked_nodes_name_their_consumers_and_nothing_is_written(
                for p in json.loads(out)['problems']), out
 
 
-# -- a killed apply, at every write of a node, and resumed ---------------------
+# -- a killed apply, at every write of a node, and resumed --------------------
 
 @pytest.mark.parametrize('write', [1, 2, 3, 4, 5])
 def test_killed_at_every_write_the_resume_settles_and_finishes(
@@ -312,7 +312,7 @@ def test_killed_at_every_write_the_resume_settles_and_finishes(
     assert snapshot(cloud, [host]) == before
 
 
-# -- a write refused mid-node: the node's earlier writes undone ---------------
+# -- a write refused mid-node: the node's earlier writes undone --------------
 
 def test_a_refused_allocation_write_undoes_the_nodes_earlier_writes(
         cloud, env, tmp_path):
@@ -362,7 +362,7 @@ def test_a_refused_allocation_write_undoes_the_nodes_earlier_writes(
         proxy.stop()
 
 
-# -- rollback as selected ------------------------------------------------------
+# -- rollback as selected -----------------------------------------------------
 
 def test_rollback_scoped_to_one_node_and_a_full_one_byte_equal(cloud, env):
     hosts = ['bm-ok-0', 'bm-ok-1', 'bm-ok-2']
@@ -424,7 +424,7 @@ def test_rollback_scoped_to_one_node_and_a_full_one_byte_equal(cloud, env):
     assert code == 127 and 'repair-nope' in err, out + err
 
 
-# -- classes from hardware facts -----------------------------------------------
+# -- classes from hardware facts ----------------------------------------------
 
 def test_classify_then_apply_then_verify_on_nodes_without_classes(
         cloud, env, tmp_path):
