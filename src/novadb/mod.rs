@@ -134,6 +134,50 @@ pub enum ConsumerRow {
     },
 }
 
+/// A compare-and-swap of one text column, in one transaction with the row locked: `select`
+/// reads it (`FOR UPDATE`), `update` writes it (`{stamp}` stands for what `updated_at` becomes).
+struct Swap {
+    what: String,
+    select: &'static str,
+    update: &'static str,
+}
+
+impl Swap {
+    async fn run(
+        &self,
+        pool: &MySqlPool,
+        instance: &str,
+        expected: &str,
+        new: &str,
+        stamp: &Stamp,
+    ) -> Result<bool, NovaDbError> {
+        let what = self.what.as_str();
+        let mut tx = pool.begin().await.map_err(sql(what))?;
+        let row = sqlx::query(self.select)
+            .bind(instance)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sql(what))?;
+        let current: Option<String> = match row {
+            Some(r) => r.try_get(0).map_err(sql(what))?,
+            None => None,
+        };
+        if current.as_deref() != Some(expected) {
+            tx.rollback().await.map_err(sql(what))?;
+            return Ok(false);
+        }
+        let q = self.update.replace("{stamp}", stamp.sql());
+        stamp
+            .bind(sqlx::query(&q).bind(new))
+            .bind(instance)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql(what))?;
+        tx.commit().await.map_err(sql(what))?;
+        Ok(true)
+    }
+}
+
 fn row_image(
     row: Option<sqlx::mysql::MySqlRow>,
     what: &str,
@@ -418,36 +462,14 @@ impl NovaDb {
     ) -> Result<bool, NovaDbError> {
         let _wait = self.wait();
         let c = self.cell(cell)?;
-        let what = format!("cell {}", c.name);
-        let mut tx = c.pool.begin().await.map_err(sql(&what))?;
-        let row = sqlx::query(
-            "SELECT flavor FROM instance_extra WHERE instance_uuid = ? AND deleted = 0 FOR UPDATE",
-        )
-        .bind(instance)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(sql(&what))?;
-        let current: Option<String> = match row {
-            Some(r) => r.try_get(0).map_err(sql(&what))?,
-            None => None,
+        let swap = Swap {
+            what: format!("cell {}", c.name),
+            select: "SELECT flavor FROM instance_extra WHERE instance_uuid = ? AND deleted = 0 \
+                     FOR UPDATE",
+            update: "UPDATE instance_extra SET flavor = ?, updated_at = {stamp} \
+                     WHERE instance_uuid = ? AND deleted = 0",
         };
-        if current.as_deref() != Some(expected) {
-            tx.rollback().await.map_err(sql(&what))?;
-            return Ok(false);
-        }
-        let q = format!(
-            "UPDATE instance_extra SET flavor = ?, updated_at = {} \
-             WHERE instance_uuid = ? AND deleted = 0",
-            stamp.sql()
-        );
-        stamp
-            .bind(sqlx::query(&q).bind(new))
-            .bind(instance)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql(&what))?;
-        tx.commit().await.map_err(sql(&what))?;
-        Ok(true)
+        swap.run(&c.pool, instance, expected, new, stamp).await
     }
 
     /// The current `request_specs.spec` of an instance.
@@ -486,32 +508,13 @@ impl NovaDb {
         stamp: &Stamp,
     ) -> Result<bool, NovaDbError> {
         let _wait = self.wait();
-        let mut tx = self.api.begin().await.map_err(sql("API"))?;
-        let row = sqlx::query("SELECT spec FROM request_specs WHERE instance_uuid = ? FOR UPDATE")
-            .bind(instance)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(sql("API"))?;
-        let current: Option<String> = match row {
-            Some(r) => r.try_get(0).map_err(sql("API"))?,
-            None => None,
+        let swap = Swap {
+            what: "API".into(),
+            select: "SELECT spec FROM request_specs WHERE instance_uuid = ? FOR UPDATE",
+            update: "UPDATE request_specs SET spec = ?, updated_at = {stamp} \
+                     WHERE instance_uuid = ?",
         };
-        if current.as_deref() != Some(expected) {
-            tx.rollback().await.map_err(sql("API"))?;
-            return Ok(false);
-        }
-        let q = format!(
-            "UPDATE request_specs SET spec = ?, updated_at = {} WHERE instance_uuid = ?",
-            stamp.sql()
-        );
-        stamp
-            .bind(sqlx::query(&q).bind(new))
-            .bind(instance)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("API"))?;
-        tx.commit().await.map_err(sql("API"))?;
-        Ok(true)
+        swap.run(&self.api, instance, expected, new, stamp).await
     }
 
     /// What Nova's databases know of consumer uuids found in Placement: live instances (any

@@ -12,6 +12,7 @@ pub mod facts;
 pub mod plan;
 pub mod reconcile;
 pub mod rollback;
+pub mod rows;
 pub mod settings;
 pub mod status;
 pub mod steps;

@@ -12,7 +12,8 @@ use crate::openstack::placement::Inventory;
 use crate::store::{JournalEntry, Store};
 
 use super::facts::Clients;
-use super::rollback::{allocations_of, instance_cell, object_id, owner_from_image};
+use super::rollback::{allocations_of, held, instance_cell, object_id, owner_from_image};
+use super::rows::NovaRow;
 use super::steps::parse_row_image;
 use super::RepairError;
 
@@ -124,17 +125,20 @@ async fn settle_row(c: &Clients, e: &JournalEntry, id: &str) -> Result<Settled, 
         .as_deref()
         .and_then(parse_row_image)
         .ok_or_else(|| RepairError::Data("a pending journal entry without images".into()))?;
-    let instance_row = e.action == "rewrite_instance_flavor";
-    let cell = if instance_row {
-        Some(instance_cell(c, id).await?)
+    let cell = if e.action == "rewrite_instance_flavor" {
+        instance_cell(c, id).await?
     } else {
-        None
+        String::new()
     };
-    let current = match &cell {
-        Some(cell) => c.db.instance_flavor_row(cell, id).await?,
-        None => c.db.request_spec_row(id).await?,
+    let row = if cell.is_empty() {
+        NovaRow::RequestSpec { instance: id }
+    } else {
+        NovaRow::Flavor {
+            cell: &cell,
+            instance: id,
+        }
     };
-    let Some(current) = current else {
+    let Some(current) = row.read(&c.db).await? else {
         return Ok(Settled::Superseded);
     };
     if current.text == intended {
@@ -143,17 +147,7 @@ async fn settle_row(c: &Clients, e: &JournalEntry, id: &str) -> Result<Settled, 
     if current.text != before {
         return Ok(Settled::Superseded);
     }
-    let swapped = match &cell {
-        Some(cell) => {
-            c.db.swap_instance_flavor(cell, id, &before, &intended, &Stamp::Now)
-                .await?
-        }
-        None => {
-            c.db.swap_request_spec(id, &before, &intended, &Stamp::Now)
-                .await?
-        }
-    };
-    Ok(if swapped {
+    Ok(if row.swap(&c.db, &before, &intended, &Stamp::Now).await? {
         Settled::Redone
     } else {
         Settled::Superseded
@@ -192,11 +186,7 @@ async fn settle_allocation(
     let intended = allocations_of(&image(&e.after_image)?);
     let before = allocations_of(&before_img);
     let current = c.placement.allocations(id).await?;
-    let now: BTreeMap<String, BTreeMap<String, i64>> = current
-        .allocations
-        .iter()
-        .map(|(rp, r)| (rp.clone(), r.resources.clone()))
-        .collect();
+    let now = held(&current);
     if now == intended {
         return Ok(Settled::Landed);
     }

@@ -11,13 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::novadb::{FlavorPrimitive, InstanceFlavors, RequestSpecPrimitive, Stamp};
+use crate::novadb::Stamp;
 use crate::openstack::ironic::NodeFilter;
 use crate::openstack::placement::{is_concurrent_update, ConsumerOwner, Inventory};
 use crate::store::{JournalEntry, Store};
 
 use super::facts::{cell_names, check_cell, node_facts, Clients};
 use super::plan::Selection;
+use super::rows::NovaRow;
 use super::steps::{consumer_type, parse_row_image};
 use super::RepairError;
 
@@ -377,39 +378,12 @@ async fn restore_instance_flavor(
     before: &JournalEntry,
     after: &JournalEntry,
 ) -> Result<&'static str, RepairError> {
-    let (old, stamp) = row_before(before)?;
-    let left = text(&after.after_image)?;
     let cell = instance_cell(c, id).await?;
-    let Some(current) = c.db.instance_flavor_row(&cell, id).await? else {
-        return Err(RepairError::Gone(format!("instance {id} is gone")));
+    let row = NovaRow::Flavor {
+        cell: &cell,
+        instance: id,
     };
-    if current.text == old {
-        return Ok("unchanged");
-    }
-    let (new, result, stamp) = if current.text == left {
-        (old, "restored", stamp)
-    } else {
-        // Nova wrote it since (a resize): put back only the extra specs steward changed, and
-        // leave Nova's updated_at as Nova's write is newer.
-        let mut now_parsed =
-            InstanceFlavors::parse(&current.text).map_err(|e| RepairError::Data(e.to_string()))?;
-        let old_parsed =
-            InstanceFlavors::parse(&old).map_err(|e| RepairError::Data(e.to_string()))?;
-        restore_slot(&mut now_parsed.cur, &old_parsed.cur);
-        restore_slot(&mut now_parsed.old, &old_parsed.old);
-        restore_slot(&mut now_parsed.new, &old_parsed.new);
-        (now_parsed.to_text(), "restored_specs_only", Stamp::Now)
-    };
-    if c.db
-        .swap_instance_flavor(&cell, id, &current.text, &new, &stamp)
-        .await?
-    {
-        Ok(result)
-    } else {
-        Err(RepairError::Gone(format!(
-            "instance {id}'s flavor changed during the rollback; run it again"
-        )))
-    }
+    restore_row(c, row, before, after).await
 }
 
 async fn restore_request_spec(
@@ -418,10 +392,22 @@ async fn restore_request_spec(
     before: &JournalEntry,
     after: &JournalEntry,
 ) -> Result<&'static str, RepairError> {
+    restore_row(c, NovaRow::RequestSpec { instance: id }, before, after).await
+}
+
+/// A row of Nova's as `before` found it, `updated_at` included, if it still holds what the run
+/// left; if Nova wrote it since (a resize), only the extra specs are put back and Nova's newer
+/// `updated_at` stays.
+async fn restore_row(
+    c: &Clients,
+    row: NovaRow<'_>,
+    before: &JournalEntry,
+    after: &JournalEntry,
+) -> Result<&'static str, RepairError> {
     let (old, stamp) = row_before(before)?;
     let left = text(&after.after_image)?;
-    let Some(current) = c.db.request_spec_row(id).await? else {
-        return Err(RepairError::Gone(format!("request spec {id} is gone")));
+    let Some(current) = row.read(&c.db).await? else {
+        return Err(RepairError::Gone(format!("{} is gone", row.describe())));
     };
     if current.text == old {
         return Ok("unchanged");
@@ -429,21 +415,15 @@ async fn restore_request_spec(
     let (new, result, stamp) = if current.text == left {
         (old, "restored", stamp)
     } else {
-        let mut now_parsed = RequestSpecPrimitive::parse(&current.text)
-            .map_err(|e| RepairError::Data(e.to_string()))?;
-        let old_parsed =
-            RequestSpecPrimitive::parse(&old).map_err(|e| RepairError::Data(e.to_string()))?;
-        restore_slot(&mut now_parsed.data.flavor, &old_parsed.data.flavor);
-        (now_parsed.to_text(), "restored_specs_only", Stamp::Now)
+        let new = row.restore_specs(&current.text, &old)?;
+        (new, "restored_specs_only", Stamp::Now)
     };
-    if c.db
-        .swap_request_spec(id, &current.text, &new, &stamp)
-        .await?
-    {
+    if row.swap(&c.db, &current.text, &new, &stamp).await? {
         Ok(result)
     } else {
         Err(RepairError::Gone(format!(
-            "request spec {id} changed during the rollback; run it again"
+            "{} changed during the rollback; run it again",
+            row.describe()
         )))
     }
 }
@@ -537,12 +517,7 @@ async fn restore_allocation(
     let allocs = allocations_of(&img);
     for _ in 0..5 {
         let current = c.placement.allocations(id).await?;
-        let now: BTreeMap<String, BTreeMap<String, i64>> = current
-            .allocations
-            .iter()
-            .map(|(rp, r)| (rp.clone(), r.resources.clone()))
-            .collect();
-        if now == allocs {
+        if held(&current) == allocs {
             return Ok("unchanged");
         }
         let owner = owner_from_image(&img, current.consumer_generation);
@@ -555,6 +530,16 @@ async fn restore_allocation(
     Err(RepairError::Gone(format!(
         "consumer {id} kept changing during the rollback"
     )))
+}
+
+/// What a consumer holds, provider -> resources.
+pub fn held(
+    a: &crate::openstack::placement::ConsumerAllocations,
+) -> BTreeMap<String, BTreeMap<String, i64>> {
+    a.allocations
+        .iter()
+        .map(|(rp, r)| (rp.clone(), r.resources.clone()))
+        .collect()
 }
 
 /// The owner of a consumer as its journal before-image recorded it, with the consumer
@@ -588,15 +573,6 @@ pub fn allocations_of(img: &Value) -> BTreeMap<String, BTreeMap<String, i64>> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn restore_slot(
-    now: &mut Option<Option<FlavorPrimitive>>,
-    before: &Option<Option<FlavorPrimitive>>,
-) {
-    if let (Some(Some(n)), Some(Some(b))) = (now.as_mut(), before.as_ref()) {
-        n.restore_extra_specs(b);
-    }
 }
 
 /// The cell of a live instance, found by asking each cell.

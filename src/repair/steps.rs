@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::novadb::{InstanceFlavors, RequestSpecPrimitive, RowImage, Stamp};
+use crate::novadb::{RowImage, Stamp};
 use crate::openstack::placement::{
     is_concurrent_update, is_inventory_in_use, ConsumerOwner, Inventory,
 };
 
 use super::apply::{to_json_bytes, Exec};
 use super::plan::Step;
+use super::rows::NovaRow;
 use super::RepairError;
 
 impl Exec {
@@ -200,42 +201,8 @@ impl Exec {
         cell: &str,
         specs: &BTreeMap<String, String>,
     ) -> Result<(), RepairError> {
-        let db = &self.clients.db;
-        for _ in 0..self.max_attempts {
-            let Some(current) = db.instance_flavor_row(cell, instance).await? else {
-                return Err(RepairError::Gone(format!(
-                    "instance {instance} has no instance_extra row any more (deleted?)"
-                )));
-            };
-            let mut parsed = InstanceFlavors::parse(&current.text).map_err(|e| {
-                RepairError::Data(format!(
-                    "instance {instance}: instance_extra.flavor is not Nova's flavor JSON ({e})"
-                ))
-            })?;
-            let mut changed = false;
-            for f in parsed.all_mut() {
-                changed |= f.set_extra_specs(specs);
-            }
-            if !changed {
-                return Ok(());
-            }
-            let new = parsed.to_text();
-            let entry = self
-                .before(
-                    node,
-                    step,
-                    Some(&row_image_bytes(&current)),
-                    Some(new.as_bytes()),
-                )
-                .await?;
-            let swap = db
-                .swap_instance_flavor(cell, instance, &current.text, &new, &Stamp::Now)
-                .await;
-            if self.swapped(entry, &new, swap).await? {
-                return Ok(());
-            }
-        }
-        Err(self.lost_races(&format!("instance {instance}'s flavor")))
+        let row = NovaRow::Flavor { cell, instance };
+        self.rewrite_row(node, step, row, specs).await
     }
 
     async fn rewrite_request_spec(
@@ -245,24 +212,33 @@ impl Exec {
         instance: &str,
         specs: &BTreeMap<String, String>,
     ) -> Result<(), RepairError> {
+        self.rewrite_row(node, step, NovaRow::RequestSpec { instance }, specs)
+            .await
+    }
+
+    /// Set `specs` in a row of Nova's: read, rewrite, journal (text and `updated_at`), then a
+    /// compare-and-swap; read again when the row changed meanwhile. An instance without an
+    /// `instance_extra` row is gone; one without a request spec has nothing to rewrite.
+    async fn rewrite_row(
+        &self,
+        node: &str,
+        step: &Step,
+        row: NovaRow<'_>,
+        specs: &BTreeMap<String, String>,
+    ) -> Result<(), RepairError> {
         let db = &self.clients.db;
         for _ in 0..self.max_attempts {
-            let Some(current) = db.request_spec_row(instance).await? else {
+            let Some(current) = row.read(db).await? else {
+                return match row {
+                    NovaRow::Flavor { instance, .. } => Err(RepairError::Gone(format!(
+                        "instance {instance} has no instance_extra row any more (deleted?)"
+                    ))),
+                    NovaRow::RequestSpec { .. } => Ok(()),
+                };
+            };
+            let Some(new) = row.rewrite(&current.text, specs)? else {
                 return Ok(());
             };
-            let mut parsed = RequestSpecPrimitive::parse(&current.text).map_err(|e| {
-                RepairError::Data(format!(
-                    "instance {instance}: request_specs.spec is not a RequestSpec ({e})"
-                ))
-            })?;
-            let changed = parsed
-                .flavor_mut()
-                .map(|f| f.set_extra_specs(specs))
-                .unwrap_or(false);
-            if !changed {
-                return Ok(());
-            }
-            let new = parsed.to_text();
             let entry = self
                 .before(
                     node,
@@ -271,14 +247,12 @@ impl Exec {
                     Some(new.as_bytes()),
                 )
                 .await?;
-            let swap = db
-                .swap_request_spec(instance, &current.text, &new, &Stamp::Now)
-                .await;
+            let swap = row.swap(db, &current.text, &new, &Stamp::Now).await;
             if self.swapped(entry, &new, swap).await? {
                 return Ok(());
             }
         }
-        Err(self.lost_races(&format!("instance {instance}'s request spec")))
+        Err(self.lost_races(&row.describe()))
     }
 
     async fn shrink_allocation(
