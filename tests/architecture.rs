@@ -95,7 +95,11 @@ fn the_simulator_is_pure_and_uses_the_service_code() {
     assert!(files.len() >= 3, "the simulate sources were found");
     let mut needles = IMPURE.to_vec();
     needles.extend(["crate::openstack", "unix_now"]);
-    let bad = offenders(&files, &needles);
+    // The rollup is telemetry's pure core: the twin learns profiles with the service's code.
+    let bad: Vec<String> = offenders(&files, &needles)
+        .into_iter()
+        .filter(|l| !l.ends_with("use crate::telemetry::rollup::weekly_p95;"))
+        .collect();
     assert!(
         bad.is_empty(),
         "the simulator must stay pure (main.rs reads the scenario file):\n{}",
@@ -110,6 +114,7 @@ fn the_simulator_is_pure_and_uses_the_service_code() {
         "scoring::filter_and_weigh",
         "rebalance::detect::",
         "rebalance::plan::",
+        "telemetry::rollup::weekly_p95",
     ] {
         assert!(text.contains(used), "the simulator uses {used}");
     }
@@ -477,17 +482,22 @@ fn the_function_scanner_measures_what_it_should() {
 fn no_function_over_120_lines_outside_tests() {
     let root = src("");
     let mut long = Vec::new();
+    let mut longest = (0, String::new());
     let mut files = rust_files(&root);
     files.sort();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         for (name, line, len) in functions(&text) {
             let rel = file.strip_prefix(&root).unwrap().display().to_string();
+            if len > longest.0 && !NOT_YET_SPLIT.contains(&(rel.as_str(), name.as_str())) {
+                longest = (len, format!("src/{rel}:{line}: fn {name}"));
+            }
             if len > MAX_FN_LINES && !NOT_YET_SPLIT.contains(&(rel.as_str(), name.as_str())) {
                 long.push(format!("src/{rel}:{line}: fn {name} is {len} lines"));
             }
         }
     }
+    println!("the longest function: {} ({} lines)", longest.1, longest.0);
     assert!(
         long.is_empty(),
         "split these into named steps (at most {MAX_FN_LINES} lines each):\n{}",
