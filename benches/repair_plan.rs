@@ -64,6 +64,7 @@ fn facts(nodes: usize) -> Facts {
             flavorid: Some("bm.gold".into()),
             name: Some("bm.gold".into()),
             extra_specs: legacy.clone(),
+            sizes: None,
         };
         f.instances.push(InstanceFact {
             uuid: inst,

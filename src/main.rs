@@ -115,20 +115,44 @@ impl RepairSelection {
 enum RepairCommand {
     /// Show per node what is wrong and the ordered steps that fix it; changes nothing (default).
     Plan,
-    /// Execute the plan: journaled, node by node; exit 0 repaired, 1 failed, 4 nothing to do.
+    /// Execute the plan: journaled, node by node; exit 0 done, 1 failed, 2 blocked, 4 nothing
+    /// to do.
     Apply {
         /// No progress bar on stderr.
         #[arg(long)]
         no_progress: bool,
     },
-    /// Check that Placement and Nova agree with the target; exit 0 clean, 3 problems found.
+    /// Check that Placement and Nova agree with the target and every instance's flavor, request
+    /// spec and allocation agree; exit 0 clean, 3 broken nodes, 5 only unclassified nodes.
     Verify,
-    /// Put back the embedded flavors, request specs and flavor extra specs run RUN_ID changed.
+    /// Put back what run RUN_ID wrote (only the nodes --node, --resource-class or --cell select,
+    /// if given); refused when Nova's flavors would disagree with Placement afterwards.
     Rollback {
         run_id: String,
-        /// Also restore the nodes' inventories and the allocations.
+        /// Also restore the nodes' inventories and the allocations (needed whenever the run
+        /// changed Placement).
         #[arg(long)]
         placement: bool,
+        /// Restore Nova's flavor copies only, although the run also changed Placement: the
+        /// instances then ask for VCPU, MEMORY_MB and DISK_GB while their allocations and nodes
+        /// stay custom-class only (verify reports them; a move, rebuild or heal of them fails or
+        /// re-allocates until apply runs again).
+        #[arg(long, conflicts_with = "placement")]
+        flavors_only: bool,
+    },
+    /// The repair runs (newest first), or one run's state: status, writes by journal state,
+    /// per-node results.
+    Status { run_id: Option<String> },
+    /// Give nodes without a resource class one from hardware facts (rules in TOML matching
+    /// Ironic properties, capabilities and the inspection inventory); exit 0 all classified,
+    /// 3 nodes no rule or two rules match (listed, not guessed), 4 nothing to write.
+    Classify {
+        /// The rules file.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Set the classes through Ironic and the flavors' extra specs (journaled as a run).
+        #[arg(long)]
+        apply: bool,
     },
 }
 
@@ -201,7 +225,24 @@ fn repair(
             progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         },
         RepairCommand::Verify => C::Verify(s),
-        RepairCommand::Rollback { run_id, placement } => C::Rollback { run_id, placement },
+        RepairCommand::Rollback {
+            run_id,
+            placement,
+            flavors_only,
+        } => C::Rollback {
+            run_id,
+            options: steward::repair::apply::RollbackOptions {
+                placement,
+                flavors_only,
+                scope: s,
+            },
+        },
+        RepairCommand::Status { run_id } => C::Status(run_id),
+        RepairCommand::Classify { rules, apply } => C::Classify {
+            rules,
+            selection: s,
+            apply,
+        },
     };
     cli::runtime().block_on(steward::repair::cli::run(
         &v,

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use sqlx::Connection;
-use steward::novadb::{NovaDb, NovaDbError};
+use steward::novadb::{NovaDb, NovaDbError, Stamp};
 
 const CELL0: &str = "00000000-0000-0000-0000-000000000000";
 const CELL1: &str = "6f4a1c7e-1b7a-4b8e-9a1e-0c5d1e2f3a41";
@@ -174,9 +174,35 @@ async fn two_cells_each_node_and_instance_in_its_own() {
     );
     assert_eq!(nova.instance_flavor(CELL1, I2).await.unwrap(), None);
     assert!(nova
-        .swap_instance_flavor(CELL2, I2, r#"{"cur": "two"}"#, r#"{"cur": "TWO"}"#)
+        .swap_instance_flavor(
+            CELL2,
+            I2,
+            r#"{"cur": "two"}"#,
+            r#"{"cur": "TWO"}"#,
+            &Stamp::Now
+        )
         .await
         .unwrap());
+    let row = nova.instance_flavor_row(CELL2, I2).await.unwrap().unwrap();
+    assert!(
+        row.updated_at.is_some(),
+        "a repair's write stamps updated_at"
+    );
+    // A rollback puts updated_at back exactly, NULL included.
+    for stamp in [Some("2020-01-02 03:04:05".to_string()), None] {
+        assert!(nova
+            .swap_instance_flavor(
+                CELL2,
+                I2,
+                r#"{"cur": "TWO"}"#,
+                r#"{"cur": "TWO"}"#,
+                &Stamp::Exactly(stamp.clone())
+            )
+            .await
+            .unwrap());
+        let row = nova.instance_flavor_row(CELL2, I2).await.unwrap().unwrap();
+        assert_eq!(row.updated_at, stamp);
+    }
     assert_eq!(
         flavor_in(&b, I2).await.as_deref(),
         Some(r#"{"cur": "TWO"}"#)

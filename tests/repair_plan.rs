@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use steward::repair::agree::disagreements;
+use steward::repair::capacity::ConsumerKind;
 use steward::repair::plan::{
-    normalize_rc_name, plan, Copy, EmbeddedFlavor, Facts, FlavorFact, InstanceFact, InventoryFact,
-    NodeFact, NodeStatus, ProviderFact, Selection, Step,
+    normalize_rc_name, plan, ConsumerFact, Copy, EmbeddedFlavor, Facts, FlavorFact, FlavorSizes,
+    InstanceFact, InventoryFact, NodeFact, NodeStatus, ProviderFact, Selection, Step,
 };
 
 const GOLD: &str = "3e11afc1-5bb1-442a-84f0-445f47e52f84";
@@ -57,6 +59,12 @@ fn stackhpc() -> Facts {
         flavorid: Some("bm.gold".into()),
         name: Some("bm.gold".into()),
         extra_specs: legacy.clone(),
+        sizes: Some(FlavorSizes {
+            vcpus: 64,
+            memory_mb: 131072,
+            root_gb: 371,
+            ..FlavorSizes::default()
+        }),
     };
     Facts {
         nodes: vec![node(GOLD, Some("GOLD"))],
@@ -99,6 +107,7 @@ fn stackhpc() -> Facts {
                 extra_specs: BTreeMap::new(),
             },
         ],
+        consumers: BTreeMap::new(),
     }
 }
 
@@ -220,27 +229,157 @@ fn a_node_with_no_custom_inventory_gets_it_before_allocations_move() {
     );
 }
 
+const STRANGER: &str = "a1b2c3d4-0000-4000-8000-00000000beef";
+
+/// Today's case from the field: the node's instance was booted from a flavor without the
+/// custom class (VCPU, MEMORY_MB, DISK_GB only) and a consumer Nova does not know holds
+/// CUSTOM_GOLD=1. After the repair both would hold CUSTOM_GOLD=1 against a total of 1.
 #[test]
-fn a_migration_consumer_is_shrunk_too_and_noted() {
+fn a_stranger_on_the_custom_class_blocks_the_node_and_is_named() {
     let mut f = stackhpc();
     let p0 = f.providers.get_mut(GOLD).unwrap();
-    let held = p0.allocations[INST].clone();
+    p0.allocations.get_mut(INST).unwrap().remove("CUSTOM_GOLD");
     p0.allocations
-        .insert("a1b2c3d4-0000-4000-8000-00000000beef".into(), held);
+        .insert(STRANGER.into(), [("CUSTOM_GOLD".to_string(), 1)].into());
+    f.nodes[0].instance_uuid = Some(INST.into());
     let p = plan(&f, &Selection::default(), &BTreeMap::new());
     let n = &p.nodes[0];
+    assert_eq!(n.status, NodeStatus::Blocked);
+    assert!(n.steps.is_empty(), "nothing of a blocked node is written");
+    assert_eq!(n.blockers.len(), 1);
+    let b = &n.blockers[0];
+    assert_eq!(b.consumer, STRANGER);
+    assert_eq!(b.kind, ConsumerKind::Unknown);
     assert_eq!(
-        n.steps
-            .iter()
-            .filter(|s| s.action() == "shrink_allocation")
-            .count(),
-        2
+        b.command,
+        format!("openstack resource provider allocation show {STRANGER}")
     );
-    assert!(n.notes.iter().any(|s| s.contains("migration")));
-    assert!(matches!(
-        n.steps.last(),
-        Some(Step::CheckUsage { expected: 2, .. })
-    ));
+    assert!(n.problems[0].contains(STRANGER), "{:?}", n.problems);
+    // Its class's flavors are not repaired on its account either.
+    assert!(p.global.is_empty(), "{:?}", p.global);
+    // Control: without the stranger the same node is repaired.
+    let mut ok = stackhpc();
+    ok.nodes[0].instance_uuid = Some(INST.into());
+    let n = &plan(&ok, &Selection::default(), &BTreeMap::new()).nodes[0];
+    assert_eq!(n.status, NodeStatus::NeedsRepair);
+}
+
+#[test]
+fn a_migration_record_alone_is_shrunk_beside_an_instance_it_blocks() {
+    let mut f = stackhpc();
+    let p0 = f.providers.get_mut(GOLD).unwrap();
+    let held = p0.allocations.remove(INST).unwrap();
+    p0.allocations.insert(STRANGER.into(), held.clone());
+    f.consumers.insert(
+        STRANGER.into(),
+        ConsumerFact::Migration {
+            instance: INST.into(),
+            source_node: Some(GOLD.into()),
+            dest_node: Some("elsewhere".into()),
+            status: Some("post-migrating".into()),
+        },
+    );
+    // The migration holds the node alone (mid-resize): shrunk like an instance's.
+    let p = plan(&f, &Selection::default(), &BTreeMap::new());
+    let n = &p.nodes[0];
+    assert_eq!(n.status, NodeStatus::NeedsRepair, "{:?}", n.problems);
+    let shrinks: Vec<_> = n
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::ShrinkAllocation { consumer, .. } => Some(consumer.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shrinks, [STRANGER]);
+    assert!(n.notes.iter().any(|s| s.contains("migration record")));
+    // Beside the instance's own allocation it would be a second unit: blocked, named as a
+    // migration record.
+    f.providers
+        .get_mut(GOLD)
+        .unwrap()
+        .allocations
+        .insert(INST.into(), held);
+    f.nodes[0].instance_uuid = Some(INST.into());
+    let n = &plan(&f, &Selection::default(), &BTreeMap::new()).nodes[0];
+    assert_eq!(n.status, NodeStatus::Blocked);
+    assert_eq!(n.blockers.len(), 1);
+    assert_eq!(n.blockers[0].consumer, STRANGER);
+    assert_eq!(n.blockers[0].kind, ConsumerKind::Migration);
+    assert!(n.blockers[0].what.contains(INST));
+}
+
+#[test]
+fn two_instances_on_one_node_block_it_naming_the_one_ironic_does_not_hold() {
+    let mut f = stackhpc();
+    let second = "5e5e5e5e-0000-4000-8000-000000000002";
+    let mut other = f.instances[0].clone();
+    other.uuid = second.into();
+    f.instances.push(other);
+    let p0 = f.providers.get_mut(GOLD).unwrap();
+    let held = p0.allocations[INST].clone();
+    p0.allocations.insert(second.into(), held);
+    f.nodes[0].instance_uuid = Some(INST.into());
+    let n = &plan(&f, &Selection::default(), &BTreeMap::new()).nodes[0];
+    assert_eq!(n.status, NodeStatus::Blocked);
+    assert_eq!(n.blockers.len(), 1);
+    assert_eq!(n.blockers[0].consumer, second);
+    assert_eq!(n.blockers[0].kind, ConsumerKind::Instance);
+    assert!(n.blockers[0].what.contains("holds another instance"));
+}
+
+#[test]
+fn an_instance_elsewhere_holding_standard_classes_blocks() {
+    let mut f = stackhpc();
+    f.providers
+        .get_mut(GOLD)
+        .unwrap()
+        .allocations
+        .insert(STRANGER.into(), [("VCPU".to_string(), 2)].into());
+    f.consumers.insert(
+        STRANGER.into(),
+        ConsumerFact::Instance {
+            node: Some("another-node".into()),
+            host: Some("cmp-7".into()),
+        },
+    );
+    let n = &plan(&f, &Selection::default(), &BTreeMap::new()).nodes[0];
+    assert_eq!(n.status, NodeStatus::Blocked);
+    assert_eq!(n.blockers[0].kind, ConsumerKind::InstanceElsewhere);
+    assert!(n.blockers[0].reason.contains("VCPU=2"));
+    assert!(n.blockers[0].what.contains("another-node"));
+}
+
+/// verify's agreement check: before the repair (half-migrated flavor, all four held) and after
+/// it (custom only on both sides) the instance agrees; a flavor rewritten without its
+/// allocation, or the reverse, does not.
+#[test]
+fn flavor_request_spec_and_allocation_agreement() {
+    let f = stackhpc();
+    assert_eq!(disagreements(&f), vec![]);
+    let done = applied(stackhpc());
+    assert_eq!(disagreements(&done), vec![]);
+    // The flavor copies rewritten, the allocation not (what a half-repaired node looked like).
+    let mut half = stackhpc();
+    if let Ok(flavors) = &mut half.instances[0].flavors {
+        for fl in flavors.iter_mut() {
+            fl.extra_specs = steward::repair::plan::target_specs("CUSTOM_GOLD");
+        }
+    }
+    let found = disagreements(&half);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, format!("instance {INST}"));
+    assert!(found[0].1.contains("asks for CUSTOM_GOLD=1"), "{found:?}");
+    // Only the request spec rewritten.
+    let mut spec_only = stackhpc();
+    if let Ok(flavors) = &mut spec_only.instances[0].flavors {
+        flavors[1].extra_specs = steward::repair::plan::target_specs("CUSTOM_GOLD");
+    }
+    let found = disagreements(&spec_only);
+    assert!(
+        found.iter().any(|(_, m)| m.contains("request spec")),
+        "{found:?}"
+    );
 }
 
 #[test]

@@ -279,6 +279,17 @@ def test_repair_rollback_posts_to_the_runs_rollback_route(argv, placement):
         app.stderr.getvalue()
 
 
+def test_repair_rollback_scoped_and_flavors_only_reach_the_body():
+    app, _ = run(
+        repair.RollbackRepair,
+        ['r-1', '--node', 'n-1', '--node', 'n-2', '--cell', 'cell1',
+         '--flavors-only'],
+        {('POST', '/v1/repair/runs/r-1/rollback'): ROLLED})
+    assert calls(app) == [('POST', '/v1/repair/runs/r-1/rollback', None,
+                           {'placement': False, 'flavors_only': True,
+                            'nodes': ['n-1', 'n-2'], 'cell': 'cell1'})]
+
+
 def test_repair_rollback_with_a_failure_shows_it_and_exits_non_zero():
     failed = dict(ROLLED, status='failed', failed=1, items=[
         {'object': 'instance i-1', 'action': 'rewrite_instance_flavor',

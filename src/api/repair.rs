@@ -6,7 +6,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::errors::ApiError;
 use super::routes::read_body;
@@ -161,33 +161,22 @@ pub async fn get_run(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let unavailable = |e: crate::store::StoreError| ApiError::unavailable(e.to_string());
-    let Some(run) = state.store.repair_run(&id).await.map_err(unavailable)? else {
+    let Some(run) = crate::repair::status::run_state(&state.store, &id)
+        .await
+        .map_err(unavailable)?
+    else {
         return Err(ApiError::not_found(format!(
             "no repair run {id}; POST /v1/repair/runs starts one"
         )));
     };
-    let journal = state.store.repair_journal(&id).await.map_err(unavailable)?;
-    let mut writes = std::collections::BTreeMap::<String, usize>::new();
-    let mut nodes_touched = std::collections::BTreeSet::new();
-    for e in &journal {
-        *writes.entry(e.state.clone()).or_default() += 1;
-        if e.node != "-" {
-            nodes_touched.insert(e.node.clone());
-        }
-    }
-    let summary: Value = run
-        .summary
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(Value::Null);
     Ok(HttpResponse::Ok().json(RepairRunDto {
         id: run.id,
         status: run.status,
         started_at: run.started_at,
         finished_at: run.finished_at,
-        writes,
-        nodes_touched: nodes_touched.len(),
-        result: summary,
+        writes: run.writes,
+        nodes_touched: run.nodes_touched,
+        result: run.result,
     }))
 }
 
@@ -196,7 +185,10 @@ pub async fn get_run(
 pub struct RepairRollbackItem {
     pub object: String,
     pub action: String,
-    /// `restored`, `restored_specs_only`, `unchanged` or `failed`.
+    /// The node the write belonged to (`-`: run-wide, a class or a flavor).
+    pub node: String,
+    /// `restored`, `restored_specs_only`, `unchanged`, `kept` (outside the rollback's scope, or
+    /// Placement without `placement`) or `failed`.
     pub result: String,
     pub message: Option<String>,
 }
@@ -241,7 +233,16 @@ pub async fn rollback_run(
     let clients = crate::repair::connect(&state.settings, None)
         .await
         .map_err(api_error)?;
-    let result = apply::rollback(&clients, &state.store, &id, opts.placement).await;
+    let options = apply::RollbackOptions {
+        placement: opts.placement,
+        flavors_only: opts.flavors_only,
+        scope: Selection {
+            nodes: opts.nodes.clone(),
+            resource_class: opts.resource_class.clone(),
+            cell: opts.cell.clone(),
+        },
+    };
+    let result = apply::rollback(&clients, &state.store, &id, &options).await;
     clients.db.close().await;
     let items = result.map_err(api_error)?;
     let failed = items.iter().filter(|i| i.result == "failed").count();
@@ -254,6 +255,7 @@ pub async fn rollback_run(
             .map(|i| RepairRollbackItem {
                 object: i.object,
                 action: i.action,
+                node: i.node,
                 result: i.result,
                 message: i.message,
             })
@@ -308,6 +310,10 @@ mod tests {
                 class: "CUSTOM_GOLD".into(),
                 expected: 1,
             },
+            Step::SetNodeResourceClass {
+                node: "n-1".into(),
+                class: "baremetal-gold".into(),
+            },
         ]
     }
 
@@ -325,6 +331,19 @@ mod tests {
             status,
             problems: vec!["VCPU inventory beside CUSTOM_GOLD".into()],
             notes: vec!["in maintenance".into()],
+            blockers: if status == NodeStatus::Blocked {
+                vec![crate::repair::capacity::Blocker {
+                    consumer: "s-1".into(),
+                    kind: crate::repair::capacity::ConsumerKind::Unknown,
+                    what: "consumer s-1, unknown to Nova".into(),
+                    holds: [("CUSTOM_GOLD".into(), 1)].into(),
+                    holds_after: [("CUSTOM_GOLD".into(), 1)].into(),
+                    reason: "it would hold CUSTOM_GOLD=1".into(),
+                    command: "openstack resource provider allocation show s-1".into(),
+                }]
+            } else {
+                vec![]
+            },
             steps,
         };
         let p = Plan {
@@ -333,6 +352,7 @@ mod tests {
                 node(NodeStatus::NeedsRepair, steps[2..].to_vec()),
                 node(NodeStatus::Clean, vec![]),
                 node(NodeStatus::Skipped, vec![]),
+                node(NodeStatus::Blocked, vec![]),
             ],
         };
         let wire = serde_json::to_value(&p).unwrap();
@@ -341,7 +361,13 @@ mod tests {
         assert_eq!(serde_json::to_value(&dto).unwrap(), wire);
         // Every action and status is named in the schema's descriptions.
         let doc = serde_json::to_string(&crate::api::openapi::document()).unwrap();
-        for a in actions.iter().chain(&["clean", "needs_repair", "skipped"]) {
+        for a in actions.iter().chain(&[
+            "clean",
+            "needs_repair",
+            "skipped",
+            "blocked",
+            "instance_elsewhere",
+        ]) {
             assert!(doc.contains(a), "the OpenAPI document does not name {a}");
         }
     }

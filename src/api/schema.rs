@@ -1122,6 +1122,20 @@ pub struct RepairRollbackBody {
     /// Also restore the nodes' inventories and the allocations.
     #[serde(default)]
     pub placement: bool,
+    /// Restore Nova's flavor copies although the run also changed Placement and `placement` is
+    /// false: the instances then ask for VCPU, MEMORY_MB and DISK_GB while their allocations stay
+    /// custom-class only (refused without it).
+    #[serde(default)]
+    pub flavors_only: bool,
+    /// Only these nodes of the run (uuid or name); run-wide writes (classes, flavors) are kept.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Only the run's nodes of this resource class.
+    #[serde(default)]
+    pub resource_class: Option<String>,
+    /// Only the run's nodes in this cell (name or uuid).
+    #[serde(default)]
+    pub cell: Option<String>,
 }
 
 fn blank(body: &[u8]) -> bool {
@@ -1166,8 +1180,11 @@ pub fn parse_repair_rollback(body: &[u8]) -> Result<RepairRollbackBody, ApiError
 pub struct RepairStepDto {
     /// ensure_resource_class, set_flavor_extra_specs, rewrite_instance_flavor,
     /// rewrite_request_spec, add_custom_inventory, shrink_allocation,
-    /// set_custom_only_inventory or check_usage.
+    /// set_custom_only_inventory, check_usage or set_node_resource_class (classify).
     pub action: String,
+    /// The Ironic node whose resource_class classify sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// The custom resource class (`CUSTOM_GOLD`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
@@ -1210,13 +1227,36 @@ pub struct RepairNodePlanDto {
     pub name: Option<String>,
     /// The custom class (`CUSTOM_GOLD`), when the node has a resource class.
     pub class: Option<String>,
-    /// clean, needs_repair or skipped (nothing is changed on a skipped node; `problems` says why).
+    /// clean, needs_repair, skipped or blocked (nothing is changed on a skipped or blocked
+    /// node; `problems` says why, `blockers` names the consumers in the way).
     pub status: String,
     /// What is wrong, one sentence each (or why the node is skipped).
     pub problems: Vec<String>,
     /// Facts worth knowing that change nothing (maintenance, a migration consumer).
     pub notes: Vec<String>,
+    /// The consumers whose allocations would not fit the node's inventory after the repair.
+    pub blockers: Vec<RepairBlockerDto>,
     pub steps: Vec<RepairStepDto>,
+}
+
+/// A consumer that blocks a node's repair.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairBlockerDto {
+    /// The Placement consumer uuid.
+    pub consumer: String,
+    /// instance (on this node), migration, instance_elsewhere or unknown.
+    pub kind: String,
+    /// What Nova knows of it, in a sentence.
+    pub what: String,
+    /// What it holds on the node now, class to amount.
+    pub holds: BTreeMap<String, i64>,
+    /// What it would hold after the repair.
+    pub holds_after: BTreeMap<String, i64>,
+    /// Why it does not fit.
+    pub reason: String,
+    /// The command that shows it (`openstack resource provider allocation show UUID`).
+    pub command: String,
 }
 
 /// A repair plan, what `steward repair plan -f json` prints. Changes nothing.
@@ -1253,7 +1293,7 @@ pub struct RepairNothingToDo {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RepairRunDto {
     pub id: String,
-    /// running, ok, failed or rolled_back.
+    /// running, ok, blocked, failed, rolled_back or partly_rolled_back (scoped or flavors-only).
     pub status: String,
     pub started_at: f64,
     pub finished_at: Option<f64>,

@@ -83,6 +83,111 @@ pub struct InstanceRow {
     pub flavor: Option<String>,
 }
 
+/// A row's text and its `updated_at` (`YYYY-MM-DD HH:MM:SS`, None when NULL).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RowImage {
+    pub text: String,
+    pub updated_at: Option<String>,
+}
+
+/// What a write sets `updated_at` to: now (a repair's write, as Nova's own would), or exactly
+/// a value read before (a rollback, byte-equal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stamp {
+    Now,
+    Exactly(Option<String>),
+}
+
+type MyQuery<'q> = sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>;
+
+impl Stamp {
+    fn sql(&self) -> &'static str {
+        match self {
+            Stamp::Now => "UTC_TIMESTAMP()",
+            Stamp::Exactly(_) => "?",
+        }
+    }
+
+    fn bind<'q>(&self, q: MyQuery<'q>) -> MyQuery<'q> {
+        match self {
+            Stamp::Now => q,
+            Stamp::Exactly(v) => q.bind(v.clone()),
+        }
+    }
+}
+
+/// A Placement consumer as Nova's databases know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerRow {
+    /// A live instance (its `node` and `host`, when set).
+    Instance {
+        node: Option<String>,
+        host: Option<String>,
+    },
+    /// A migration record (`migrations.uuid`), of `instance`.
+    Migration {
+        instance: String,
+        source_node: Option<String>,
+        dest_node: Option<String>,
+        status: Option<String>,
+        migration_type: Option<String>,
+    },
+}
+
+/// A compare-and-swap of one text column, in one transaction with the row locked: `select`
+/// reads it (`FOR UPDATE`), `update` writes it (`{stamp}` stands for what `updated_at` becomes).
+struct Swap {
+    what: String,
+    select: &'static str,
+    update: &'static str,
+}
+
+impl Swap {
+    async fn run(
+        &self,
+        pool: &MySqlPool,
+        instance: &str,
+        expected: &str,
+        new: &str,
+        stamp: &Stamp,
+    ) -> Result<bool, NovaDbError> {
+        let what = self.what.as_str();
+        let mut tx = pool.begin().await.map_err(sql(what))?;
+        let row = sqlx::query(self.select)
+            .bind(instance)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sql(what))?;
+        let current: Option<String> = match row {
+            Some(r) => r.try_get(0).map_err(sql(what))?,
+            None => None,
+        };
+        if current.as_deref() != Some(expected) {
+            tx.rollback().await.map_err(sql(what))?;
+            return Ok(false);
+        }
+        let q = self.update.replace("{stamp}", stamp.sql());
+        stamp
+            .bind(sqlx::query(&q).bind(new))
+            .bind(instance)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql(what))?;
+        tx.commit().await.map_err(sql(what))?;
+        Ok(true)
+    }
+}
+
+fn row_image(
+    row: Option<sqlx::mysql::MySqlRow>,
+    what: &str,
+) -> Result<Option<RowImage>, NovaDbError> {
+    let Some(r) = row else { return Ok(None) };
+    let text: Option<String> = r.try_get(0).map_err(sql(what))?;
+    let updated_at: Option<String> = r.try_get(1).map_err(sql(what))?;
+    Ok(text.map(|text| RowImage { text, updated_at }))
+}
+
 /// Nova's API database and its cells.
 #[derive(Debug, Clone)]
 pub struct NovaDb {
@@ -323,45 +428,48 @@ impl NovaDb {
         }
     }
 
+    /// The current `instance_extra.flavor` of an instance with the row's `updated_at` (what a
+    /// byte-equal rollback puts back).
+    pub async fn instance_flavor_row(
+        &self,
+        cell: &str,
+        instance: &str,
+    ) -> Result<Option<RowImage>, NovaDbError> {
+        let _wait = self.wait();
+        let c = self.cell(cell)?;
+        let what = format!("cell {}", c.name);
+        let row = sqlx::query(
+            "SELECT flavor, CAST(updated_at AS CHAR) FROM instance_extra \
+             WHERE instance_uuid = ? AND deleted = 0",
+        )
+        .bind(instance)
+        .fetch_optional(&c.pool)
+        .await
+        .map_err(sql(&what))?;
+        row_image(row, &what)
+    }
+
     /// Write `new` as the instance's `instance_extra.flavor` if it still reads `expected`; in
     /// one transaction with the row locked. False (nothing written) when it changed meanwhile.
+    /// `stamp` says what `updated_at` becomes.
     pub async fn swap_instance_flavor(
         &self,
         cell: &str,
         instance: &str,
         expected: &str,
         new: &str,
+        stamp: &Stamp,
     ) -> Result<bool, NovaDbError> {
         let _wait = self.wait();
         let c = self.cell(cell)?;
-        let what = format!("cell {}", c.name);
-        let mut tx = c.pool.begin().await.map_err(sql(&what))?;
-        let row = sqlx::query(
-            "SELECT flavor FROM instance_extra WHERE instance_uuid = ? AND deleted = 0 FOR UPDATE",
-        )
-        .bind(instance)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(sql(&what))?;
-        let current: Option<String> = match row {
-            Some(r) => r.try_get(0).map_err(sql(&what))?,
-            None => None,
+        let swap = Swap {
+            what: format!("cell {}", c.name),
+            select: "SELECT flavor FROM instance_extra WHERE instance_uuid = ? AND deleted = 0 \
+                     FOR UPDATE",
+            update: "UPDATE instance_extra SET flavor = ?, updated_at = {stamp} \
+                     WHERE instance_uuid = ? AND deleted = 0",
         };
-        if current.as_deref() != Some(expected) {
-            tx.rollback().await.map_err(sql(&what))?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE instance_extra SET flavor = ?, updated_at = UTC_TIMESTAMP() \
-             WHERE instance_uuid = ? AND deleted = 0",
-        )
-        .bind(new)
-        .bind(instance)
-        .execute(&mut *tx)
-        .await
-        .map_err(sql(&what))?;
-        tx.commit().await.map_err(sql(&what))?;
-        Ok(true)
+        swap.run(&c.pool, instance, expected, new, stamp).await
     }
 
     /// The current `request_specs.spec` of an instance.
@@ -378,38 +486,93 @@ impl NovaDb {
         }
     }
 
+    /// The current `request_specs.spec` with the row's `updated_at`.
+    pub async fn request_spec_row(&self, instance: &str) -> Result<Option<RowImage>, NovaDbError> {
+        let _wait = self.wait();
+        let row = sqlx::query(
+            "SELECT spec, CAST(updated_at AS CHAR) FROM request_specs WHERE instance_uuid = ?",
+        )
+        .bind(instance)
+        .fetch_optional(&self.api)
+        .await
+        .map_err(sql("API"))?;
+        row_image(row, "API")
+    }
+
     /// Compare-and-swap of `request_specs.spec`, as [`NovaDb::swap_instance_flavor`].
     pub async fn swap_request_spec(
         &self,
         instance: &str,
         expected: &str,
         new: &str,
+        stamp: &Stamp,
     ) -> Result<bool, NovaDbError> {
         let _wait = self.wait();
-        let mut tx = self.api.begin().await.map_err(sql("API"))?;
-        let row = sqlx::query("SELECT spec FROM request_specs WHERE instance_uuid = ? FOR UPDATE")
-            .bind(instance)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(sql("API"))?;
-        let current: Option<String> = match row {
-            Some(r) => r.try_get(0).map_err(sql("API"))?,
-            None => None,
+        let swap = Swap {
+            what: "API".into(),
+            select: "SELECT spec FROM request_specs WHERE instance_uuid = ? FOR UPDATE",
+            update: "UPDATE request_specs SET spec = ?, updated_at = {stamp} \
+                     WHERE instance_uuid = ?",
         };
-        if current.as_deref() != Some(expected) {
-            tx.rollback().await.map_err(sql("API"))?;
-            return Ok(false);
+        swap.run(&self.api, instance, expected, new, stamp).await
+    }
+
+    /// What Nova's databases know of consumer uuids found in Placement: live instances (any
+    /// cell) and migration records, by uuid. A uuid in neither is absent from the answer.
+    pub async fn consumers(
+        &self,
+        uuids: &[String],
+    ) -> Result<BTreeMap<String, ConsumerRow>, NovaDbError> {
+        let _wait = self.wait();
+        let mut out = BTreeMap::new();
+        for cell in &self.cells {
+            let what = format!("cell {}", cell.name);
+            for chunk in uuids.chunks(500).filter(|c| !c.is_empty()) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let q = format!(
+                    "SELECT uuid, node, host FROM instances WHERE deleted = 0 AND uuid IN ({marks})"
+                );
+                let mut query = sqlx::query(&q);
+                for u in chunk {
+                    query = query.bind(u);
+                }
+                for r in query.fetch_all(&cell.pool).await.map_err(sql(&what))? {
+                    let uuid: String = r.try_get(0).map_err(sql(&what))?;
+                    out.insert(
+                        uuid,
+                        ConsumerRow::Instance {
+                            node: r.try_get(1).map_err(sql(&what))?,
+                            host: r.try_get(2).map_err(sql(&what))?,
+                        },
+                    );
+                }
+                let q = format!(
+                    "SELECT uuid, instance_uuid, source_node, dest_node, status, migration_type \
+                     FROM migrations WHERE deleted = 0 AND uuid IN ({marks})"
+                );
+                let mut query = sqlx::query(&q);
+                for u in chunk {
+                    query = query.bind(u);
+                }
+                for r in query.fetch_all(&cell.pool).await.map_err(sql(&what))? {
+                    let uuid: String = r.try_get(0).map_err(sql(&what))?;
+                    out.insert(
+                        uuid,
+                        ConsumerRow::Migration {
+                            instance: r
+                                .try_get::<Option<String>, _>(1)
+                                .map_err(sql(&what))?
+                                .unwrap_or_default(),
+                            source_node: r.try_get(2).map_err(sql(&what))?,
+                            dest_node: r.try_get(3).map_err(sql(&what))?,
+                            status: r.try_get(4).map_err(sql(&what))?,
+                            migration_type: r.try_get(5).map_err(sql(&what))?,
+                        },
+                    );
+                }
+            }
         }
-        sqlx::query(
-            "UPDATE request_specs SET spec = ?, updated_at = UTC_TIMESTAMP() WHERE instance_uuid = ?",
-        )
-        .bind(new)
-        .bind(instance)
-        .execute(&mut *tx)
-        .await
-        .map_err(sql("API"))?;
-        tx.commit().await.map_err(sql("API"))?;
-        Ok(true)
+        Ok(out)
     }
 
     pub async fn close(&self) {

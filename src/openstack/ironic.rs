@@ -84,6 +84,68 @@ impl Ironic {
             .await
     }
 
+    /// One node's hardware facts for `steward repair classify`: its `properties` (with
+    /// `capabilities`) beside the usual fields.
+    pub async fn node_properties(&self, uuid: &str) -> Result<(Node, Value)> {
+        let v: Value = self
+            .session
+            .get_json(
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                &format!("v1/nodes/{uuid}"),
+                &[("fields", format!("{NODE_FIELDS},properties"))],
+            )
+            .await?;
+        let node: Node = serde_json::from_value(v.clone()).map_err(|e| Error::Decode {
+            service: SERVICE_TYPE.into(),
+            method: "GET".into(),
+            url: format!("v1/nodes/{uuid}"),
+            message: e.to_string(),
+        })?;
+        Ok((node, v.get("properties").cloned().unwrap_or(Value::Null)))
+    }
+
+    /// The inspection inventory of a node (`GET /v1/nodes/{id}/inventory`, API 1.81): None
+    /// when the node was never inspected (404) or Ironic is older than 1.81 (406).
+    pub async fn inspection_inventory(&self, uuid: &str) -> Result<Option<Value>> {
+        let mv = Microversion::baremetal("1.81");
+        match self
+            .session
+            .get_json::<Value>(
+                SERVICE_TYPE,
+                Some(&mv),
+                &format!("v1/nodes/{uuid}/inventory"),
+                &[],
+            )
+            .await
+        {
+            Ok(v) => Ok(v.get("inventory").cloned()),
+            Err(e) if matches!(e.status(), Some(404) | Some(406)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Set a node's `resource_class` (JSON patch). Ironic refuses (400) to change an existing
+    /// class outside enroll, inspecting, inspect wait, manageable and available; a node without
+    /// one gets it in any state.
+    pub async fn set_resource_class(&self, uuid: &str, class: Option<&str>) -> Result<()> {
+        let patch = match class {
+            Some(c) => serde_json::json!([{"op": "add", "path": "/resource_class", "value": c}]),
+            None => serde_json::json!([{"op": "remove", "path": "/resource_class"}]),
+        };
+        self.session
+            .request(
+                reqwest::Method::PATCH,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                &format!("v1/nodes/{uuid}"),
+                &[],
+                Some(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Every node (matching `filter`). Follows `next` links by their marker only, so the token
     /// never follows a link to another host; stops on a repeated marker.
     pub async fn nodes(&self, filter: &NodeFilter) -> Result<Vec<Node>> {

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::novadb::{InstanceFlavors, NovaDb, RequestSpecPrimitive};
+use crate::novadb::{ConsumerRow, InstanceFlavors, NovaDb, RequestSpecPrimitive};
 use crate::openstack::ironic::{Ironic, NodeFilter};
 use crate::openstack::nova::Nova;
 use crate::openstack::placement::Placement;
 use crate::peerclock::PeerClock;
 
 use super::plan::{
-    Copy, EmbeddedFlavor, Facts, FlavorFact, InstanceFact, InventoryFact, NodeFact, ProviderFact,
-    Selection,
+    ConsumerFact, Copy, EmbeddedFlavor, Facts, FlavorFact, FlavorSizes, InstanceFact,
+    InventoryFact, NodeFact, ProviderFact, Selection,
 };
 use super::RepairError;
 
@@ -57,26 +57,9 @@ pub async fn gather(c: &Clients, selection: &Selection) -> Result<Facts, RepairE
     }
     let node_cells = c.db.node_cells().await?;
     let names = cell_names(&c.db);
-    if let Some(cell) = &selection.cell {
-        if !names.iter().any(|(u, n)| u == cell || n == cell) {
-            return Err(RepairError::Input(format!(
-                "no cell {cell} among {}; pass a cell name or uuid from `nova-manage cell_v2 \
-                 list_cells`",
-                names.values().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    let nodes: Vec<NodeFact> = all
+    check_cell(&names, selection.cell.as_deref())?;
+    let nodes: Vec<NodeFact> = node_facts(all, &node_cells)
         .into_iter()
-        .map(|n| NodeFact {
-            cell: node_cells.get(&n.uuid).cloned(),
-            uuid: n.uuid,
-            name: n.name,
-            resource_class: n.resource_class,
-            instance_uuid: n.instance_uuid,
-            maintenance: n.maintenance,
-            provision_state: n.provision_state,
-        })
         .filter(|n| selection.matches(n, &names))
         .collect();
 
@@ -110,12 +93,99 @@ pub async fn gather(c: &Clients, selection: &Selection) -> Result<Facts, RepairE
             extra_specs: f.extra_specs,
         })
         .collect();
+    let consumers = consumers(c, &providers, &instance_uuids).await?;
     Ok(Facts {
         nodes,
         providers,
         instances,
         flavors,
+        consumers,
     })
+}
+
+/// What Nova knows of every consumer on the providers that is not an instance on them.
+async fn consumers(
+    c: &Clients,
+    providers: &BTreeMap<String, ProviderFact>,
+    instances: &[String],
+) -> Result<BTreeMap<String, ConsumerFact>, RepairError> {
+    let strangers: Vec<String> = providers
+        .values()
+        .flat_map(|p| p.allocations.keys())
+        .filter(|c| !instances.contains(c))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if strangers.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    Ok(c.db
+        .consumers(&strangers)
+        .await?
+        .into_iter()
+        .map(|(uuid, row)| {
+            let fact = match row {
+                ConsumerRow::Instance { node, host } => ConsumerFact::Instance { node, host },
+                ConsumerRow::Migration {
+                    instance,
+                    source_node,
+                    dest_node,
+                    status,
+                    ..
+                } => ConsumerFact::Migration {
+                    instance,
+                    source_node,
+                    dest_node,
+                    status,
+                },
+            };
+            (uuid, fact)
+        })
+        .collect())
+}
+
+/// A flavor's sizes from Nova's serialised object.
+fn sizes(f: &crate::novadb::FlavorPrimitive) -> Option<FlavorSizes> {
+    let n = |k: &str| f.data.other.get(k).and_then(serde_json::Value::as_i64);
+    Some(FlavorSizes {
+        vcpus: n("vcpus")?,
+        memory_mb: n("memory_mb")?,
+        root_gb: n("root_gb")?,
+        ephemeral_gb: n("ephemeral_gb").unwrap_or(0),
+        swap_mb: n("swap").unwrap_or(0),
+    })
+}
+
+/// A `--cell` that names no cell is bad input, naming the cells there are.
+pub fn check_cell(names: &BTreeMap<String, String>, cell: Option<&str>) -> Result<(), RepairError> {
+    let Some(cell) = cell else { return Ok(()) };
+    if names.iter().any(|(u, n)| u == cell || n == cell) {
+        return Ok(());
+    }
+    Err(RepairError::Input(format!(
+        "no cell {cell} among {}; pass a cell name or uuid from `nova-manage cell_v2 list_cells`",
+        names.values().cloned().collect::<Vec<_>>().join(", ")
+    )))
+}
+
+/// Ironic's nodes as the planner's facts, each with the cell that holds its compute node.
+pub fn node_facts(
+    nodes: Vec<crate::openstack::ironic::Node>,
+    node_cells: &BTreeMap<String, String>,
+) -> Vec<NodeFact> {
+    nodes
+        .into_iter()
+        .map(|n| NodeFact {
+            cell: node_cells.get(&n.uuid).cloned(),
+            uuid: n.uuid,
+            name: n.name,
+            resource_class: n.resource_class,
+            instance_uuid: n.instance_uuid,
+            maintenance: n.maintenance,
+            provision_state: n.provision_state,
+        })
+        .collect()
 }
 
 /// The flavors Nova keeps for one instance, read through the typed JSON.
@@ -146,6 +216,7 @@ pub fn embedded(
                 flavorid: f.flavorid(),
                 name: f.name().map(str::to_string),
                 extra_specs: f.extra_specs(),
+                sizes: sizes(f),
             });
         }
     }
@@ -158,6 +229,7 @@ pub fn embedded(
                 flavorid: f.flavorid(),
                 name: f.name().map(str::to_string),
                 extra_specs: f.extra_specs(),
+                sizes: sizes(f),
             });
         }
     }

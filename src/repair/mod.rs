@@ -2,11 +2,20 @@
 //! from Ironic, Placement and Nova's databases), `apply` (journaled, resumable, and rollback).
 //! `verify` is a plan that must come out empty.
 
+pub mod agree;
 pub mod apply;
+pub mod capacity;
+pub mod classify;
+pub mod classify_cli;
 pub mod cli;
 pub mod facts;
 pub mod plan;
+pub mod reconcile;
+pub mod rollback;
+pub mod rows;
 pub mod settings;
+pub mod status;
+pub mod steps;
 
 use std::sync::Arc;
 

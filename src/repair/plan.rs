@@ -120,6 +120,18 @@ pub struct EmbeddedFlavor {
     pub flavorid: Option<String>,
     pub name: Option<String>,
     pub extra_specs: BTreeMap<String, String>,
+    /// The sizes Nova derives the standard classes from (None when the JSON lacks them).
+    pub sizes: Option<FlavorSizes>,
+}
+
+/// A flavor's sizes as Nova stores them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FlavorSizes {
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    pub root_gb: i64,
+    pub ephemeral_gb: i64,
+    pub swap_mb: i64,
 }
 
 /// An instance on a node, live (deleted instances are never facts).
@@ -148,6 +160,27 @@ pub struct Facts {
     pub providers: BTreeMap<String, ProviderFact>,
     pub instances: Vec<InstanceFact>,
     pub flavors: Vec<FlavorFact>,
+    /// What Nova's databases know of the providers' consumers that are not instances on the
+    /// selected nodes (by consumer uuid); a consumer absent here is unknown to Nova.
+    pub consumers: BTreeMap<String, ConsumerFact>,
+}
+
+/// A Placement consumer as Nova's databases know it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ConsumerFact {
+    /// A live instance, with the node and host Nova records for it.
+    Instance {
+        node: Option<String>,
+        host: Option<String>,
+    },
+    /// A migration record of `instance`.
+    Migration {
+        instance: String,
+        source_node: Option<String>,
+        dest_node: Option<String>,
+        status: Option<String>,
+    },
 }
 
 /// Which nodes the operator asked about. Empty lists and `None` select everything.
@@ -236,6 +269,11 @@ pub enum Step {
         class: String,
         expected: i64,
     },
+    /// `steward repair classify`: Ironic's `resource_class` of a node that has none.
+    SetNodeResourceClass {
+        node: String,
+        class: String,
+    },
 }
 
 impl Step {
@@ -249,6 +287,7 @@ impl Step {
             Step::ShrinkAllocation { .. } => "shrink_allocation",
             Step::SetCustomOnlyInventory { .. } => "set_custom_only_inventory",
             Step::CheckUsage { .. } => "check_usage",
+            Step::SetNodeResourceClass { .. } => "set_node_resource_class",
         }
     }
 
@@ -263,6 +302,7 @@ impl Step {
             | Step::SetCustomOnlyInventory { provider, .. }
             | Step::CheckUsage { provider, .. } => format!("provider {provider}"),
             Step::ShrinkAllocation { consumer, .. } => format!("consumer {consumer}"),
+            Step::SetNodeResourceClass { node, .. } => format!("node {node}"),
         }
     }
 }
@@ -275,6 +315,9 @@ pub enum NodeStatus {
     NeedsRepair,
     /// Cannot be repaired as it is; `problems` says why. Nothing is changed on it.
     Skipped,
+    /// After the repair, the allocations against the node's provider would not fit the
+    /// inventory it will have; `blockers` names each consumer in the way. Nothing is written.
+    Blocked,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -288,6 +331,8 @@ pub struct NodePlan {
     pub problems: Vec<String>,
     /// Facts worth knowing that change nothing (maintenance, a migration consumer).
     pub notes: Vec<String>,
+    /// The consumers that block the node (empty unless `status` is `blocked`).
+    pub blockers: Vec<super::capacity::Blocker>,
     pub steps: Vec<Step>,
 }
 
@@ -314,53 +359,57 @@ pub fn plan(facts: &Facts, selection: &Selection, cell_names: &BTreeMap<String, 
     for i in &facts.instances {
         by_node.entry(i.node.as_str()).or_default().push(i);
     }
+    let nodes: Vec<(NodePlan, Vec<&InstanceFact>)> = facts
+        .nodes
+        .iter()
+        .filter(|node| selection.matches(node, cell_names))
+        .map(|node| {
+            let instances = by_node.get(node.uuid.as_str()).cloned().unwrap_or_default();
+            let p = plan_node(
+                node,
+                facts.providers.get(&node.uuid),
+                &instances,
+                &facts.consumers,
+            );
+            (p, instances)
+        })
+        .collect();
+    let global = global_steps(&facts.flavors, &nodes);
+    Plan {
+        global,
+        nodes: nodes.into_iter().map(|(p, _)| p).collect(),
+    }
+}
+
+/// Whether a node's plan goes ahead (its class's flavors are repaired with it).
+fn goes_ahead(p: &NodePlan) -> bool {
+    !matches!(p.status, NodeStatus::Skipped | NodeStatus::Blocked)
+}
+
+/// The run-wide steps: the custom classes the run needs, then the bare-metal flavors of every
+/// node that goes ahead (those asking for its class, and those its instances were booted from),
+/// even when no instance needs it: the next boot must ask for the custom class only.
+fn global_steps(flavors: &[FlavorFact], nodes: &[(NodePlan, Vec<&InstanceFact>)]) -> Vec<Step> {
     let mut classes: BTreeSet<String> = BTreeSet::new();
-    // Flavor ids the instances of each class were booted from.
     let mut flavor_ids_by_class: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut nodes = Vec::new();
-    for node in &facts.nodes {
-        if !selection.matches(node, cell_names) {
-            continue;
-        }
-        let instances = by_node.get(node.uuid.as_str()).cloned().unwrap_or_default();
-        let p = plan_node(node, facts.providers.get(&node.uuid), &instances);
-        if let Some(class) = &p.class {
-            if p.status != NodeStatus::Skipped {
-                for i in &instances {
-                    if let Ok(flavors) = &i.flavors {
-                        for f in flavors {
-                            if let Some(id) = &f.flavorid {
-                                flavor_ids_by_class
-                                    .entry(class.clone())
-                                    .or_default()
-                                    .insert(id.clone());
-                            }
-                        }
-                    }
-                }
-                if !p.steps.is_empty() {
-                    classes.insert(class.clone());
-                }
+    for (p, instances) in nodes.iter().filter(|(p, _)| goes_ahead(p)) {
+        let Some(class) = &p.class else { continue };
+        let ids = flavor_ids_by_class.entry(class.clone()).or_default();
+        for i in instances {
+            for f in i.flavors.iter().flatten() {
+                ids.extend(f.flavorid.clone());
             }
         }
-        nodes.push(p);
+        if !p.steps.is_empty() {
+            classes.insert(class.clone());
+        }
     }
-    // Classes of every selected, repairable node: their flavors are repaired even when no
-    // instance needs it (the next boot must ask for the custom class only).
-    let node_classes: BTreeSet<String> = nodes
-        .iter()
-        .filter(|n| n.status != NodeStatus::Skipped)
-        .filter_map(|n| n.class.clone())
-        .collect();
-    let mut global: Vec<Step> = Vec::new();
     let mut flavor_steps = Vec::new();
-    for f in &facts.flavors {
-        let class = node_classes.iter().find(|class| {
+    for f in flavors {
+        let class = flavor_ids_by_class.iter().find_map(|(class, ids)| {
             let key = format!("resources:{class}");
-            f.extra_specs.get(&key).is_some_and(|v| v.trim() != "0")
-                || flavor_ids_by_class
-                    .get(*class)
-                    .is_some_and(|ids| ids.contains(&f.id))
+            let asks = f.extra_specs.get(&key).is_some_and(|v| v.trim() != "0");
+            (asks || ids.contains(&f.id)).then_some(class)
         });
         let Some(class) = class else { continue };
         let missing = missing_specs(&f.extra_specs, &target_specs(class));
@@ -374,112 +423,136 @@ pub fn plan(facts: &Facts, selection: &Selection, cell_names: &BTreeMap<String, 
             specs: missing,
         });
     }
-    global.extend(
-        classes
-            .into_iter()
-            .map(|class| Step::EnsureResourceClass { class }),
-    );
+    let mut global: Vec<Step> = classes
+        .into_iter()
+        .map(|class| Step::EnsureResourceClass { class })
+        .collect();
     global.extend(flavor_steps);
-    Plan { global, nodes }
+    global
 }
 
-fn skipped(node: &NodeFact, class: Option<String>, problem: String) -> NodePlan {
+/// A node plan that does not go ahead, boxed (it is the error side of the planning steps).
+type Skip = Box<NodePlan>;
+
+fn node_plan(node: &NodeFact, class: Option<String>, status: NodeStatus) -> NodePlan {
     NodePlan {
         node: node.uuid.clone(),
         name: node.name.clone(),
         class,
-        status: NodeStatus::Skipped,
-        problems: vec![problem],
+        status,
+        problems: Vec::new(),
         notes: Vec::new(),
+        blockers: Vec::new(),
         steps: Vec::new(),
     }
 }
 
+fn skipped(node: &NodeFact, class: Option<String>, problem: String) -> NodePlan {
+    let mut p = node_plan(node, class, NodeStatus::Skipped);
+    p.problems.push(problem);
+    p
+}
+
+/// One node: its class, then what its instances' flavors lack, then what Placement lacks, then
+/// whether the allocations fit the inventory it will have. Any reason not to go ahead leaves
+/// the node with no step at all.
 fn plan_node(
     node: &NodeFact,
     provider: Option<&ProviderFact>,
     instances: &[&InstanceFact],
+    consumers: &BTreeMap<String, ConsumerFact>,
 ) -> NodePlan {
+    let class = match node_class(node) {
+        Ok(class) => class,
+        Err(p) => return *p,
+    };
+    let Some(provider) = provider else {
+        return without_provider(node, class, instances);
+    };
+    let mut p = node_plan(node, Some(class.clone()), NodeStatus::NeedsRepair);
+    if node.maintenance {
+        p.notes
+            .push("node is in maintenance (repaired all the same)".to_string());
+    }
+    if let Err(skip) = instance_steps(node, &class, instances, &mut p) {
+        return *skip;
+    }
+    if let Err(skip) = placement_steps(node, &class, provider, &mut p) {
+        return *skip;
+    }
+    let blockers = super::capacity::blockers(node, &class, provider, instances, consumers);
+    p.notes.extend(super::capacity::consumer_notes(
+        provider, instances, consumers,
+    ));
+    if !blockers.is_empty() {
+        return blocked(node, class, provider, blockers, p.notes);
+    }
+    if !p.steps.is_empty() {
+        p.steps.push(Step::CheckUsage {
+            provider: provider.uuid.clone(),
+            class: class.clone(),
+            expected: provider.allocations.len() as i64,
+        });
+    } else {
+        p.status = NodeStatus::Clean;
+    }
+    p
+}
+
+/// The node's custom class, or the plan of a node that has none.
+fn node_class(node: &NodeFact) -> Result<String, Skip> {
     let rc = node.resource_class.as_deref().unwrap_or("").trim();
     if rc.is_empty() {
-        return skipped(
+        let p = skipped(
             node,
             None,
             format!(
-                "Ironic node {} has no resource_class, so its custom class cannot be named; set \
-                 one (`openstack baremetal node set --resource-class CLASS {}`) and plan again",
+                "Ironic node {} has no resource_class, so its custom class cannot be named; run \
+                 `steward repair classify` with rules, or set one (`openstack baremetal node set \
+                 --resource-class CLASS {}`), and plan again",
                 node.uuid, node.uuid
             ),
         );
+        return Err(Box::new(p));
     }
-    let class = normalize_rc_name(rc);
-    let Some(provider) = provider else {
-        if instances.is_empty() {
-            // Not reported by nova-compute (enroll, manageable, ...): nothing of it is in
-            // Placement or in Nova's instances, so nothing to repair.
-            return NodePlan {
-                node: node.uuid.clone(),
-                name: node.name.clone(),
-                class: Some(class),
-                status: NodeStatus::Clean,
-                problems: Vec::new(),
-                notes: vec![format!(
-                    "no resource provider in Placement (provision state {}): nothing to repair",
-                    node.provision_state.as_deref().unwrap_or("?")
-                )],
-                steps: Vec::new(),
-            };
-        }
-        return skipped(
-            node,
-            Some(class),
-            format!(
-                "Placement has no resource provider {} for Ironic node {}, which has instances: \
-                 nova-compute has not reported the node; check its nova-compute service and \
-                 plan again",
-                node.uuid, node.uuid
-            ),
-        );
-    };
-    let target = target_specs(&class);
-    let mut problems = Vec::new();
-    let mut notes = Vec::new();
-    let mut steps = Vec::new();
-    if node.maintenance {
-        notes.push("node is in maintenance (repaired all the same)".to_string());
+    Ok(normalize_rc_name(rc))
+}
+
+/// A node Placement has no provider for: clean when nothing names it, skipped otherwise.
+fn without_provider(node: &NodeFact, class: String, instances: &[&InstanceFact]) -> NodePlan {
+    if instances.is_empty() {
+        // Not reported by nova-compute (enroll, manageable, ...): nothing of it is in
+        // Placement or in Nova's instances, so nothing to repair.
+        let mut p = node_plan(node, Some(class), NodeStatus::Clean);
+        p.notes.push(format!(
+            "no resource provider in Placement (provision state {}): nothing to repair",
+            node.provision_state.as_deref().unwrap_or("?")
+        ));
+        return p;
     }
-    let mut instance_steps = Vec::new();
+    skipped(
+        node,
+        Some(class),
+        format!(
+            "Placement has no resource provider {} for Ironic node {}, which has instances: \
+             nova-compute has not reported the node; check its nova-compute service and plan \
+             again",
+            node.uuid, node.uuid
+        ),
+    )
+}
+
+/// The rewrites of the instances' embedded flavors, then of their request specs.
+fn instance_steps(
+    node: &NodeFact,
+    class: &str,
+    instances: &[&InstanceFact],
+    p: &mut NodePlan,
+) -> Result<(), Skip> {
+    let target = target_specs(class);
     let mut spec_steps = Vec::new();
     for i in instances {
-        let flavors = match &i.flavors {
-            Ok(f) => f,
-            Err(why) => {
-                return skipped(
-                    node,
-                    Some(class),
-                    format!(
-                        "instance {} on node {}: {why}; nothing is changed on this node",
-                        i.uuid, node.uuid
-                    ),
-                );
-            }
-        };
-        for f in flavors {
-            if let Some(other) = other_custom_class(&f.extra_specs, &class) {
-                return skipped(
-                    node,
-                    Some(class.clone()),
-                    format!(
-                        "instance {}'s {:?} flavor {} asks for {other}, but node {} is {class}; \
-                         fix the node's resource_class or the flavor first",
-                        i.uuid,
-                        f.copy,
-                        f.name.as_deref().unwrap_or("?"),
-                        node.uuid
-                    ),
-                );
-            }
-        }
+        let flavors = readable_flavors(node, class, i)?;
         let embedded: Vec<Copy> = flavors
             .iter()
             .filter(|f| f.copy != Copy::RequestSpec)
@@ -487,7 +560,7 @@ fn plan_node(
             .map(|f| f.copy)
             .collect();
         if !embedded.is_empty() {
-            problems.push(format!(
+            p.problems.push(format!(
                 "instance {} ({}): embedded flavor ({}) lacks {}",
                 i.uuid,
                 i.vm_state.as_deref().unwrap_or("?"),
@@ -498,16 +571,16 @@ fn plan_node(
                     .join(", "),
                 target.keys().cloned().collect::<Vec<_>>().join(" ")
             ));
-            instance_steps.push(Step::RewriteInstanceFlavor {
+            p.steps.push(Step::RewriteInstanceFlavor {
                 instance: i.uuid.clone(),
                 cell: i.cell.clone(),
                 copies: embedded,
                 specs: target.clone(),
             });
         }
-        if let Some(rs) = flavors.iter().find(|f| f.copy == Copy::RequestSpec) {
-            if !missing_specs(&rs.extra_specs, &target).is_empty() {
-                problems.push(format!(
+        match flavors.iter().find(|f| f.copy == Copy::RequestSpec) {
+            Some(rs) if !missing_specs(&rs.extra_specs, &target).is_empty() => {
+                p.problems.push(format!(
                     "instance {}: request spec flavor lacks the custom-class specs",
                     i.uuid
                 ));
@@ -516,118 +589,168 @@ fn plan_node(
                     specs: target.clone(),
                 });
             }
-        } else {
-            notes.push(format!("instance {} has no request spec", i.uuid));
+            Some(_) => {}
+            None => p
+                .notes
+                .push(format!("instance {} has no request spec", i.uuid)),
         }
-        for f in flavors {
-            let policy = f.extra_specs.get("hw:cpu_policy").map(|p| p.trim());
-            if matches!(policy, Some("dedicated") | Some("mixed")) {
-                notes.push(format!(
-                    "instance {}'s {:?} flavor sets hw:cpu_policy, so Nova also asks for PCPU; \
-                     bare-metal flavors should not carry hw:cpu_policy",
-                    i.uuid, f.copy
-                ));
-            }
-        }
-        if let Some(ts) = &i.task_state {
-            notes.push(format!("instance {} has task_state {ts}", i.uuid));
+        p.notes.extend(instance_notes(i, flavors));
+    }
+    p.steps.extend(spec_steps);
+    Ok(())
+}
+
+/// An instance's flavors, or the plan of a node skipped because of them (unreadable, or
+/// asking for another node class).
+fn readable_flavors<'a>(
+    node: &NodeFact,
+    class: &str,
+    i: &'a InstanceFact,
+) -> Result<&'a [EmbeddedFlavor], Skip> {
+    let flavors = i.flavors.as_ref().map_err(|why| {
+        Box::new(skipped(
+            node,
+            Some(class.to_string()),
+            format!(
+                "instance {} on node {}: {why}; nothing is changed on this node",
+                i.uuid, node.uuid
+            ),
+        ))
+    })?;
+    for f in flavors {
+        if let Some(other) = other_custom_class(&f.extra_specs, class) {
+            return Err(Box::new(skipped(
+                node,
+                Some(class.to_string()),
+                format!(
+                    "instance {}'s {:?} flavor {} asks for {other}, but node {} is {class}; fix \
+                     the node's resource_class or the flavor first",
+                    i.uuid,
+                    f.copy,
+                    f.name.as_deref().unwrap_or("?"),
+                    node.uuid
+                ),
+            )));
         }
     }
-    steps.extend(instance_steps);
-    steps.extend(spec_steps);
+    Ok(flavors)
+}
 
+fn instance_notes(i: &InstanceFact, flavors: &[EmbeddedFlavor]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for f in flavors {
+        let policy = f.extra_specs.get("hw:cpu_policy").map(|p| p.trim());
+        if matches!(policy, Some("dedicated") | Some("mixed")) {
+            notes.push(format!(
+                "instance {}'s {:?} flavor sets hw:cpu_policy, so Nova also asks for PCPU; \
+                 bare-metal flavors should not carry hw:cpu_policy",
+                i.uuid, f.copy
+            ));
+        }
+    }
+    if let Some(ts) = &i.task_state {
+        notes.push(format!("instance {} has task_state {ts}", i.uuid));
+    }
+    notes
+}
+
+/// Placement's part, in the order that never meets `placement.inventory.inuse`: the custom
+/// class beside the standard ones, each allocation shrunk to it, then the custom class alone.
+fn placement_steps(
+    node: &NodeFact,
+    class: &str,
+    provider: &ProviderFact,
+    p: &mut NodePlan,
+) -> Result<(), Skip> {
+    let others: Vec<&str> = provider
+        .inventories
+        .keys()
+        .map(String::as_str)
+        .filter(|rc| *rc != class && !STANDARD_CLASSES.contains(rc))
+        .collect();
+    if !others.is_empty() {
+        return Err(Box::new(skipped(
+            node,
+            Some(class.to_string()),
+            format!(
+                "provider {} has inventory of {} besides {class}; steward only removes VCPU, \
+                 MEMORY_MB and DISK_GB, so check the node's resource_class",
+                provider.uuid,
+                others.join(", ")
+            ),
+        )));
+    }
     let standard: Vec<&str> = STANDARD_CLASSES
         .iter()
         .copied()
         .filter(|rc| provider.inventories.contains_key(*rc))
         .collect();
-    let others: Vec<&String> = provider
-        .inventories
-        .keys()
-        .filter(|rc| **rc != class && !STANDARD_CLASSES.contains(&rc.as_str()))
-        .collect();
-    if !others.is_empty() {
-        return skipped(
-            node,
-            Some(class.clone()),
-            format!(
-                "provider {} has inventory of {} besides {class}; steward only removes VCPU, \
-                 MEMORY_MB and DISK_GB, so check the node's resource_class",
-                provider.uuid,
-                others
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        );
-    }
-    let has_custom = provider.inventories.contains_key(&class);
-    let mut placement_steps = Vec::new();
+    let has_custom = provider.inventories.contains_key(class);
     if !has_custom {
-        problems.push(format!(
+        p.problems.push(format!(
             "provider {} has no {class} inventory",
             provider.uuid
         ));
-        placement_steps.push(Step::AddCustomInventory {
+        p.steps.push(Step::AddCustomInventory {
             provider: provider.uuid.clone(),
-            class: class.clone(),
+            class: class.to_string(),
         });
     }
-    let want: BTreeMap<String, i64> = [(class.clone(), 1)].into_iter().collect();
+    let want: BTreeMap<String, i64> = [(class.to_string(), 1)].into_iter().collect();
     for (consumer, resources) in &provider.allocations {
         if *resources != want {
-            problems.push(format!(
+            p.problems.push(format!(
                 "consumer {consumer} holds {} on the node",
                 fmt_resources(resources)
             ));
-            placement_steps.push(Step::ShrinkAllocation {
+            p.steps.push(Step::ShrinkAllocation {
                 consumer: consumer.clone(),
                 provider: provider.uuid.clone(),
-                class: class.clone(),
+                class: class.to_string(),
                 from: resources.clone(),
             });
         }
-        if !instances.iter().any(|i| &i.uuid == consumer) {
-            notes.push(format!(
-                "consumer {consumer} is not an instance on this node (a migration?)"
-            ));
-        }
     }
     if !standard.is_empty() {
-        problems.push(format!(
+        p.problems.push(format!(
             "provider {} still has {} inventory",
             provider.uuid,
             standard.join(", ")
         ));
     }
     if !standard.is_empty() || !has_custom {
-        placement_steps.push(Step::SetCustomOnlyInventory {
+        p.steps.push(Step::SetCustomOnlyInventory {
             provider: provider.uuid.clone(),
-            class: class.clone(),
+            class: class.to_string(),
         });
     }
-    steps.extend(placement_steps);
-    if !steps.is_empty() {
-        steps.push(Step::CheckUsage {
-            provider: provider.uuid.clone(),
-            class: class.clone(),
-            expected: provider.allocations.len() as i64,
-        });
-    }
-    NodePlan {
-        node: node.uuid.clone(),
-        name: node.name.clone(),
-        class: Some(class),
-        status: if steps.is_empty() {
-            NodeStatus::Clean
-        } else {
-            NodeStatus::NeedsRepair
-        },
-        problems,
-        notes,
-        steps,
-    }
+    Ok(())
+}
+
+/// The plan of a node the allocations block: every blocker named, nothing to write.
+fn blocked(
+    node: &NodeFact,
+    class: String,
+    provider: &ProviderFact,
+    blockers: Vec<super::capacity::Blocker>,
+    notes: Vec<String>,
+) -> NodePlan {
+    let mut p = node_plan(node, Some(class.clone()), NodeStatus::Blocked);
+    p.problems.push(format!(
+        "blocked: after the repair provider {} would have {class} total 1 only, and {} \
+         consumer(s) would not fit ({}); nothing is written on this node until they are gone \
+         or moved",
+        provider.uuid,
+        blockers.len(),
+        blockers
+            .iter()
+            .map(|b| format!("{} ({})", b.consumer, b.kind.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    p.notes = notes;
+    p.blockers = blockers;
+    p
 }
 
 pub fn fmt_resources(r: &BTreeMap<String, i64>) -> String {

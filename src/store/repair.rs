@@ -76,6 +76,16 @@ impl Store {
         Ok(row.as_ref().map(run_row).transpose()?)
     }
 
+    /// The newest `limit` runs, newest first.
+    pub async fn repair_runs(&self, limit: u32) -> Result<Vec<RepairRun>, StoreError> {
+        let q = format!("SELECT {RUN_COLUMNS} FROM repair_run ORDER BY started_at DESC LIMIT ?");
+        let rows = sqlx::query(&q)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(run_row).collect::<Result<Vec<_>, _>>()?)
+    }
+
     pub async fn repair_run(&self, id: &str) -> Result<Option<RepairRun>, StoreError> {
         let q = format!("SELECT {RUN_COLUMNS} FROM repair_run WHERE id = ?");
         let row = sqlx::query(&q)

@@ -14,6 +14,7 @@ manageable -> available -> active in under a second each, without any
 machine behind it. The schema comes from `ironic-dbsync upgrade`.
 """
 
+import json
 import os
 import time
 
@@ -152,6 +153,23 @@ class Ironic:
         else:
             self.call('DELETE', '/v1/nodes/%s/maintenance' % node,
                       expect=202)
+
+    def store_inventory(self, node, inventory, plugin_data=None):
+        """What inspection leaves for a node ([inventory] data_backend =
+        database, Ironic's default): a node_inventory row, JSON-encoded
+        as Ironic's JsonEncodedDict writes it; GET
+        /v1/nodes/{node}/inventory then answers it."""
+        db = self.databases.names[0]
+        url = self.databases.url
+        node_id = mariadb.execute(db, 'SELECT id FROM nodes WHERE uuid = %s',
+                                  (node,), url=url)[0][0]
+        # version: the NodeInventory object version Ironic 39 writes.
+        mariadb.execute(db, 'INSERT INTO node_inventory (inventory_data, '
+                        'plugin_data, node_id, created_at, version) VALUES '
+                        "(%s, %s, %s, UTC_TIMESTAMP(), '1.1')", (
+                            json.dumps(inventory),
+                            json.dumps(plugin_data or {}), node_id),
+                        url=url)
 
     # -- lifecycle ------------------------------------------------------
 

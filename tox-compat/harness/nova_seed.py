@@ -41,6 +41,9 @@ SEED FORMAT (plain JSON; every key but the names is optional):
                 "metadata": {}, "group": "web-tier",
                 "requested_az": null, "vm_state": "active",
                 "project_id": "...", "user_id": "..."}],
+   "migrations": [{"uuid": "...", "server": "web-1", "source": "cmp-a1",
+                   "dest": "cmp-a2", "status": "post-migrating",
+                   "type": "resize"}],
    "role_key": "role", "cell": "cell2"}
 "cell" names the cell the hosts and servers go to (default: the first
 cell besides cell0); flavors already in the API database are reused.
@@ -238,6 +241,8 @@ def seed(ctx, desc):
 
     for i, s in enumerate(desc.get('servers', [])):
         _server(ctx, cell, s, i, hosts, flavors, groups, role_key, now, out)
+    out['migrations'] = _migrations(ctx, cell, desc.get('migrations', []),
+                                    out, flavors)
 
     # What the resource tracker reports for what now runs on each node.
     with nova_context.target_cell(ctx, cell) as cctx:
@@ -256,6 +261,36 @@ def seed(ctx, desc):
             cn.stats = stats
             cn.save()
     return out
+
+
+def _migrations(ctx, cell, migrations, out, flavors):
+    """Migration records (nova_api's migrations table of the cell) as
+    nova-conductor writes them for a move in flight; {uuid: server}."""
+    made = {}
+    with nova_context.target_cell(ctx, cell) as cctx:
+        for m in migrations:
+            server = out['servers'][m['server']]
+            flavor = flavors[server['flavor']]
+            hosts = out['hosts']
+            src, dst = m.get('source'), m.get('dest')
+            mig = objects.Migration(
+                cctx, uuid=m.get('uuid') or str(uuidlib.uuid4()),
+                instance_uuid=server['uuid'], source_compute=src,
+                dest_compute=dst, dest_host='127.0.0.1',
+                source_node=hosts[src]['node'] if src else None,
+                dest_node=hosts[dst]['node'] if dst else None,
+                dest_compute_id=hosts[dst]['compute_node_id'] if dst
+                else None,
+                old_instance_type_id=flavor.id,
+                new_instance_type_id=flavor.id,
+                status=m.get('status', 'post-migrating'),
+                migration_type=m.get('type', 'resize'), hidden=False,
+                cross_cell_move=False,
+                project_id=server.get('project_id', DEFAULT_PROJECT),
+                user_id=server.get('user_id', DEFAULT_USER))
+            mig.create()
+            made[mig.uuid] = m['server']
+    return made
 
 
 def _server(ctx, cell, s, index, hosts, flavors, groups, role_key, now,

@@ -77,6 +77,12 @@ SEED['flavors'].append({'name': 'bm.silver', 'vcpus': 64,
                             'resources:CUSTOM_BAREMETAL_SILVER': '1'}})
 SEED['servers'] += [{'name': 'inst-' + h, 'host': h, 'flavor': 'bm.silver'}
                     for h in SILVER]
+# nova-conductor's record of a resize of the first silver instance (its
+# allocation is moved onto it by the migration test).
+MIGRATION = 'f0e1d2c3-0000-4000-8000-00000000cafe'
+SEED['migrations'] = [{'uuid': MIGRATION, 'server': 'inst-' + SILVER[0],
+                       'source': SILVER[0], 'dest': SILVER[0],
+                       'status': 'post-migrating', 'type': 'resize'}]
 
 
 @pytest.fixture(scope='module')
@@ -298,11 +304,14 @@ def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
     code, out, err = steward('verify', '--resource-class', 'GOLD', '-f',
                              'json')
     assert code == 0, out + err
-    assert json.loads(out) == {'clean': True, 'problems': [], 'nodes': 3}
+    assert json.loads(out) == {'clean': True, 'problems': [],
+                               'unclassified': [], 'nodes': 3}
+    # A node without a class is listed apart, not as broken (exit 5).
     code, out, err = steward('verify', '--node', noclass, '-f', 'json')
-    assert code == 3, out + err
+    assert code == 5, out + err
     found = json.loads(out)
-    assert [p['object'] for p in found['problems']] == [noclass]
+    assert found['problems'] == []
+    assert [u['node'] for u in found['unclassified']] == [noclass]
 
     # -- a second apply finds nothing to do --------------------------------
     code, out, err = steward('apply', '--resource-class', 'GOLD')
@@ -310,7 +319,14 @@ def test_plan_repair_verify_rollback_the_gold_node(cloud, steward):
     assert 'nothing to do' in out
 
     # -- rollback: the flavor copies exactly as they were ------------------
+    # Nova's copies alone would disagree with Placement: refused unless
+    # asked for exactly that.
     code, out, err = steward('rollback', run_id, '-f', 'json')
+    assert code == 127, out + err
+    assert '--flavors-only' in err and '--placement' in err
+    assert instance_flavor_text(cloud, inst) != flavor_before
+    code, out, err = steward('rollback', run_id, '--flavors-only', '-f',
+                             'json')
     assert code == 0, out + err
     items = {(i['action'], i['object']): i['result']
              for i in json.loads(out)}
@@ -443,6 +459,8 @@ def test_the_api_plans_and_runs_a_repair(cloud, steward, tmp_path):
     st = start_steward(tmp_path, env=steward_env(cloud, tmp_path),
                        extra={'logging': {'level': 'info'}})
     try:
+        # The run wrote Nova's copies only (Placement was left repaired
+        # by the first test), so nothing would disagree: no flag needed.
         status, back, _ = st.post('/v1/repair/runs/%s/rollback' % run_id,
                                   {}, role='admin')
         assert status == 200, back
@@ -676,12 +694,12 @@ def test_an_allocation_held_by_a_migration_consumer_is_repaired(
     """Mid-resize, Nova moves the source node's allocation from the
     instance to the migration's uuid (POST /allocations, as nova-conductor
     does). The repair shrinks the migration consumer's allocation to the
-    custom class too, notes it in the plan, and verify passes."""
-    import uuid
+    custom class too, notes it in the plan, and verify passes (the
+    instance's flavor agrees with what its migration holds)."""
     host = SILVER[0]
     rp = node(cloud, host)
     inst = cloud.seeded['servers']['inst-' + host]['uuid']
-    migration = str(uuid.uuid4())
+    migration = MIGRATION
     held = cloud.placement.allocations(inst)
     resources = held['allocations'][rp]['resources']
     cloud.placement.call('POST', '/allocations', {

@@ -169,21 +169,39 @@ class VerifyRepair(command.Lister):
 class RollbackRepair(command.Lister):
     """Put back what a repair run changed (embedded flavors, request specs,
     flavor extra specs; Placement too with --placement), newest write
-    first; exits non-zero if any object could not be restored."""
+    first, for the run's nodes --node, --resource-class or --cell select
+    (all if none); exits non-zero if any object could not be restored.
+    Steward refuses to put Nova's flavors back while the run's Placement
+    writes stay, unless --flavors-only asks for exactly that."""
 
     def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
+        parser = add_selection(super().get_parser(prog_name))
         parser.add_argument('run_id', metavar='<run-id>',
                             help='The run id apply printed')
         parser.add_argument(
             '--placement', action='store_true', default=False,
             help='Also put back inventories and allocations in Placement')
+        parser.add_argument(
+            '--flavors-only', action='store_true', default=False,
+            help="Put back Nova's flavor copies only although the run "
+                 'changed Placement: the instances then ask for VCPU, '
+                 'MEMORY_MB and DISK_GB while their allocations stay '
+                 'custom-class only')
         return parser
 
     def take_action(self, parsed_args):
         client = self.app.client_manager.steward
+        body = {'placement': parsed_args.placement}
+        if parsed_args.flavors_only:
+            body['flavors_only'] = True
+        if parsed_args.nodes:
+            body['nodes'] = parsed_args.nodes
+        if parsed_args.resource_class:
+            body['resource_class'] = parsed_args.resource_class
+        if parsed_args.cell:
+            body['cell'] = parsed_args.cell
         answer = client.post(run_path(parsed_args.run_id) + '/rollback',
-                             {'placement': parsed_args.placement})
+                             body)
         columns, rows = fmt.rollback_rows(answer)
         if answer.get('failed'):
             self.produce_output(parsed_args, columns, rows)
