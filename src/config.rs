@@ -181,14 +181,28 @@ impl Default for RoleSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulingSettings {
     pub default_profile: String,
+    /// A move whose current AZ neither Nova's scheduler nor steward can tell.
+    pub unknown_az: UnknownAz,
 }
 
 impl Default for SchedulingSettings {
     fn default() -> Self {
         SchedulingSettings {
             default_profile: "default".into(),
+            unknown_az: UnknownAz::FailClosed,
         }
     }
+}
+
+/// What `same_az` does with a move whose current AZ cannot be told.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownAz {
+    /// Refuse every host, each with a reason naming it and what to configure.
+    #[default]
+    FailClosed,
+    /// Allow every AZ and mark the answer degraded.
+    FailOpen,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -631,6 +645,7 @@ impl Validated {
         Options {
             role_metadata_key: self.settings.roles.metadata_key.clone(),
             max_age_seconds: self.settings.telemetry.max_age_seconds,
+            unknown_az_fail_open: self.settings.scheduling.unknown_az == UnknownAz::FailOpen,
         }
     }
 }

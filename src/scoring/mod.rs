@@ -5,7 +5,7 @@ mod context;
 pub mod plugins;
 mod profile;
 
-pub use context::{Context, Options};
+pub use context::{resolve_role, Context, Options};
 pub use profile::{
     builtin_profiles, Profile, ProfileError, ProfileSet, ProfileSpec, WeightedPlugin,
     BUILTIN_PROFILES_TOML,
