@@ -53,6 +53,8 @@ The API of a started plane:
                                     service reports stop (goes down after
                                     service_down_time); resume_heartbeat
     plane.force_down(host, True)    PUT /os-services/{id} forced_down
+    plane.recover_host(host)        after an evacuation: restart, wait for
+                                    the cleanup, unset forced_down
     plane.add_compute(host=None, az=None)   one more compute, mapped and
                                     in `az`'s aggregate; returns its name
     plane.wait_server(id, 'ACTIVE') the server (GET /servers/{id})
@@ -306,6 +308,12 @@ class NovaPlane:
             self.nova.call('POST', '/flavors', {'flavor': {
                 'name': name, 'vcpus': vcpus, 'ram': ram, 'disk': disk}},
                 expect=(200,))
+        # Tests boot more than Nova's default 10 instances per project.
+        for project in ('admin', 'demo'):
+            self.nova.call('PUT', '/os-quota-sets/%s' % (
+                self.keystone.create_project(project)), {'quota_set': {
+                    'instances': -1, 'cores': -1, 'ram': -1}},
+                expect=(200,))
 
     def _aggregates(self):
         for az in sorted({a for a in self.az_of.values() if a}):
@@ -388,11 +396,31 @@ class NovaPlane:
     def stop_compute(self, host):
         self.procs[host].stop()
 
-    def start_compute(self, host, timeout=180.0):
-        """(Re)start the host's nova-compute; wait until it is up."""
-        if self.procs.get(host) is not None and self.procs[host].running():
-            return
-        self.procs[host] = self._compute_proc(host).start()
+    def start_compute(self, host, timeout=180.0, wait=True):
+        """(Re)start the host's nova-compute; wait until it is up (not
+        with wait=False: a forced-down service never shows up)."""
+        if self.procs.get(host) is None or not self.procs[host].running():
+            self.procs[host] = self._compute_proc(host).start()
+        if wait:
+            self.wait_computes([host], timeout)
+
+    def recover_host(self, host, timeout=180.0):
+        """After an evacuation from `host`: start its nova-compute (which
+        cleans up the evacuated servers and moves their migrations from
+        `done` to `completed`, as Nova requires before a force up), then
+        unset forced_down and wait until it is up."""
+        self.start_compute(host, wait=False)
+        deadline = time.monotonic() + timeout
+        while any(m['status'] == 'done' and m['source_compute'] == host
+                  for m in self.nova.get('/os-migrations?migration_type='
+                                         'evacuation')['migrations']):
+            if time.monotonic() > deadline:
+                raise PeerStartError('evacuations from %s still `done` after '
+                                     '%.0f s; log %s' % (
+                                         host, timeout,
+                                         self.procs[host].log_path))
+            time.sleep(0.5)
+        self.force_down(host, False)
         self.wait_computes([host], timeout)
 
     def stop_heartbeat(self, host):
