@@ -291,7 +291,12 @@ mod tests {
         let ledger = RecentGrants::new();
         let view = ClusterView::default();
         ledger.apply(&mut req("vm-1", "web", &[("h1", &[])]), &view, "role", 0.0);
-        ledger.apply(&mut req("vm-2", "web", &[("h1", &["vm-1"])]), &view, "role", 1.0);
+        ledger.apply(
+            &mut req("vm-2", "web", &[("h1", &["vm-1"])]),
+            &view,
+            "role",
+            1.0,
+        );
         // vm-1 deleted: h1 no longer lists it.
         let mut after = req("vm-3", "web", &[("h1", &["vm-2"])]);
         ledger.apply(&mut after, &view, "role", 2.0);
