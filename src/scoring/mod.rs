@@ -4,6 +4,7 @@
 mod context;
 pub mod plugins;
 mod profile;
+pub mod settings;
 
 pub use context::{resolve_role, Context, Options};
 pub use profile::{

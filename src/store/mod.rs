@@ -3,6 +3,7 @@
 
 pub mod detector;
 pub mod journal;
+pub mod settings;
 
 mod repair;
 
@@ -12,11 +13,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
-use crate::config::DatabaseUrl;
 use crate::model::{ClusterView, HostFacts, Source, VmFacts, WeeklyProfile, WeeklyProfiles};
 use crate::telemetry::{HostSample, VmSample};
 
 pub use repair::{JournalEntry, RepairRun};
+pub use settings::{redact_url, DatabaseSettings, DatabaseUrl};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("sql/sqlite");
 static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("sql/mysql");
