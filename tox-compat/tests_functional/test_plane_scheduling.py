@@ -127,6 +127,27 @@ def test_role_cap_holds_for_boots_one_at_a_time(plane):
     assert 'No valid host' in fault(third), third
 
 
+def test_a_multi_create_within_the_cap_goes_active(plane):
+    """Control of the one below: --min 2 --max 2 of role web into az3 fits
+    the cap (2 on cmp-6) and both go ACTIVE. (It runs first: the picks of
+    a multi-create that fails as a whole count on their host until Nova
+    lists them or for 120 s, docs/callout.md.)"""
+    pl, st = plane
+    push_steal(st)
+    boot(pl, 'multi2', '--availability-zone', 'az3', '--min', '2', '--max',
+         '2', *WEB, wait=None)
+    deadline = time.monotonic() + 120
+    while True:
+        found = servers_named(pl, 'multi2')
+        if len(found) == 2 and all(s['status'] == 'ACTIVE' for s in found):
+            break
+        assert not any(s['status'] == 'ERROR' for s in found), [
+            fault(s) for s in found]
+        assert time.monotonic() < deadline, found
+        time.sleep(0.5)
+    assert {host_of(s) for s in found} == {'cmp-6'}
+
+
 def test_role_cap_holds_inside_one_multi_create(plane):
     """--min 3 --max 3 of role web into az3 (one host, cap 2): Nova places
     the three from one scheduling request; steward must see the first two
@@ -148,25 +169,6 @@ def test_role_cap_holds_inside_one_multi_create(plane):
     statuses = sorted(s['status'] for s in found)
     assert statuses == ['ERROR'] * 3, [(s['name'], s['status'], host_of(s))
                                        for s in found]
-
-
-def test_a_multi_create_within_the_cap_spreads(plane):
-    """Control of the one above: --min 2 --max 2 of role web into az3 fits
-    the cap (2 on cmp-6) and both go ACTIVE."""
-    pl, st = plane
-    push_steal(st)
-    boot(pl, 'multi2', '--availability-zone', 'az3', '--min', '2', '--max',
-         '2', *WEB, wait=None)
-    deadline = time.monotonic() + 120
-    while True:
-        found = servers_named(pl, 'multi2')
-        if len(found) == 2 and all(s['status'] == 'ACTIVE' for s in found):
-            break
-        assert not any(s['status'] == 'ERROR' for s in found), [
-            fault(s) for s in found]
-        assert time.monotonic() < deadline, found
-        time.sleep(0.5)
-    assert {host_of(s) for s in found} == {'cmp-6'}
 
 
 # -- moves of a server booted without an AZ ----------------------------------
