@@ -209,26 +209,18 @@ def test_live_migration_without_host_stays_in_az(plane, mover):
     _back_to_cmp4(pl, mover)
 
 
-def test_cold_migration_without_host_stays_in_az(plane, mover):
+@pytest.mark.parametrize('command', [('migrate',),
+                                     ('resize', '--flavor', 'm1.medium')],
+                         ids=['cold-migration', 'resize'])
+def test_cold_migration_and_resize_without_host_stay_in_az(plane, mover,
+                                                         command):
     pl, st = plane
     push_steal(st)
-    pl.openstack('--os-compute-api-version', '2.95', 'server', 'migrate',
+    pl.openstack('--os-compute-api-version', '2.95', 'server', *command,
                  mover)
     s = pl.wait_server(mover, 'VERIFY_RESIZE')
     assert host_of(s) == 'cmp-5', host_of(s)
-    pl.openstack('server', 'migrate', 'confirm', mover)
-    pl.wait_server(mover)
-    _back_to_cmp4(pl, mover)
-
-
-def test_resize_stays_in_az(plane, mover):
-    pl, st = plane
-    push_steal(st)
-    pl.openstack('--os-compute-api-version', '2.95', 'server', 'resize',
-                 '--flavor', 'm1.medium', mover)
-    s = pl.wait_server(mover, 'VERIFY_RESIZE')
-    assert host_of(s) == 'cmp-5', host_of(s)
-    pl.openstack('server', 'resize', 'confirm', mover)
+    pl.openstack('server', command[0], 'confirm', mover)
     pl.wait_server(mover)
     _back_to_cmp4(pl, mover)
 
