@@ -130,6 +130,9 @@ fn a_move_whose_az_cannot_be_told_is_refused_everywhere_naming_host_and_fix() {
         assert!(r.reason.contains("availability_zone"), "{}", r.reason);
         assert!(r.reason.contains("unknown_az"), "{}", r.reason);
     }
+    // Degraded too: /metrics counts it (steward_scoring_degraded_total).
+    assert_eq!(out.degraded_reasons.len(), 1, "{:?}", out.degraded_reasons);
+    assert!(out.degraded_reasons[0].contains("fail_closed"));
 }
 
 #[test]

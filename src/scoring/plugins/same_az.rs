@@ -40,6 +40,9 @@ impl Plugin for SameAz {
                 return Ok(());
             }
             AzBinding::Unknown(why) => {
+                ctx.note_degraded(format!(
+                    "same_az: {why}; every host refused ([scheduling] unknown_az = \"fail_closed\")"
+                ));
                 let host = &ctx.req.hosts[host].host;
                 return Err(format!(
                     "{why}, so host {host} cannot be checked against it: put the source host in \
