@@ -29,7 +29,8 @@ order, or {az: [hosts]}), mapped by `nova-manage cell_v2 discover_hosts`
 called here (the scheduler's periodic discovery is off, so a test knows
 when a host is mapped). The image API is harness/image_stub.py (one
 active image `cirros`, in the catalog as `image`); flavors m1.small
-(1 vCPU, 512 MB, 1 GB) and m1.medium (2 vCPU, 1024 MB, 1 GB) exist.
+(1 vCPU, 512 MB, 1 GB), m1.medium (2 vCPU, 1024 MB, 1 GB) and m1.huge
+(200,000 MB: a quarter of a fake host) exist.
 
 Ready means: conductor and scheduler each consume their RPC queue
 (rabbitmqctl list_queues), every compute service is up in
@@ -83,7 +84,9 @@ from harness.venvs import peer_env
 REPO_ROOT = os.path.abspath(
     os.path.join(os.path.dirname(__file__), '..', '..'))
 SNIPPET = os.path.join(REPO_ROOT, 'etc', 'nova.conf.steward-snippet')
-FLAVORS = {'m1.small': (1, 512, 1), 'm1.medium': (2, 1024, 1)}
+FLAVORS = {'m1.small': (1, 512, 1), 'm1.medium': (2, 1024, 1),
+           # A quarter of a fake host's RAM: makes a host unattractive.
+           'm1.huge': (2, 200000, 1)}
 _LOG_LEVELS = ('amqp=WARN,amqplib=WARN,oslo.messaging=INFO,'
                'oslo_messaging=INFO,sqlalchemy=WARN,keystoneauth=WARN,'
                'keystonemiddleware=WARN,urllib3.connectionpool=WARN,'

@@ -176,11 +176,11 @@ def test_role_cap_holds_inside_one_multi_create(plane):
 @pytest.fixture(scope='module')
 def mover(plane):
     """A server booted onto cmp-4 (az2) by --host, with no AZ named: Nova
-    itself would let every move take it anywhere. One filler on cmp-5 makes
-    cmp-5 the least attractive host to Nova's own weighers, so a stock Nova
-    move leaves az2 (the controls)."""
+    itself would let every move take it anywhere. A huge filler on cmp-5
+    makes cmp-5 the least attractive host to Nova's own weighers, so a
+    stock Nova move leaves az2 (the controls)."""
     pl, _ = plane
-    boot(pl, 'filler-5', '--host', 'cmp-5')
+    boot(pl, 'filler-5', '--host', 'cmp-5', '--flavor', 'm1.huge')
     s = boot(pl, 'mover', '--host', 'cmp-4')
     assert host_of(s) == 'cmp-4'
     assert s['OS-EXT-AZ:availability_zone'] == 'az2'
@@ -289,31 +289,33 @@ def test_steward_killed_boots_go_active_with_one_warning(plane):
 def test_controls_without_the_shim(plane, mover):
     """The same calls with the shim removed from nova-scheduler: stock Nova
     does what the tests above check steward prevents. Only the mover
-    (cmp-4) and the filler (cmp-5) run when it starts."""
+    (cmp-4) and the huge filler (cmp-5) run when it starts."""
     pl, st = plane
     pl.remove_shim()
     try:
-        # A live migration without host leaves az2: Nova's RAM weigher
-        # prefers the empty hosts of az1 and az3 to cmp-5 and its filler.
+        # Noisy host: with cmp-2 and cmp-3 taken, Nova's RAM weigher picks
+        # the emptiest host of az1, the noisy one.
+        hosts = [host_of(boot(pl, 'ctl-noisy-%d' % i, '--host', h))
+                 for i, h in enumerate(('cmp-2', 'cmp-3'))]
+        assert hosts == ['cmp-2', 'cmp-3']
+        assert host_of(boot(pl, 'ctl-noisy-2', '--availability-zone',
+                            'az1')) == NOISY
+        # Role cap: a third web on the one az3 host.
+        for i in range(3):
+            assert host_of(boot(pl, 'ctl-cap-%d' % i, '--availability-zone',
+                                'az3', *WEB)) == 'cmp-6'
+        # A live migration without host leaves az2: cmp-5 carries the huge
+        # filler, every other host is lighter.
         pl.openstack('--os-compute-api-version', '2.95', 'server', 'migrate',
                      '--live-migration', mover)
         assert pl.wait_migration(mover)['status'] == 'completed'
         moved = pl.wait_server(mover)
         assert moved['OS-EXT-AZ:availability_zone'] != 'az2', moved
         _back_to_cmp4(pl, mover)
-        # An explicit cross-AZ host is honoured: the mover goes to cmp-2.
+        # An explicit cross-AZ host is honoured.
         pl.openstack('--os-compute-api-version', '2.95', 'server', 'migrate',
                      '--live-migration', '--host', 'cmp-2', mover)
         assert pl.wait_migration(mover)['status'] == 'completed'
         assert pl.server_host(mover) == 'cmp-2'
-        # Noisy host: with cmp-2 (the mover) and cmp-3 taken, Nova's RAM
-        # weigher picks the emptiest host of az1, the noisy one.
-        assert host_of(boot(pl, 'ctl-noisy-0', '--host', 'cmp-3')) == 'cmp-3'
-        assert host_of(boot(pl, 'ctl-noisy-1', '--availability-zone',
-                            'az1')) == NOISY
-        # Role cap: a third web on the one az3 host.
-        for i in range(3):
-            assert host_of(boot(pl, 'ctl-cap-%d' % i, '--availability-zone',
-                                'az3', *WEB)) == 'cmp-6'
     finally:
         pl.use_steward(st)
