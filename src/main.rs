@@ -39,8 +39,9 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
-    /// The digital twin: compare Nova's default placement, steward's placement and steward's
-    /// placement plus the rebalancer on one synthetic workload (etc/scenarios/*.toml).
+    /// The digital twin: compare Nova's default weighing (alone and with server groups) with
+    /// steward as deployed beside it, with and without the rebalancer, on one synthetic
+    /// workload (etc/scenarios/*.toml).
     Simulate {
         /// The scenario file, e.g. etc/scenarios/diurnal.toml.
         #[arg(long, short = 's')]
@@ -51,6 +52,9 @@ enum Command {
         /// Seed of the workload's randomness (overrides the scenario's `seed`).
         #[arg(long)]
         seed: Option<u64>,
+        /// Run every seed of `A..B` (inclusive) and print min, median and max of each figure.
+        #[arg(long, conflicts_with = "seed")]
+        seeds: Option<String>,
         #[arg(long, short = 'f', value_enum, default_value = "table")]
         format: Format,
     },
@@ -166,8 +170,9 @@ fn main() -> ExitCode {
             scenario,
             hours,
             seed,
+            seeds,
             format,
-        } => cli::simulate(&scenario, hours, seed, format),
+        } => cli::simulate(&scenario, hours, seed, seeds.as_deref(), format),
         Command::Repair {
             command,
             selection,

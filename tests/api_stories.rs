@@ -38,7 +38,7 @@ struct Step {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
-    body: Option<serde_yaml::Value>,
+    body: Option<serde_norway::Value>,
     #[serde(default)]
     body_file: Option<String>,
     #[serde(default)]
@@ -47,7 +47,7 @@ struct Step {
     #[serde(default)]
     response_headers: BTreeMap<String, String>,
     #[serde(default)]
-    json: BTreeMap<String, serde_yaml::Value>,
+    json: BTreeMap<String, serde_norway::Value>,
     #[serde(default)]
     json_contains: BTreeMap<String, String>,
     #[serde(default)]
@@ -74,7 +74,7 @@ fn token_for(name: Option<&str>) -> Option<String> {
     }
 }
 
-fn yaml_to_json(v: &serde_yaml::Value) -> Value {
+fn yaml_to_json(v: &serde_norway::Value) -> Value {
     serde_json::to_value(v).expect("YAML value maps to JSON")
 }
 
@@ -174,7 +174,7 @@ fn check_step(
 fn run_story(path: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let story: Story =
-        serde_yaml::from_str(&text).map_err(|e| format!("story does not parse: {e}"))?;
+        serde_norway::from_str(&text).map_err(|e| format!("story does not parse: {e}"))?;
     actix_web::rt::System::new().block_on(async move {
         let (_dir, state) = common::app::state(&story.config).await;
         let app = test::init_service(steward::api::app(state)).await;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use actix_web::test as atest;
 use serde::Deserialize;
 use serde_json::Value as Json;
-use serde_yaml::Value as Yaml;
+use serde_norway::Value as Yaml;
 use steward::jobs::Jobs;
 use steward::telemetry::prometheus::{Prometheus, PrometheusSettings};
 use wiremock::matchers::{method, path};
@@ -38,7 +38,7 @@ fn read(rel: &str) -> String {
 }
 
 fn yaml(rel: &str) -> Yaml {
-    serde_yaml::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel} is not YAML: {e}"))
+    serde_norway::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel} is not YAML: {e}"))
 }
 
 fn s<'a>(v: &'a Yaml, path: &str) -> Option<&'a Yaml> {
@@ -81,7 +81,7 @@ fn manifests() -> BTreeMap<String, Yaml> {
     );
     for file in listed {
         let rel = format!("etc/kubernetes/{file}");
-        for doc in serde_yaml::Deserializer::from_str(&read(&rel)) {
+        for doc in serde_norway::Deserializer::from_str(&read(&rel)) {
             let v = Yaml::deserialize(doc).unwrap_or_else(|e| panic!("{rel}: {e}"));
             let kind = text(&v, "kind").to_string();
             assert!(

@@ -1,13 +1,23 @@
 //! The rebalancer's journal and leader election on both backends (SQLite and MariaDB, each
 //! test in its own database): plans, guarded transitions with their events, an admin's
-//! decision, the SQLite lease and MySQL's GET_LOCK.
+//! decision, the lease with its epoch, and the
+//! fence that refuses a deposed leader's transitions.
 
 mod common;
 
 use common::scratch::on_both;
 use steward::rebalance::leader;
 use steward::store::journal::{ActionState, JournalError, NewAction, NewPlan, Patch, PlanState};
-use steward::store::Backend;
+use steward::store::lease::Fence;
+
+fn fence(name: &str, holder: &str, epoch: i64) -> Fence {
+    Fence {
+        name: name.into(),
+        holder: holder.into(),
+        epoch,
+        valid_until: std::time::Instant::now() + std::time::Duration::from_secs(60),
+    }
+}
 
 fn plan(mode: &str, n: usize) -> NewPlan {
     NewPlan {
@@ -187,20 +197,125 @@ fn one_replica_leads_at_a_time() {
             .unwrap()
             .expect("b leads after a stepped down");
         second.release().await;
-        if store.backend() == Backend::Sqlite {
-            // A holder that died keeps the lease only until it runs out.
-            assert!(store
-                .acquire_lease("steward-rebalance", "dead", 100.0, 10.0)
-                .await
-                .unwrap());
-            assert!(!store
-                .acquire_lease("steward-rebalance", "alive", 105.0, 10.0)
-                .await
-                .unwrap());
-            assert!(store
-                .acquire_lease("steward-rebalance", "alive", 111.0, 10.0)
-                .await
-                .unwrap());
+        // A holder that died keeps the lease only until it runs out; each taking raises the
+        // epoch, renewing does not.
+        let name = "lease-test";
+        let dead = store.take_lease(name, "dead", 100.0, 10.0).await.unwrap();
+        let dead = dead.expect("a free lease is taken");
+        assert_eq!(
+            store.take_lease(name, "alive", 105.0, 10.0).await.unwrap(),
+            None
+        );
+        let alive = store.take_lease(name, "alive", 111.0, 10.0).await.unwrap();
+        assert_eq!(alive, Some(dead + 1));
+        let (holder, epoch, until) = store.lease(name).await.unwrap().unwrap();
+        assert_eq!((holder.as_str(), epoch, until), ("alive", dead + 1, 121.0));
+        assert!(!store
+            .renew_lease(&fence(name, "dead", dead), 112.0, 10.0)
+            .await
+            .unwrap());
+        assert!(store
+            .renew_lease(&fence(name, "alive", dead + 1), 112.0, 10.0)
+            .await
+            .unwrap());
+    });
+}
+
+#[test]
+fn a_deposed_leaders_transition_is_refused_by_its_epoch() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        let p = store
+            .insert_plan(&plan("auto", 1), Some("auto"))
+            .await
+            .unwrap();
+        let id = p.actions[0].id.clone();
+        let name = leader::NAME;
+        let old = store
+            .take_lease(name, "old", 1_000.0, 10.0)
+            .await
+            .unwrap()
+            .unwrap();
+        let old = fence(name, "old", old);
+        let now = 1_005.0;
+        // While it leads, its transitions go through.
+        let a = store
+            .transition_fenced(
+                &id,
+                ActionState::Approved,
+                ActionState::Draining,
+                &Patch::default(),
+                "draining",
+                now,
+                Some(&old),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.state, ActionState::Draining);
+        // Its lease runs out (it was stopped); another replica takes over.
+        let new = store
+            .take_lease(name, "new", 1_011.0, 10.0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(new, old.epoch + 1);
+        let new = fence(name, "new", new);
+        // The old leader wakes up and writes as if nothing happened: refused, nothing written.
+        let late = store
+            .transition_fenced(
+                &id,
+                ActionState::Draining,
+                ActionState::Migrating,
+                &Patch {
+                    migration_id: Some("late".into()),
+                    ..Default::default()
+                },
+                "migrating",
+                1_012.0,
+                Some(&old),
+            )
+            .await;
+        match late {
+            Err(JournalError::Fenced(m)) => {
+                assert!(
+                    m.contains(&id) && m.contains(&format!("epoch {}", old.epoch)),
+                    "{m}"
+                )
+            }
+            other => panic!("a deposed leader's write went through: {other:?}"),
         }
+        let a = store.action(&id).await.unwrap().unwrap();
+        assert_eq!((a.state, a.migration_id), (ActionState::Draining, None));
+        assert_eq!(store.events(&id).await.unwrap().len(), 2);
+        // A lease that ran out with no one else taking it fences too.
+        match store
+            .transition_fenced(
+                &id,
+                ActionState::Draining,
+                ActionState::Migrating,
+                &Patch::default(),
+                "migrating",
+                1_030.0,
+                Some(&new),
+            )
+            .await
+        {
+            Err(JournalError::Fenced(_)) => {}
+            other => panic!("an expired lease's write went through: {other:?}"),
+        }
+        // The current leader's write goes through (the control: the fence, not the row, refused).
+        let a = store
+            .transition_fenced(
+                &id,
+                ActionState::Draining,
+                ActionState::Migrating,
+                &Patch::default(),
+                "migrating",
+                1_015.0,
+                Some(&new),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.state, ActionState::Migrating);
     });
 }

@@ -134,8 +134,10 @@ class StewardFilter(filters.BaseHostFilter):
                        'plugin': r.get('plugin'), 'reason': r.get('reason')})
 
     def _fail(self, hosts, spec_obj, kind, detail):
+        # The operator's choice is read first and alone: nothing that goes
+        # wrong while warning about the failure may change it.
+        fail_open = _configured_fail_open()
         try:
-            fail_open = CONF.steward.fail_open
             if fail_open:
                 action = ('StewardFilter passed all %d host(s) unchecked '
                           '([steward] fail_open = True)' % len(hosts))
@@ -147,5 +149,17 @@ class StewardFilter(filters.BaseHostFilter):
             client.warn_failure(kind, detail, '/v1/filter',
                                 client.request_id(spec_obj), action)
         except Exception:
-            fail_open = True
+            # Logging must never be what decides a boot.
+            LOG.debug('StewardFilter could not warn', exc_info=True)
         return hosts if fail_open else []
+
+
+def _configured_fail_open():
+    """[steward] fail_open; its default (True) only when the option itself
+    cannot be read (the shim's options not registered)."""
+    try:
+        return bool(CONF.steward.fail_open)
+    except Exception:
+        LOG.debug('StewardFilter cannot read [steward] fail_open; using '
+                  'its default', exc_info=True)
+        return True

@@ -238,3 +238,26 @@ def test_filter_class_is_registered_as_nova_resolves_it(nova_conf):
     assert [type(f).__name__ for f in sched.filters][-1] == 'StewardFilter'
     assert type(sched.weighers[-1]).__name__ == 'StewardWeigher'
     assert STEWARD_FILTER.endswith(type(sched.filters[-1]).__name__)
+
+
+@pytest.mark.parametrize('fail_open', [False, True])
+def test_failing_warning_keeps_the_operators_choice(nova_conf, fault_server,
+                                                    shim_log, monkeypatch,
+                                                    fail_open):
+    """The warning itself raising (a broken log handler, a bad format)
+    must not turn fail-closed into fail-open, nor the other way round."""
+    srv = fault_server('garbage')
+    hosts = identical_hosts('warnraises-%s' % fail_open, n=3)
+    nova_conf.scheduler(srv.url, fail_open=fail_open,
+                        filters=['ComputeFilter', 'StewardFilter'],
+                        weighers=[STEWARD_WEIGHER])
+
+    def broken_warning(*args, **kwargs):
+        raise RuntimeError('log handler is broken')
+
+    monkeypatch.setattr('steward_nova.client.warn_failure', broken_warning)
+    kept = list(StewardFilter().filter_all(hosts, ns.make_request_spec()))
+    # Steward really was asked (and answered garbage): the failure path ran.
+    assert srv.requests, 'the filter never called steward'
+    assert sorted(names(kept)) == (sorted(names(hosts)) if fail_open
+                                   else [])

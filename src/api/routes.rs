@@ -573,7 +573,7 @@ fn journal_error(e: crate::store::journal::JournalError) -> ApiError {
     use crate::store::journal::JournalError;
     match e {
         JournalError::NotFound(m) => ApiError::not_found(m),
-        JournalError::Conflict(m) => ApiError::conflict(m),
+        JournalError::Conflict(m) | JournalError::Fenced(m) => ApiError::conflict(m),
         JournalError::Store(e) => {
             tracing::error!(error = %e, "rebalance journal");
             ApiError::unavailable(format!(

@@ -58,6 +58,13 @@ pub fn with_config(path: Option<PathBuf>, run: impl FnOnce(Validated) -> ExitCod
 pub fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let result = config::check_from(path.as_deref(), &vars);
+    // Which leader election runs: a lease row everywhere; it says whether Galera certifies it.
+    let election = result.as_ref().ok().map(|v| {
+        runtime().block_on(crate::rebalance::leader::describe_at(
+            &v.settings.database.url,
+            v.settings.rebalance.execution.lease_seconds,
+        ))
+    });
     match format {
         Format::Json => {
             let problems = result.as_ref().err().cloned().unwrap_or_default();
@@ -66,7 +73,7 @@ pub fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
                 .ok()
                 .map(|v| v.settings.scheduling.unknown_az.as_str());
             let doc = serde_json::json!({"valid": result.is_ok(), "problems": problems,
-                                         "unknown_az": unknown_az});
+                "leader_election": election, "unknown_az": unknown_az});
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         Format::Table => match &result {
@@ -82,6 +89,9 @@ pub fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
             ),
             Err(problems) => print_problems(problems),
         },
+    }
+    if let (Format::Table, Some(e)) = (format, &election) {
+        println!("leader election: {e}");
     }
     if result.is_ok() {
         ExitCode::SUCCESS
@@ -143,6 +153,7 @@ pub fn simulate(
     path: &std::path::Path,
     hours: Option<f64>,
     seed: Option<u64>,
+    seeds: Option<&str>,
     format: Format,
 ) -> ExitCode {
     use crate::simulate::{self, Scenario};
@@ -183,25 +194,48 @@ pub fn simulate(
         }
         return ExitCode::from(1);
     }
-    match simulate::simulate(&scenario) {
-        Ok(report) => {
-            match format {
-                Format::Table => print!("{}", simulate::report::render(&report)),
-                Format::Json => match serde_json::to_string_pretty(&report) {
-                    Ok(j) => println!("{j}"),
-                    Err(e) => {
-                        eprintln!("steward: {e}");
-                        return ExitCode::from(1);
-                    }
-                },
+    if let Some(seeds) = seeds {
+        let seeds = match simulate::parse_seeds(seeds) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("steward: {e}");
+                return ExitCode::from(1);
             }
-            ExitCode::SUCCESS
-        }
+        };
+        return match simulate::simulate_seeds(&scenario, &seeds) {
+            Ok(report) => print_report(format, &report, simulate::report::render_seeds),
+            Err(e) => {
+                eprintln!("steward: scenario {}: {e}", path.display());
+                ExitCode::from(1)
+            }
+        };
+    }
+    match simulate::simulate(&scenario) {
+        Ok(report) => print_report(format, &report, simulate::report::render),
         Err(e) => {
             eprintln!("steward: scenario {}: {e}", path.display());
             ExitCode::from(1)
         }
     }
+}
+
+/// A report as a table or as JSON (compact: the per-step data is large).
+fn print_report<T: serde::Serialize>(
+    format: Format,
+    report: &T,
+    table: fn(&T) -> String,
+) -> ExitCode {
+    match format {
+        Format::Table => print!("{}", table(report)),
+        Format::Json => match serde_json::to_string(report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("steward: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    }
+    ExitCode::SUCCESS
 }
 
 /// Needs no configuration: the document is the code's.

@@ -25,7 +25,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 use url::Url;
 
 use super::Secret;
@@ -660,8 +660,8 @@ fn parse_file(file: &ConfigText) -> Result<Mapping, CloudError> {
         message,
     };
     // JSON is YAML, so one parser reads clouds.yaml and clouds.json alike.
-    let value: Value = serde_yaml::from_str(&file.text).map_err(|e| {
-        // serde_yaml's messages give a position, never the text, so no secret leaks here.
+    let value: Value = serde_norway::from_str(&file.text).map_err(|e| {
+        // serde_norway's messages give a position, never the text, so no secret leaks here.
         fail(format!(
             "is not valid YAML ({e}); fix the file or point OS_CLIENT_CONFIG_FILE elsewhere"
         ))

@@ -21,8 +21,9 @@ use super::settings::ExecutionSettings;
 use crate::metrics::Metrics;
 use crate::openstack::nova::{Nova, ServerState};
 use crate::rebalance::hooks::{Hook, HookContext};
+use crate::rebalance::leader::{Leader, Leadership};
 use crate::store::journal::{ActionRow, ActionState, JournalError, NewAction, NewPlan, Patch};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::unix_now;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -109,6 +110,9 @@ pub struct Executor {
     hooks: Vec<Arc<dyn Hook>>,
     settings: ExecutionSettings,
     metrics: Metrics,
+    /// The leadership the running cycle journals under (set by [`lead_and_run_after`]);
+    /// `None` when the executor runs alone (tests, `run-once` without election).
+    fence: arc_swap::ArcSwapOption<Leadership>,
 }
 
 impl Executor {
@@ -125,6 +129,7 @@ impl Executor {
             hooks,
             settings,
             metrics,
+            fence: arc_swap::ArcSwapOption::empty(),
         }
     }
 
@@ -254,7 +259,49 @@ impl Executor {
         detail: &str,
     ) -> Result<ActionRow, ExecError> {
         let patch = &patch;
-        let row = ride_out("writing a transition", |again| async move {
+        let mut fence = self.fence.load_full();
+        let mut tries = 0;
+        let row = loop {
+            tries += 1;
+            if fence.as_ref().is_some_and(|f| !f.is_current()) {
+                fence = self.renewed_since(a, fence).await?;
+            }
+            match self
+                .write_transition(a, to, patch, detail, fence.as_deref())
+                .await
+            {
+                // The lease ran out while the database was away: go on only once this replica
+                // renewed it at the same epoch (no one else took over meanwhile).
+                Err(ExecError::Journal(JournalError::Fenced(_)))
+                    if fence.is_some() && tries < 3 =>
+                {
+                    fence = self.renewed_since(a, fence).await?;
+                }
+                r => break r?,
+            }
+        };
+        // The side effect this transition announces comes next: not from a process whose lease
+        // may have passed on meanwhile (it was stopped, or the write waited out an outage)
+        // unless it has been renewed since.
+        if fence.as_ref().is_some_and(|f| !f.is_current()) {
+            self.renewed_since(a, fence).await?;
+        }
+        if a.state != to {
+            tracing::info!(action = %a.id, vm = %a.vm, from = %a.state, to = %to, detail, "rebalance action");
+        }
+        Ok(row)
+    }
+
+    /// One transition through the journal, fenced by `fence`, riding out a database outage.
+    async fn write_transition(
+        &self,
+        a: &ActionRow,
+        to: ActionState,
+        patch: &Patch,
+        detail: &str,
+        fence: Option<&Leadership>,
+    ) -> Result<ActionRow, ExecError> {
+        Ok(ride_out("writing a transition", |again| async move {
             // The journal says why this entry came late.
             let detail = if again {
                 let sep = if detail.is_empty() { "" } else { "; " };
@@ -266,7 +313,7 @@ impl Executor {
             };
             match self
                 .store
-                .transition(&a.id, a.state, to, patch, &detail, unix_now())
+                .transition_fenced(&a.id, a.state, to, patch, &detail, unix_now(), fence)
                 .await
             {
                 // The before-state guard refused a retry: the first attempt may have been
@@ -280,11 +327,37 @@ impl Executor {
                 r => r,
             }
         })
-        .await?;
-        if a.state != to {
-            tracing::info!(action = %a.id, vm = %a.vm, from = %a.state, to = %to, detail, "rebalance action");
+        .await?)
+    }
+
+    /// The leadership once renewed after `stale` ran out: the same epoch, current again. Waits
+    /// for the renewal while the leader still tries; refuses (the action stops where it is, for the next
+    /// leader) when the lease passed on or was not renewed in time.
+    async fn renewed_since(
+        &self,
+        a: &ActionRow,
+        stale: Option<Arc<Leadership>>,
+    ) -> Result<Option<Arc<Leadership>>, ExecError> {
+        let Some(stale) = stale else { return Ok(None) };
+        let started = std::time::Instant::now();
+        // The leader's own loop renews (riding out an outage of steward's database for up to
+        // JOURNAL_OUTAGE_SECONDS) or gives the cycle up, which drops this wait with it.
+        let patience = JOURNAL_OUTAGE_SECONDS + self.settings.lease_seconds;
+        while started.elapsed().as_secs_f64() < patience {
+            match self.fence.load_full() {
+                Some(f)
+                    if f.epoch == stale.epoch
+                        && f.is_current()
+                        && f.valid_until > stale.valid_until =>
+                {
+                    return Ok(Some(f))
+                }
+                Some(f) if f.epoch == stale.epoch => {}
+                _ => break,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(row)
+        Err(fenced(a, &stale))
     }
 
     /// A failed step: → rejoining with the outcome `failed` and `msg` as the error; the rejoin
@@ -720,6 +793,7 @@ pub async fn lead_and_run_after<T>(
         return Ok(None);
     };
     executor.metrics.rebalance_leader.set(1);
+    executor.fence.store(Some(Arc::new(leader.leadership())));
     let renew_every = Duration::from_secs_f64((ttl / 3.0).max(0.1));
     let mut lost = false;
     let mut before = None;
@@ -736,30 +810,32 @@ pub async fn lead_and_run_after<T>(
                     break r;
                 }
                 _ = tokio::time::sleep(renew_every) => {
-                    match leader.renew().await {
-                        Ok(true) => {}
-                        Err(e) if e.is_connection_lost() => {
-                            // The database went away (a restart frees every GET_LOCK): take the
-                            // lock again once it is back. The actions under way go on meanwhile,
-                            // their journal writes waiting out the outage (`ride_out`).
-                            match retake(store, holder, ttl).await {
-                                Some(l) => leader = l,
-                                None => {
-                                    lost = true;
-                                    break CycleReport { out_of_time: true, ..Default::default() };
-                                }
-                            }
+                    // A database that does not answer within a renewal period is as good as
+                    // gone (the pool waits for it in silence).
+                    let renewed = tokio::time::timeout(renew_every, leader.renew()).await;
+                    let held = match renewed.unwrap_or(Err(StoreError::Sql(sqlx::Error::PoolTimedOut))) {
+                        Ok(held) => held,
+                        // The database went away: renew once it is back. The actions under way
+                        // go on meanwhile, their journal writes waiting out the outage
+                        // (`ride_out`) and refused if the lease passed on.
+                        Err(e) if e.is_connection_lost() => renew_after_outage(&mut leader, ttl).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not renew the rebalance leadership");
+                            false
                         }
-                        Ok(false) | Err(_) => {
-                            tracing::warn!("lost the rebalance leadership mid-cycle; stopping here");
-                            lost = true;
-                            break CycleReport { out_of_time: true, ..Default::default() };
-                        }
+                    };
+                    if !held {
+                        tracing::warn!(epoch = leader.epoch(), "lost the rebalance leadership mid-cycle; stopping here");
+                        lost = true;
+                        break CycleReport { out_of_time: true, ..Default::default() };
                     }
+                    executor.fence.store(Some(Arc::new(leader.leadership())));
                 }
             }
         }
     };
+    // Whatever this cycle left running was dropped with it: journal nothing more as leader.
+    executor.fence.store(None);
     if !lost {
         leader.release().await;
     }
@@ -767,28 +843,29 @@ pub async fn lead_and_run_after<T>(
     Ok(Some((before, report)))
 }
 
-/// Take the leadership again after steward's database was out of reach, for at most
-/// [`JOURNAL_OUTAGE_SECONDS`]; `None` when another replica took it first or the database stayed
-/// away.
-async fn retake(store: &Store, holder: &str, ttl: f64) -> Option<crate::rebalance::leader::Leader> {
-    tracing::warn!("steward's database is out of reach; the rebalance cycle waits to lead again");
+/// Renew the leadership once steward's database is back, trying for at most
+/// [`JOURNAL_OUTAGE_SECONDS`]; false when another replica took it meanwhile or the database
+/// stayed away.
+async fn renew_after_outage(leader: &mut Leader, ttl: f64) -> bool {
+    tracing::warn!(
+        "steward's database is out of reach; the rebalance leader renews once it is back"
+    );
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(200);
     while started.elapsed().as_secs_f64() < JOURNAL_OUTAGE_SECONDS {
         tokio::time::sleep(pause).await;
-        match crate::rebalance::leader::try_lead(store, holder, ttl).await {
-            Ok(Some(l)) => {
+        let renewed = tokio::time::timeout(Duration::from_secs_f64(ttl), leader.renew()).await;
+        match renewed.unwrap_or(Err(StoreError::Sql(sqlx::Error::PoolTimedOut))) {
+            Ok(true) => {
                 tracing::warn!(
                     waited_s = started.elapsed().as_secs_f64(),
                     "steward's database is back and this replica leads again; the cycle goes on"
                 );
-                return Some(l);
+                return true;
             }
-            Ok(None) => {
-                tracing::warn!(
-                    "steward's database is back but another replica leads now; stopping here"
-                );
-                return None;
+            Ok(false) => {
+                tracing::warn!("steward's database is back but another replica leads now");
+                return false;
             }
             Err(e) => {
                 tracing::debug!(error = %e, "steward's database still out of reach");
@@ -800,7 +877,17 @@ async fn retake(store: &Store, holder: &str, ttl: f64) -> Option<crate::rebalanc
         "steward's database stayed out of reach for {JOURNAL_OUTAGE_SECONDS:.0} s; stopping \
          the cycle, the next one resumes from the journal"
     );
-    None
+    false
+}
+
+/// A stale leader's refusal to go on with `a`.
+fn fenced(a: &ActionRow, f: &Leadership) -> ExecError {
+    ExecError::Journal(JournalError::Fenced(format!(
+        "action {} (server {}) stops here: {}",
+        a.id,
+        a.vm,
+        crate::store::lease::fence_refusal(f)
+    )))
 }
 
 /// Nova's completion timeout for this action: seconds per GiB of what is copied (RAM, plus

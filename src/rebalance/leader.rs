@@ -1,36 +1,33 @@
-//! Leader election through steward's database, so that one replica executes: `GET_LOCK` on
-//! MySQL/MariaDB (held by one connection; the server frees it when that connection dies, a
-//! kill -9 included), a lease row with an expiry on SQLite (renewed while leading; a dead
-//! holder's lease runs out after `lease_seconds`).
+//! Leader election through steward's database, so that one replica executes: a lease row
+//! (`store::lease`) taken by conditional UPDATE when free or run out, renewed while leading,
+//! with an epoch raised at every change of holder. The same mechanism on every backend:
+//! SQLite, MySQL, MariaDB and Galera, where the UPDATE is certified cluster-wide (Galera
+//! refuses `GET_LOCK` under wsrep, and older builds keep it local to one node).
+//!
+//! Whoever journals on the leader's behalf takes its [`Leadership`] (the fence) and passes it
+//! to `Store::transition_fenced`: a deposed leader's late write is refused there, in the
+//! write's own transaction, and [`Leadership::is_current`] tells it, by its own monotonic
+//! clock, to start no side effect once its lease may have run out.
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, Row};
+use std::time::{Duration, Instant};
 
-use crate::store::{Backend, Store, StoreError};
+use crate::store::lease::Fence;
+use crate::store::{Store, StoreError};
 use crate::unix_now;
 
-/// The lock's name; on MySQL it is server-wide, so the database's name is part of it.
-const NAME: &str = "steward-rebalance";
+/// The rebalancer's lease; recovery and any other single-runner job share it, so one replica
+/// does all of them.
+pub const NAME: &str = "steward-rebalance";
 
-pub enum Leader {
-    MySql {
-        conn: PoolConnection<Any>,
-        lock: String,
-    },
-    Sqlite {
-        store: Store,
-        holder: String,
-        ttl: f64,
-    },
-}
+/// A leader's claim: its lease name, holder and epoch (the fencing token).
+pub type Leadership = Fence;
 
-impl std::fmt::Debug for Leader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Leader::MySql { lock, .. } => write!(f, "Leader(GET_LOCK {lock})"),
-            Leader::Sqlite { holder, .. } => write!(f, "Leader(lease {holder})"),
-        }
-    }
+/// The lease this process holds. Renew it at least every `ttl / 3`.
+#[derive(Debug)]
+pub struct Leader {
+    store: Store,
+    fence: Fence,
+    ttl: f64,
 }
 
 /// Who this process is, for the lease row and the logs.
@@ -48,71 +45,91 @@ pub fn holder_id() -> String {
     )
 }
 
+/// The part of the lease this process may use: a little less than `ttl` from `since`, so a
+/// stopped process gives up before the lease can pass on.
+fn valid_until(since: Instant, ttl: f64) -> Instant {
+    since + Duration::from_secs_f64(ttl * 0.9)
+}
+
 /// Become the leader if no one else is; `None` when another replica leads.
 pub async fn try_lead(store: &Store, holder: &str, ttl: f64) -> Result<Option<Leader>, StoreError> {
-    match store.backend() {
-        Backend::MySql => {
-            let mut conn = store.pool().acquire().await?;
-            let db: Option<String> = sqlx::query("SELECT DATABASE() AS db")
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get("db")?;
-            // MySQL caps lock names at 64 characters.
-            let lock: String = format!("{NAME}:{}", db.unwrap_or_default())
-                .chars()
-                .take(64)
-                .collect();
-            let got: i64 = sqlx::query("SELECT CAST(COALESCE(GET_LOCK(?, 0), 0) AS SIGNED) AS got")
-                .bind(lock.clone())
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get("got")?;
-            Ok((got == 1).then_some(Leader::MySql { conn, lock }))
-        }
-        Backend::Sqlite => {
-            let held = store.acquire_lease(NAME, holder, unix_now(), ttl).await?;
-            Ok(held.then(|| Leader::Sqlite {
-                store: store.clone(),
-                holder: holder.to_string(),
-                ttl,
-            }))
-        }
-    }
+    let asked = Instant::now();
+    let Some(epoch) = store.take_lease(NAME, holder, unix_now(), ttl).await? else {
+        return Ok(None);
+    };
+    tracing::info!(holder, epoch, "this replica leads the rebalancer");
+    Ok(Some(Leader {
+        store: store.clone(),
+        fence: Fence {
+            name: NAME.into(),
+            holder: holder.to_string(),
+            epoch,
+            valid_until: valid_until(asked, ttl),
+        },
+        ttl,
+    }))
 }
 
 impl Leader {
-    /// Renew (SQLite) or check (MySQL) the leadership; false once it is lost.
+    /// The claim to hand to whoever journals for this leader (fresh after each renewal).
+    pub fn leadership(&self) -> Leadership {
+        self.fence.clone()
+    }
+
+    pub fn epoch(&self) -> i64 {
+        self.fence.epoch
+    }
+
+    /// Extend the lease; false once another replica has it (or it ran out and was taken).
     pub async fn renew(&mut self) -> Result<bool, StoreError> {
-        match self {
-            Leader::MySql { conn, lock } => {
-                let mine: i64 = sqlx::query(
-                    "SELECT CAST(COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0) AS SIGNED) AS mine",
-                )
-                .bind(lock.clone())
-                .fetch_one(&mut **conn)
-                .await?
-                .try_get("mine")?;
-                Ok(mine == 1)
-            }
-            Leader::Sqlite { store, holder, ttl } => {
-                store.acquire_lease(NAME, holder, unix_now(), *ttl).await
-            }
+        let asked = Instant::now();
+        let held = self
+            .store
+            .renew_lease(&self.fence, unix_now(), self.ttl)
+            .await?;
+        if held {
+            self.fence.valid_until = valid_until(asked, self.ttl);
         }
+        Ok(held)
     }
 
     /// Step down, so another replica need not wait for the lease to run out.
     pub async fn release(self) {
-        let r = match self {
-            Leader::MySql { mut conn, lock } => sqlx::query("SELECT RELEASE_LOCK(?)")
-                .bind(lock)
-                .execute(&mut *conn)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from),
-            Leader::Sqlite { store, holder, .. } => store.release_lease(NAME, &holder).await,
-        };
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "could not step down as rebalance leader; the lock ends with the lease or the connection");
+        if let Err(e) = self.store.release_lease(&self.fence).await {
+            tracing::warn!(error = %e, "could not step down as rebalance leader; the lease runs out on its own");
         }
+    }
+}
+
+/// Which election runs, for `config check` and the startup log.
+pub async fn describe(store: &Store, ttl: f64) -> Result<String, StoreError> {
+    let db = if store.wsrep_on().await? {
+        "Galera (wsrep_on=ON): the lease row is certified cluster-wide"
+    } else {
+        match store.backend() {
+            crate::store::Backend::MySql => "MySQL/MariaDB",
+            crate::store::Backend::Sqlite => "SQLite",
+        }
+    };
+    Ok(format!(
+        "lease row {NAME:?} in steward's database ({db}); {ttl} s lease, epoch-fenced journal"
+    ))
+}
+
+/// [`describe`] for `config check`: connects to `url` for a moment; when the database cannot
+/// be reached now, says so (the election is the lease row whatever the backend).
+pub async fn describe_at(url: &crate::store::DatabaseUrl, ttl: f64) -> String {
+    let probe = async {
+        let store = Store::connect(url, 1).await?;
+        let d = describe(&store, ttl).await;
+        store.close().await;
+        d
+    };
+    match tokio::time::timeout(Duration::from_secs(5), probe).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => format!("lease row {NAME:?} in steward's database (not checked now: {e})"),
+        Err(_) => format!(
+            "lease row {NAME:?} in steward's database (not checked now: no answer within 5 s)"
+        ),
     }
 }

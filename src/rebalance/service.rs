@@ -115,7 +115,12 @@ pub fn spawn_loop(
     let store = store.clone();
     let holder = leader::holder_id();
     tracing::info!(mode = l.mode.as_str(), every_seconds = every.as_secs_f64(), %holder, "rebalance execution loop");
+    let ttl = l.execution.lease_seconds;
     tokio::spawn(async move {
+        match leader::describe(&store, ttl).await {
+            Ok(election) => tracing::info!(%election, "rebalance leader election"),
+            Err(e) => tracing::warn!(error = %e, "cannot tell which leader election runs"),
+        }
         let mut next_plan = f64::NEG_INFINITY;
         loop {
             let now = unix_now();

@@ -297,7 +297,8 @@ pub struct ExecutionSettings {
     pub max_parallel: usize,
     /// How often `serve` runs an execution cycle when the mode is `approve` or `auto`.
     pub cycle_seconds: f64,
-    /// The SQLite leader lease's length (MySQL/MariaDB hold `GET_LOCK` for the connection's life).
+    /// The leader lease's length: a dead or stopped leader is replaced this long after its
+    /// last renewal (renewed every third of it), on every backend.
     pub lease_seconds: f64,
     /// Rejoin hooks are tried this many times within one cycle before the action is left in
     /// `rejoining` for the next cycle (it is never closed with a node still drained).

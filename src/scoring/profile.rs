@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::plugins;
 use super::Plugin;
@@ -52,7 +52,7 @@ saturation = 0.5
 "#;
 
 /// A profile as configured: a description and one parameter table per plugin.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileSpec {
     #[serde(default)]

@@ -1,40 +1,47 @@
 //! The digital twin (PURE): a synthetic cloud whose VMs follow daily demand curves, run under
-//! three strategies on the very same workload, with the service's own scoring and planning.
+//! several strategies on the very same workload, with the service's own scoring and planning.
 //!
-//! Steal model: a host whose VMs want `D` cores of CPU and that has `C` physical cores gives
-//! every VM on it a steal of `1 - C / D` when `D > C`, else none. Strategies:
-//! - `nova-default`: Nova's RAM weigher alone (most free RAM in the requested AZ);
-//! - `steward-placement`: the scoring core (`scoring::filter_and_weigh`, operation boot);
-//! - `steward-rebalance`: the same placement, then every `rebalance.interval_seconds` the
-//!   service's `rebalance::detect` and `rebalance::plan`, with moves executed as `auto` mode
-//!   would: the target is reserved at start, the VM leaves its source when the copy of its
-//!   bytes at `migration_gib_per_second` is done.
+//! Strategies (`Scenario::strategies`):
+//! - `nova-default`: Nova 34's default filters and weighers as nova-scheduler computes them
+//!   (`nova`: RAM, CPU and disk weighers normalised and summed, `host_subset_size = 1`);
+//! - `nova-groups`: the same, each role in one soft-anti-affinity server group;
+//! - `steward-deployed`: Nova's weighers plus StewardFilter and StewardWeigher at the shipped
+//!   snippet's `[steward] weight_multiplier` (`steward_weight_multiplier`), and with the
+//!   rebalancer (`-rebalance`); `steward-deployed-x<M>` at a recommended multiplier;
+//! - `steward-placement`: steward's weight as the only vote (an upper bound, not a deployment).
+//!
+//! The rebalancer runs the service's `rebalance::detect` and `rebalance::plan` every
+//! `rebalance.interval_seconds`, with moves executed as `auto` mode would: the target is
+//! reserved at start, the VM leaves its source when the copy of its bytes at
+//! `migration_gib_per_second` is done. Steal and unserved CPU: see `measure`.
 //!
 //! The scenario text comes in as a string and the report goes out as data: no I/O here.
 
+pub mod measure;
+pub mod migration;
+pub mod nova;
 pub mod report;
+pub mod telemetry;
+mod twin;
 pub mod workload;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{
-    ClusterView, Flavor, Host, HostFacts, Instance, Operation, SchedulingRequest, Source, VmFacts,
-    WeeklyProfile, WeeklyProfiles, HOURS_PER_WEEK,
-};
+use crate::model::{ClusterView, Host};
 use crate::rebalance::detect::{detect, DetectState, History};
 use crate::rebalance::plan::{plan, PlanInput, VmSize};
-use crate::rebalance::{BudgetState, InFlight, MoveRecord, PlannedAction, RebalanceSettings, GIB};
-use crate::scoring::{self, builtin_profiles, Options, Profile, ProfileSpec};
+use crate::rebalance::{BudgetState, InFlight, MoveRecord, RebalanceSettings, GIB};
+use crate::scoring::{builtin_profiles, Options, Profile, ProfileSpec};
 
+use twin::{BootContext, Observed, Twin};
 use workload::{Curve, Rng};
 
 /// Monday 2026-11-23 00:00 UTC: a week starts there, so hour-of-week profiles line up.
 pub const DEFAULT_START: f64 = 1_795_392_000.0;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
     /// Physical cores (threads) the VMs' vCPUs share.
@@ -47,7 +54,7 @@ pub struct HostSpec {
     pub ram_allocation_ratio: f64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RoleSpec {
     pub name: String,
@@ -71,9 +78,13 @@ pub struct RoleSpec {
     /// Per-VM intensity is uniform in `1 ± spread`: some replicas are busier than others.
     #[serde(default = "spread")]
     pub spread: f64,
+    /// When the role's VMs boot (hours after the start): a role booting mid-run is new, with
+    /// no history in steward's profiles.
+    #[serde(default)]
+    pub boot_at_hours: f64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
@@ -98,12 +109,29 @@ pub struct Scenario {
     /// Profiles layered over the built-in ones, as in steward.toml.
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileSpec>,
-    /// Migration throughput: how long a move takes (bytes / this rate).
+    /// Each host's `live_migration_bandwidth`, GiB/s.
     #[serde(default = "mig_rate")]
     pub migration_gib_per_second: f64,
+    /// How a live migration copies, converges or is aborted (`migration::MigrationSpec`).
+    #[serde(default)]
+    pub migration: migration::MigrationSpec,
     /// The service's `[rebalance]` section, as in steward.toml.
     #[serde(default)]
     pub rebalance: RebalanceSettings,
+    /// StewardWeigher's multiplier in `steward-deployed`: the shipped snippet's
+    /// `[steward] weight_multiplier`.
+    #[serde(default = "one")]
+    pub steward_weight_multiplier: f64,
+    /// Another multiplier to show beside it (`steward-deployed-x<M>`).
+    #[serde(default)]
+    pub recommended_weight_multiplier: Option<f64>,
+    /// Share of VMs booted with no role (no hint, no server group): steward cannot tell
+    /// their role, and Nova puts them in no group.
+    #[serde(default)]
+    pub roleless_share: f64,
+    /// What steward learns and when (`telemetry::TelemetrySpec`).
+    #[serde(default)]
+    pub telemetry: telemetry::TelemetrySpec,
 }
 
 fn four() -> f64 {
@@ -209,6 +237,12 @@ impl Scenario {
                     p.push(format!("{key}.{k}: must be a number >= 0, got {v}"));
                 }
             }
+            if !(r.boot_at_hours.is_finite() && r.boot_at_hours >= 0.0) {
+                p.push(format!(
+                    "{key}.boot_at_hours: must be a number of hours >= 0, got {}",
+                    r.boot_at_hours
+                ));
+            }
             for (k, v) in [("base", r.base), ("peak", r.peak)] {
                 if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
                     p.push(format!(
@@ -222,6 +256,20 @@ impl Scenario {
                 "migration_gib_per_second: must be positive, got {}",
                 self.migration_gib_per_second
             ));
+        }
+        for (key, v) in [
+            (
+                "steward_weight_multiplier",
+                Some(self.steward_weight_multiplier),
+            ),
+            (
+                "recommended_weight_multiplier",
+                self.recommended_weight_multiplier,
+            ),
+        ] {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                p.push(format!("{key}: must be a number >= 0, got {v}"));
+            }
         }
         p.extend(
             crate::settings::Section::validate(&self.rebalance, "rebalance")
@@ -260,27 +308,54 @@ impl Scenario {
     }
 }
 
-/// A way of running the cloud.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
+/// How a strategy places a booting VM.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Placement {
     NovaDefault,
-    StewardPlacement,
-    StewardRebalance,
+    NovaGroups,
+    /// Nova's weighers plus StewardFilter and StewardWeigher at this multiplier.
+    StewardDeployed {
+        multiplier: f64,
+    },
+    /// Steward's weight alone (an upper bound: no deployment weighs like this).
+    StewardAlone,
 }
 
-impl Strategy {
-    pub const ALL: [Strategy; 3] = [
-        Strategy::NovaDefault,
-        Strategy::StewardPlacement,
-        Strategy::StewardRebalance,
-    ];
+/// A way of running the cloud: a placement, with or without the rebalancer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Strategy {
+    pub name: String,
+    pub placement: Placement,
+    pub rebalance: bool,
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::NovaDefault => "nova-default",
-            Strategy::StewardPlacement => "steward-placement",
-            Strategy::StewardRebalance => "steward-rebalance",
+impl Scenario {
+    /// Every strategy the twin compares on this scenario, baselines first.
+    pub fn strategies(&self) -> Vec<Strategy> {
+        let s = |name: &str, placement, rebalance| Strategy {
+            name: name.to_string(),
+            placement,
+            rebalance,
+        };
+        let deployed = Placement::StewardDeployed {
+            multiplier: self.steward_weight_multiplier,
+        };
+        let mut out = vec![
+            s("nova-default", Placement::NovaDefault, false),
+            s("nova-groups", Placement::NovaGroups, false),
+            s("steward-deployed", deployed, false),
+            s("steward-deployed-rebalance", deployed, true),
+        ];
+        if let Some(m) = self
+            .recommended_weight_multiplier
+            .filter(|m| *m != self.steward_weight_multiplier)
+        {
+            let p = Placement::StewardDeployed { multiplier: m };
+            out.push(s(&format!("steward-deployed-x{m}"), p, false));
+            out.push(s(&format!("steward-deployed-x{m}-rebalance"), p, true));
         }
+        out.push(s("steward-placement", Placement::StewardAlone, false));
+        out
     }
 }
 
@@ -288,12 +363,22 @@ impl Strategy {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StrategyReport {
     pub strategy: String,
-    /// Percentiles of VM steal (0..1) over every VM at every step.
+    /// Percentiles of VM steal (0..1) over every placed VM at every step, fluid model.
     pub steal_p50: f64,
     pub steal_p95: f64,
     pub steal_p99: f64,
+    /// The same under max-min fair share.
+    pub fair_steal_p50: f64,
+    pub fair_steal_p95: f64,
+    pub fair_steal_p99: f64,
+    /// Share of the CPU the placed VMs demanded that no host served.
+    pub unserved: f64,
+    /// The least `unserved` any placement could give: per AZ and step, demand over capacity.
+    pub unserved_limit: f64,
     /// Live migrations started.
     pub migrations: u32,
+    /// Of those, aborted at Nova's completion timeout (the VM stayed).
+    pub migrations_aborted: u32,
     pub gib_moved: f64,
     /// VMs that ran, at any time, outside the AZ they were booted in.
     pub az_violations: u32,
@@ -310,6 +395,8 @@ pub struct StrategyReport {
     pub cooldown_respected: bool,
     /// Every move started, in order: what the budget and cooldown figures are computed from.
     pub moves: Vec<MoveOut>,
+    /// Where every VM ran when, and what each host had to serve at each step.
+    pub trace: Trace,
 }
 
 /// One live migration the twin started.
@@ -322,10 +409,83 @@ pub struct MoveOut {
     pub az: String,
     /// Hours since the scenario's start.
     pub at_hours: f64,
+    /// What the plan charged to the AZ's byte budget (RAM, plus disk for a block migration).
     pub gib: f64,
+    /// What the pre-copy sent (each pass re-sends what the guest dirtied).
+    pub gib_sent: f64,
+    pub seconds: f64,
+    /// False: aborted at the completion timeout, the VM stayed.
+    pub converged: bool,
 }
 
-/// The comparison of every strategy on one scenario.
+/// One change of where a VM runs. `vm` and hosts index the report's `vms` and `hosts`.
+/// A VM runs on a host from the step of its boot (or of a move's end) on, inclusive.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Boot {
+        vm: usize,
+        host: usize,
+        step: u64,
+    },
+    /// No host had room (Nova's NoValidHost): the VM never ran.
+    NoValidHost {
+        vm: usize,
+        step: u64,
+    },
+    /// A live migration: on `from` through `end_step - 1`, on `to` from `end_step` when it
+    /// converged (else aborted at `end_step`: it stays on `from`); `end_step` None: not
+    /// finished when the run ended. It copies, taking CPU on both hosts, in every step `k`
+    /// with `start_step < k < end_step`.
+    Move {
+        vm: usize,
+        from: usize,
+        to: usize,
+        start_step: u64,
+        end_step: Option<u64>,
+        /// GiB sent over the wire.
+        gib: f64,
+        converged: bool,
+    },
+}
+
+/// The per-step data every figure is computed from, `[step][host]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Trace {
+    pub events: Vec<Event>,
+    /// Cores the VMs running on the host demanded.
+    pub host_demand: Vec<Vec<f64>>,
+    /// Cores the host had for its VMs.
+    pub host_capacity: Vec<Vec<f64>>,
+    /// Fluid-model steal of the host's VMs.
+    pub host_steal: Vec<Vec<f64>>,
+}
+
+/// A host as run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostOut {
+    pub name: String,
+    pub az: String,
+    #[serde(flatten)]
+    pub spec: HostSpec,
+}
+
+/// A VM as run: its role and size, and the AZ it asked for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmOut {
+    pub uuid: String,
+    /// The workload's role (steward and Nova's groups know it only when not `roleless`).
+    pub role: String,
+    /// Booted with no role hint and in no server group.
+    pub roleless: bool,
+    pub boot_step: u64,
+    pub az: String,
+    pub vcpus: f64,
+    pub memory_mb: f64,
+    pub disk_gb: f64,
+}
+
+/// The comparison of every strategy on one scenario, with what it was computed from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub scenario: String,
@@ -333,493 +493,414 @@ pub struct Report {
     pub seed: u64,
     pub hours: f64,
     pub azs: usize,
-    pub hosts: usize,
-    pub vms: usize,
     pub budget_gib_per_az_per_hour: f64,
     pub budget_burst_gib: f64,
     pub cooldown_hours: f64,
+    /// The scenario as run (after --hours/--seed).
+    pub scenario_as_run: Scenario,
+    pub start_unix: f64,
+    pub step_seconds: f64,
+    pub steps: u64,
+    pub hosts: Vec<HostOut>,
+    pub vms: Vec<VmOut>,
+    /// Cores each VM demanded at each step, `[step][vm]` (the same for every strategy).
+    pub vm_demand: Vec<Vec<f64>>,
     pub strategies: Vec<StrategyReport>,
 }
 
-struct SimHost {
-    name: String,
-    az: String,
-    vcpus_used: f64,
-    mem_used: f64,
-    disk_used: f64,
+/// The workload of one seed: cores each VM demands at each step (0 before it boots), the
+/// same for every strategy, and the role profiles steward learns from its telemetry.
+pub struct Workload {
+    pub demand: Vec<Vec<f64>>,
+    pub profiles: telemetry::ProfileTimeline,
+    clock: telemetry::Clock,
+    /// Per VM: its role and intensity (the generator's, for steps before the run).
+    vm_role: Vec<usize>,
+    intensity: Vec<f64>,
+    boot_step: Vec<u64>,
 }
 
-struct SimVm {
-    uuid: String,
-    role: usize,
-    /// The AZ it was booted in (requested round-robin per role).
-    az: String,
-    host: Option<usize>,
-    intensity: f64,
+/// Cores a VM of `role` at `intensity` demands at step `j` (negative: before the run).
+fn generated(scn: &Scenario, role: usize, intensity: f64, vm: usize, j: i64) -> f64 {
+    let r = &scn.roles[role];
+    let t = scn.start_unix + j as f64 * scn.step_minutes * 60.0;
+    let hour = (t / 3600.0).rem_euclid(24.0);
+    let level = r.base + (r.peak - r.base).max(0.0) * r.curve.shape(hour);
+    // The run's steps and the warm-up's draw from separate streams.
+    let noise = if j >= 0 {
+        Rng::keyed(scn.seed, 2 + vm as u64, j as u64).normal()
+    } else {
+        Rng::keyed(scn.seed ^ 0x3A2F, 2 + vm as u64, j.unsigned_abs()).normal()
+    };
+    (level * intensity + r.noise * noise).clamp(0.0, 1.0) * r.vcpus
 }
 
+impl Workload {
+    pub fn new(scn: &Scenario) -> Workload {
+        let vms = twin::vms_of(scn);
+        let demand = (0..steps(scn))
+            .map(|k| {
+                vms.iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        if k < v.boot_step {
+                            0.0
+                        } else {
+                            generated(scn, v.role, v.intensity, i, k as i64)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let clock = telemetry::Clock {
+            start: scn.start_unix,
+            step: scn.step_minutes * 60.0,
+        };
+        let mut work = Workload {
+            demand,
+            profiles: telemetry::ProfileTimeline { at: Vec::new() },
+            clock,
+            vm_role: vms.iter().map(|v| v.role).collect(),
+            intensity: vms.iter().map(|v| v.intensity).collect(),
+            boot_step: vms.iter().map(|v| v.boot_step).collect(),
+        };
+        let profiles = {
+            let wv = work_view(&work);
+            let subjects: Vec<_> = vms
+                .iter()
+                .enumerate()
+                .map(|(i, v)| telemetry::Subject {
+                    role: (!v.roleless).then_some(scn.roles[v.role].name.as_str()),
+                    series: move |j: i64| work_value(scn, &wv, i, j),
+                })
+                .collect();
+            telemetry::learn(
+                &scn.telemetry,
+                clock,
+                scn.seed,
+                &subjects,
+                scn.hours * 3600.0,
+            )
+        };
+        work.profiles = profiles;
+        work
+    }
+
+    /// Cores VM `vm` demanded at step `j`, None before it existed.
+    pub fn value(&self, scn: &Scenario, vm: usize, j: i64) -> Option<f64> {
+        work_value(scn, &work_view(self), vm, j)
+    }
+}
+
+/// The parts of a workload a series reads.
+#[derive(Clone, Copy)]
+struct WorkView<'a> {
+    demand: &'a [Vec<f64>],
+    vm_role: &'a [usize],
+    intensity: &'a [f64],
+    boot_step: &'a [u64],
+}
+
+fn work_view(w: &Workload) -> WorkView<'_> {
+    WorkView {
+        demand: &w.demand,
+        vm_role: &w.vm_role,
+        intensity: &w.intensity,
+        boot_step: &w.boot_step,
+    }
+}
+
+fn work_value(scn: &Scenario, w: &WorkView, vm: usize, j: i64) -> Option<f64> {
+    if j < w.boot_step[vm] as i64 {
+        return None;
+    }
+    if j >= 0 {
+        return w.demand.get(j as usize).map(|row| row[vm]);
+    }
+    Some(generated(scn, w.vm_role[vm], w.intensity[vm], vm, j))
+}
+
+fn steps(scn: &Scenario) -> u64 {
+    (scn.hours * 60.0 / scn.step_minutes).round() as u64
+}
+
+/// A live migration in flight.
 struct Migration {
     vm: usize,
     from: usize,
     to: usize,
+    start_step: u64,
     finish: f64,
+    gib: f64,
+    converged: bool,
 }
 
-/// The cloud of one run.
-struct Twin<'a> {
-    scn: &'a Scenario,
-    hosts: Vec<SimHost>,
-    vms: Vec<SimVm>,
-    /// (host, role) -> VMs.
-    stacking: Vec<Vec<u32>>,
-    worst_stacking: u32,
-    az_violations: std::collections::HashSet<usize>,
+/// What the per-step measures add up to.
+#[derive(Default)]
+struct Measures {
+    fluid: Vec<f64>,
+    fair: Vec<f64>,
+    demand: f64,
+    unserved: f64,
+    limit: f64,
 }
 
-impl<'a> Twin<'a> {
-    fn new(scn: &'a Scenario) -> Twin<'a> {
-        let mut hosts = Vec::new();
-        for az in &scn.azs {
-            for i in 0..scn.hosts_per_az {
-                hosts.push(SimHost {
-                    name: format!("{az}-cmp{:03}", i + 1),
-                    az: az.clone(),
-                    vcpus_used: 0.0,
-                    mem_used: 0.0,
-                    disk_used: 0.0,
-                });
-            }
-        }
-        let mut vms = Vec::new();
-        for (r, role) in scn.roles.iter().enumerate() {
-            for i in 0..role.count {
-                let n = vms.len() as u64;
-                let u = Rng::keyed(scn.seed, 1, n).uniform();
-                vms.push(SimVm {
-                    uuid: format!("{:08x}-0000-4000-8000-{:012x}", r, i),
-                    role: r,
-                    az: scn.azs[i as usize % scn.azs.len()].clone(),
-                    host: None,
-                    intensity: 1.0 + role.spread * (2.0 * u - 1.0),
-                });
-            }
-        }
-        let stacking = vec![vec![0; scn.roles.len()]; hosts.len()];
-        Twin {
-            scn,
-            hosts,
-            vms,
-            stacking,
-            worst_stacking: 0,
-            az_violations: Default::default(),
+/// Measure one step: the trace's rows and the samples.
+fn measure(
+    twin: &Twin,
+    demand: &[f64],
+    in_flight: &[Migration],
+    m: &mut Measures,
+    trace: &mut Trace,
+) -> Vec<f64> {
+    let n = twin.hosts.len();
+    let mut host_demand = vec![0.0; n];
+    let mut on_host: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n];
+    for (i, v) in twin.vms.iter().enumerate() {
+        if let Some(h) = v.host {
+            host_demand[h] += demand[i];
+            on_host[h].push((twin.scn.roles[v.role].vcpus, demand[i]));
         }
     }
-
-    fn size(&self, vm: usize) -> VmSize {
-        let r = &self.scn.roles[self.vms[vm].role];
-        VmSize {
-            vcpus: r.vcpus,
-            memory_mb: r.memory_mb,
-            disk_gb: r.disk_gb,
-            block_migration: r.block_migration && r.disk_gb > 0.0,
+    // A migration's copy takes CPU on both ends while it runs.
+    let mut capacity: Vec<f64> = twin.hosts.iter().map(|h| h.spec.pcpus).collect();
+    for mig in in_flight {
+        for h in [mig.from, mig.to] {
+            capacity[h] = (capacity[h] - twin.scn.migration.cpu_cores).max(0.0);
         }
     }
-
-    fn fits(&self, h: usize, s: &VmSize) -> bool {
-        let spec = &self.scn.host;
-        let host = &self.hosts[h];
-        host.vcpus_used + s.vcpus <= spec.pcpus * spec.cpu_allocation_ratio
-            && host.mem_used + s.memory_mb <= spec.memory_mb * spec.ram_allocation_ratio
-            && host.disk_used + s.disk_gb <= spec.disk_gb
+    let steal: Vec<f64> = (0..n)
+        .map(|h| measure::fluid_steal(host_demand[h], capacity[h]))
+        .collect();
+    let mut per_az: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for h in 0..n {
+        m.fluid
+            .extend(std::iter::repeat_n(steal[h], on_host[h].len()));
+        m.fair.extend(measure::fair_steal(&on_host[h], capacity[h]));
+        m.demand += host_demand[h];
+        m.unserved += (host_demand[h] - capacity[h]).max(0.0);
+        let az = per_az.entry(twin.hosts[h].az.as_str()).or_default();
+        az.0 += host_demand[h];
+        az.1 += capacity[h];
     }
+    m.limit += per_az.values().map(|(d, c)| (d - c).max(0.0)).sum::<f64>();
+    trace.host_demand.push(host_demand);
+    trace.host_capacity.push(capacity);
+    trace.host_steal.push(steal.clone());
+    steal
+}
 
-    fn reserve(&mut self, h: usize, s: &VmSize, sign: f64) {
-        let host = &mut self.hosts[h];
-        host.vcpus_used += sign * s.vcpus;
-        host.mem_used += sign * s.memory_mb;
-        host.disk_used += sign * s.disk_gb;
-    }
+/// The rebalancer's state between cycles.
+#[derive(Default)]
+struct Rebalancer {
+    history: History,
+    detect_state: DetectState,
+    budget: BudgetState,
+    moves: Vec<MoveRecord>,
+    next_cycle: f64,
+}
 
-    /// The VM now runs on `h` (its allocation there is already reserved).
-    fn land(&mut self, vm: usize, h: usize) {
-        let role = self.vms[vm].role;
-        if let Some(old) = self.vms[vm].host {
-            self.stacking[old][role] -= 1;
-        }
-        self.vms[vm].host = Some(h);
-        self.stacking[h][role] += 1;
-        self.worst_stacking = self.worst_stacking.max(self.stacking[h][role]);
-        if self.hosts[h].az != self.vms[vm].az {
-            self.az_violations.insert(vm);
-        }
-    }
+/// Static lookups the rebalancer needs.
+struct Index {
+    uuid: HashMap<String, usize>,
+    host: HashMap<String, usize>,
+    sizes: HashMap<String, VmSize>,
+}
 
-    /// Demand per vCPU of a VM at a step: its role's curve, its intensity, the step's noise.
-    /// Moves whose copy is done at `t`: the VM runs on its target, the source is freed.
-    fn finish(&mut self, migrations: &mut Vec<Migration>, t: f64) {
-        let (done, running): (Vec<Migration>, Vec<Migration>) = std::mem::take(migrations)
-            .into_iter()
-            .partition(|m| m.finish <= t);
-        *migrations = running;
-        for m in done {
-            let size = self.size(m.vm);
-            self.reserve(m.from, &size, -1.0);
-            self.land(m.vm, m.to);
-        }
-    }
+/// Everything a run accumulates besides the twin.
+struct RunState {
+    migrations: Vec<Migration>,
+    rebalancer: Rebalancer,
+    moves_out: Vec<MoveOut>,
+    gib_moved: f64,
+    starts_per_az: BTreeMap<String, Vec<(f64, f64)>>,
+    trace: Trace,
+}
 
-    /// Each host's CPU demand and steal at step `k` (time `t`); each VM's own into `vm_demand`.
-    fn demand_and_steal(
-        &self,
-        scn: &Scenario,
-        k: u64,
-        t: f64,
-        vm_demand: &mut [f64],
-    ) -> (Vec<f64>, Vec<f64>) {
-        let mut demand = vec![0.0; self.hosts.len()];
-        for (i, v) in self.vms.iter().enumerate() {
-            vm_demand[i] = self.demand(i, k, t) * scn.roles[v.role].vcpus;
-            if let Some(h) = v.host {
-                demand[h] += vm_demand[i];
-            }
-        }
-        let pcpus = scn.host.pcpus;
-        let steal = demand
-            .iter()
-            .map(|&d| if d > pcpus { 1.0 - pcpus / d } else { 0.0 })
-            .collect();
-        (demand, steal)
-    }
-
-    fn demand(&self, vm: usize, step: u64, t: f64) -> f64 {
-        let v = &self.vms[vm];
-        let r = &self.scn.roles[v.role];
-        let hour = (t / 3600.0).rem_euclid(24.0);
-        let level = r.base + (r.peak - r.base).max(0.0) * r.curve.shape(hour);
-        let noise = r.noise * Rng::keyed(self.scn.seed, 2 + vm as u64, step).normal();
-        (level * v.intensity + noise).clamp(0.0, 1.0)
-    }
-
-    /// What the role's weekly demand profile would show after some weeks of history: busy
-    /// vCPUs per VM at each hour of the week (the high end of its replicas).
-    fn weekly(&self) -> Arc<WeeklyProfiles> {
-        let mut role_demand = HashMap::new();
-        for r in &self.scn.roles {
-            let values = (0..HOURS_PER_WEEK)
-                .map(|h| {
-                    let hour = (h % 24) as f64 + 0.5;
-                    let level = r.base + (r.peak - r.base).max(0.0) * r.curve.shape(hour);
-                    (level * (1.0 + r.spread)).min(1.0) * r.vcpus
-                })
-                .collect();
-            role_demand.insert(
-                r.name.clone(),
-                WeeklyProfile {
-                    values,
-                    weeks: 4,
-                    computed_at: self.scn.start_unix,
-                },
-            );
-        }
-        Arc::new(WeeklyProfiles {
-            host_steal: HashMap::new(),
-            role_demand,
+/// Steward's readings at `t`: every running VM's load and every host's steal, as scraped.
+fn observe_all(twin: &Twin, work: &Workload, trace: &Trace, t: f64) -> Observed {
+    let scn = twin.scn;
+    let spec = &scn.telemetry;
+    let vm = (0..twin.vms.len())
+        .map(|i| {
+            twin.vms[i].host?;
+            let series = |j: i64| work.value(scn, i, j);
+            telemetry::observe(spec, work.clock, scn.seed, i as u64, &series, t)
         })
-    }
-
-    fn model_host(&self, h: usize) -> Host {
-        let spec = &self.scn.host;
-        let host = &self.hosts[h];
-        Host {
-            host: host.name.clone(),
-            nodename: host.name.clone(),
-            az: Some(host.az.clone()),
-            hypervisor_type: Some("QEMU".into()),
-            vcpus_total: Some(spec.pcpus),
-            vcpus_used: Some(host.vcpus_used),
-            cpu_allocation_ratio: Some(spec.cpu_allocation_ratio),
-            memory_mb_total: Some(spec.memory_mb),
-            memory_mb_free: Some(spec.memory_mb - host.mem_used),
-            ram_allocation_ratio: Some(spec.ram_allocation_ratio),
-            disk_gb_total: Some(spec.disk_gb),
-            disk_gb_free: Some(spec.disk_gb - host.disk_used),
-            ..Default::default()
-        }
-    }
-
-    /// Steward's view at time `t`, with the given per-host demand (cores) and steal.
-    fn view(&self, t: f64, demand: &[f64], steal: &[f64], vm_demand: &[f64]) -> ClusterView {
-        let pcpus = self.scn.host.pcpus;
-        let mut view = ClusterView::default();
-        for (i, h) in self.hosts.iter().enumerate() {
-            view.hosts.insert(
-                h.name.clone(),
-                HostFacts {
-                    az: Some(h.az.clone()),
-                    steal: Some(steal[i]),
-                    load5: Some(demand[i]),
-                    cpu_use: Some((demand[i] / pcpus).min(1.0)),
-                    vcpus: Some(pcpus),
-                    observed_at: t,
-                    source: Source::Push,
-                },
-            );
-        }
-        for (i, v) in self.vms.iter().enumerate() {
-            let Some(h) = v.host else { continue };
-            let r = &self.scn.roles[v.role];
-            view.vms.insert(
-                v.uuid.clone(),
-                VmFacts {
-                    host: Some(self.hosts[h].name.clone()),
-                    role: Some(r.name.clone()),
-                    steal: Some(steal[h]),
-                    load5: Some(vm_demand[i]),
-                    vcpus: Some(r.vcpus),
-                    observed_at: t,
-                    source: Source::Push,
-                    az: Some(self.hosts[h].az.clone()),
-                    project_id: None,
-                    flavor: Some(r.name.clone()),
-                },
-            );
-        }
-        view
-    }
-
-    /// Boot every VM in one shuffled order, the same for every strategy.
-    fn boot(&mut self, strategy: Strategy, profile: &Profile, opts: &Options) -> u32 {
-        let mut order: Vec<usize> = (0..self.vms.len()).collect();
-        Rng::new(self.scn.seed ^ 0xB007).shuffle(&mut order);
-        let t = self.scn.start_unix;
-        let weekly = self.weekly();
-        let zeros = vec![0.0; self.hosts.len()];
-        let mut view = self.view(t, &zeros, &zeros, &vec![0.0; self.vms.len()]);
-        view.weekly = weekly;
-        let mut unplaced = 0;
-        for vm in order {
-            let size = self.size(vm);
-            let az = self.vms[vm].az.clone();
-            let fitting: Vec<usize> = (0..self.hosts.len())
-                .filter(|&h| self.hosts[h].az == az && self.fits(h, &size))
-                .collect();
-            let chosen = match strategy {
-                Strategy::NovaDefault => fitting.iter().copied().min_by(|&a, &b| {
-                    // Nova's RAM weigher: most free RAM first; the first listed on a tie.
-                    self.hosts[a].mem_used.total_cmp(&self.hosts[b].mem_used)
-                }),
-                Strategy::StewardPlacement | Strategy::StewardRebalance => {
-                    let role = &self.scn.roles[self.vms[vm].role];
-                    let req = SchedulingRequest {
-                        operation: Operation::Boot,
-                        instance: Instance {
-                            uuid: self.vms[vm].uuid.clone(),
-                            flavor: Flavor {
-                                name: Some(role.name.clone()),
-                                vcpus: Some(size.vcpus),
-                                memory_mb: Some(size.memory_mb),
-                                root_gb: Some(size.disk_gb),
-                                ..Default::default()
-                            },
-                            requested_az: Some(az.clone()),
-                            hints: [("steward_role".to_string(), role.name.clone())].into(),
-                            ..Default::default()
-                        },
-                        ignore_hosts: Vec::new(),
-                        hosts: fitting
-                            .iter()
-                            .map(|&h| std::sync::Arc::new(self.model_host(h)))
-                            .collect(),
-                    };
-                    let (out, weights) = scoring::filter_and_weigh(&req, profile, &view, opts, t);
-                    fitting
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| out.rejections[*i].is_none())
-                        .max_by(|a, b| weights[a.0].total_cmp(&weights[b.0]).then(b.0.cmp(&a.0)))
-                        .map(|(_, &h)| h)
+        .collect();
+    let host_steal = (0..twin.hosts.len())
+        .map(|h| {
+            // Before the run the hosts were empty: no steal.
+            let series = |j: i64| {
+                if j < 0 {
+                    Some(0.0)
+                } else {
+                    trace.host_steal.get(j as usize).map(|r| r[h])
                 }
             };
-            let Some(h) = chosen else {
-                unplaced += 1;
-                continue;
-            };
-            self.reserve(h, &size, 1.0);
-            self.land(vm, h);
-            // The next decision sees this VM (a fresh view rebuilds the role index).
-            let r = &self.scn.roles[self.vms[vm].role];
-            let mut next = ClusterView::default();
-            next.hosts = std::mem::take(&mut view.hosts);
-            next.vms = std::mem::take(&mut view.vms);
-            next.weekly = Arc::clone(&view.weekly);
-            next.vms.insert(
-                self.vms[vm].uuid.clone(),
-                VmFacts {
-                    host: Some(self.hosts[h].name.clone()),
-                    role: Some(r.name.clone()),
-                    vcpus: Some(r.vcpus),
-                    observed_at: t,
-                    az: Some(self.hosts[h].az.clone()),
-                    ..Default::default()
-                },
-            );
-            view = next;
-        }
-        unplaced
-    }
+            let key = 1_000_000 + h as u64;
+            telemetry::observe(spec, work.clock, scn.seed, key, &series, t)
+        })
+        .collect();
+    Observed { vm, host_steal }
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    crate::model::nearest_rank(sorted, q).unwrap_or(0.0)
+/// Steward's view at `t`: its readings and the role profiles it has learned by then.
+fn steward_view(twin: &Twin, work: &Workload, trace: &Trace, t: f64) -> ClusterView {
+    let mut view = twin.view(&observe_all(twin, work, trace, t));
+    view.weekly = work.profiles.at(t);
+    view
 }
 
-/// Run one strategy over the scenario.
-pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String> {
-    let placement = scn.profile(&scn.placement_profile)?;
-    let rebalance_profile = scn.profile(&scn.rebalance.profile)?;
-    let step = scn.step_minutes * 60.0;
-    let opts = Options {
-        role_metadata_key: "role".into(),
-        max_age_seconds: (2.0 * step).max(300.0),
-        ..Options::default()
-    };
-    let cfg = &scn.rebalance;
-    let mut twin = Twin::new(scn);
-    let unplaced = twin.boot(strategy, &placement, &opts);
-    let weekly = twin.weekly();
-    let uuid_index: HashMap<String, usize> = twin
-        .vms
+/// Boot the VMs due at step `k`, in one shuffled order, the same for every strategy.
+fn boot_due(
+    twin: &mut Twin,
+    strategy: &Strategy,
+    ctx: &mut BootContext,
+    order: &[usize],
+    k: u64,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    let due: Vec<usize> = order
         .iter()
-        .enumerate()
-        .map(|(i, v)| (v.uuid.clone(), i))
+        .copied()
+        .filter(|&vm| twin.vms[vm].boot_step == k)
         .collect();
-    let host_index: HashMap<String, usize> = twin
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.name.clone(), i))
-        .collect();
-    let sizes: HashMap<String, VmSize> = (0..twin.vms.len())
-        .map(|i| (twin.vms[i].uuid.clone(), twin.size(i)))
-        .collect();
-
-    let steps = (scn.hours * 60.0 / scn.step_minutes).round() as u64;
-    let mut samples: Vec<f64> = Vec::with_capacity(steps as usize * twin.vms.len());
-    let mut migrations: Vec<Migration> = Vec::new();
-    let mut history = History::default();
-    let mut detect_state = DetectState::default();
-    let mut budget = BudgetState::default();
-    let mut moved = Moved::default();
-    let mut next_cycle = scn.start_unix;
-    let mut vm_demand = vec![0.0; twin.vms.len()];
-    for k in 0..steps {
-        let t = scn.start_unix + k as f64 * step;
-        twin.finish(&mut migrations, t);
-        let (demand, steal) = twin.demand_and_steal(scn, k, t, &mut vm_demand);
-        samples.extend(twin.vms.iter().filter_map(|v| v.host.map(|h| steal[h])));
-
-        if strategy != Strategy::StewardRebalance {
+    for vm in due {
+        let Some(h) = twin.choose(vm, strategy.placement, ctx) else {
+            events.push(Event::NoValidHost { vm, step: k });
             continue;
-        }
-        let mut view = twin.view(t, &demand, &steal, &vm_demand);
-        view.weekly = Arc::clone(&weekly);
-        history.record(&view, t, cfg.window_seconds * 2.0);
-        if t < next_cycle {
-            continue;
-        }
-        next_cycle = t + cfg.interval_seconds;
-        let detection = detect(&history, &detect_state, cfg, t);
-        let hosts: Vec<Host> = (0..twin.hosts.len()).map(|h| twin.model_host(h)).collect();
-        let in_flight: Vec<InFlight> = migrations
-            .iter()
-            .map(|m| InFlight {
-                vm: twin.vms[m.vm].uuid.clone(),
-                source_host: twin.hosts[m.from].name.clone(),
-                target_host: twin.hosts[m.to].name.clone(),
-                az: twin.hosts[m.from].az.clone(),
-            })
-            .collect();
-        let input = PlanInput {
-            view: &view,
-            hosts: &hosts,
-            sizes: &sizes,
-            detection: &detection,
-            in_flight: &in_flight,
-            history: &moved.moves,
-            budget: &budget,
-            now: t,
         };
-        let p = plan(&input, &rebalance_profile, &opts, cfg);
-        detect_state = detection.state;
-        budget = p.budget.clone();
-        for a in &p.actions {
-            let (Some(&vm), Some(&from), Some(&to)) = (
-                uuid_index.get(&a.vm),
-                host_index.get(&a.source_host),
-                host_index.get(&a.target_host),
-            ) else {
-                return Err(format!(
-                    "the plan names a VM or host the twin does not have: {} {} -> {}",
-                    a.vm, a.source_host, a.target_host
-                ));
-            };
-            migrations.push(moved.start(&mut twin, scn, a, [vm, from, to], t));
-        }
+        let size = twin.size(vm);
+        twin.reserve(h, &size, 1.0);
+        twin.land(vm, h);
+        twin.note_placed(&mut ctx.view, vm, h, ctx.t);
+        events.push(Event::Boot {
+            vm,
+            host: h,
+            step: k,
+        });
     }
-    samples.sort_by(f64::total_cmp);
-
-    let (budget_respected, max_hour) = bucket_kept(&moved.starts_per_az, cfg);
-    let min_gap = min_hours_between_moves(&moved.moves);
-    Ok(StrategyReport {
-        strategy: strategy.as_str().into(),
-        steal_p50: percentile(&samples, 0.50),
-        steal_p95: percentile(&samples, 0.95),
-        steal_p99: percentile(&samples, 0.99),
-        migrations: moved.moves.len() as u32,
-        gib_moved: moved.gib_moved,
-        az_violations: twin.az_violations.len() as u32,
-        worst_role_stacking: twin.worst_stacking,
-        unplaced,
-        max_gib_per_az_in_an_hour: max_hour / GIB,
-        budget_respected,
-        min_hours_between_moves_of_a_vm: min_gap,
-        cooldown_respected: min_gap.is_none_or(|g| g >= cfg.cooldown_hours),
-        moves: moved.moves_out,
-    })
+    events
 }
 
-/// The moves the rebalancer started in the twin, and what the report needs of them.
-#[derive(Default)]
-struct Moved {
-    moves: Vec<MoveRecord>,
-    moves_out: Vec<MoveOut>,
-    /// Per AZ: (start, bytes) of each move.
-    starts_per_az: BTreeMap<String, Vec<(f64, f64)>>,
-    gib_moved: f64,
+/// Land the moves whose copy is done by `t`.
+fn finish_moves(twin: &mut Twin, st: &mut RunState, k: u64, t: f64) {
+    let (done, running): (Vec<Migration>, Vec<Migration>) = std::mem::take(&mut st.migrations)
+        .into_iter()
+        .partition(|m| m.finish <= t);
+    st.migrations = running;
+    for m in done {
+        let size = twin.size(m.vm);
+        if m.converged {
+            twin.reserve(m.from, &size, -1.0);
+            twin.land(m.vm, m.to);
+        } else {
+            // Aborted at the completion timeout: the VM stays, the target is freed.
+            twin.reserve(m.to, &size, -1.0);
+        }
+        st.trace.events.push(Event::Move {
+            vm: m.vm,
+            from: m.from,
+            to: m.to,
+            start_step: m.start_step,
+            end_step: Some(k),
+            gib: m.gib,
+            converged: m.converged,
+        });
+    }
 }
 
-impl Moved {
-    /// Start a planned move of VM `vm` from host `from` to `to` (twin indexes) at `t`: the
-    /// target's room is taken now, the copy lasts `bytes / rate`.
-    fn start(
-        &mut self,
-        twin: &mut Twin<'_>,
-        scn: &Scenario,
-        a: &PlannedAction,
-        [vm, from, to]: [usize; 3],
-        t: f64,
-    ) -> Migration {
+/// One rebalancer cycle at step `k`: detect, plan, start the planned moves.
+#[allow(clippy::too_many_arguments)]
+fn rebalance_cycle(
+    twin: &mut Twin,
+    st: &mut RunState,
+    index: &Index,
+    profile: &Profile,
+    opts: &Options,
+    k: u64,
+    t: f64,
+    view: &ClusterView,
+    demand: &[f64],
+) -> Result<(), String> {
+    let scn = twin.scn;
+    let cfg = &scn.rebalance;
+    let n = twin.hosts.len();
+    let rb = &mut st.rebalancer;
+    rb.history.record(view, t, cfg.window_seconds * 2.0);
+    if t < rb.next_cycle {
+        return Ok(());
+    }
+    rb.next_cycle = t + cfg.interval_seconds;
+    let detection = detect(&rb.history, &rb.detect_state, cfg, t);
+    let hosts: Vec<Host> = (0..n).map(|h| twin.model_host(h)).collect();
+    let in_flight: Vec<InFlight> = st
+        .migrations
+        .iter()
+        .map(|m| InFlight {
+            vm: twin.vms[m.vm].uuid.clone(),
+            source_host: twin.hosts[m.from].name.clone(),
+            target_host: twin.hosts[m.to].name.clone(),
+            az: twin.hosts[m.from].az.clone(),
+        })
+        .collect();
+    let input = PlanInput {
+        view,
+        hosts: &hosts,
+        sizes: &index.sizes,
+        detection: &detection,
+        in_flight: &in_flight,
+        history: &rb.moves,
+        budget: &rb.budget,
+        now: t,
+    };
+    let p = plan(&input, profile, opts, cfg);
+    rb.detect_state = detection.state;
+    rb.budget = p.budget.clone();
+    for a in &p.actions {
+        let (Some(&vm), Some(&from), Some(&to)) = (
+            index.uuid.get(&a.vm),
+            index.host.get(&a.source_host),
+            index.host.get(&a.target_host),
+        ) else {
+            return Err(format!(
+                "the plan names a VM or host the twin does not have: {} {} -> {}",
+                a.vm, a.source_host, a.target_host
+            ));
+        };
         let size = twin.size(vm);
         twin.reserve(to, &size, 1.0);
-        let seconds = a.bytes as f64 / (scn.migration_gib_per_second * GIB);
-        self.moves.push(MoveRecord {
+        let disk = if size.block_migration {
+            size.disk_gb
+        } else {
+            0.0
+        };
+        let out = migration::precopy(
+            &scn.migration,
+            size.memory_mb / 1024.0,
+            disk,
+            demand[vm],
+            scn.migration_gib_per_second,
+        );
+        let gib = out.gib_sent;
+        st.migrations.push(Migration {
+            vm,
+            from,
+            to,
+            start_step: k,
+            finish: t + out.seconds,
+            gib,
+            converged: out.converged,
+        });
+        st.rebalancer.moves.push(MoveRecord {
             vm: a.vm.clone(),
             from_host: a.source_host.clone(),
             to_host: a.target_host.clone(),
             at: t,
         });
-        self.gib_moved += a.bytes as f64 / GIB;
-        self.moves_out.push(MoveOut {
+        st.gib_moved += gib;
+        st.moves_out.push(MoveOut {
             vm: a.vm.clone(),
             role: scn.roles[twin.vms[vm].role].name.clone(),
             from_host: a.source_host.clone(),
@@ -827,28 +908,26 @@ impl Moved {
             az: a.az.clone(),
             at_hours: (t - scn.start_unix) / 3600.0,
             gib: a.bytes as f64 / GIB,
+            gib_sent: gib,
+            seconds: out.seconds,
+            converged: out.converged,
         });
-        self.starts_per_az
+        st.starts_per_az
             .entry(a.az.clone())
             .or_default()
             .push((t, a.bytes as f64));
-        Migration {
-            vm,
-            from,
-            to,
-            finish: t + seconds,
-        }
     }
+    Ok(())
 }
 
-/// The token bucket's promise: over any interval, at most burst + rate x its length. Also the
-/// most bytes an AZ started within an hour.
-fn bucket_kept(
-    starts_per_az: &BTreeMap<String, Vec<(f64, f64)>>,
+/// The token bucket's promise: over any interval, at most burst + rate x its length.
+/// Returns (kept, the most bytes started in one AZ within any hour).
+fn budget_check(
     cfg: &RebalanceSettings,
+    starts_per_az: &BTreeMap<String, Vec<(f64, f64)>>,
 ) -> (bool, f64) {
     let (burst, rate) = (cfg.burst_bytes(), cfg.refill_bytes_per_second());
-    let mut budget_respected = true;
+    let mut kept = true;
     let mut max_hour = 0.0f64;
     for starts in starts_per_az.values() {
         for i in 0..starts.len() {
@@ -857,7 +936,7 @@ fn bucket_kept(
                 sum += s.1;
                 let span = s.0 - starts[i].0;
                 if sum > burst + rate * span + 1.0 {
-                    budget_respected = false;
+                    kept = false;
                 }
                 if span < 3600.0 {
                     max_hour = max_hour.max(sum);
@@ -865,38 +944,364 @@ fn bucket_kept(
             }
         }
     }
-    (budget_respected, max_hour)
+    (kept, max_hour)
 }
 
-/// The shortest time between two moves of one VM, in hours.
-fn min_hours_between_moves(moves: &[MoveRecord]) -> Option<f64> {
-    let mut per_vm: HashMap<&str, Vec<f64>> = HashMap::new();
-    for m in moves {
-        per_vm.entry(m.vm.as_str()).or_default().push(m.at);
+/// Run one strategy over the scenario's workload.
+pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<StrategyReport, String> {
+    let placement = scn.profile(&scn.placement_profile)?;
+    let rebalance_profile = scn.profile(&scn.rebalance.profile)?;
+    let step = scn.step_minutes * 60.0;
+    let opts = Options {
+        role_metadata_key: "role".into(),
+        max_age_seconds: (2.0 * step).max(300.0),
+        ..Options::default()
+    };
+    let mut twin = Twin::new(scn);
+    let index = Index {
+        uuid: twin
+            .vms
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.uuid.clone(), i))
+            .collect(),
+        host: twin
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.clone(), i))
+            .collect(),
+        sizes: (0..twin.vms.len())
+            .map(|i| (twin.vms[i].uuid.clone(), twin.size(i)))
+            .collect(),
+    };
+    let mut st = RunState {
+        migrations: Vec::new(),
+        rebalancer: Rebalancer {
+            next_cycle: scn.start_unix,
+            ..Default::default()
+        },
+        moves_out: Vec::new(),
+        gib_moved: 0.0,
+        starts_per_az: BTreeMap::new(),
+        trace: Trace::default(),
+    };
+    let mut order: Vec<usize> = (0..twin.vms.len()).collect();
+    Rng::new(scn.seed ^ 0xB007).shuffle(&mut order);
+    let mut m = Measures::default();
+    for (k, demand) in work.demand.iter().enumerate() {
+        let k = k as u64;
+        let t = scn.start_unix + k as f64 * step;
+        finish_moves(&mut twin, &mut st, k, t);
+        if twin.vms.iter().any(|v| v.boot_step == k) {
+            let mut ctx = BootContext {
+                profile: &placement,
+                opts: &opts,
+                view: steward_view(&twin, work, &st.trace, t),
+                t,
+            };
+            let events = boot_due(&mut twin, strategy, &mut ctx, &order, k);
+            st.trace.events.extend(events);
+        }
+        measure(&twin, demand, &st.migrations, &mut m, &mut st.trace);
+        if strategy.rebalance {
+            let view = steward_view(&twin, work, &st.trace, t);
+            rebalance_cycle(
+                &mut twin,
+                &mut st,
+                &index,
+                &rebalance_profile,
+                &opts,
+                k,
+                t,
+                &view,
+                demand,
+            )?;
+        }
     }
-    per_vm
+    Ok(finish_report(scn, strategy, &twin, st, m))
+}
+
+/// What a run gives, from its twin, its state and its measures.
+fn finish_report(
+    scn: &Scenario,
+    strategy: &Strategy,
+    twin: &Twin,
+    mut st: RunState,
+    mut m: Measures,
+) -> StrategyReport {
+    let migrations_aborted = st
+        .trace
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Move {
+                    converged: false,
+                    end_step: Some(_),
+                    ..
+                }
+            )
+        })
+        .count() as u32;
+    let unplaced = st
+        .trace
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::NoValidHost { .. }))
+        .count() as u32;
+    for mig in &st.migrations {
+        st.trace.events.push(Event::Move {
+            vm: mig.vm,
+            from: mig.from,
+            to: mig.to,
+            start_step: mig.start_step,
+            end_step: None,
+            gib: mig.gib,
+            converged: false,
+        });
+    }
+    m.fluid.sort_by(f64::total_cmp);
+    m.fair.sort_by(f64::total_cmp);
+    let cfg = &scn.rebalance;
+    let (budget_respected, max_hour) = budget_check(cfg, &st.starts_per_az);
+    let mut per_vm: HashMap<&str, Vec<f64>> = HashMap::new();
+    for mv in &st.rebalancer.moves {
+        per_vm.entry(mv.vm.as_str()).or_default().push(mv.at);
+    }
+    let min_gap = per_vm
         .values()
         .flat_map(|ts| ts.windows(2).map(|w| (w[1] - w[0]) / 3600.0))
-        .min_by(f64::total_cmp)
+        .min_by(f64::total_cmp);
+    let share = |x: f64| if m.demand > 0.0 { x / m.demand } else { 0.0 };
+    StrategyReport {
+        strategy: strategy.name.clone(),
+        steal_p50: measure::percentile(&m.fluid, 0.50),
+        steal_p95: measure::percentile(&m.fluid, 0.95),
+        steal_p99: measure::percentile(&m.fluid, 0.99),
+        fair_steal_p50: measure::percentile(&m.fair, 0.50),
+        fair_steal_p95: measure::percentile(&m.fair, 0.95),
+        fair_steal_p99: measure::percentile(&m.fair, 0.99),
+        unserved: share(m.unserved),
+        unserved_limit: share(m.limit),
+        migrations: st.rebalancer.moves.len() as u32,
+        migrations_aborted,
+        gib_moved: st.gib_moved,
+        az_violations: twin.az_violations.len() as u32,
+        worst_role_stacking: twin.worst_stacking,
+        unplaced,
+        max_gib_per_az_in_an_hour: max_hour / GIB,
+        budget_respected,
+        min_hours_between_moves_of_a_vm: min_gap,
+        cooldown_respected: min_gap.is_none_or(|g| g >= cfg.cooldown_hours),
+        moves: st.moves_out,
+        trace: st.trace,
+    }
 }
 
-/// Run every strategy on the scenario.
+/// Run every strategy on the scenario (in parallel: they share only the workload).
 pub fn simulate(scn: &Scenario) -> Result<Report, String> {
-    let strategies = Strategy::ALL
-        .iter()
-        .map(|s| run(scn, *s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let work = Workload::new(scn);
+    let strategies = scn.strategies();
+    let results: Vec<Result<StrategyReport, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = strategies
+            .iter()
+            .map(|st| s.spawn(|| run(scn, st, &work)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a strategy's run panicked".into()))
+            })
+            .collect()
+    });
+    let strategies = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let hosts = twin::hosts_of(scn)
+        .into_iter()
+        .map(|h| HostOut {
+            name: h.name,
+            az: h.az,
+            spec: h.spec,
+        })
+        .collect();
+    let vms = twin::vms_of(scn)
+        .into_iter()
+        .map(|v| {
+            let r = &scn.roles[v.role];
+            VmOut {
+                uuid: v.uuid,
+                role: r.name.clone(),
+                roleless: v.roleless,
+                boot_step: v.boot_step,
+                az: v.az,
+                vcpus: r.vcpus,
+                memory_mb: r.memory_mb,
+                disk_gb: r.disk_gb,
+            }
+        })
+        .collect();
     Ok(Report {
         scenario: scn.name.clone(),
         description: scn.description.clone(),
         seed: scn.seed,
         hours: scn.hours,
         azs: scn.azs.len(),
-        hosts: scn.azs.len() * scn.hosts_per_az as usize,
-        vms: scn.roles.iter().map(|r| r.count as usize).sum(),
         budget_gib_per_az_per_hour: scn.rebalance.budget_gib_per_az_per_hour,
         budget_burst_gib: scn.rebalance.burst_bytes() / GIB,
         cooldown_hours: scn.rebalance.cooldown_hours,
+        scenario_as_run: scn.clone(),
+        start_unix: scn.start_unix,
+        step_seconds: scn.step_minutes * 60.0,
+        steps: steps(scn),
+        hosts,
+        vms,
+        vm_demand: work.demand,
+        strategies,
+    })
+}
+
+/// `A..B` (inclusive) or a single seed.
+pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
+    let bad = || format!("--seeds {text:?}: give A..B (inclusive, A <= B) or one seed, e.g. 1..10");
+    let (a, b) = match text.split_once("..") {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (text.trim(), text.trim()),
+    };
+    let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if a > b || b - a >= 10_000 {
+        return Err(bad());
+    }
+    Ok((a..=b).collect())
+}
+
+/// min, median and max of one figure over the seeds, with every seed's value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    pub per_seed: Vec<f64>,
+}
+
+impl Spread {
+    fn of(values: Vec<f64>) -> Spread {
+        Spread {
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            median: measure::median(&values),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            per_seed: values,
+        }
+    }
+}
+
+/// One strategy's figures over the seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedsStrategy {
+    pub strategy: String,
+    pub figures: BTreeMap<String, Spread>,
+}
+
+/// Every strategy over a range of seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedsReport {
+    pub scenario: String,
+    pub hours: f64,
+    pub hosts: usize,
+    pub vms: usize,
+    pub seeds: Vec<u64>,
+    pub strategies: Vec<SeedsStrategy>,
+}
+
+/// The figures of one strategy on one seed, with the ratios to the better Nova baseline:
+/// `p95_vs_nova` (p95 steal over the lower of nova-default's and nova-groups'), the same for
+/// fair share, and `unserved_gap_closed` (how much of the better baseline's unserved CPU above
+/// the physical limit the strategy removed; 1 when there was no gap).
+fn seed_figures(report: &Report, s: &StrategyReport) -> Vec<(&'static str, f64)> {
+    let novas: Vec<&StrategyReport> = report
+        .strategies
+        .iter()
+        .filter(|x| x.strategy == "nova-default" || x.strategy == "nova-groups")
+        .collect();
+    let best =
+        |f: fn(&StrategyReport) -> f64| novas.iter().map(|x| f(x)).fold(f64::INFINITY, f64::min);
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            a / b
+        } else if a > 0.0 {
+            f64::INFINITY
+        } else {
+            1.0
+        }
+    };
+    let nova_unserved = best(|x| x.unserved);
+    let gap = nova_unserved - s.unserved_limit;
+    vec![
+        ("steal_p50", s.steal_p50),
+        ("steal_p95", s.steal_p95),
+        ("steal_p99", s.steal_p99),
+        ("fair_steal_p95", s.fair_steal_p95),
+        ("fair_steal_p99", s.fair_steal_p99),
+        ("unserved", s.unserved),
+        ("unserved_limit", s.unserved_limit),
+        ("p95_vs_nova", ratio(s.steal_p95, best(|x| x.steal_p95))),
+        (
+            "fair_p95_vs_nova",
+            ratio(s.fair_steal_p95, best(|x| x.fair_steal_p95)),
+        ),
+        (
+            "unserved_gap_closed",
+            if gap > 1e-12 {
+                (nova_unserved - s.unserved) / gap
+            } else {
+                1.0
+            },
+        ),
+        ("migrations", f64::from(s.migrations)),
+        ("unplaced", f64::from(s.unplaced)),
+    ]
+}
+
+/// Run the scenario once per seed and gather each figure's spread.
+pub fn simulate_seeds(scn: &Scenario, seeds: &[u64]) -> Result<SeedsReport, String> {
+    let mut per: BTreeMap<String, BTreeMap<&'static str, Vec<f64>>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for &seed in seeds {
+        let mut s = scn.clone();
+        s.seed = seed;
+        let report = simulate(&s)?;
+        for st in &report.strategies {
+            if !per.contains_key(&st.strategy) {
+                order.push(st.strategy.clone());
+            }
+            let figures = per.entry(st.strategy.clone()).or_default();
+            for (k, v) in seed_figures(&report, st) {
+                figures.entry(k).or_default().push(v);
+            }
+        }
+    }
+    let strategies = order
+        .into_iter()
+        .map(|name| {
+            let figures = per
+                .remove(&name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Spread::of(v)))
+                .collect();
+            SeedsStrategy {
+                strategy: name,
+                figures,
+            }
+        })
+        .collect();
+    Ok(SeedsReport {
+        scenario: scn.name.clone(),
+        hours: scn.hours,
+        hosts: scn.azs.len() * scn.hosts_per_az as usize,
+        vms: scn.roles.iter().map(|r| r.count as usize).sum(),
+        seeds: seeds.to_vec(),
         strategies,
     })
 }

@@ -1,6 +1,6 @@
 //! The twin's report as an operator reads it: a table in the OpenStack CLI's style.
 
-use super::Report;
+use super::{Report, SeedsReport};
 
 /// Rows of cells as a `+---+` framed table, numbers right-aligned.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -57,7 +57,11 @@ pub fn render(report: &Report) -> String {
         "p50 steal",
         "p95 steal",
         "p99 steal",
+        "p95 fair-share",
+        "Unserved CPU",
+        "Physical limit",
         "Migrations",
+        "Aborted",
         "GiB moved",
         "Max GiB/AZ in 1 h",
         "AZ violations",
@@ -72,7 +76,11 @@ pub fn render(report: &Report) -> String {
                 pct(s.steal_p50),
                 pct(s.steal_p95),
                 pct(s.steal_p99),
+                pct(s.fair_steal_p95),
+                pct(s.unserved),
+                pct(s.unserved_limit),
                 s.migrations.to_string(),
+                s.migrations_aborted.to_string(),
                 format!("{:.1}", s.gib_moved),
                 format!("{:.1}", s.max_gib_per_az_in_an_hour),
                 s.az_violations.to_string(),
@@ -83,9 +91,9 @@ pub fn render(report: &Report) -> String {
     let mut out = format!(
         "scenario {}: {} hosts in {} AZs, {} VMs, {} h, seed {}; budget per AZ: a {} GiB bucket refilled at {} GiB/h; cooldown {} h\n",
         report.scenario,
-        report.hosts,
+        report.hosts.len(),
         report.azs,
-        report.vms,
+        report.vms.len(),
         report.hours,
         report.seed,
         report.budget_burst_gib,
@@ -118,6 +126,57 @@ pub fn render(report: &Report) -> String {
         };
         out.push_str(&format!("{}: {budget}; {cooldown}\n", s.strategy));
     }
+    out
+}
+
+/// Every strategy's figures over the seeds: min / median / max.
+pub fn render_seeds(report: &SeedsReport) -> String {
+    let cols: [(&str, &str, bool); 8] = [
+        ("p95 steal", "steal_p95", true),
+        ("p95 fair-share steal", "fair_steal_p95", true),
+        ("Unserved CPU", "unserved", true),
+        ("Physical limit", "unserved_limit", true),
+        ("p95 / best Nova", "p95_vs_nova", true),
+        ("Fair p95 / best Nova", "fair_p95_vs_nova", true),
+        ("Unserved gap closed", "unserved_gap_closed", true),
+        ("Migrations", "migrations", false),
+    ];
+    let mut header = vec!["Strategy"];
+    header.extend(cols.iter().map(|c| c.0));
+    let rows: Vec<Vec<String>> = report
+        .strategies
+        .iter()
+        .map(|s| {
+            let mut row = vec![s.strategy.clone()];
+            for (_, key, percent) in cols {
+                row.push(s.figures.get(key).map_or_else(String::new, |f| {
+                    let v = |x: f64| {
+                        if percent {
+                            format!("{:.1}", x * 100.0)
+                        } else {
+                            format!("{x:.0}")
+                        }
+                    };
+                    format!("{} / {} / {}", v(f.min), v(f.median), v(f.max))
+                }));
+            }
+            row
+        })
+        .collect();
+    let seeds = match (report.seeds.first(), report.seeds.last()) {
+        (Some(a), Some(b)) => format!("seeds {a}..{b}"),
+        _ => "no seeds".into(),
+    };
+    let mut out = format!(
+        "scenario {}: {} hosts, {} VMs, {} h, {} ({} runs); min / median / max over the seeds, in % except migrations\n",
+        report.scenario,
+        report.hosts,
+        report.vms,
+        report.hours,
+        seeds,
+        report.seeds.len()
+    );
+    out.push_str(&table(&header, &rows));
     out
 }
 

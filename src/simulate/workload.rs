@@ -1,10 +1,10 @@
 //! The twin's workload: daily CPU demand curves per role, per-VM intensity, and noise drawn
 //! from a counter-based RNG, so every strategy sees the very same demand at every step.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The shape of a role's day (UTC hours).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Curve {
     /// Peaks at 09:00, 12:00 and 20:00.

@@ -1,10 +1,12 @@
-//! The rebalancer's journal in steward's store: plans, actions and their transitions, and the
-//! SQLite leader lease. Moves rows only; which transition is allowed is `rebalance::execute`'s.
+//! The rebalancer's journal in steward's store: plans, actions and their transitions, each
+//! leader's transition fenced by its lease epoch (`store::lease`). Moves rows only; which
+//! transition is allowed is `rebalance::execute`'s.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError};
+use super::lease::{check_fence, fence_refusal, is_write_conflict, Fence};
+use super::{Store, StoreError};
 
 /// Where one action stands. The order of the lifecycle:
 /// planned → approved → draining → migrating → rejoining → done | failed | aborted.
@@ -173,6 +175,9 @@ pub struct EventRow {
     pub from: String,
     pub to: String,
     pub detail: String,
+    /// The leader's lease epoch the transition was written under (`None`: not by a leader,
+    /// e.g. an admin's decision or a write before epochs were kept).
+    pub epoch: Option<i64>,
 }
 
 /// Columns a transition may set besides the state. `None` leaves a column as it is.
@@ -195,6 +200,9 @@ pub enum JournalError {
     /// Someone else moved the row first (another replica, an admin): nothing was written.
     #[error("{0}")]
     Conflict(String),
+    /// The writer's leadership has passed on (a higher epoch) or run out: nothing was written.
+    #[error("{0}")]
+    Fenced(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -203,6 +211,16 @@ impl From<sqlx::Error> for JournalError {
     fn from(e: sqlx::Error) -> Self {
         JournalError::Store(StoreError::Sql(e))
     }
+}
+
+/// One transition's arguments, as [`Store::transition_fenced`] tries it.
+struct Step<'a> {
+    id: &'a str,
+    from: ActionState,
+    to: ActionState,
+    patch: &'a Patch,
+    detail: &'a str,
+    now: f64,
 }
 
 const ACTION_COLUMNS: &str = "id, plan_id, seq, vm, vm_name, source, target, az, ram_mb, \
@@ -269,6 +287,7 @@ impl Store {
                     Some(who) => format!("planned and approved by {who}"),
                     None => "planned".to_string(),
                 },
+                None,
             )
             .await?;
         }
@@ -356,7 +375,7 @@ impl Store {
     /// Every transition of one action, in order.
     pub async fn events(&self, action: &str) -> Result<Vec<EventRow>, JournalError> {
         let rows = sqlx::query(
-            "SELECT action_id, at, from_state, to_state, detail FROM rebalance_event \
+            "SELECT action_id, at, from_state, to_state, detail, epoch FROM rebalance_event \
              WHERE action_id = ? ORDER BY id",
         )
         .bind(action.to_string())
@@ -370,6 +389,7 @@ impl Store {
                     from: r.try_get("from_state")?,
                     to: r.try_get("to_state")?,
                     detail: text(r, "detail")?,
+                    epoch: r.try_get("epoch")?,
                 })
             })
             .collect()
@@ -387,6 +407,60 @@ impl Store {
         detail: &str,
         now: f64,
     ) -> Result<ActionRow, JournalError> {
+        self.transition_fenced(id, from, to, patch, detail, now, None)
+            .await
+    }
+
+    /// As [`Store::transition`], for a leader: with `fence`, the same transaction first checks
+    /// (and touches) the lease row, and the transition is refused with
+    /// [`JournalError::Fenced`], nothing written, unless `fence` still holds the lease at its
+    /// epoch, unexpired at `now`. A write that loses Galera's certification is tried again.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition_fenced(
+        &self,
+        id: &str,
+        from: ActionState,
+        to: ActionState,
+        patch: &Patch,
+        detail: &str,
+        now: f64,
+        fence: Option<&Fence>,
+    ) -> Result<ActionRow, JournalError> {
+        let step = Step {
+            id,
+            from,
+            to,
+            patch,
+            detail,
+            now,
+        };
+        let mut attempt = 1;
+        loop {
+            match self.transition_once(&step, fence).await {
+                Err(JournalError::Store(StoreError::Sql(e)))
+                    if is_write_conflict(&e) && attempt < 3 =>
+                {
+                    tracing::debug!(action = id, error = %e, "journal write lost a write conflict; trying again");
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn transition_once(
+        &self,
+        step: &Step<'_>,
+        fence: Option<&Fence>,
+    ) -> Result<ActionRow, JournalError> {
+        let Step {
+            id,
+            from,
+            to,
+            patch,
+            detail,
+            now,
+        } = *step;
         let mut sets = vec!["state = ?".to_string(), "updated_at = ?".to_string()];
         for (set, col) in [
             (patch.outcome.is_some(), "outcome"),
@@ -432,6 +506,15 @@ impl Store {
             q = q.bind(v);
         }
         let mut tx = self.pool.begin().await?;
+        if let Some(f) = fence {
+            if !check_fence(&mut tx, f, now).await? {
+                tx.rollback().await?;
+                return Err(JournalError::Fenced(format!(
+                    "action {id} was not moved from {from} to {to}: {}",
+                    fence_refusal(f)
+                )));
+            }
+        }
         let done = q
             .bind(id.to_string())
             .bind(from.as_str())
@@ -448,7 +531,8 @@ impl Store {
             });
         }
         if from != to || !detail.is_empty() {
-            insert_event(&mut tx, id, now, from.as_str(), to.as_str(), detail).await?;
+            let epoch = fence.map(|f| f.epoch);
+            insert_event(&mut tx, id, now, from.as_str(), to.as_str(), detail, epoch).await?;
         }
         tx.commit().await?;
         self.action(id)
@@ -527,66 +611,22 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if moved.rows_affected() == 1 {
-                insert_event(&mut tx, &a.id, now, a.state.as_str(), to.as_str(), &detail).await?;
+                insert_event(
+                    &mut tx,
+                    &a.id,
+                    now,
+                    a.state.as_str(),
+                    to.as_str(),
+                    &detail,
+                    None,
+                )
+                .await?;
             }
         }
         tx.commit().await?;
         self.plan(id)
             .await?
             .ok_or_else(|| JournalError::NotFound(format!("no rebalance plan {id}")))
-    }
-
-    /// Take or renew the SQLite lease `name` for `holder` until `now + ttl`. True when held.
-    pub async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: f64,
-        ttl: f64,
-    ) -> Result<bool, StoreError> {
-        let sql = match self.backend {
-            Backend::Sqlite => {
-                "INSERT INTO leader_lease (name, holder, expires_at) VALUES (?, ?, ?) \
-                 ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-                 WHERE leader_lease.holder = excluded.holder OR leader_lease.expires_at < ?"
-            }
-            Backend::MySql => {
-                "INSERT INTO leader_lease (name, holder, expires_at) VALUES (?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE \
-                 holder = IF(holder = VALUES(holder) OR expires_at < ?, VALUES(holder), holder), \
-                 expires_at = IF(holder = VALUES(holder), VALUES(expires_at), expires_at)"
-            }
-        };
-        sqlx::query(sql)
-            .bind(name.to_string())
-            .bind(holder.to_string())
-            .bind(now + ttl)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        let row = sqlx::query("SELECT holder FROM leader_lease WHERE name = ?")
-            .bind(name.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => r.try_get::<String, _>("holder")? == holder,
-            None => false,
-        })
-    }
-
-    /// Give the lease up (on shutdown), if `holder` has it.
-    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM leader_lease WHERE name = ? AND holder = ?")
-            .bind(name.to_string())
-            .bind(holder.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// The pool, for the MySQL leader lock (a connection of its own holds `GET_LOCK`).
-    pub fn pool(&self) -> &sqlx::AnyPool {
-        &self.pool
     }
 }
 
@@ -597,15 +637,18 @@ async fn insert_event(
     from: &str,
     to: &str,
     detail: &str,
+    epoch: Option<i64>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO rebalance_event (action_id, at, from_state, to_state, detail) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO rebalance_event (action_id, at, from_state, to_state, detail, epoch) \
+         VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(action.to_string())
     .bind(at)
     .bind(from.to_string())
     .bind(to.to_string())
     .bind(detail.to_string())
+    .bind(epoch)
     .execute(&mut **tx)
     .await?;
     Ok(())

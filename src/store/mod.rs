@@ -3,6 +3,7 @@
 
 pub mod detector;
 pub mod journal;
+pub mod lease;
 pub mod settings;
 
 mod repair;
@@ -21,6 +22,13 @@ pub use settings::{redact_url, DatabaseSettings, DatabaseUrl};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("sql/sqlite");
 static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("sql/mysql");
+/// The same for a Galera node: sqlx serializes migrations with `GET_LOCK`, which Galera
+/// refuses under wsrep (error 1235); there `steward db upgrade` runs once, unlocked.
+static GALERA_MIGRATIONS: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(|| {
+    let mut m = sqlx::migrate!("sql/mysql");
+    m.set_locking(false);
+    m
+});
 
 /// Rows per multi-row INSERT: well under MySQL's 65,535 placeholders.
 const CHUNK: usize = 500;
@@ -161,7 +169,12 @@ impl Store {
 
     /// Apply every pending migration (idempotent).
     pub async fn upgrade(&self) -> Result<SchemaStatus, StoreError> {
-        self.migrator().run(&self.pool).await?;
+        let migrator = if self.wsrep_on().await? {
+            &*GALERA_MIGRATIONS
+        } else {
+            self.migrator()
+        };
+        migrator.run(&self.pool).await?;
         self.status().await
     }
 

@@ -561,3 +561,23 @@ pub fn plan_json() -> Value {
         "reason": "load5/vCPU 1.4 and steal 22% for 30 min; cmp-2 predicts 3% steal"
     }], "summary": {"candidates": 1}})
 }
+
+/// The real binary as an operator runs it in `dir`: `--config dir/<config>`, the cloud from
+/// `dir/clouds.yaml` and `dir/secure.yaml`, info logs.
+pub fn steward_command(
+    dir: &std::path::Path,
+    config: &str,
+    args: &[&str],
+) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_steward"));
+    c.current_dir(dir)
+        .env_remove("STEWARD_CONFIG")
+        .env_remove("OS_CLOUD")
+        .env("OS_CLIENT_CONFIG_FILE", dir.join("clouds.yaml"))
+        .env("OS_CLIENT_SECURE_FILE", dir.join("secure.yaml"))
+        .env("STEWARD_LOG", "steward=info")
+        .arg("--config")
+        .arg(dir.join(config))
+        .args(args);
+    c
+}

@@ -3,7 +3,7 @@
 //! out of discovery; rejoin = maintenance off (`enable=false`). Both are idempotent in Consul.
 
 use super::settings::{parse_node_from, ConsulHookSettings};
-use super::{http_client, read_token, snippet, BoxFuture, Hook, HookContext, HookError};
+use super::{http_client, read_token, snippet, BoxFuture, Escape, Hook, HookContext, HookError};
 
 pub struct Consul {
     agent_url: String,
@@ -33,7 +33,7 @@ impl Consul {
 
     async fn maintenance(&self, ctx: &HookContext, enable: bool) -> Result<(), HookError> {
         let node = ctx.node(self.node_key.as_deref())?;
-        let base = ctx.render(&self.agent_url, &node, true)?;
+        let base = ctx.render(&self.agent_url, &node, Escape::Percent)?;
         let mut url = url::Url::parse(base.trim_end_matches('/')).map_err(|e| {
             HookError(format!(
                 "Consul agent URL {base:?} for server {} is not a URL ({e}); check \
@@ -49,7 +49,10 @@ impl Consul {
             let mut q = url.query_pairs_mut();
             q.append_pair("enable", if enable { "true" } else { "false" });
             if enable {
-                q.append_pair("reason", &ctx.render(&self.reason, &node, false)?);
+                q.append_pair(
+                    "reason",
+                    &ctx.render(&self.reason, &node, Escape::Verbatim)?,
+                );
             }
         }
         let mut req = self.client.put(url.clone());

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use settings::HooksSettings;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -53,14 +54,16 @@ impl HookContext {
         Ok(node)
     }
 
-    /// Fill a template. `encode` percent-encodes each value (for URLs). `{name}` is a field
-    /// when `name` looks like one (lower-case letters and `_`, or `meta:<key>`); any other brace
-    /// is literal text, so JSON bodies need no escaping. An unknown field is an error naming it,
-    /// so a typo never reaches an orchestrator.
-    pub fn render(&self, template: &str, node: &str, encode: bool) -> Result<String, HookError> {
+    /// Fill a template, each value escaped for where it lands (see [`Escape`]). `{name}` is a
+    /// field when `name` looks like one (lower-case letters and `_`, or `meta:<key>`); any other
+    /// brace is literal text. An unknown field is an error naming it, so a typo never reaches an
+    /// orchestrator. Values are never read as templates themselves.
+    pub fn render(&self, template: &str, node: &str, escape: Escape) -> Result<String, HookError> {
         let mut out = String::with_capacity(template.len());
+        let mut json = JsonScan::default();
         let mut rest = template;
         while let Some(start) = rest.find('{') {
+            json.literal(&rest[..start]);
             out.push_str(&rest[..start]);
             let after = &rest[start + 1..];
             let field = after
@@ -68,37 +71,105 @@ impl HookContext {
                 .map(|end| &after[..end])
                 .filter(|f| is_field(f));
             let Some(field) = field else {
+                json.literal("{");
                 out.push('{');
                 rest = after;
                 continue;
             };
-            let value = match field {
-                "vm" => self.vm.clone(),
-                "vm_name" => self.vm_name.clone(),
-                "source" => self.source.clone(),
-                "target" => self.target.clone(),
-                "az" => self.az.clone(),
-                "action" => self.action.clone(),
-                "node" => node.to_string(),
-                f => match f.strip_prefix("meta:") {
-                    Some(k) => self.metadata.get(k).cloned().unwrap_or_default(),
-                    None => {
-                        return Err(HookError(format!(
-                            "template {template:?} names {{{f}}}, which is not a field; fields are \
-                             vm, vm_name, source, target, az, action, node, meta:<key>"
-                        )))
-                    }
-                },
-            };
-            if encode {
-                out.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
-            } else {
-                out.push_str(&value);
+            let value = self.field(field, node, template)?;
+            match escape {
+                Escape::Verbatim => out.push_str(&value),
+                Escape::Percent => out.extend(utf8_percent_encode(&value, COMPONENT)),
+                Escape::JsonString if json.in_string => {
+                    let quoted = serde_json::Value::String(value).to_string();
+                    out.push_str(&quoted[1..quoted.len() - 1]);
+                }
+                Escape::JsonString => {
+                    return Err(HookError(format!(
+                        "template {template:?} puts {{{field}}} outside a JSON string; write it \
+                         inside quotes (\"{{{field}}}\"), so a value cannot add JSON of its own"
+                    )))
+                }
             }
             rest = &after[field.len() + 1..];
         }
         out.push_str(rest);
         Ok(out)
+    }
+
+    fn field(&self, field: &str, node: &str, template: &str) -> Result<String, HookError> {
+        Ok(match field {
+            "vm" => self.vm.clone(),
+            "vm_name" => self.vm_name.clone(),
+            "source" => self.source.clone(),
+            "target" => self.target.clone(),
+            "az" => self.az.clone(),
+            "action" => self.action.clone(),
+            "node" => node.to_string(),
+            f => match f.strip_prefix("meta:") {
+                Some(k) => self.metadata.get(k).cloned().unwrap_or_default(),
+                None => {
+                    return Err(HookError(format!(
+                        "template {template:?} names {{{f}}}, which is not a field; fields are \
+                         vm, vm_name, source, target, az, action, node, meta:<key>"
+                    )))
+                }
+            },
+        })
+    }
+
+    /// A context whose every field holds `value`, to check a template once at start-up.
+    pub fn filled_with(value: &str) -> HookContext {
+        HookContext {
+            action: value.into(),
+            vm: value.into(),
+            vm_name: value.into(),
+            source: value.into(),
+            target: value.into(),
+            az: value.into(),
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
+/// How a template value is escaped, by where the filled template lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// As it is: one argv element of an exec hook (no shell ever parses it), or a value that
+    /// the caller encodes itself (a query pair appended through `url`).
+    Verbatim,
+    /// Percent-encoded, every byte but `A-Za-z0-9-._~`: URLs (a value stays one path segment
+    /// or one query value) and header values (no line break or non-ASCII reaches the wire).
+    Percent,
+    /// Through the JSON encoder as the contents of a JSON string; a field outside a string
+    /// in the template is refused.
+    JsonString,
+}
+
+/// Everything but RFC 3986's unreserved characters.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Whether the template's text so far leaves us inside a JSON string.
+#[derive(Default)]
+struct JsonScan {
+    in_string: bool,
+    escaped: bool,
+}
+
+impl JsonScan {
+    fn literal(&mut self, text: &str) {
+        for c in text.chars() {
+            match (self.in_string, self.escaped, c) {
+                (true, true, _) => self.escaped = false,
+                (true, false, '\\') => self.escaped = true,
+                (_, false, '"') => self.in_string = !self.in_string,
+                _ => {}
+            }
+        }
     }
 }
 
@@ -197,18 +268,25 @@ mod tests {
             c.render(
                 "{vm_name} {source}->{target} in {az} ({action}) {node} {meta:k8s_node}",
                 "n",
-                false
+                Escape::Verbatim
             )
             .unwrap(),
             "web-1 cmp-1->cmp 2 in az1 (a1) n node-a"
         );
-        assert_eq!(c.render("/x?t={target}", "n", true).unwrap(), "/x?t=cmp+2");
-        let e = c.render("{tagret}", "n", false).unwrap_err();
-        assert!(e.0.contains("{tagret}"), "{e}");
-        // Other braces are text: JSON bodies need no escaping.
         assert_eq!(
-            c.render(r#"{"vm": "{vm}", "n": {"x": 1}} {vm"#, "n", false)
-                .unwrap(),
+            c.render("/x?t={target}", "n", Escape::Percent).unwrap(),
+            "/x?t=cmp%202"
+        );
+        let e = c.render("{tagret}", "n", Escape::Verbatim).unwrap_err();
+        assert!(e.0.contains("{tagret}"), "{e}");
+        // Other braces are text: a JSON template keeps its own.
+        assert_eq!(
+            c.render(
+                r#"{"vm": "{vm}", "n": {"x": 1}} {vm"#,
+                "n",
+                Escape::JsonString
+            )
+            .unwrap(),
             r#"{"vm": "4c1b6f0e-0000-4000-8000-000000000001", "n": {"x": 1}} {vm"#
         );
     }

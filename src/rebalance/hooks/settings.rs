@@ -117,7 +117,8 @@ pub struct HttpHookSettings {
     /// URL templates (values are percent-encoded); empty: nothing to call at that step.
     pub drain_url: String,
     pub rejoin_url: String,
-    /// Body template (values inserted as they are); empty: no body.
+    /// Body template, JSON unless a Content-Type header says otherwise (values go through the
+    /// JSON encoder into JSON strings; see `rebalance::hooks::http`); empty: no body.
     pub body: String,
     pub headers: BTreeMap<String, String>,
     pub timeout_seconds: f64,

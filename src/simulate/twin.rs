@@ -1,0 +1,350 @@
+//! The cloud of one run: hosts with their allocations, VMs with their host, and how each
+//! strategy places a booting VM (PURE).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::model::{
+    ClusterView, Flavor, Host, HostFacts, Instance, Operation, SchedulingRequest, Source, VmFacts,
+};
+use crate::rebalance::plan::VmSize;
+use crate::scoring::{self, Options, Profile};
+
+use super::nova::{self, NovaHost, Weigher};
+use super::workload::Rng;
+use super::{HostSpec, Placement, Scenario};
+
+pub(super) struct SimHost {
+    pub name: String,
+    pub az: String,
+    pub spec: HostSpec,
+    pub vcpus_used: f64,
+    pub mem_used: f64,
+    pub disk_used: f64,
+}
+
+pub(super) struct SimVm {
+    pub uuid: String,
+    pub role: usize,
+    /// The AZ it was booted in (requested round-robin per role).
+    pub az: String,
+    pub host: Option<usize>,
+    pub intensity: f64,
+    /// Booted with no role: no hint, no server group.
+    pub roleless: bool,
+    /// The step it boots at.
+    pub boot_step: u64,
+}
+
+/// The cloud of one run.
+pub(super) struct Twin<'a> {
+    pub scn: &'a Scenario,
+    pub hosts: Vec<SimHost>,
+    pub vms: Vec<SimVm>,
+    /// (host, role) -> VMs.
+    pub stacking: Vec<Vec<u32>>,
+    /// (host, role) -> VMs in the role's server group (those with a role).
+    pub grouped: Vec<Vec<u32>>,
+    pub worst_stacking: u32,
+    pub az_violations: HashSet<usize>,
+}
+
+/// The hosts of a scenario, in the order Nova's filters hand them to the weighers.
+pub(super) fn hosts_of(scn: &Scenario) -> Vec<SimHost> {
+    let mut hosts = Vec::new();
+    for az in &scn.azs {
+        for i in 0..scn.hosts_per_az {
+            hosts.push(SimHost {
+                name: format!("{az}-cmp{:03}", i + 1),
+                az: az.clone(),
+                spec: scn.host.clone(),
+                vcpus_used: 0.0,
+                mem_used: 0.0,
+                disk_used: 0.0,
+            });
+        }
+    }
+    hosts
+}
+
+/// The VMs of a scenario, each with its role, requested AZ and intensity.
+pub(super) fn vms_of(scn: &Scenario) -> Vec<SimVm> {
+    let mut vms = Vec::new();
+    for (r, role) in scn.roles.iter().enumerate() {
+        for i in 0..role.count {
+            let n = vms.len() as u64;
+            let u = Rng::keyed(scn.seed, 1, n).uniform();
+            vms.push(SimVm {
+                uuid: format!("{:08x}-0000-4000-8000-{:012x}", r, i),
+                role: r,
+                az: scn.azs[i as usize % scn.azs.len()].clone(),
+                host: None,
+                intensity: 1.0 + role.spread * (2.0 * u - 1.0),
+                roleless: Rng::keyed(scn.seed, 4, n).uniform() < scn.roleless_share,
+                boot_step: (role.boot_at_hours * 60.0 / scn.step_minutes).round() as u64,
+            });
+        }
+    }
+    vms
+}
+
+impl<'a> Twin<'a> {
+    pub fn new(scn: &'a Scenario) -> Twin<'a> {
+        let hosts = hosts_of(scn);
+        let vms = vms_of(scn);
+        let stacking = vec![vec![0; scn.roles.len()]; hosts.len()];
+        Twin {
+            scn,
+            hosts,
+            vms,
+            grouped: stacking.clone(),
+            stacking,
+            worst_stacking: 0,
+            az_violations: Default::default(),
+        }
+    }
+
+    pub fn size(&self, vm: usize) -> VmSize {
+        let r = &self.scn.roles[self.vms[vm].role];
+        VmSize {
+            vcpus: r.vcpus,
+            memory_mb: r.memory_mb,
+            disk_gb: r.disk_gb,
+            block_migration: r.block_migration && r.disk_gb > 0.0,
+        }
+    }
+
+    /// Placement's view: the VM's resources fit under the host's allocation ratios.
+    pub fn fits(&self, h: usize, s: &VmSize) -> bool {
+        let host = &self.hosts[h];
+        let spec = &host.spec;
+        host.vcpus_used + s.vcpus <= spec.pcpus * spec.cpu_allocation_ratio
+            && host.mem_used + s.memory_mb <= spec.memory_mb * spec.ram_allocation_ratio
+            && host.disk_used + s.disk_gb <= spec.disk_gb
+    }
+
+    pub fn reserve(&mut self, h: usize, s: &VmSize, sign: f64) {
+        let host = &mut self.hosts[h];
+        host.vcpus_used += sign * s.vcpus;
+        host.mem_used += sign * s.memory_mb;
+        host.disk_used += sign * s.disk_gb;
+    }
+
+    /// The VM now runs on `h` (its allocation there is already reserved).
+    pub fn land(&mut self, vm: usize, h: usize) {
+        let role = self.vms[vm].role;
+        let grouped = u32::from(!self.vms[vm].roleless);
+        if let Some(old) = self.vms[vm].host {
+            self.stacking[old][role] -= 1;
+            self.grouped[old][role] -= grouped;
+        }
+        self.vms[vm].host = Some(h);
+        self.stacking[h][role] += 1;
+        self.grouped[h][role] += grouped;
+        self.worst_stacking = self.worst_stacking.max(self.stacking[h][role]);
+        if self.hosts[h].az != self.vms[vm].az {
+            self.az_violations.insert(vm);
+        }
+    }
+
+    /// The compute node as Placement and Nova's API describe it.
+    pub fn model_host(&self, h: usize) -> Host {
+        let host = &self.hosts[h];
+        let spec = &host.spec;
+        Host {
+            host: host.name.clone(),
+            nodename: host.name.clone(),
+            az: Some(host.az.clone()),
+            hypervisor_type: Some("QEMU".into()),
+            vcpus_total: Some(spec.pcpus),
+            vcpus_used: Some(host.vcpus_used),
+            cpu_allocation_ratio: Some(spec.cpu_allocation_ratio),
+            memory_mb_total: Some(spec.memory_mb),
+            memory_mb_free: Some(spec.memory_mb - host.mem_used),
+            ram_allocation_ratio: Some(spec.ram_allocation_ratio),
+            disk_gb_total: Some(spec.disk_gb),
+            disk_gb_free: Some(spec.disk_gb - host.disk_used),
+            ..Default::default()
+        }
+    }
+
+    /// What Nova's weighers read of a host, for a VM of `role`.
+    fn nova_host(&self, h: usize, role: usize) -> NovaHost {
+        let host = &self.hosts[h];
+        let spec = &host.spec;
+        NovaHost {
+            free_ram_mb: spec.memory_mb - host.mem_used,
+            free_vcpus: spec.pcpus * spec.cpu_allocation_ratio - host.vcpus_used,
+            free_disk_mb: (spec.disk_gb - host.disk_used) * 1024.0,
+            group_members: f64::from(self.grouped[h][role]),
+        }
+    }
+
+    /// Steward's view from its readings: per VM (when scraped, load in cores) and per host
+    /// (when scraped, steal); a VM's steal is its host's.
+    pub fn view(&self, obs: &Observed) -> ClusterView {
+        let mut view = ClusterView::default();
+        let mut host_load = vec![0.0; self.hosts.len()];
+        for (i, v) in self.vms.iter().enumerate() {
+            if let (Some(h), Some((_, load))) = (v.host, obs.vm[i]) {
+                host_load[h] += load;
+            }
+        }
+        for (i, h) in self.hosts.iter().enumerate() {
+            let pcpus = h.spec.pcpus;
+            let (at, steal) = obs.host_steal[i].map_or((0.0, None), |(at, s)| (at, Some(s)));
+            view.hosts.insert(
+                h.name.clone(),
+                HostFacts {
+                    az: Some(h.az.clone()),
+                    steal,
+                    load5: steal.map(|_| host_load[i]),
+                    cpu_use: steal.map(|_| (host_load[i] / pcpus).min(1.0)),
+                    vcpus: Some(pcpus),
+                    observed_at: at,
+                    source: Source::Prometheus,
+                },
+            );
+        }
+        for (i, v) in self.vms.iter().enumerate() {
+            let Some(h) = v.host else { continue };
+            let r = &self.scn.roles[v.role];
+            let (at, load) = obs.vm[i].map_or((0.0, None), |(at, l)| (at, Some(l)));
+            view.vms.insert(
+                v.uuid.clone(),
+                VmFacts {
+                    host: Some(self.hosts[h].name.clone()),
+                    role: (!v.roleless).then(|| r.name.clone()),
+                    steal: obs.host_steal[h].map(|o| o.1),
+                    load5: load,
+                    vcpus: Some(r.vcpus),
+                    observed_at: at,
+                    source: Source::Prometheus,
+                    az: Some(self.hosts[h].az.clone()),
+                    project_id: None,
+                    flavor: Some(r.name.clone()),
+                },
+            );
+        }
+        view
+    }
+
+    /// The scheduling request Nova's shim sends steward for a boot of `vm` over `hosts`.
+    fn request(&self, vm: usize, hosts: &[usize]) -> SchedulingRequest {
+        let size = self.size(vm);
+        let role = &self.scn.roles[self.vms[vm].role];
+        SchedulingRequest {
+            operation: Operation::Boot,
+            instance: Instance {
+                uuid: self.vms[vm].uuid.clone(),
+                flavor: Flavor {
+                    name: Some(role.name.clone()),
+                    vcpus: Some(size.vcpus),
+                    memory_mb: Some(size.memory_mb),
+                    root_gb: Some(size.disk_gb),
+                    ..Default::default()
+                },
+                requested_az: Some(self.vms[vm].az.clone()),
+                hints: if self.vms[vm].roleless {
+                    Default::default()
+                } else {
+                    [("steward_role".to_string(), role.name.clone())].into()
+                },
+                ..Default::default()
+            },
+            ignore_hosts: Vec::new(),
+            hosts: hosts
+                .iter()
+                .map(|&h| Arc::new(self.model_host(h)))
+                .collect(),
+        }
+    }
+
+    /// The host a strategy picks for `vm`, or None (NoValidHost).
+    pub fn choose(&self, vm: usize, placement: Placement, ctx: &BootContext) -> Option<usize> {
+        let size = self.size(vm);
+        let az = &self.vms[vm].az;
+        // Placement's allocation candidates in the requested AZ; Nova's default filters
+        // (ComputeFilter, ComputeCapabilitiesFilter, ImagePropertiesFilter, the hard server
+        // group filters) keep every one of them: the hosts are up, alike, and in no hard group.
+        let fitting: Vec<usize> = (0..self.hosts.len())
+            .filter(|&h| &self.hosts[h].az == az && self.fits(h, &size))
+            .collect();
+        let role = self.vms[vm].role;
+        let nova_hosts = |hs: &[usize]| -> Vec<NovaHost> {
+            hs.iter().map(|&h| self.nova_host(h, role)).collect()
+        };
+        match placement {
+            Placement::NovaDefault | Placement::NovaGroups => {
+                let groups = placement == Placement::NovaGroups && !self.vms[vm].roleless;
+                let w = nova::weigh(&nova_hosts(&fitting), groups, &[]);
+                nova::pick(&w).map(|i| fitting[i])
+            }
+            Placement::StewardDeployed { multiplier } => {
+                let req = self.request(vm, &fitting);
+                let (out, weights) =
+                    scoring::filter_and_weigh(&req, ctx.profile, &ctx.view, ctx.opts, ctx.t);
+                // StewardFilter runs last and drops what steward rejects; Nova's weighers and
+                // StewardWeigher (raw weights, normalised by Nova) weigh the rest.
+                let kept: Vec<usize> = (0..fitting.len())
+                    .filter(|&i| out.rejections[i].is_none())
+                    .collect();
+                let hosts: Vec<usize> = kept.iter().map(|&i| fitting[i]).collect();
+                let steward: Vec<f64> = kept.iter().map(|&i| weights[i]).collect();
+                let extra = [Weigher {
+                    raw: &steward,
+                    minval: None,
+                    multiplier,
+                }];
+                let w = nova::weigh(&nova_hosts(&hosts), false, &extra);
+                nova::pick(&w).map(|i| hosts[i])
+            }
+            Placement::StewardAlone => {
+                let req = self.request(vm, &fitting);
+                let (out, weights) =
+                    scoring::filter_and_weigh(&req, ctx.profile, &ctx.view, ctx.opts, ctx.t);
+                fitting
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| out.rejections[*i].is_none())
+                    .max_by(|a, b| weights[a.0].total_cmp(&weights[b.0]).then(b.0.cmp(&a.0)))
+                    .map(|(_, &h)| h)
+            }
+        }
+    }
+
+    /// The view the next decision reads: it sees `vm`, just placed on `h`.
+    pub fn note_placed(&self, view: &mut ClusterView, vm: usize, h: usize, t: f64) {
+        let r = &self.scn.roles[self.vms[vm].role];
+        let mut next = ClusterView::default();
+        next.hosts = std::mem::take(&mut view.hosts);
+        next.vms = std::mem::take(&mut view.vms);
+        next.weekly = Arc::clone(&view.weekly);
+        next.vms.insert(
+            self.vms[vm].uuid.clone(),
+            VmFacts {
+                host: Some(self.hosts[h].name.clone()),
+                role: (!self.vms[vm].roleless).then(|| r.name.clone()),
+                vcpus: Some(r.vcpus),
+                observed_at: t,
+                az: Some(self.hosts[h].az.clone()),
+                ..Default::default()
+            },
+        );
+        *view = next;
+    }
+}
+
+/// Steward's readings at one time: per VM and per host, (when scraped, value).
+pub(super) struct Observed {
+    pub vm: Vec<Option<(f64, f64)>>,
+    pub host_steal: Vec<Option<(f64, f64)>>,
+}
+
+/// What a steward placement reads besides the twin: its profile, options and view.
+pub(super) struct BootContext<'p> {
+    pub profile: &'p Profile,
+    pub opts: &'p Options,
+    pub view: ClusterView,
+    pub t: f64,
+}
