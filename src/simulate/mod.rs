@@ -955,6 +955,7 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
     let opts = Options {
         role_metadata_key: "role".into(),
         max_age_seconds: (2.0 * step).max(300.0),
+        ..Options::default()
     };
     let mut twin = Twin::new(scn);
     let index = Index {
