@@ -462,9 +462,10 @@ pub struct Settings {
     pub openstack: OpenStackSettings,
     pub rebalance: crate::rebalance::RebalanceSettings,
     pub repair: RepairSettings,
+    pub recovery: crate::recover::RecoverySettings,
 }
 
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "server",
     "auth",
     "database",
@@ -478,6 +479,7 @@ const SECTIONS: [&str; 13] = [
     "openstack",
     "rebalance",
     "repair",
+    "recovery",
 ];
 
 /// One thing wrong with the configuration.
@@ -705,6 +707,7 @@ pub fn load_from(
         openstack: section(&cfg, "openstack", &mut problems),
         rebalance: section(&cfg, "rebalance", &mut problems),
         repair: section(&cfg, "repair", &mut problems),
+        recovery: section(&cfg, "recovery", &mut problems),
     };
     let validated = validate(settings, path, &mut problems);
     match validated {
@@ -916,6 +919,7 @@ fn validate(
         }
     }
     validate_rebalance(&mut settings.rebalance, path, problems);
+    problems.extend(settings.recovery.validate());
     let r = &settings.repair;
     if r.concurrency == 0 || r.concurrency > 64 {
         problems.push(problem(

@@ -11,6 +11,7 @@ pub mod novadb;
 pub mod openstack;
 pub mod peerclock;
 pub mod rebalance;
+pub mod recover;
 pub mod repair;
 pub mod scoring;
 pub mod simulate;

@@ -78,6 +78,11 @@ enum Command {
         #[arg(long, global = true)]
         timings: bool,
     },
+    /// Host-failure recovery: suspected hosts, fencing, evacuation, release.
+    Evacuate {
+        #[command(subcommand)]
+        command: steward::recover::cli::Command,
+    },
     /// The rebalancer's journal and execution.
     Rebalance {
         #[command(subcommand)]
@@ -213,6 +218,9 @@ fn main() -> ExitCode {
             command: DbCommand::Status,
         } => with_config(cli.config, |v| db(v, false)),
         Command::Rebalance { command } => with_config(cli.config, |v| rebalance::run(v, command)),
+        Command::Evacuate { command } => with_config(cli.config, |v| {
+            runtime().block_on(steward::recover::cli::run(&v, command))
+        }),
         Command::Openapi { format } => openapi(format),
         Command::Simulate {
             scenario,
@@ -550,6 +558,7 @@ fn serve(v: Validated) -> ExitCode {
             state.profiles.clone(),
             state.cluster.clone(),
         )?;
+        steward::recover::cli::spawn_loop(&state.settings, store.clone(), state.metrics.clone())?;
         api::serve(state, listen, workers).await?;
         store.close().await;
         Ok(())

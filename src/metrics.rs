@@ -34,6 +34,8 @@ pub struct Metrics {
     /// 1 while this replica is the rebalance leader.
     pub rebalance_leader: IntGauge,
     pub repair_runs: IntCounterVec,
+    /// Host-failure recovery's metrics (`recover::metrics`).
+    pub recovery: crate::recover::metrics::RecoveryMetrics,
 }
 
 impl Metrics {
@@ -233,7 +235,9 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
+        let recovery = crate::recover::metrics::RecoveryMetrics::register(&registry);
         Metrics {
+            recovery,
             registry,
             requests,
             latency,

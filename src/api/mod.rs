@@ -5,6 +5,7 @@ pub mod errors;
 pub mod host_cache;
 pub mod openapi;
 pub mod openapi_markdown;
+mod recovery;
 mod repair;
 mod routes;
 pub mod schema;
@@ -128,6 +129,8 @@ fn required_role(method: &str, path: &str) -> Option<Need> {
         (_, "/healthz") => None,
         // The inventory repair writes to Nova's data: every repair route, reads too, is admin's.
         (_, p) if p.starts_with("/v1/repair") => Some(Need::Admin),
+        // Recovery shows and drives fencing and evacuation of every project's servers.
+        (_, p) if p.starts_with("/v1/recovery") => Some(Need::Admin),
         ("GET" | "HEAD" | "OPTIONS", _) => Some(Need::Reader),
         ("POST", "/v1/filter" | "/v1/weigh") => Some(Need::Reader),
         ("POST", "/v1/telemetry") => Some(Need::Telemetry),
@@ -296,6 +299,7 @@ async fn observe(
 pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
     repair::configure(cfg);
+    recovery::configure(cfg);
 }
 
 pub fn app(

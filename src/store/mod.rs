@@ -3,6 +3,7 @@
 
 pub mod detector;
 pub mod journal;
+pub mod recovery;
 
 mod repair;
 
