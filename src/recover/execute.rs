@@ -226,7 +226,15 @@ impl Recovery {
             };
             // The optional witnesses are asked only about hosts already suspect, so a large
             // cloud costs them nothing while it is healthy.
-            if !self.witnesses.is_empty() && suspect::assess(&obs, &t, now).suspicion().is_some() {
+            let mandatory_only = suspect::Thresholds {
+                min_confirmations: 0,
+                ..t
+            };
+            if !self.witnesses.is_empty()
+                && suspect::assess(&obs, &mandatory_only, now)
+                    .suspicion()
+                    .is_some()
+            {
                 obs.witnesses = self.witnesses.ask(&s.host, now).await;
             }
             observations.push(obs);
