@@ -177,17 +177,15 @@ async fn a_dead_host_is_fenced_forced_down_and_emptied_into_its_own_az() {
     }
     assert_eq!(r.fake.evacuations_of(&bystander), 0);
     assert!(r.fake.host("a1").forced_down);
-    let st = r.fake.state.lock().unwrap();
+    let (forced_early, versions) = {
+        let st = r.fake.state.lock().unwrap();
+        (st.forced_before_fence, st.write_versions.clone())
+    };
     assert!(
-        !st.forced_before_fence,
+        !forced_early,
         "the service was forced down before the fencing hook ran"
     );
-    assert!(
-        st.write_versions.iter().all(|v| v == "compute 2.87"),
-        "{:?}",
-        st.write_versions
-    );
-    drop(st);
+    assert!(versions.iter().all(|v| v == "compute 2.87"), "{versions:?}");
     assert_eq!(
         std::fs::read_to_string(marker(&r.dir)).unwrap().trim(),
         "a1"

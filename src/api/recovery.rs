@@ -54,6 +54,8 @@ fn who(req: &HttpRequest) -> String {
     format!("admin (request {id})")
 }
 
+/// The recovery journal's incidents, newest first: each host steward found dead, its evidence,
+/// and where fencing and evacuation stand. Admin.
 #[utoipa::path(get, path = "/v1/recovery/evacuations",
     params(("state" = Option<String>, Query, description = "only incidents in this state (suspected, fencing, fenced, forced_down, evacuating, done, failed, blocked, cleared)"),
            ("limit" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "newest first, at most this many (default 100)")),
@@ -99,6 +101,8 @@ fn checked_id(id: &str) -> Result<(), ApiError> {
     })
 }
 
+/// One incident with every VM of its host (where Nova placed it, or why it could not) and every
+/// journaled step, each written before it happened. Admin.
 #[utoipa::path(get, path = "/v1/recovery/evacuations/{id}",
     params(("id" = String, Path, description = "the incident's id")),
     responses((status = 200, body = IncidentDetail), (status = 404, body = ErrorBody)))]
@@ -118,6 +122,8 @@ pub async fn show(
     }
 }
 
+/// Approve a suspected incident (`[recovery] mode = "approve"`): the next round fences the host,
+/// forces its compute service down and evacuates its VMs. Admin.
 #[utoipa::path(post, path = "/v1/recovery/evacuations/{id}/approve",
     params(("id" = String, Path, description = "the incident's id")),
     responses((status = 200, body = IncidentDto), (status = 404, body = ErrorBody),
@@ -138,6 +144,8 @@ pub async fn approve(
     Ok(HttpResponse::Ok().json(IncidentDto::from(&i)))
 }
 
+/// Put a recovered host back in service: the rejoin hook, then its compute service unforced
+/// (`forced_down: false`). Refused while its incident is open. Admin.
 #[utoipa::path(post, path = "/v1/recovery/hosts/{host}/release",
     params(("host" = String, Path, description = "the compute host name")),
     responses((status = 200, body = IncidentDto), (status = 409, body = ErrorBody),

@@ -338,7 +338,7 @@ impl RecoverySettings {
                     "must be the URL that fences the host".into(),
                 );
             }
-            if reqwest::Method::from_bytes(h.method.as_bytes()).is_err() {
+            if h.method.is_empty() || !h.method.bytes().all(|b| b.is_ascii_uppercase()) {
                 p(
                     "fence.http.method",
                     format!("{:?} is not an HTTP method", h.method),
