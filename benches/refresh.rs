@@ -224,7 +224,7 @@ fn main() {
         let session = Arc::new(Session::new(cloud, options).unwrap());
         let nova = Nova::new(session).with_list_options(ListOptions { page_size: PAGE as u32, ..Default::default() });
         let dir = tempfile::tempdir().unwrap();
-        let url = steward::config::DatabaseUrl(format!("sqlite://{}?mode=rwc", dir.path().join("b.sqlite").display()));
+        let url = steward::store::DatabaseUrl(format!("sqlite://{}?mode=rwc", dir.path().join("b.sqlite").display()));
         let store = steward::store::Store::connect(&url, 1).await.unwrap();
         let jobs = Jobs {
             prometheus: None,

@@ -2,9 +2,11 @@
 //! See ARCHITECTURE.md for the map of these modules and the rules between them.
 
 pub mod api;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod jobs;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod novadb;
@@ -14,6 +16,8 @@ pub mod rebalance;
 pub mod recover;
 pub mod repair;
 pub mod scoring;
+pub mod serve;
+pub mod settings;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

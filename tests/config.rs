@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use steward::config::{load_from, redact_url, AuthStrategy, ConfigProblem, DatabaseUrl};
+use steward::api::settings::AuthStrategy;
+use steward::config::{load_from, ConfigProblem};
+use steward::store::{redact_url, DatabaseUrl};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -240,7 +242,7 @@ fn keystone_auth_needs_steward_s_own_cloud_and_a_bounded_cache() {
 
 #[test]
 fn keystone_roles_map_onto_steward_s() {
-    use steward::config::Roles;
+    use steward::api::settings::Roles;
     let r = Roles::from_keystone(["member", "reader"]);
     assert!(r.reader && !r.telemetry && !r.admin);
     assert_eq!(Roles::from_keystone(["reader"]), r);

@@ -10,15 +10,16 @@ use std::sync::Arc;
 
 use openstack_support::{cloud, mount_keystone, session, TOKEN_1};
 use rebalance_support::*;
-use steward::config::DatabaseUrl;
-use steward::config::{
-    ConsulHookSettings, ExecutionSettings, HooksSettings, KubernetesHookSettings,
-};
 use steward::metrics::Metrics;
 use steward::openstack::nova::Nova;
 use steward::rebalance::execute::Executor;
 use steward::rebalance::hooks;
+use steward::rebalance::hooks::settings::{
+    ConsulHookSettings, HooksSettings, KubernetesHookSettings,
+};
+use steward::rebalance::settings::ExecutionSettings;
 use steward::store::journal::{ActionState, NewPlan};
+use steward::store::DatabaseUrl;
 use steward::store::Store;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

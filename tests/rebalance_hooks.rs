@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use steward::config::{ExecHookSettings, HttpHookSettings};
 use steward::rebalance::hooks::exec::Exec;
 use steward::rebalance::hooks::http::Http;
+use steward::rebalance::hooks::settings::{ExecHookSettings, HttpHookSettings};
 use steward::rebalance::hooks::{Hook, HookContext};
 use wiremock::matchers::{body_string, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};

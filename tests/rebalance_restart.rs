@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use openstack_support::{clouds_yaml, mount_keystone, secure_yaml, TOKEN_1};
 use rebalance_support::*;
-use steward::config::DatabaseUrl;
 use steward::store::journal::{ActionRow, ActionState};
+use steward::store::DatabaseUrl;
 use steward::store::Store;
 use wiremock::MockServer;
 

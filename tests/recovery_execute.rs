@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use openstack_support::{cloud, mount_keystone, session, TOKEN_1};
 use recovery_support::FakeNova;
-use steward::config::DatabaseUrl;
 use steward::metrics::Metrics;
 use steward::model::HostFacts;
 use steward::openstack::nova::Nova;
 use steward::recover::execute::{fence_hook, Recovery};
 use steward::recover::witness::Witnesses;
 use steward::recover::{FenceExecSettings, Mode, RecoverySettings};
+use steward::settings::DatabaseUrl;
 use steward::store::recovery::{IncidentState, NewIncident, NewVm, VmState};
 use steward::store::Store;
 use steward::telemetry::HostSample;

@@ -6,8 +6,8 @@
 mod common;
 
 use common::scratch::on_both;
-use steward::config::DatabaseUrl;
 use steward::model::{HostFacts, Source, VmFacts, WeeklyProfile};
+use steward::store::DatabaseUrl;
 use steward::store::Store;
 use steward::telemetry::{HostSample, VmSample};
 

@@ -9,6 +9,7 @@ mod recovery;
 mod repair;
 mod routes;
 pub mod schema;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,13 +21,14 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpMessage, HttpServer, ResponseError};
 
 use crate::cluster::ClusterHandle;
-use crate::config::{AuthStrategy, Roles, TokenTable, Validated};
+use crate::config::Validated;
 use crate::metrics::Metrics;
 use crate::openstack::keystone::{CachedValidator, Validation};
 use crate::openstack::Secret;
 use crate::scoring::{Options, ProfileSet};
 use crate::store::Store;
 use errors::ApiError;
+use settings::{AuthStrategy, Roles, TokenTable};
 
 pub const REQUEST_ID_HEADER: &str = "x-openstack-request-id";
 /// On a callout's 200: this steward keeps host entries for reference (docs/callout.md).

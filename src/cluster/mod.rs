@@ -2,6 +2,7 @@
 //! a lock and never wait for a refresh; writers build a new view and swap it in whole.
 
 pub mod inventory;
+pub mod settings;
 
 use std::sync::Arc;
 

@@ -113,7 +113,7 @@ impl NovaDb {
             .await
             .map_err(|source| NovaDbError::Connect {
                 what: "API".into(),
-                url: crate::config::redact_url(api_url),
+                url: crate::settings::redact_url(api_url),
                 key: "api_database".into(),
                 source,
             })?;
@@ -156,21 +156,21 @@ impl NovaDb {
                     } else {
                         name.clone()
                     },
-                    url: crate::config::redact_url(&conn),
+                    url: crate::settings::redact_url(&conn),
                 })?,
             };
             let p = pool(&url, max_connections)
                 .await
                 .map_err(|source| NovaDbError::Connect {
                     what: format!("cell {name}"),
-                    url: crate::config::redact_url(&url),
+                    url: crate::settings::redact_url(&url),
                     key: format!("cell_databases.{name}"),
                     source,
                 })?;
             cells.push(Cell {
                 uuid,
                 name,
-                url: crate::config::redact_url(&url),
+                url: crate::settings::redact_url(&url),
                 pool: p,
             });
         }

@@ -8,6 +8,7 @@ pub mod keystone;
 pub mod nova;
 pub mod placement;
 pub mod session;
+pub mod settings;
 
 use std::fmt;
 

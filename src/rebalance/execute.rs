@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::ExecutionSettings;
+use super::settings::ExecutionSettings;
 use crate::metrics::Metrics;
 use crate::openstack::nova::{Nova, ServerState};
 use crate::rebalance::hooks::{Hook, HookContext};

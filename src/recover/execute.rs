@@ -113,7 +113,7 @@ pub struct Recovery {
 /// The fencing hook from `[recovery.fence]`, built on the rebalancer's exec and HTTP hooks:
 /// their `drain` step fences, `rejoin` runs on release.
 pub fn fence_hook(s: &RecoverySettings) -> Result<Option<Arc<dyn Hook>>, HookError> {
-    use crate::config::{ExecHookSettings, HttpHookSettings};
+    use crate::rebalance::hooks::settings::{ExecHookSettings, HttpHookSettings};
     use crate::rebalance::hooks::{exec::Exec, http::Http};
     if let Some(e) = &s.fence.exec {
         return Ok(Some(Arc::new(Exec::new(&ExecHookSettings {

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod cli;
 pub mod facts;
 pub mod plan;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::openstack;
 use crate::peerclock::{Peer, PeerClock};
 
 pub use facts::Clients;
+pub use settings::RepairSettings;
 
 /// Everything a repair can fail with; each message names the object and what to do.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 mod context;
 pub mod plugins;
 mod profile;
+pub mod settings;
 
 pub use context::{Context, Options};
 pub use profile::{

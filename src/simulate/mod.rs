@@ -224,10 +224,9 @@ impl Scenario {
             ));
         }
         p.extend(
-            self.rebalance
-                .validate()
+            crate::settings::Section::validate(&self.rebalance, "rebalance")
                 .into_iter()
-                .map(|(k, m)| format!("{k}: {m}")),
+                .map(|p| p.to_string()),
         );
         for (key, name) in [
             ("placement_profile", &self.placement_profile),

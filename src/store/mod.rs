@@ -4,6 +4,7 @@
 pub mod detector;
 pub mod journal;
 pub mod recovery;
+pub mod settings;
 
 mod repair;
 
@@ -13,11 +14,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
-use crate::config::DatabaseUrl;
 use crate::model::{ClusterView, HostFacts, Source, VmFacts, WeeklyProfile, WeeklyProfiles};
 use crate::telemetry::{HostSample, VmSample};
 
 pub use repair::{JournalEntry, RepairRun};
+pub use settings::{redact_url, DatabaseSettings, DatabaseUrl};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("sql/sqlite");
 static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("sql/mysql");

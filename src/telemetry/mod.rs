@@ -3,6 +3,7 @@
 
 pub mod prometheus;
 pub mod rollup;
+pub mod settings;
 
 use crate::model::{ClusterView, HostFacts, VmFacts};
 

@@ -3,7 +3,7 @@
 //! of one async test body on each.
 
 use sqlx::Connection;
-use steward::config::DatabaseUrl;
+use steward::store::DatabaseUrl;
 use steward::store::{Backend, Store};
 
 /// MariaDB for the tests: `STEWARD_TEST_MYSQL_URL`, else the machine's own server.

@@ -2,8 +2,8 @@
 //! (`PUT /v1/agent/maintenance?enable=true&reason=...`), which takes every service of the node
 //! out of discovery; rejoin = maintenance off (`enable=false`). Both are idempotent in Consul.
 
+use super::settings::{parse_node_from, ConsulHookSettings};
 use super::{http_client, read_token, snippet, BoxFuture, Hook, HookContext, HookError};
-use crate::config::{parse_node_from, ConsulHookSettings};
 
 pub struct Consul {
     agent_url: String,

@@ -6,8 +6,8 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::settings::ExecHookSettings;
 use super::{snippet, BoxFuture, Hook, HookContext, HookError};
-use crate::config::ExecHookSettings;
 
 pub struct Exec {
     name: String,

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::settings::HttpHookSettings;
 use super::{http_client, snippet, BoxFuture, Hook, HookContext, HookError};
-use crate::config::HttpHookSettings;
 
 pub struct Http {
     name: String,

@@ -12,8 +12,8 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::settings::{parse_node_from, KubernetesHookSettings};
 use super::{http_client, read_token, snippet, BoxFuture, Hook, HookContext, HookError};
-use crate::config::{parse_node_from, KubernetesHookSettings};
 
 pub struct Kubernetes {
     api: String,

@@ -6,13 +6,14 @@ pub mod consul;
 pub mod exec;
 pub mod http;
 pub mod kubernetes;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::config::HooksSettings;
+use settings::HooksSettings;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
