@@ -93,6 +93,8 @@ impl Validated {
         Options {
             role_metadata_key: self.settings.roles.metadata_key.clone(),
             max_age_seconds: self.settings.telemetry.max_age_seconds,
+            unknown_az_fail_open: self.settings.scheduling.unknown_az
+                == crate::scoring::settings::UnknownAz::FailOpen,
         }
     }
 }

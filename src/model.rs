@@ -77,6 +77,13 @@ pub struct ServerGroup {
     pub members: Vec<String>,
 }
 
+/// An earlier instance of the same multi-create request and the host Nova gave it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sibling {
+    pub uuid: String,
+    pub host: String,
+}
+
 /// The instance being scheduled, with what Nova knows about it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Instance {
@@ -90,6 +97,11 @@ pub struct Instance {
     pub hints: BTreeMap<String, String>,
     pub server_group: Option<ServerGroup>,
     pub metadata: BTreeMap<String, String>,
+    /// Earlier instances of the same multi-create request where Nova placed them: counted as
+    /// if they already ran there.
+    pub siblings: Vec<Sibling>,
+    /// The shim could not tell where every earlier instance of the request went.
+    pub siblings_incomplete: bool,
 }
 
 /// One candidate host (a compute node) as Nova's HostState describes it.

@@ -113,6 +113,31 @@ fn config_check_lists_problems_and_exits_1() {
 }
 
 #[test]
+fn config_check_says_what_a_move_of_unknown_az_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = steward(dir.path(), &["config", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("a move of unknown AZ: refused (scheduling.unknown_az = fail_closed)"),
+        "{text}"
+    );
+    std::fs::write(
+        dir.path().join("open.toml"),
+        "[scheduling]\nunknown_az = \"fail_open\"\n",
+    )
+    .unwrap();
+    let out = steward(dir.path(), &["--config", "open.toml", "config", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("scheduling.unknown_az = fail_open"), "{text}");
+    let out = steward(
+        dir.path(),
+        &["--config", "open.toml", "config", "check", "-f", "json"],
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["unknown_az"], "fail_open");
+}
+
+#[test]
 fn serve_refuses_an_invalid_config() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)

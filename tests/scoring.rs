@@ -101,19 +101,45 @@ fn a_resize_to_the_same_host_finds_the_source_az_among_the_candidates() {
     assert_eq!(rejected_by(&out, 1), Some("same_az"));
 }
 
-#[test]
-fn a_move_whose_az_cannot_be_told_passes_and_says_degraded() {
+fn mystery_move() -> steward::model::SchedulingRequest {
     let mut req = request(
         Operation::Move,
         None,
         vec![host("a", Some("az1")), host("b", Some("az2"))],
     );
     req.ignore_hosts = vec!["mystery".into()];
+    req
+}
+
+#[test]
+fn a_move_whose_az_cannot_be_told_is_refused_everywhere_naming_host_and_fix() {
     let out = filter(
-        &req,
+        &mystery_move(),
         &profile("[plugins.same_az]\n"),
         &ClusterView::default(),
         &opts(),
+        NOW,
+    );
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        let r = out.rejections[i].as_ref().expect("refused");
+        assert_eq!(r.plugin, "same_az");
+        assert!(r.reason.contains("mystery"), "{}", r.reason);
+        assert!(r.reason.contains(&format!("host {name}")), "{}", r.reason);
+        assert!(r.reason.contains("availability_zone"), "{}", r.reason);
+        assert!(r.reason.contains("unknown_az"), "{}", r.reason);
+    }
+}
+
+#[test]
+fn fail_open_for_an_unknown_az_passes_every_host_and_says_degraded() {
+    let out = filter(
+        &mystery_move(),
+        &profile("[plugins.same_az]\n"),
+        &ClusterView::default(),
+        &Options {
+            unknown_az_fail_open: true,
+            ..opts()
+        },
         NOW,
     );
     assert!(out.rejections.iter().all(Option::is_none));
@@ -123,6 +149,22 @@ fn a_move_whose_az_cannot_be_told_passes_and_says_degraded() {
         "{:?}",
         out.degraded_reasons
     );
+}
+
+#[test]
+fn the_shim_sent_current_az_wins_over_an_unknown_source_host() {
+    let mut req = mystery_move();
+    req.instance.current_az = Some("az2".into());
+    let out = filter(
+        &req,
+        &profile("[plugins.same_az]\n"),
+        &ClusterView::default(),
+        &opts(),
+        NOW,
+    );
+    assert_eq!(rejected_by(&out, 0), Some("same_az"));
+    assert_eq!(rejected_by(&out, 1), None);
+    assert!(out.degraded_reasons.is_empty());
 }
 
 #[test]
@@ -299,6 +341,49 @@ fn a_host_at_the_role_cap_is_excluded_with_its_reason() {
         "host already runs 2 VM(s) of role web; the cap is 2 per host"
     );
     assert!(out.rejections[1].is_none());
+}
+
+#[test]
+fn the_earlier_instances_of_a_multi_create_count_where_nova_put_them() {
+    // Nova consumed "one" for two earlier instances of this request: neither is in Nova's
+    // instance list nor in steward's view yet.
+    let sib = |u: &str, h: &str| steward::model::Sibling {
+        uuid: u.into(),
+        host: h.into(),
+    };
+    let mut req = request(
+        Operation::Boot,
+        Some("web"),
+        vec![host("one", Some("az1")), host("two", Some("az1"))],
+    );
+    req.instance.siblings = vec![sib("m1", "one"), sib("m2", "one"), sib("m3", "two")];
+    let p = profile("[plugins.role_spread]\nmax_per_host = 2\nmode = \"hard\"\n");
+    let out = filter(&req, &p, &ClusterView::default(), &opts(), NOW);
+    assert_eq!(rejected_by(&out, 0), Some("role_spread"));
+    assert_eq!(rejected_by(&out, 1), None);
+    // A sibling the view already places on its host is not counted twice.
+    let view = ViewBuilder::default().vm("m3", "two", "web").build();
+    req.instance.siblings.push(sib("m4", "two"));
+    let out = filter(&req, &p, &view, &opts(), NOW);
+    assert_eq!(rejected_by(&out, 1), Some("role_spread"));
+    req.instance.siblings.pop();
+    let out = filter(&req, &p, &view, &opts(), NOW);
+    assert_eq!(rejected_by(&out, 1), None);
+}
+
+#[test]
+fn siblings_the_shim_could_not_place_mark_the_answer_degraded() {
+    let mut req = request(Operation::Boot, Some("web"), vec![host("one", Some("az1"))]);
+    req.instance.siblings_incomplete = true;
+    let p = profile("[plugins.role_spread]\nmax_per_host = 2\nmode = \"hard\"\n");
+    let out = filter(&req, &p, &ClusterView::default(), &opts(), NOW);
+    assert!(
+        out.degraded_reasons
+            .iter()
+            .any(|r| r.contains("multi-create")),
+        "{:?}",
+        out.degraded_reasons
+    );
 }
 
 #[test]

@@ -195,6 +195,52 @@ def operation(spec_obj):
     return 'boot', None
 
 
+def source_az(spec_obj, host_states, default=None):
+    """The AZ of a moving instance's source host as Nova's scheduler knows
+    it, or None for a boot (no source) or when it cannot be told.
+
+    Nova strips the source host (ignore_hosts) from the candidates, but
+    every HostState carries its aggregates as HostManager holds them,
+    with their member hosts: an AZ aggregate of any candidate that lists
+    the source host gives its AZ, without I/O. When none does (every
+    same-AZ host was filtered out), the source host's aggregates are read
+    from Nova's API database as HostManager reads them
+    (AggregateList.get_by_host); a host in no AZ aggregate is in Nova's
+    default AZ (`default`).
+    """
+    _, source = operation(spec_obj)
+    if not source:
+        return None
+    seen = set()
+    for hs in host_states:
+        for aggregate in getattr(hs, 'aggregates', None) or ():
+            if id(aggregate) in seen:
+                continue
+            seen.add(id(aggregate))
+            az = _aggregate_az(aggregate)
+            if az and source in (getattr(aggregate, 'hosts', None) or ()):
+                return az
+    return _source_az_from_db(spec_obj, source, default)
+
+
+def _source_az_from_db(spec_obj, source, default):
+    try:
+        from nova import context as nova_context
+        from nova import objects
+        ctx = getattr(spec_obj, '_context', None)
+        ctx = ctx.elevated() if ctx is not None else (
+            nova_context.get_admin_context())
+        aggregates = objects.AggregateList.get_by_host(
+            ctx, source, key='availability_zone')
+    except Exception:
+        return None
+    for aggregate in aggregates:
+        az = _aggregate_az(aggregate)
+        if az:
+            return az
+    return default
+
+
 def flavor_entry(flavor):
     if flavor is None:
         return None
@@ -223,8 +269,9 @@ def server_group_entry(group):
     }
 
 
-def request_base(spec_obj):
-    """Everything but the hosts: computed once per callout."""
+def request_base(spec_obj, instance_extra=None):
+    """Everything but the hosts: computed once per callout.
+    `instance_extra` adds to (or replaces in) the instance object."""
     instance_uuid = field(spec_obj, 'instance_uuid')
     if not instance_uuid:
         raise BodyError(
@@ -238,14 +285,15 @@ def request_base(spec_obj):
         'flavor': flavor_entry(field(spec_obj, 'flavor')),
         'requested_az': field(spec_obj, 'availability_zone'),
         'current_host': source,
-        # The source host is stripped from the candidates before filters
-        # run, so the shim cannot see its AZ: steward resolves it.
+        # Filled in by source_az() for a move (client.call).
         'current_az': None,
         'scheduler_hints': (
             {k: list(v) if isinstance(v, (list, tuple)) else v
              for k, v in hints.items()} if hints else {}),
         'server_group': server_group_entry(field(spec_obj, 'instance_group')),
     }
+    if instance_extra:
+        instance.update(instance_extra)
     return {
         'operation': op,
         'instance': instance,
@@ -356,10 +404,10 @@ def encode_host(host_state, with_instances=True, default_az=None):
     return encode_hosts([host_state], with_instances, default_az)[0]
 
 
-def encode(spec_obj, fragments):
+def encode(spec_obj, fragments, instance_extra=None):
     """The request body as bytes, from host entries already encoded (JSON
     bytes): one copy of them, however many hosts."""
-    head = _ENCODE(request_base(spec_obj))
+    head = _ENCODE(request_base(spec_obj, instance_extra))
     return b''.join((head[:-1].encode(), b',"hosts":[', b','.join(fragments),
                      b']}'))
 

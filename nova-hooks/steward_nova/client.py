@@ -579,11 +579,13 @@ def known_refs(target):
     return known
 
 
-def request_body(spec_obj, encoded, known):
+def request_body(spec_obj, encoded, known, instance_extra=None):
     """The body: each host by reference when `known` holds it, else in
-    full. `encoded` as body.encode_hosts gives it."""
+    full. `encoded` as body.encode_hosts gives it; `instance_extra` adds
+    to the body's instance object."""
     return body_mod.encode(
-        spec_obj, [ref if ref in known else frag for _, frag, ref in encoded])
+        spec_obj, [ref if ref in known else frag for _, frag, ref in encoded],
+        instance_extra)
 
 
 def remember(known, encoded, cached):
@@ -597,19 +599,25 @@ def remember(known, encoded, cached):
     known.update([ref for _, _, ref in encoded])
 
 
-def call(path, host_states, spec_obj):
+def call(path, host_states, spec_obj, instance_extra=None):
     """Encode the body, POST it. Returns (answer, sent keys in order).
 
     Hosts steward keeps go by reference; when it no longer holds one (a
     restart, its cache full, another replica) it answers 409 and every
-    host is sent in full once more.
+    host is sent in full once more. `instance_extra` adds to the body's
+    instance object (the siblings of a multi-create); a move carries its
+    source host's AZ (body.source_az).
     """
     try:
+        default_az = body_mod.configured_default_az()
         encoded = body_mod.encode_hosts(
-            host_states, CONF.steward.send_instance_uuids,
-            body_mod.configured_default_az())
+            host_states, CONF.steward.send_instance_uuids, default_az)
+        extra = dict(instance_extra or {})
+        extra['current_az'] = body_mod.source_az(spec_obj, host_states,
+                                                 default_az)
+        instance_extra = extra
         known = known_refs(_target(CONF.steward.endpoint))
-        data = request_body(spec_obj, encoded, known)
+        data = request_body(spec_obj, encoded, known, instance_extra)
     except body_mod.BodyError as e:
         raise CalloutError('shim_error', str(e)) from e
     except (TypeError, ValueError) as e:
@@ -623,8 +631,8 @@ def call(path, host_states, spec_obj):
         if e.code != UNKNOWN_REFS:
             raise
         known.clear()
-        answer, cached = post(path, request_body(spec_obj, encoded, known),
-                              req_id)
+        answer, cached = post(path, request_body(spec_obj, encoded, known,
+                                                 instance_extra), req_id)
     remember(known, encoded, cached)
     return answer, [k for k, _, _ in encoded]
 

@@ -11,9 +11,11 @@ from nova.scheduler import filters
 from nova.scheduler import utils as scheduler_utils
 from oslo_log import log as logging
 
+from steward_nova import body
 from steward_nova import client
 from steward_nova import conf as steward_conf
 from steward_nova import handoff
+from steward_nova import siblings
 
 CONF = steward_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -61,10 +63,16 @@ class StewardFilter(filters.BaseHostFilter):
 
     def _ask_steward(self, hosts, spec_obj):
         weigh = handoff.wanted()
+        placed, complete = siblings.observe(
+            spec_obj, hosts, str(spec_obj.instance_uuid),
+            body.field(spec_obj, 'num_instances'))
+        extra = {'siblings': placed} if placed or not complete else None
+        if not complete:
+            extra['siblings_complete'] = False
         # compact: hosts by index, weights as a plain array (docs/callout.md).
         answer, keys = client.call(
             '/v1/filter?weigh=true&compact=true' if weigh
-            else '/v1/filter?compact=true', hosts, spec_obj)
+            else '/v1/filter?compact=true', hosts, spec_obj, extra)
         compact = client.compact_answer(answer, len(keys))
         if compact is not None:
             indexes, weights = compact

@@ -5,6 +5,7 @@ pub mod errors;
 pub mod host_cache;
 pub mod openapi;
 pub mod openapi_markdown;
+pub mod recent;
 mod recovery;
 mod repair;
 mod routes;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub max_hosts: usize,
     /// Hosts of earlier callouts, for callers that send unchanged ones by reference.
     pub host_cache: Arc<host_cache::HostCache>,
+    /// What steward has just allowed, until the cluster view confirms it (role caps).
+    pub recent: Arc<recent::RecentGrants>,
     /// What the repair routes connect with (`[openstack]`, `[repair]`).
     pub settings: Arc<crate::config::Settings>,
 }
@@ -75,6 +78,7 @@ impl AppState {
             host_cache: Arc::new(host_cache::HostCache::new(
                 v.settings.server.host_cache_entries,
             )),
+            recent: Arc::new(recent::RecentGrants::new()),
             settings: Arc::new(v.settings),
         }
     }

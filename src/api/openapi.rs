@@ -98,7 +98,7 @@ fn document_common_answers(openapi: &mut utoipa::openapi::OpenApi) {
           routes::rebalance_plans, routes::approve_plan, routes::cancel_plan, routes::migrations,
           repair::create_plan, repair::create_run, repair::get_run, repair::rollback_run,
           recovery::list, recovery::show, recovery::approve, recovery::release),
-    components(schemas(CalloutRequest, HostEntry, HostReference, InstanceDto, HostDto, FlavorDto, ServerGroupDto, OperationDto,
+    components(schemas(CalloutRequest, HostEntry, HostReference, InstanceDto, HostDto, FlavorDto, ServerGroupDto, SiblingDto, OperationDto,
                        FilterAnswer, FilterResponse, CompactFilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
                        TelemetryPush, HostSampleDto, VmSampleDto, TelemetryAccepted, Accepted,
                        ProfileList, ProfileInfo, PluginInfo, HostList, HostInfo, HostDetail, WeeklyInfo, VmInfo, Health,

@@ -165,9 +165,11 @@ pub async fn filter(
     query: web::Query<FilterQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (sreq, profile, kept) = callout(&state, &req, payload).await?;
+    let (mut sreq, profile, kept) = callout(&state, &req, payload).await?;
     let view = state.cluster.snapshot();
     let now = unix_now();
+    let key = &state.opts.role_metadata_key;
+    state.recent.apply(&mut sreq, &view, key, now);
     let (out, host_weights) = if query.weigh {
         let (out, w) = scoring::filter_and_weigh(&sreq, profile, &view, &state.opts, now);
         (out, Some(w))
@@ -290,16 +292,12 @@ pub async fn weigh(
     query: web::Query<WeighQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (sreq, profile, kept) = callout(&state, &req, payload).await?;
+    let (mut sreq, profile, kept) = callout(&state, &req, payload).await?;
     let view = state.cluster.snapshot();
-    let out = scoring::weigh(
-        &sreq,
-        profile,
-        &view,
-        &state.opts,
-        unix_now(),
-        query.explain,
-    );
+    let now = unix_now();
+    let key = &state.opts.role_metadata_key;
+    state.recent.apply(&mut sreq, &view, key, now);
+    let out = scoring::weigh(&sreq, profile, &view, &state.opts, now, query.explain);
     let mut explain = out.explain.map(Vec::into_iter);
     let weights: Vec<HostWeight> = sreq
         .hosts

@@ -12,7 +12,8 @@ use serde_json::value::RawValue;
 use super::errors::ApiError;
 use super::host_cache::{format_ref, host_ref, parse_ref, HostCache, HostDigest};
 use crate::model::{
-    Flavor, Host, HostFacts, Instance, Operation, SchedulingRequest, ServerGroup, Source, VmFacts,
+    Flavor, Host, HostFacts, Instance, Operation, SchedulingRequest, ServerGroup, Sibling, Source,
+    VmFacts,
 };
 use crate::telemetry::{HostSample, VmSample};
 
@@ -112,6 +113,17 @@ pub struct InstanceDto {
     pub scheduler_hints: Option<BTreeMap<String, serde_json::Value>>,
     pub server_group: Option<ServerGroupDto>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// A multi-create: the earlier instances of the same request and the hosts Nova gave them.
+    pub siblings: Option<Vec<SiblingDto>>,
+    /// False when the shim could not tell where every earlier instance went.
+    pub siblings_complete: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct SiblingDto {
+    pub uuid: String,
+    pub host: String,
+    pub nodename: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -485,6 +497,16 @@ impl CalloutRequest<'_> {
                 members: g.members.unwrap_or_default(),
             }),
             metadata: inst.metadata.unwrap_or_default(),
+            siblings: inst
+                .siblings
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| Sibling {
+                    uuid: s.uuid,
+                    host: s.host,
+                })
+                .collect(),
+            siblings_incomplete: inst.siblings_complete == Some(false),
         };
         let by_reference = hosts.len() - full.len();
         let CalloutRequest {

@@ -61,17 +61,24 @@ pub fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
     match format {
         Format::Json => {
             let problems = result.as_ref().err().cloned().unwrap_or_default();
-            let doc = serde_json::json!({"valid": result.is_ok(), "problems": problems});
+            let unknown_az = result
+                .as_ref()
+                .ok()
+                .map(|v| v.settings.scheduling.unknown_az.as_str());
+            let doc = serde_json::json!({"valid": result.is_ok(), "problems": problems,
+                                         "unknown_az": unknown_az});
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         Format::Table => match &result {
             Ok(v) => println!(
-                "configuration is valid: listener {}, auth {:?}, database {}, profiles {} (default {})",
+                "configuration is valid: listener {}, auth {:?}, database {}, profiles {} (default {}), \
+                 a move of unknown AZ: {}",
                 v.listen,
                 v.settings.auth.strategy,
                 v.settings.database.url,
                 v.profiles.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
-                v.profiles.default
+                v.profiles.default,
+                v.settings.scheduling.unknown_az.describe()
             ),
             Err(problems) => print_problems(problems),
         },

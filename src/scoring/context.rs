@@ -13,6 +13,9 @@ pub struct Options {
     pub role_metadata_key: String,
     /// Telemetry older than this is unknown, never zero.
     pub max_age_seconds: f64,
+    /// A move whose current AZ cannot be told: refuse every host (false, the default) or
+    /// allow every AZ and mark the answer degraded (true).
+    pub unknown_az_fail_open: bool,
 }
 
 impl Default for Options {
@@ -20,6 +23,7 @@ impl Default for Options {
         Options {
             role_metadata_key: "role".into(),
             max_age_seconds: 300.0,
+            unknown_az_fail_open: false,
         }
     }
 }
@@ -233,10 +237,56 @@ impl<'a> Context<'a> {
     /// from steward's role index, or VM by VM on a host the view does not know.
     pub fn role_counts(&self) -> &[u32] {
         self.role_counts.get_or_init(|| {
-            let hosts = &self.req.hosts;
             let Some(role) = self.role.as_deref() else {
-                return vec![0; hosts.len()];
+                return vec![0; self.req.hosts.len()];
             };
+            let mut counts = self.placed_role_counts(role);
+            for s in self.uncounted_siblings(role) {
+                for (i, h) in self.req.hosts.iter().enumerate() {
+                    if h.host == s.host {
+                        counts[i] += 1;
+                    }
+                }
+            }
+            counts
+        })
+    }
+
+    /// The earlier instances of this multi-create (docs/callout.md, `siblings`) that the other
+    /// counts do not hold yet: the hosts of a multi-create are consumed between its instances,
+    /// and steward must count those picks as if the instances already ran there.
+    fn uncounted_siblings(&self, role: &str) -> Vec<&'a crate::model::Sibling> {
+        let req: &'a SchedulingRequest = self.req;
+        if req.instance.siblings_incomplete {
+            self.note_degraded(
+                "multi-create: the shim could not tell where every earlier instance of the \
+                 request went; they are not all counted",
+            );
+        }
+        let group = self.role_group().is_some();
+        req.instance
+            .siblings
+            .iter()
+            .filter(|s| s.uuid != req.instance.uuid)
+            .filter(|s| {
+                let listed = req
+                    .hosts
+                    .iter()
+                    .any(|h| h.host == s.host && h.instance_uuids.contains(&s.uuid));
+                let known = self.view.vms.get(&s.uuid).is_some_and(|v| {
+                    v.host.as_deref() == Some(s.host.as_str()) && v.role.as_deref() == Some(role)
+                });
+                // A server group's members are counted from the hosts' instance lists (Nova adds
+                // a multi-create's picks there for groups); any other role from the view.
+                !(if group { listed } else { known })
+            })
+            .collect()
+    }
+
+    /// Same-role VMs Nova or steward's view already places on each candidate host.
+    fn placed_role_counts(&self, role: &str) -> Vec<u32> {
+        {
+            let hosts = &self.req.hosts;
             let own = self.req.instance.uuid.as_str();
             if let Some(members) = self.role_group() {
                 return hosts
@@ -271,7 +321,7 @@ impl<'a> Context<'a> {
                         .count() as u32,
                 })
                 .collect()
-        })
+        }
     }
 
     /// Same-role counts per eligible AZ: the AZs of the candidates and of every host steward
@@ -313,6 +363,11 @@ impl<'a> Context<'a> {
                     }
                 }
             };
+            if let Some(role) = self.role.as_deref() {
+                for s in self.uncounted_siblings(role) {
+                    add_elsewhere(&s.host, 1);
+                }
+            }
             match (self.role.as_deref(), self.role_group()) {
                 (None, _) => {}
                 (Some(_), Some(members)) => {

@@ -24,12 +24,43 @@ impl Default for RoleSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulingSettings {
     pub default_profile: String,
+    /// A move whose current AZ neither Nova's scheduler nor steward can tell.
+    pub unknown_az: UnknownAz,
 }
 
 impl Default for SchedulingSettings {
     fn default() -> Self {
         SchedulingSettings {
             default_profile: "default".into(),
+            unknown_az: UnknownAz::FailClosed,
+        }
+    }
+}
+
+/// What `same_az` does with a move whose current AZ cannot be told.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownAz {
+    /// Refuse every host, each with a reason naming it and what to configure.
+    #[default]
+    FailClosed,
+    /// Allow every AZ and mark the answer degraded.
+    FailOpen,
+}
+
+impl UnknownAz {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnknownAz::FailClosed => "fail_closed",
+            UnknownAz::FailOpen => "fail_open",
+        }
+    }
+
+    /// What `steward config check` says a move of unknown AZ gets.
+    pub fn describe(self) -> &'static str {
+        match self {
+            UnknownAz::FailClosed => "refused (scheduling.unknown_az = fail_closed)",
+            UnknownAz::FailOpen => "allowed anywhere, degraded (scheduling.unknown_az = fail_open)",
         }
     }
 }

@@ -649,6 +649,7 @@ pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String>
     let opts = Options {
         role_metadata_key: "role".into(),
         max_age_seconds: (2.0 * step).max(300.0),
+        ..Options::default()
     };
     let cfg = &scn.rebalance;
     let mut twin = Twin::new(scn);

@@ -278,10 +278,10 @@ def api_paste_ini(venv, keep_authtoken):
 
 
 def _conf(workdir, dbs, placement, neutron_url, keystone, nova_user,
-          service_down_time):
+          service_down_time, transport_url=None, glance_url=None):
     lines = [
         '[DEFAULT]',
-        'transport_url = fake://',
+        'transport_url = %s' % (transport_url or 'fake://'),
         'host = steward-nova-api',
         'state_path = %s' % os.path.join(workdir, 'state'),
         'debug = false',
@@ -327,7 +327,8 @@ def _conf(workdir, dbs, placement, neutron_url, keystone, nova_user,
     lines += ['[neutron]'] + neutron_auth + [
         'endpoint_override = %s' % neutron_url,
         'default_floating_pool = public']
-    lines += ['[glance]', 'endpoint_override = http://127.0.0.1:9',
+    lines += ['[glance]', 'endpoint_override = %s' % (
+        glance_url or 'http://127.0.0.1:9'),
               '[cinder]', 'os_region_name = RegionOne']
     return '\n'.join(lines) + '\n'
 
@@ -394,11 +395,14 @@ def _schema_template(venv, server_url):
 
 
 def start_nova_api(workdir, placement=None, keystone=None, venv=None,
-                   service_down_time=60, start_timeout=90.0, register=True):
+                   service_down_time=60, start_timeout=90.0, register=True,
+                   transport_url=None, glance_url=None):
     """Create the databases, sync Nova's schemas, map cell0 and cell1 and
     serve osapi_compute. With a `keystone`: a `nova` service user for
     authtoken and Placement, and (if `register`) the compute service in
-    the catalog."""
+    the catalog. `transport_url` (default fake://, no RPC) is the message
+    bus of nova.conf and of cell1's mapping; `glance_url` the image API
+    (harness/nova_plane.py gives both)."""
     workdir = os.path.abspath(str(workdir))
     os.makedirs(os.path.join(workdir, 'locks'), exist_ok=True)
     venv = os.path.abspath(venv) if venv else venv_for('nova')
@@ -411,13 +415,20 @@ def start_nova_api(workdir, placement=None, keystone=None, venv=None,
         conf_path = os.path.join(workdir, 'nova.conf')
         with open(conf_path, 'w', encoding='utf-8') as f:
             f.write(_conf(workdir, dbs, placement, neutron.url, keystone,
-                          nova_user, service_down_time))
+                          nova_user, service_down_time, transport_url,
+                          glance_url))
         with open(os.path.join(workdir, 'api-paste.ini'), 'w',
                   encoding='utf-8') as f:
             f.write(api_paste_ini(venv, keep_authtoken=keystone is not None))
         env = peer_env('nova', venv, {'OS_NOVA_CONFIG_DIR': workdir})
         _create_schemas(workdir, databases.url, names, dbs, conf_path,
                         venv, env)
+        if transport_url:
+            # What `nova-manage cell_v2 update_cell --transport-url` writes:
+            # the conductor reaches cell1's computes through it.
+            mariadb.execute(names['api'], 'UPDATE cell_mappings SET '
+                            'transport_url = %s WHERE name = %s',
+                            (transport_url, 'cell1'), databases.url)
         proc, root = start_wsgi('nova-api', 'nova.wsgi.osapi_compute',
                                 workdir, 'nova', probe_path='/', venv=venv,
                                 env={'OS_NOVA_CONFIG_DIR': workdir},

@@ -32,6 +32,8 @@ import uuid as uuidlib
 from harness.ironic import start_ironic
 from harness.keystone import start_keystone
 from harness.nova_api import start_nova_api
+from harness.nova_plane import NovaPlane
+from harness.nova_plane import PlaneBus
 from harness.placement import start_placement
 from harness.prometheus import start_prometheus
 
@@ -49,18 +51,26 @@ class Cloud:
     `placement_backend` is 'mysql' or 'sqlite'; `history` (Series from
     harness.prometheus), `weeks`, `history_end` and `live` shape
     Prometheus; `service_down_time` is Nova's, and `keep_up` starts the
-    nova-compute heartbeat loop after seed(). After start(), the peers
-    are .keystone, .placement, .nova, .prometheus, .ironic (None if not
-    asked)."""
+    nova-compute heartbeat loop after seed(). `plane` runs the whole Nova
+    control plane (harness/nova_plane.py: conductor, scheduler and
+    `computes` fake-driver computes in the AZs `azs`; implies keystone
+    and nova). After start(), the peers are .keystone, .placement, .nova,
+    .prometheus, .ironic, .plane (None if not asked)."""
 
     def __init__(self, workdir, keystone=False, placement=False, nova=False,
                  prometheus=False, placement_backend='mysql', history=None,
                  weeks=4, history_end=None, live=False,
-                 service_down_time=60, keep_up=False, ironic=False):
+                 service_down_time=60, keep_up=False, ironic=False,
+                 plane=False, computes=6, azs=None):
         self.workdir = os.path.abspath(str(workdir))
-        self.want = {'keystone': keystone, 'placement': placement or nova,
-                     'nova': nova, 'prometheus': prometheus,
-                     'ironic': ironic}
+        self.want = {'keystone': keystone or plane,
+                     'placement': placement or nova or plane,
+                     'nova': nova or plane, 'prometheus': prometheus,
+                     'ironic': ironic, 'plane': plane}
+        self.computes = computes
+        self.azs = azs
+        self.plane = None
+        self.bus = None
         self.placement_backend = placement_backend
         self.history = history
         self.weeks = weeks
@@ -100,11 +110,20 @@ class Cloud:
             self.placement = self._timed('placement', lambda: start_placement(
                 self._dir('placement'), keystone=self.keystone,
                 backend=self.placement_backend))
+        if self.want['plane']:
+            self.bus = PlaneBus().start()
         if self.want['nova']:
             self.nova = self._timed('nova', lambda: start_nova_api(
                 self._dir('nova'), placement=self.placement,
                 keystone=self.keystone,
-                service_down_time=self.service_down_time))
+                service_down_time=self.service_down_time,
+                transport_url=self.bus and self.bus.vhost.transport_url,
+                glance_url=self.bus and self.bus.images.url))
+        if self.want['plane']:
+            self.plane = NovaPlane(self._dir('plane'), self.nova,
+                                   self.keystone, self.bus, self.computes,
+                                   self.azs, self.service_down_time)
+            self._timed('plane', self.plane.start)
 
     def _prometheus(self):
         self.prometheus = self._timed('prometheus', lambda: start_prometheus(
@@ -141,12 +160,17 @@ class Cloud:
         """Stop every peer (SIGTERM, then kill), drop their databases;
         leave timings.json (seconds per peer start, seed) in the workdir."""
         started = time.monotonic()
+        if self.plane is not None:
+            # Its services hold connections to Nova's databases and vhost.
+            self.plane.stop()
         peers = [p for p in (self.nova, self.placement, self.keystone,
                              self.prometheus, self.ironic) if p is not None]
         # In parallel: each waits out its own grace period.
         with concurrent.futures.ThreadPoolExecutor(max(len(peers), 1)) as pool:
             jobs = [pool.submit(p.stop) for p in peers]
             errors = [j.exception() for j in jobs if j.exception()]
+        if self.bus is not None:
+            self.bus.stop()
         if self in _ACTIVE:
             _ACTIVE.remove(self)
         self.timings['stop'] = round(time.monotonic() - started, 2)
@@ -315,6 +339,8 @@ class Cloud:
             obj = getattr(self, peer)
             if obj is not None:
                 paths[peer] = obj.process.log_path
+        if self.plane is not None:
+            paths.update(self.plane.log_paths())
         return paths
 
     def failure_report(self, lines=30):

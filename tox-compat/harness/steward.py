@@ -72,6 +72,19 @@ class Steward:
     def log_text(self):
         return self.process.log_text()
 
+    def kill(self):
+        """SIGKILL: steward gone without a goodbye."""
+        if self.process.running():
+            self.process.proc.kill()
+            self.process.proc.wait(10)
+
+    def restart(self, timeout=30.0):
+        """Start it again with the same config (same port, database)."""
+        self.process.stop()
+        self.process.start()
+        self.process.wait_http(self.url + '/healthz', timeout=timeout)
+        return self
+
     def stop(self):
         return self.process.stop()
 

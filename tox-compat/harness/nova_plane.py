@@ -1,0 +1,610 @@
+"""A whole Nova control plane: the real nova-conductor, nova-scheduler (with
+steward's shim, configured as docs/operations.md says) and N nova-compute
+processes on the fake virt driver, behind the real Keystone and Nova API.
+
+Start (a test module; ~6 computes):
+
+    cloud = Cloud(workdir, keystone=True, nova=True, plane=True,
+                  computes=6, azs={'az1': 3, 'az2': 3}).start()
+    plane = cloud.plane
+    plane.use_steward(st)               # scheduler restarted with the shim
+    out = plane.openstack('server', 'create', '--flavor', 'm1.small',
+                          '--image', 'cirros', '--nic', 'none', '--wait',
+                          'vm1', '-f', 'json')
+
+Start (a developer, one command; prints how to use it, Ctrl-C stops):
+
+    tox -c tox-compat/tox.ini -e plane                  # 6 computes, steward
+    tox -c tox-compat/tox.ini -e plane -- --computes 3 --no-steward
+
+What runs: one RabbitMQ vhost of its own (harness/rabbitmq.py: the
+machine's broker, else a private node), the nova.conf of the Nova API
+(same databases, Keystone, Placement) read by every service, plus one
+small override file per service (its `host`, state and lock paths, the
+compute driver, the scheduler's [filter_scheduler] and [steward]).
+Computes are named cmp-1..cmp-N, each its own host and node
+(`compute_driver = fake.FakeDriverWithoutFakeNodes`, which restarts
+cleanly), put in AZ aggregates through the API (`azs`: {az: count} in
+order, or {az: [hosts]}), mapped by `nova-manage cell_v2 discover_hosts`
+called here (the scheduler's periodic discovery is off, so a test knows
+when a host is mapped). The image API is harness/image_stub.py (one
+active image `cirros`, in the catalog as `image`); flavors m1.small
+(1 vCPU, 512 MB, 1 GB) and m1.medium (2 vCPU, 1024 MB, 1 GB) exist.
+
+Ready means: conductor and scheduler each consume their RPC queue
+(rabbitmqctl list_queues), every compute service is up in
+GET /os-services and its hypervisor is listed in GET /os-hypervisors.
+
+The API of a started plane:
+
+    plane.hosts                     ['cmp-1', ...]; plane.az_of[host]
+    plane.openstack(*args, cloud='admin')   the real CLI (clouds.yaml)
+    plane.clouds_yaml               admin (project admin), demo (member)
+    plane.use_steward(st, **steward_opts)   restart nova-scheduler with
+                                    the shim pointing at steward `st`
+                                    (a harness.steward.Steward)
+    plane.remove_shim()             restart nova-scheduler without it
+                                    (Nova's own filters and weighers)
+    plane.scheduler_log()           nova-scheduler's log text
+    plane.kill_compute(host)        SIGKILL its nova-compute
+    plane.stop_compute(host)        SIGTERM (a clean stop)
+    plane.start_compute(host)       (re)start it; waits until it is up
+    plane.stop_heartbeat(host)      SIGSTOP: the process stays, its
+                                    service reports stop (goes down after
+                                    service_down_time); resume_heartbeat
+    plane.force_down(host, True)    PUT /os-services/{id} forced_down
+    plane.recover_host(host)        after an evacuation: restart, wait for
+                                    the cleanup, unset forced_down
+    plane.add_compute(host=None, az=None)   one more compute, mapped and
+                                    in `az`'s aggregate; returns its name
+    plane.wait_server(id, 'ACTIVE') the server (GET /servers/{id})
+    plane.wait_migration(server_id) its newest migration, once final
+    plane.server_host(id)           OS-EXT-SRV-ATTR:host
+    plane.stop()                    everything above, and the vhost
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import signal
+import sys
+import time
+
+from harness.commands import run_tool
+from harness.image_stub import ImageStub
+from harness.process import ManagedProcess
+from harness.process import PeerStartError
+from harness.rabbitmq import Vhost
+from harness.venvs import peer_bin
+from harness.venvs import peer_env
+
+REPO_ROOT = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), '..', '..'))
+SNIPPET = os.path.join(REPO_ROOT, 'etc', 'nova.conf.steward-snippet')
+FLAVORS = {'m1.small': (1, 512, 1), 'm1.medium': (2, 1024, 1)}
+_LOG_LEVELS = ('amqp=WARN,amqplib=WARN,oslo.messaging=INFO,'
+               'oslo_messaging=INFO,sqlalchemy=WARN,keystoneauth=WARN,'
+               'keystonemiddleware=WARN,urllib3.connectionpool=WARN,'
+               'stevedore=WARN,oslo_policy=INFO,steward_nova=DEBUG')
+FINAL_MIGRATION = ('completed', 'confirmed', 'done', 'finished', 'error',
+                   'failed', 'cancelled', 'reverted')
+
+
+class PlaneBus:
+    """What the Nova API's nova.conf must name before it starts: the
+    vhost (transport_url) and the image API."""
+
+    def __init__(self):
+        self.vhost = Vhost()
+        self.images = ImageStub()
+
+    def start(self):
+        self.vhost.create()
+        self.images.start()
+        return self
+
+    def stop(self):
+        if self.images is not None:
+            self.images.stop()
+            self.images = None
+        if self.vhost is not None:
+            self.vhost.delete()
+            self.vhost = None
+
+
+def az_layout(hosts, azs):
+    """{host: az}: `azs` is {az: count} (hosts taken in order) or
+    {az: [hosts]}; None puts every host in no AZ."""
+    if not azs:
+        return dict.fromkeys(hosts)
+    out, rest_ = {}, list(hosts)
+    for az, members in azs.items():
+        if isinstance(members, int):
+            members, rest_ = rest_[:members], rest_[members:]
+        for h in members:
+            out[h] = az
+    for h in hosts:
+        out.setdefault(h, None)
+    return out
+
+
+class NovaPlane:
+    def __init__(self, workdir, nova, keystone, bus, computes=6, azs=None,
+                 service_down_time=60):
+        self.workdir = os.path.abspath(str(workdir))
+        os.makedirs(self.workdir, exist_ok=True)
+        self.nova = nova
+        self.keystone = keystone
+        self.bus = bus
+        self.hosts = ['cmp-%d' % i for i in range(1, computes + 1)]
+        self.az_of = az_layout(self.hosts, azs)
+        self.service_down_time = service_down_time
+        self.env = peer_env('nova', nova.venv)
+        self.procs = {}
+        self.aggregates = {}
+        self.steward = None
+        self.steward_opts = {}
+        self.clouds_yaml = None
+        self.timings = {}
+
+    # -- files ------------------------------------------------------------
+
+    def _override(self, name, sections):
+        """Write <workdir>/<name>.conf from {section: {key: value}} (a
+        list value: the key repeated, as a MultiStrOpt is written)."""
+        path = os.path.join(self.workdir, name + '.conf')
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(_render(sections))
+        return path
+
+    def _service(self, name, binary, sections):
+        path = self._override(name, sections)
+        argv = [peer_bin('nova', binary, self.nova.venv), '--config-file',
+                self.nova.conf_path, '--config-file', path]
+        return ManagedProcess(name, argv, self.workdir, env=self.env)
+
+    def _compute_proc(self, host):
+        d = os.path.join(self.workdir, host)
+        for sub in ('state', 'instances', 'locks'):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        return self._service(host, 'nova-compute', {
+            'DEFAULT': {
+                'host': host,
+                'compute_driver': 'fake.FakeDriverWithoutFakeNodes',
+                'state_path': os.path.join(d, 'state'),
+                'instances_path': os.path.join(d, 'instances'),
+                'heal_instance_info_cache_interval': -1,
+                'sync_power_state_interval': -1,
+                'default_log_levels': _LOG_LEVELS},
+            'oslo_concurrency': {'lock_path': os.path.join(d, 'locks')},
+            'vnc': {'enabled': 'false'},
+        })
+
+    def _scheduler_sections(self):
+        sections = {
+            'DEFAULT': {'host': 'plane-scheduler',
+                        'default_log_levels': _LOG_LEVELS},
+            'scheduler': {'discover_hosts_in_cells_interval': -1,
+                          'workers': 1},
+        }
+        if self.steward is not None:
+            sections.update(shim_sections(self.steward, **self.steward_opts))
+        return sections
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self):
+        """Conductor, scheduler and computes at once; then discover the
+        hosts, make the AZ aggregates and flavors, and wait until ready."""
+        started = time.monotonic()
+        self.procs['conductor'] = self._service(
+            'nova-conductor', 'nova-conductor', {
+                'DEFAULT': {'host': 'plane-conductor',
+                            'default_log_levels': _LOG_LEVELS},
+                'conductor': {'workers': 1}}).start()
+        self.procs['scheduler'] = self._service(
+            'nova-scheduler', 'nova-scheduler',
+            self._scheduler_sections()).start()
+        for host in self.hosts:
+            self.procs[host] = self._compute_proc(host).start()
+        self._identity()
+        self._flavors()
+        self.wait_queue('conductor')
+        self.wait_queue('scheduler')
+        self.wait_computes(self.hosts)
+        self._aggregates()
+        self.timings['plane'] = round(time.monotonic() - started, 2)
+        return self
+
+    def stop(self):
+        procs = list(self.procs.values())
+        for p in procs:
+            if p.running():
+                try:
+                    p.proc.send_signal(signal.SIGCONT)
+                except OSError:
+                    pass
+        with concurrent.futures.ThreadPoolExecutor(max(len(procs), 1)) as ex:
+            list(ex.map(lambda p: p.stop(grace=3), procs))
+
+    # -- readiness --------------------------------------------------------
+
+    def wait_queue(self, queue, timeout=180.0):
+        """Until `queue` has a consumer (the service is listening)."""
+        deadline = time.monotonic() + timeout
+        name = 'nova-%s' % queue
+        while self.bus.vhost.consumers(queue) < 1:
+            proc = self.procs.get(queue)
+            if proc is not None and not proc.running():
+                raise PeerStartError('%s exited %s; log %s:\n%s' % (
+                    name, proc.proc.returncode, proc.log_path,
+                    proc.log_tail()))
+            if time.monotonic() > deadline:
+                raise PeerStartError('%s did not consume its queue within '
+                                     '%.0f s; log %s:\n%s' % (
+                                         name, timeout, proc.log_path,
+                                         proc.log_tail()))
+            time.sleep(1)
+
+    def services(self):
+        """{host: os-services entry} of nova-compute."""
+        return {s['host']: s for s in self.nova.get(
+            '/os-services?binary=nova-compute')['services']}
+
+    def wait_computes(self, hosts, timeout=180.0):
+        """Until every host's nova-compute service is up, then map the
+        hosts (discover_hosts) and wait until their nodes are listed
+        (GET /os-hypervisors shows mapped hosts only)."""
+        deadline = time.monotonic() + timeout
+        self._wait(hosts, deadline, lambda: {
+            h for h, s in self.services().items() if s['state'] == 'up'},
+            'up in GET /os-services')
+        self.discover_hosts()
+        self._wait(hosts, deadline, lambda: {
+            h['hypervisor_hostname'] for h in self.nova.get(
+                '/os-hypervisors')['hypervisors']},
+            'listed in GET /os-hypervisors')
+
+    def _wait(self, hosts, deadline, seen, what):
+        while True:
+            missing = [h for h in hosts if h not in seen()]
+            if not missing:
+                return
+            for h in missing:
+                p = self.procs.get(h)
+                if p is not None and not p.running():
+                    raise PeerStartError('nova-compute %s exited %s; log %s:'
+                                         '\n%s' % (h, p.proc.returncode,
+                                                   p.log_path, p.log_tail()))
+            if time.monotonic() > deadline:
+                raise PeerStartError('computes not %s in time: %s' % (
+                    what, ', '.join(missing)))
+            time.sleep(0.5)
+
+    def discover_hosts(self):
+        """nova-manage cell_v2 discover_hosts (maps new computes)."""
+        return run_tool([peer_bin('nova', 'nova-manage', self.nova.venv),
+                         '--config-file', self.nova.conf_path, 'cell_v2',
+                         'discover_hosts', '--verbose'], self.workdir,
+                        'nova-manage', env=self.env)
+
+    # -- setup through the API ---------------------------------------------
+
+    def _identity(self):
+        ks = self.keystone
+        ks.register_service('image', self.bus.images.url, name='glance')
+        demo = ks.create_user('plane-demo', project='demo',
+                              roles=('member', 'reader'))
+        self.demo = demo
+        self.clouds_yaml = ks.write_clouds_yaml({
+            'admin': ks.password_cloud(ks.admin),
+            'demo': ks.password_cloud(demo)},
+            path=os.path.join(self.workdir, 'clouds.yaml'))
+
+    def _flavors(self):
+        for name, (vcpus, ram, disk) in FLAVORS.items():
+            self.nova.call('POST', '/flavors', {'flavor': {
+                'name': name, 'vcpus': vcpus, 'ram': ram, 'disk': disk}},
+                expect=(200,))
+        # Tests boot more than Nova's default 10 instances per project.
+        for project in ('admin', 'demo'):
+            self.nova.call('PUT', '/os-quota-sets/%s' % (
+                self.keystone.create_project(project)), {'quota_set': {
+                    'instances': -1, 'cores': -1, 'ram': -1}},
+                expect=(200,))
+
+    def _aggregates(self):
+        for az in sorted({a for a in self.az_of.values() if a}):
+            self._aggregate(az)
+        for host, az in self.az_of.items():
+            if az:
+                self._add_to_aggregate(host, az)
+
+    def _aggregate(self, az):
+        if az not in self.aggregates:
+            self.aggregates[az] = self.nova.call('POST', '/os-aggregates', {
+                'aggregate': {'name': 'agg-' + az, 'availability_zone': az}},
+                expect=(200,))['aggregate']['id']
+        return self.aggregates[az]
+
+    def _add_to_aggregate(self, host, az):
+        self.nova.call('POST', '/os-aggregates/%s/action' % self._aggregate(
+            az), {'add_host': {'host': host}}, expect=(200,))
+        self.az_of[host] = az
+
+    # -- the scheduler --------------------------------------------------------
+
+    def _restart_scheduler(self):
+        old = self.procs.get('scheduler')
+        if old is not None:
+            # It keeps nothing: no need to wait out its graceful shutdown.
+            old.stop(grace=1)
+        self.procs['scheduler'] = self._service(
+            'nova-scheduler', 'nova-scheduler',
+            self._scheduler_sections()).start()
+        # The old consumer may linger in the queue listing for a moment:
+        # wait for the new process's own start line as well.
+        deadline = time.monotonic() + 180
+        while 'Starting scheduler node' not in self.procs[
+                'scheduler'].log_text().split('\n--- restart ---\n')[-1]:
+            if not self.procs['scheduler'].running() or (
+                    time.monotonic() > deadline):
+                raise PeerStartError('nova-scheduler did not start; log '
+                                     '%s:\n%s' % (
+                                         self.procs['scheduler'].log_path,
+                                         self.procs['scheduler'].log_tail()))
+            time.sleep(0.5)
+        self.wait_queue('scheduler')
+
+    def use_steward(self, steward, **opts):
+        """nova-scheduler restarted with the shim, as docs/operations.md
+        installs it, pointing at `steward`; `opts` override [steward]
+        options (e.g. timeout=5, fail_open='false')."""
+        self.steward, self.steward_opts = steward, opts
+        self._mark_restart()
+        self._restart_scheduler()
+
+    def remove_shim(self):
+        """nova-scheduler restarted with Nova's own filters and weighers
+        (the control case: "To remove the shim" in docs/operations.md)."""
+        self.steward, self.steward_opts = None, {}
+        self._mark_restart()
+        self._restart_scheduler()
+
+    def _mark_restart(self):
+        p = self.procs.get('scheduler')
+        if p is not None:
+            with open(p.log_path, 'a', encoding='utf-8') as f:
+                f.write('\n--- restart ---\n')
+
+    def scheduler_log(self):
+        """nova-scheduler's log since its last (re)start."""
+        return self.procs['scheduler'].log_text().split(
+            '\n--- restart ---\n')[-1]
+
+    # -- computes -------------------------------------------------------------
+
+    def kill_compute(self, host):
+        """SIGKILL the host's nova-compute (a crashed hypervisor host)."""
+        p = self.procs[host]
+        if p.running():
+            p.proc.kill()
+            p.proc.wait(10)
+
+    def stop_compute(self, host):
+        self.procs[host].stop()
+
+    def start_compute(self, host, timeout=180.0, wait=True):
+        """(Re)start the host's nova-compute; wait until it is up (not
+        with wait=False: a forced-down service never shows up)."""
+        if self.procs.get(host) is None or not self.procs[host].running():
+            self.procs[host] = self._compute_proc(host).start()
+        if wait:
+            self.wait_computes([host], timeout)
+
+    def recover_host(self, host, timeout=180.0):
+        """After an evacuation from `host`: start its nova-compute (which
+        cleans up the evacuated servers and moves their migrations from
+        `done` to `completed`, as Nova requires before a force up), then
+        unset forced_down and wait until it is up."""
+        self.start_compute(host, wait=False)
+        deadline = time.monotonic() + timeout
+        while any(m['status'] == 'done' and m['source_compute'] == host
+                  for m in self.nova.get('/os-migrations?migration_type='
+                                         'evacuation')['migrations']):
+            if time.monotonic() > deadline:
+                raise PeerStartError('evacuations from %s still `done` after '
+                                     '%.0f s; log %s' % (
+                                         host, timeout,
+                                         self.procs[host].log_path))
+            time.sleep(0.5)
+        self.force_down(host, False)
+        self.wait_computes([host], timeout)
+
+    def stop_heartbeat(self, host):
+        """Freeze the host's nova-compute (SIGSTOP): no more service
+        reports; it shows down after service_down_time."""
+        self.procs[host].proc.send_signal(signal.SIGSTOP)
+
+    def resume_heartbeat(self, host):
+        self.procs[host].proc.send_signal(signal.SIGCONT)
+
+    def force_down(self, host, down=True):
+        """PUT /os-services/{id} {"forced_down": down} (2.53+)."""
+        svc = self.services()[host]
+        return self.nova.call('PUT', '/os-services/%s' % svc['id'], {
+            'forced_down': down}, expect=(200,))
+
+    def add_compute(self, host=None, az=None):
+        """One more nova-compute, mapped and in `az`'s aggregate."""
+        host = host or 'cmp-%d' % (len(self.hosts) + 1)
+        self.hosts.append(host)
+        self.procs[host] = self._compute_proc(host).start()
+        self.wait_computes([host])
+        if az:
+            self._add_to_aggregate(host, az)
+        else:
+            self.az_of[host] = None
+        return host
+
+    # -- servers --------------------------------------------------------------
+
+    def openstack(self, *args, cloud='admin', timeout=180.0):
+        """The real `openstack` CLI as `cloud` (admin or demo); stdout."""
+        return self.keystone.openstack(*args, cloud=cloud,
+                                       clouds_yaml=self.clouds_yaml,
+                                       timeout=timeout)
+
+    def openstack_json(self, *args, **kw):
+        return json.loads(self.openstack(*args, '-f', 'json', **kw))
+
+    def server(self, server_id):
+        return self.nova.get('/servers/%s' % server_id)['server']
+
+    def server_host(self, server_id):
+        return self.server(server_id).get('OS-EXT-SRV-ATTR:host')
+
+    def wait_server(self, server_id, status='ACTIVE', timeout=120.0):
+        """The server once its status is `status` and no task runs; raise
+        with its fault when it goes ERROR instead."""
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.server(server_id)
+            if s['status'] == status and not s.get('OS-EXT-STS:task_state'):
+                return s
+            if s['status'] == 'ERROR' and status != 'ERROR':
+                raise AssertionError('server %s went ERROR: %s' % (
+                    server_id, s.get('fault')))
+            if time.monotonic() > deadline:
+                raise AssertionError('server %s is %s/%s, not %s after %.0f '
+                                     's' % (server_id, s['status'], s.get(
+                                         'OS-EXT-STS:task_state'), status,
+                                         timeout))
+            time.sleep(0.5)
+
+    def migrations(self, server_id):
+        """Every migration of the server (GET /os-migrations)."""
+        return self.nova.get('/os-migrations?instance_uuid=%s'
+                             % server_id)['migrations']
+
+    def wait_migration(self, server_id, timeout=120.0):
+        """The server's newest migration once its status is final."""
+        deadline = time.monotonic() + timeout
+        while True:
+            migs = sorted(self.migrations(server_id), key=lambda m: m['id'])
+            if migs and migs[-1]['status'] in FINAL_MIGRATION:
+                return migs[-1]
+            if time.monotonic() > deadline:
+                raise AssertionError('migration of %s not final after %.0f '
+                                     's: %s' % (server_id, timeout, migs))
+            time.sleep(0.5)
+
+    def log_paths(self):
+        return {name: p.log_path for name, p in self.procs.items()}
+
+
+def snippet_sections(path=SNIPPET):
+    """{section: {key: [values]}} of etc/nova.conf.steward-snippet."""
+    sections, current = {}, None
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith('#'):
+                continue
+            m = re.match(r'^\[(.+)\]$', line)
+            if m:
+                current = sections.setdefault(m.group(1), {})
+                continue
+            key, value = [x.strip() for x in line.split('=', 1)]
+            current.setdefault(key, []).append(value)
+    return sections
+
+
+def shim_sections(steward, timeout=None, **opts):
+    """The sections of etc/nova.conf.steward-snippet (docs/operations.md,
+    "Install the shim into Nova's scheduler"), with `endpoint` at
+    `steward` and `token_file` holding its reader token; `opts` override
+    [steward] options. The plane raises `timeout` to 5 s by default: a
+    debug steward on a shared 2-core machine can take longer than 0.5 s,
+    and a fail-open would hide what the tests check."""
+    sections = snippet_sections()
+    st = sections['steward']
+    st['endpoint'] = [steward.url]
+    st['token_file'] = [steward.token_file('reader')]
+    st['timeout'] = [5 if timeout is None else timeout]
+    for key, value in opts.items():
+        st[key] = [value]
+    return sections
+
+
+def _render(sections):
+    lines = []
+    for section, values in sections.items():
+        lines.append('[%s]' % section)
+        for key, value in values.items():
+            for v in (value if isinstance(value, list) else [value]):
+                lines.append('%s = %s' % (key, v))
+    return '\n'.join(lines) + '\n'
+
+
+# -- one command for a developer ---------------------------------------------
+
+def main(argv=None):
+    from harness.peers import Cloud
+    from harness.steward import start_steward
+    p = argparse.ArgumentParser(prog='python -m harness.nova_plane',
+                                description=__doc__.split('\n\n')[0])
+    p.add_argument('command', choices=['up'], nargs='?', default='up')
+    p.add_argument('--computes', type=int, default=6)
+    p.add_argument('--azs', default='az1:3,az2:3',
+                   help='AZ:count,... (hosts in order); "" for none')
+    p.add_argument('--no-steward', action='store_true',
+                   help='no steward; nova-scheduler without the shim')
+    p.add_argument('--workdir', default=None)
+    args = p.parse_args(argv)
+    azs = {}
+    for part in filter(None, args.azs.split(',')):
+        az, n = part.split(':')
+        azs[az] = int(n)
+    workdir = args.workdir or os.path.join(REPO_ROOT, 'target', 'plane')
+    os.makedirs(workdir, exist_ok=True)
+    cloud = Cloud(workdir, keystone=True, nova=True, plane=True,
+                  computes=args.computes, azs=azs)
+    cloud.start()
+    st = None
+    try:
+        if not args.no_steward:
+            st = start_steward(os.path.join(workdir, 'steward'))
+            cloud.plane.use_steward(st)
+        _print_usage(cloud, st)
+        signal.sigwait([signal.SIGINT, signal.SIGTERM])
+    finally:
+        if st is not None:
+            st.stop()
+        cloud.stop()
+
+
+def _print_usage(cloud, st):
+    plane = cloud.plane
+    print('Nova control plane up in %.0f s (%s)' % (
+        cloud.timings.get('start', 0), ', '.join(
+            '%s %s' % (h, plane.az_of[h] or '-') for h in plane.hosts)))
+    print('  export OS_CLIENT_CONFIG_FILE=%s OS_CLOUD=admin   # or demo'
+          % plane.clouds_yaml)
+    print('  openstack server create --flavor m1.small --image cirros '
+          '--nic none --wait vm1')
+    print('  openstack compute service list; openstack aggregate list')
+    if st is not None:
+        print('  steward %s (tokens in %s); its log %s' % (
+            st.url, os.path.join(st.workdir, 'tokens'),
+            st.process.log_path))
+    print('  logs: %s' % plane.workdir)
+    print('Ctrl-C stops everything.')
+    sys.stdout.flush()
+
+
+if __name__ == '__main__':
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT, signal.SIGTERM])
+    main()
