@@ -2,8 +2,10 @@
 and the rows it makes of steward's answers (shaped as GET
 /v1/recovery/evacuations answers), with a scripted client."""
 
+from test_osc_repair_rebalance import calls
+from test_osc_repair_rebalance import run
+
 from steward_nova.osc import evacuation
-from test_osc_repair_rebalance import calls, run
 
 INCIDENT = {
     'id': 'i-1', 'host': 'cmp-1', 'az': 'az1', 'service_id': 's-1',
@@ -40,7 +42,7 @@ def test_show_lists_evidence_with_ages_vms_and_steps():
     app, (names, values) = run(
         evacuation.ShowEvacuation, ['i-1'],
         {('GET', '/v1/recovery/evacuations/i-1'): detail})
-    shown = dict(zip(names, values))
+    shown = dict(zip(names, values, strict=True))
     assert 'nova_service: nova-compute s-1 on cmp-1 is down (75 s old)' \
         in shown['evidence']
     assert 'v-2 (db-1) blocked -> -: No valid host was found' in shown['vms']
@@ -54,4 +56,4 @@ def test_approve_posts_to_the_incident_and_quotes_its_id():
          dict(INCIDENT, state='suspected')})
     assert calls(app) == [
         ('POST', '/v1/recovery/evacuations/i%2F1/approve', None, None)]
-    assert dict(zip(names, values))['state'] == 'suspected'
+    assert dict(zip(names, values, strict=True))['state'] == 'suspected'
