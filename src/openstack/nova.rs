@@ -403,11 +403,16 @@ impl Nova {
         let body = serde_json::json!({
             "os-migrateLive": {"host": host, "block_migration": "auto"}
         });
+        self.server_action(id, &body).await
+    }
+
+    /// `POST /servers/{id}/action` with `body` (an id already checked); Nova's request id.
+    async fn server_action(&self, id: &str, body: &Value) -> Result<Option<String>> {
         let reply = self
             .write(
                 reqwest::Method::POST,
                 &format!("servers/{id}/action"),
-                Some(&body),
+                Some(body),
             )
             .await?;
         Ok(reply.request_id().map(str::to_string))
@@ -820,15 +825,8 @@ impl Nova {
     /// steward shim) picks one. Answers Nova's request id.
     pub async fn evacuate(&self, id: &str) -> Result<Option<String>> {
         let id = checked_uuid(id, "server")?;
-        let body = serde_json::json!({ "evacuate": {} });
-        let reply = self
-            .write(
-                reqwest::Method::POST,
-                &format!("servers/{id}/action"),
-                Some(&body),
-            )
-            .await?;
-        Ok(reply.request_id().map(str::to_string))
+        self.server_action(id, &serde_json::json!({ "evacuate": {} }))
+            .await
     }
 
     /// The evacuation migrations Nova recorded for one server, oldest first.

@@ -5,7 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::journal::{opt_text, text, JournalError};
+use super::journal::{opt_text, state_filter, text, JournalError};
 use super::Store;
 
 /// Where an incident (one dead host) stands.
@@ -270,11 +270,7 @@ impl Store {
         states: &[IncidentState],
         limit: i64,
     ) -> Result<Vec<IncidentRow>, JournalError> {
-        let filter = if states.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE state IN ({})", vec!["?"; states.len()].join(", "))
-        };
+        let filter = state_filter(states.len());
         let sql = format!(
             "SELECT {INCIDENT_COLUMNS} FROM recovery_incident {filter} \
              ORDER BY created_at DESC, id LIMIT ?"
@@ -391,18 +387,15 @@ impl Store {
         row.as_ref().map(vm_row).transpose()
     }
 
-    /// Every VM row in any of `states`, oldest first (the executor's in-flight view).
+    /// Every VM row in any of `states` (all when empty), oldest first.
     pub async fn recovery_vms_in(&self, states: &[VmState]) -> Result<Vec<VmRow>, JournalError> {
         let sql = format!(
-            "SELECT {VM_COLUMNS} FROM recovery_vm WHERE state IN ({}) ORDER BY created_at, seq",
-            vec!["?"; states.len().max(1)].join(", ")
+            "SELECT {VM_COLUMNS} FROM recovery_vm {} ORDER BY created_at, seq",
+            state_filter(states.len())
         );
         let mut q = sqlx::query(&sql);
         for s in states {
             q = q.bind(s.as_str());
-        }
-        if states.is_empty() {
-            q = q.bind("");
         }
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(vm_row).collect()
