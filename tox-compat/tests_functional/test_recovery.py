@@ -263,3 +263,41 @@ def test_steward_killed_mid_evacuation_resumes_without_a_second(plane):
         s = pl.wait_server(v, 'ACTIVE')
         assert s['OS-EXT-SRV-ATTR:host'] in ('cmp-1', 'cmp-3'), s
         assert len(evacuation_records(pl, v)) == 1, evacuation_records(pl, v)
+
+
+def test_the_same_steps_by_hand_with_the_cli(plane):
+    """The baseline for the README: the same recovery of three servers on
+    cmp-6, done with the real OpenStack CLI as an operator would script
+    it (watch `compute service list` every 2 s like steward's round, force
+    the service down, `server evacuate` each server, wait for ACTIVE).
+    cmp-6 keeps its telemetry, so steward never suspects it (its other
+    witness stays alive): only the CLI acts."""
+    pl, st, pusher, _ = plane
+    vms = [boot_on(pl, 'by-hand-%d' % i, 'cmp-6') for i in range(3)]
+    died = time.monotonic()
+    pl.kill_compute('cmp-6')
+    while True:
+        rows = pl.openstack_json('compute', 'service', 'list', '--service',
+                                 'nova-compute', '--host', 'cmp-6')
+        if rows and rows[0]['State'] == 'down':
+            break
+        assert time.monotonic() - died < 240
+        time.sleep(2)
+    pl.openstack('--os-compute-api-version', '2.11', 'compute', 'service',
+                 'set', '--down', 'cmp-6', 'nova-compute')
+    for v in vms:
+        pl.openstack('--os-compute-api-version', '2.87', 'server',
+                     'evacuate', v)
+    for v in vms:
+        deadline = time.monotonic() + 120
+        while pl.server(v)['OS-EXT-SRV-ATTR:host'] == 'cmp-6' or \
+                pl.server(v).get('OS-EXT-STS:task_state'):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        pl.wait_server(v, 'ACTIVE')
+    elapsed = time.monotonic() - died
+    print('BY-HAND death-to-last-ACTIVE %.1f s (service_down_time %d s, '
+          'CLI poll 2 s)' % (elapsed, SERVICE_DOWN_TIME))
+    assert incident_of(st, 'cmp-6') is None
+    assert all(pl.server(v)['OS-EXT-AZ:availability_zone'] == 'az2'
+               for v in vms)
