@@ -205,6 +205,16 @@ pub struct VmFacts {
 
 pub const HOURS_PER_WEEK: usize = 168;
 
+/// The nearest-rank `q` quantile (0..1) of sorted values: the smallest value with at least
+/// `q` of the values at or below it. `None` for no values.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
 /// The hour of the week (0 = Monday 00:00-01:00 UTC) of a unix time. The epoch fell on a
 /// Thursday, three days after a Monday.
 pub fn hour_of_week(unix_seconds: f64) -> usize {

@@ -369,3 +369,190 @@ fn a_host_cache_past_its_bound_is_a_problem_naming_the_key() {
         .unwrap_or_else(|p| panic!("{p:#?}"));
     assert_eq!(v.settings.server.host_cache_entries, 0, "0 turns it off");
 }
+
+/// `steward config check -f json` in `dir`: its exit code and the problems' keys and messages.
+fn config_check(dir: &Path, config: &Path) -> (Option<i32>, Vec<(String, String)>) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "config",
+            "check",
+            "-f",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let problems = doc["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["key"].as_str().unwrap().to_string(),
+                p["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (out.status.code(), problems)
+}
+
+#[test]
+fn a_wrong_type_hides_no_other_problem_of_its_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "steward.toml",
+        "[server]\nlisten = \"0.0.0.0:99999\"\nmax_body_bytes = -5\nworkers = 0\nmax_hosts = 0\n",
+    );
+    let problems = load_from(Some(&cfg), &[]).unwrap_err();
+    let k = keys(&problems);
+    for want in [
+        "server.max_body_bytes",
+        "server.listen",
+        "server.workers",
+        "server.max_hosts",
+    ] {
+        assert!(k.contains(&want), "{want} missing from {problems:#?}");
+    }
+    let body = problems
+        .iter()
+        .find(|p| p.key == "server.max_body_bytes")
+        .unwrap();
+    assert!(body.message.contains("-5"), "the type error: {body:?}");
+    // The control: the same section without the type error lists the same other problems.
+    let cfg = write(
+        dir.path(),
+        "typed.toml",
+        "[server]\nlisten = \"0.0.0.0:99999\"\nworkers = 0\nmax_hosts = 0\n",
+    );
+    let problems = load_from(Some(&cfg), &[]).unwrap_err();
+    assert_eq!(
+        keys(&problems),
+        ["server.listen", "server.max_hosts", "server.workers"]
+    );
+}
+
+#[test]
+fn a_bad_mode_hides_no_bad_window_and_good_keys_still_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "steward.toml",
+        "[rebalance]\nmode = \"yolo\"\nforbidden_windows = [\"lunch\"]\n\
+         [rebalance.execution]\npoll_seconds = \"often\"\nmax_parallel = 0\n",
+    );
+    let problems = load_from(Some(&cfg), &[]).unwrap_err();
+    let mut k = keys(&problems);
+    k.sort();
+    assert_eq!(
+        k,
+        [
+            "rebalance.execution.max_parallel",
+            "rebalance.execution.poll_seconds",
+            "rebalance.forbidden_windows[0]",
+            "rebalance.mode",
+        ],
+        "{problems:#?}"
+    );
+    // A key of the right type beside a wrong one is applied (and so validated).
+    let cfg = write(
+        dir.path(),
+        "ok.toml",
+        "[rebalance]\nmode = \"yolo\"\nmax_actions_per_cycle = 3\n",
+    );
+    let problems = load_from(Some(&cfg), &[]).unwrap_err();
+    assert_eq!(keys(&problems), ["rebalance.mode"]);
+}
+
+#[test]
+fn config_check_refuses_a_sqlite_file_serve_could_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new.sqlite");
+    let cfg = write(
+        dir.path(),
+        "steward.toml",
+        &format!("[database]\nurl = \"sqlite://{}\"\n", db.display()),
+    );
+    let (code, problems) = config_check(dir.path(), &cfg);
+    assert_eq!(code, Some(1), "{problems:?}");
+    let (key, message) = &problems[0];
+    assert_eq!(key, "database.url", "{problems:?}");
+    assert!(message.contains("mode=rwc"), "says what to do: {message}");
+    assert!(!db.exists(), "config check creates nothing");
+    // Controls: with ?mode=rwc it can be created; an existing file needs no mode.
+    let cfg = write(
+        dir.path(),
+        "rwc.toml",
+        &format!("[database]\nurl = \"sqlite://{}?mode=rwc\"\n", db.display()),
+    );
+    let (code, problems) = config_check(dir.path(), &cfg);
+    assert_eq!((code, problems), (Some(0), vec![]));
+    std::fs::write(&db, b"").unwrap();
+    let (code, problems) = config_check(dir.path(), &cfg);
+    assert_eq!((code, problems), (Some(0), vec![]));
+    // A directory that does not exist cannot hold the file, whatever the mode.
+    let cfg = write(
+        dir.path(),
+        "nodir.toml",
+        &format!(
+            "[database]\nurl = \"sqlite://{}/nodir/s.sqlite?mode=rwc\"\n",
+            dir.path().display()
+        ),
+    );
+    let (code, problems) = config_check(dir.path(), &cfg);
+    assert_eq!(code, Some(1));
+    assert!(problems[0].1.contains("does not exist"), "{problems:?}");
+}
+
+#[test]
+fn config_check_parses_a_mysql_url_fully() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "steward.toml",
+        "[database]\nurl = \"mysql://steward:pw@db:notaport/steward\"\n",
+    );
+    let (code, problems) = config_check(dir.path(), &cfg);
+    assert_eq!(code, Some(1), "{problems:?}");
+    assert_eq!(problems[0].0, "database.url");
+    assert!(!problems[0].1.contains("pw@"), "no password: {problems:?}");
+    let cfg = write(
+        dir.path(),
+        "ok.toml",
+        "[database]\nurl = \"mysql://steward:pw@db:3306/steward\"\n",
+    );
+    let (code, problems) = config_check(dir.path(), &cfg);
+    assert_eq!((code, problems), (Some(0), vec![]));
+}
+
+#[test]
+fn config_check_refuses_a_listener_that_cannot_be_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("s.sqlite").display()
+    );
+    let cfg = write(
+        dir.path(),
+        "steward.toml",
+        &format!("[server]\nlisten = \"{addr}\"\n[database]\nurl = \"{db}\"\n"),
+    );
+    let (code, problems) = config_check(dir.path(), &cfg);
+    assert_eq!(code, Some(1), "{problems:?}");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].0, "server.listen");
+    assert!(problems[0].1.contains(&addr.to_string()), "{problems:?}");
+    // The control: once released, the same address passes (and is released again).
+    drop(taken);
+    let (code, problems) = config_check(dir.path(), &cfg);
+    assert_eq!((code, problems), (Some(0), vec![]));
+    std::net::TcpListener::bind(addr).expect("config check released the address");
+}

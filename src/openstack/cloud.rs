@@ -355,40 +355,17 @@ pub fn resolve(
         });
     }
 
-    let requested = requested.filter(|r| !r.is_empty());
-    let name =
-        match requested.or(env.get("OS_CLOUD").copied()) {
-            Some(n) => n.to_string(),
-            None if env_has_login => env_cloud_name.clone(),
-            None if names.len() == 1 => names[0].clone(),
-            None if names.is_empty() => return Err(CloudError {
-                cloud: None,
-                files,
-                key: None,
-                message:
-                    "no cloud is configured: write a clouds.yaml (or set OS_CLIENT_CONFIG_FILE) \
-                          and name a cloud with OS_CLOUD, or set OS_AUTH_URL and the other OS_* \
-                          login variables"
-                        .into(),
-            }),
-            None => {
-                return Err(CloudError {
-                    cloud: None,
-                    files,
-                    key: None,
-                    message: format!(
-                        "defines {} clouds ({}); name one with OS_CLOUD or the --os-cloud option",
-                        names.len(),
-                        names.join(", ")
-                    ),
-                })
-            }
-        };
-
+    let name = choose_cloud(
+        requested,
+        &env,
+        &names,
+        &env_cloud_name,
+        env_has_login,
+        &files,
+    )?;
     let from_env_only = name == env_cloud_name && env_has_login && !names.contains(&name);
     // Defaults (auth_type password, interface public) apply in `build`, not here, so that a
     // legacy spelling in the file (endpoint_type) is not outranked by a default.
-    let mut top = Mapping::new();
     let cloud_files = if from_env_only { Vec::new() } else { files };
     let err = |key: Option<&str>, message: String| CloudError {
         cloud: Some(name.clone()),
@@ -396,10 +373,82 @@ pub fn resolve(
         key: key.map(str::to_string),
         message,
     };
+    let (mut top, mut auth) = if from_env_only {
+        (Mapping::new(), Mapping::new())
+    } else {
+        file_entry(&file_clouds, &name, &names, cloud_files.is_empty(), &err)?
+    };
+    apply_region(&env, &mut top, &mut auth, &err)?;
+    apply_env(&env, &mut top);
+    let mut top = legacy_names(top);
+    let mut auth = legacy_names(auth);
+    // Top-level values win over `auth:` ones: that is where variables and options land.
+    for key in AUTH_KEYS {
+        if let Some(v) = top.remove(key) {
+            if !v.is_null() {
+                auth.insert(key.into(), v);
+            }
+        }
+    }
+    handle_domain(&mut auth);
+
+    build(&name, cloud_files, &top, &auth)
+}
+
+/// The cloud's name: the caller's, `OS_CLOUD`, the `OS_*` cloud, or the file's only cloud.
+fn choose_cloud(
+    requested: Option<&str>,
+    env: &BTreeMap<&str, &str>,
+    names: &[String],
+    env_cloud_name: &str,
+    env_has_login: bool,
+    files: &[PathBuf],
+) -> Result<String, CloudError> {
+    let requested = requested.filter(|r| !r.is_empty());
+    Ok(match requested.or(env.get("OS_CLOUD").copied()) {
+        Some(n) => n.to_string(),
+        None if env_has_login => env_cloud_name.to_string(),
+        None if names.len() == 1 => names[0].clone(),
+        None if names.is_empty() => {
+            return Err(CloudError {
+                cloud: None,
+                files: files.to_vec(),
+                key: None,
+                message:
+                    "no cloud is configured: write a clouds.yaml (or set OS_CLIENT_CONFIG_FILE) \
+                          and name a cloud with OS_CLOUD, or set OS_AUTH_URL and the other OS_* \
+                          login variables"
+                        .into(),
+            })
+        }
+        None => {
+            return Err(CloudError {
+                cloud: None,
+                files: files.to_vec(),
+                key: None,
+                message: format!(
+                    "defines {} clouds ({}); name one with OS_CLOUD or the --os-cloud option",
+                    names.len(),
+                    names.join(", ")
+                ),
+            })
+        }
+    })
+}
+
+/// The file's entry for cloud `name`: its top-level settings and its `auth:` block.
+fn file_entry(
+    file_clouds: &Mapping,
+    name: &str,
+    names: &[String],
+    no_files: bool,
+    err: &dyn Fn(Option<&str>, String) -> CloudError,
+) -> Result<(Mapping, Mapping), CloudError> {
     let mut auth = Mapping::new();
-    if !from_env_only {
-        let Some(entry) = file_clouds.get(name.as_str()) else {
-            let message = if cloud_files.is_empty() {
+    let mut top = Mapping::new();
+    {
+        let Some(entry) = file_clouds.get(name) else {
+            let message = if no_files {
                 "no clouds.yaml was found, so no cloud has this name; write one or set \
                  OS_CLIENT_CONFIG_FILE"
                     .to_string()
@@ -450,9 +499,17 @@ pub fn resolve(
             }
         }
     }
+    Ok((top, auth))
+}
 
-    // Regions: `regions:` lists names or {name, values}; the chosen one's values apply below the
-    // variables. OS_REGION_NAME picks among them.
+/// Regions: `regions:` lists names or {name, values}; the chosen one's values apply below the
+/// variables. OS_REGION_NAME picks among them.
+fn apply_region(
+    env: &BTreeMap<&str, &str>,
+    top: &mut Mapping,
+    auth: &mut Mapping,
+    err: &dyn Fn(Option<&str>, String) -> CloudError,
+) -> Result<(), CloudError> {
     let wanted_region = env
         .get("OS_REGION_NAME")
         .map(|s| s.to_string())
@@ -508,16 +565,19 @@ pub fn resolve(
         for (k, v) in normalize_mapping(chosen.1) {
             if scalar_key(&k) == "auth" {
                 if let Value::Mapping(m) = v {
-                    merge(&mut auth, m);
+                    merge(auth, m);
                 }
             } else {
                 top.insert(k, v);
             }
         }
     }
+    Ok(())
+}
 
-    // OS_* variables override key by key (the CLI's option defaults); unknown keys are inert.
-    for (k, v) in &env {
+/// `OS_*` variables override key by key (the CLI's option defaults); unknown keys are inert.
+fn apply_env(env: &BTreeMap<&str, &str>, top: &mut Mapping) {
+    for (k, v) in env {
         if SELECTORS.contains(k) && *k != "OS_REGION_NAME" {
             continue;
         }
@@ -527,20 +587,6 @@ pub fn resolve(
         let key = k["OS_".len()..].to_ascii_lowercase();
         top.insert(key.into(), (*v).into());
     }
-
-    let mut top = legacy_names(top);
-    let mut auth = legacy_names(auth);
-    // Top-level values win over `auth:` ones: that is where variables and options land.
-    for key in AUTH_KEYS {
-        if let Some(v) = top.remove(key) {
-            if !v.is_null() {
-                auth.insert(key.into(), v);
-            }
-        }
-    }
-    handle_domain(&mut auth);
-
-    build(&name, cloud_files, &top, &auth)
 }
 
 /// Keys with dashes get underscores; openstacksdk's `normalize_keys`.
@@ -657,100 +703,110 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-fn build(
-    name: &str,
-    files: Vec<PathBuf>,
-    top: &Mapping,
-    auth: &Mapping,
-) -> Result<CloudConfig, CloudError> {
-    let err = |key: &str, message: String| CloudError {
-        cloud: Some(name.to_string()),
-        files: files.clone(),
-        key: Some(key.to_string()),
-        message,
-    };
-    let get = |m: &Mapping, block: &str, key: &str| -> Result<Option<String>, CloudError> {
+/// The resolved cloud's settings, read key by key; every error names the cloud, its files and
+/// the key.
+struct Reader<'a> {
+    name: &'a str,
+    files: &'a [PathBuf],
+    top: &'a Mapping,
+    auth: &'a Mapping,
+}
+
+impl Reader<'_> {
+    fn err(&self, key: &str, message: String) -> CloudError {
+        CloudError {
+            cloud: Some(self.name.to_string()),
+            files: self.files.to_vec(),
+            key: Some(key.to_string()),
+            message,
+        }
+    }
+
+    fn get(&self, m: &Mapping, block: &str, key: &str) -> Result<Option<String>, CloudError> {
         match m.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => match scalar(v) {
                 Some(s) if s.is_empty() => Ok(None),
                 Some(s) => Ok(Some(s)),
-                None => Err(err(
+                None => Err(self.err(
                     &format!("{block}{key}"),
                     "must be a single value, not a list or mapping".into(),
                 )),
             },
         }
-    };
-    let top_s = |key: &str| get(top, "", key);
-    let auth_s = |key: &str| get(auth, "auth.", key);
-    let secret =
-        |key: &str| -> Result<Option<Secret>, CloudError> { Ok(auth_s(key)?.map(Secret::new)) };
-    let bool_of = |key: &str| -> Result<Option<bool>, CloudError> {
-        match top_s(key)? {
+    }
+
+    fn top_s(&self, key: &str) -> Result<Option<String>, CloudError> {
+        self.get(self.top, "", key)
+    }
+
+    fn auth_s(&self, key: &str) -> Result<Option<String>, CloudError> {
+        self.get(self.auth, "auth.", key)
+    }
+
+    fn secret(&self, key: &str) -> Result<Option<Secret>, CloudError> {
+        Ok(self.auth_s(key)?.map(Secret::new))
+    }
+
+    fn bool_of(&self, key: &str) -> Result<Option<bool>, CloudError> {
+        match self.top_s(key)? {
             None => Ok(None),
             Some(s) => match s.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => Ok(Some(true)),
                 "false" | "0" | "no" | "off" => Ok(Some(false)),
-                _ => Err(err(key, format!("{s:?} is not true or false"))),
+                _ => Err(self.err(key, format!("{s:?} is not true or false"))),
             },
         }
-    };
-    let url_of = |key: &str, value: &str| -> Result<Url, CloudError> {
+    }
+
+    fn url_of(&self, key: &str, value: &str) -> Result<Url, CloudError> {
         match Url::parse(value) {
             // A URL's Debug output shows its user info; credentials belong in their own keys.
-            Ok(u) if u.password().is_some() || !u.username().is_empty() => Err(err(
+            Ok(u) if u.password().is_some() || !u.username().is_empty() => Err(self.err(
                 key,
                 "must not carry user:password@; put credentials in auth.username and \
                  auth.password"
                     .into(),
             )),
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(u),
-            Ok(_) => Err(err(key, format!("{value:?} is not an http(s) URL"))),
-            Err(e) => Err(err(key, format!("{value:?} is not a URL ({e})"))),
-        }
-    };
-
-    if let Some(v) = top_s("identity_api_version")? {
-        if v.starts_with('2') {
-            return Err(err(
-                "identity_api_version",
-                format!("Keystone v{v} is not supported; use the v3 API (identity_api_version: 3)"),
-            ));
+            Ok(_) => Err(self.err(key, format!("{value:?} is not an http(s) URL"))),
+            Err(e) => Err(self.err(key, format!("{value:?} is not a URL ({e})"))),
         }
     }
 
-    let auth_type = top_s("auth_type")?.unwrap_or_else(|| "password".into());
-    let auth_url = || -> Result<Url, CloudError> {
-        match auth_s("auth_url")? {
-            Some(u) => url_of("auth.auth_url", &u),
-            None => Err(err(
+    fn auth_url(&self) -> Result<Url, CloudError> {
+        match self.auth_s("auth_url")? {
+            Some(u) => self.url_of("auth.auth_url", &u),
+            None => Err(self.err(
                 "auth.auth_url",
                 "is missing; set it to Keystone's URL (e.g. https://keystone.example:5000/v3) \
                  or set OS_AUTH_URL"
                     .into(),
             )),
         }
-    };
-    let domain = |id_key: &str, name_key: &str| -> Result<Option<DomainRef>, CloudError> {
-        Ok(match (auth_s(id_key)?, auth_s(name_key)?) {
+    }
+
+    fn domain(&self, id_key: &str, name_key: &str) -> Result<Option<DomainRef>, CloudError> {
+        let s = |k: &str| self.auth_s(k);
+        Ok(match (s(id_key)?, s(name_key)?) {
             (Some(id), _) => Some(DomainRef::Id(id)),
             (None, Some(n)) => Some(DomainRef::Name(n)),
-            (None, None) => match (auth_s("default_domain_id")?, auth_s("default_domain_name")?) {
+            (None, None) => match (s("default_domain_id")?, s("default_domain_name")?) {
                 (Some(id), _) => Some(DomainRef::Id(id)),
                 (None, Some(n)) => Some(DomainRef::Name(n)),
                 (None, None) => None,
             },
         })
-    };
-    let user = |required: bool| -> Result<Option<UserRef>, CloudError> {
-        if let Some(id) = auth_s("user_id")? {
+    }
+
+    fn user(&self, required: bool) -> Result<Option<UserRef>, CloudError> {
+        if let Some(id) = self.auth_s("user_id")? {
             return Ok(Some(UserRef::Id(id)));
         }
-        match auth_s("username")? {
-            Some(n) => match domain("user_domain_id", "user_domain_name")? {
+        match self.auth_s("username")? {
+            Some(n) => match self.domain("user_domain_id", "user_domain_name")? {
                 Some(d) => Ok(Some(UserRef::Name { name: n, domain: d })),
-                None => Err(err(
+                None => Err(self.err(
                     "auth.user_domain_name",
                     format!(
                         "is missing: user {n:?} is given by name, and Keystone needs its domain; \
@@ -758,21 +814,22 @@ fn build(
                     ),
                 )),
             },
-            None if required => Err(err(
+            None if required => Err(self.err(
                 "auth.username",
                 "is missing; set username (or user_id), or OS_USERNAME".into(),
             )),
             None => Ok(None),
         }
-    };
-    let scope = || -> Result<Scope, CloudError> {
-        if let Some(id) = auth_s("project_id")? {
+    }
+
+    fn scope(&self) -> Result<Scope, CloudError> {
+        if let Some(id) = self.auth_s("project_id")? {
             return Ok(Scope::Project(ProjectRef::Id(id)));
         }
-        if let Some(n) = auth_s("project_name")? {
-            return match domain("project_domain_id", "project_domain_name")? {
+        if let Some(n) = self.auth_s("project_name")? {
+            return match self.domain("project_domain_id", "project_domain_name")? {
                 Some(d) => Ok(Scope::Project(ProjectRef::Name { name: n, domain: d })),
-                None => Err(err(
+                None => Err(self.err(
                     "auth.project_domain_name",
                     format!(
                         "is missing: project {n:?} is given by name, and Keystone needs its \
@@ -782,193 +839,74 @@ fn build(
                 )),
             };
         }
-        if let Some(id) = auth_s("domain_id")? {
+        if let Some(id) = self.auth_s("domain_id")? {
             return Ok(Scope::Domain(DomainRef::Id(id)));
         }
-        if let Some(n) = auth_s("domain_name")? {
+        if let Some(n) = self.auth_s("domain_name")? {
             return Ok(Scope::Domain(DomainRef::Name(n)));
         }
-        if let Some(s) = auth_s("system_scope")? {
+        if let Some(s) = self.auth_s("system_scope")? {
             return Ok(Scope::System(s));
         }
         Ok(Scope::Unscoped)
-    };
+    }
+}
 
+fn build(
+    name: &str,
+    files: Vec<PathBuf>,
+    top: &Mapping,
+    auth: &Mapping,
+) -> Result<CloudConfig, CloudError> {
+    let r = Reader {
+        name,
+        files: &files,
+        top,
+        auth,
+    };
+    if let Some(v) = r.top_s("identity_api_version")? {
+        if v.starts_with('2') {
+            return Err(r.err(
+                "identity_api_version",
+                format!("Keystone v{v} is not supported; use the v3 API (identity_api_version: 3)"),
+            ));
+        }
+    }
+    let auth_type = r.top_s("auth_type")?.unwrap_or_else(|| "password".into());
     let auth = match auth_type.as_str() {
-        "password" | "v3password" => {
-            let Some(password) = secret("password")? else {
-                let hint = if auth_s("application_credential_secret")?.is_some() {
-                    " (an application credential secret is set: use auth_type \
-                     v3applicationcredential)"
-                } else {
-                    ""
-                };
-                return Err(err(
-                    "auth.password",
-                    format!(
-                        "is missing; put it in secure.yaml beside clouds.yaml or set OS_PASSWORD{hint}"
-                    ),
-                ));
-            };
-            let auth_url = auth_url()?;
-            // `user(true)` reports a missing user itself; `None` cannot come back from it.
-            let Some(user) = user(true)? else {
-                return Err(err("auth.username", "is missing".into()));
-            };
-            Auth::Password {
-                auth_url,
-                user,
-                password,
-                scope: scope()?,
-            }
-        }
-        "v3applicationcredential" | "applicationcredential" => {
-            let Some(secret) = secret("application_credential_secret")? else {
-                return Err(err(
-                    "auth.application_credential_secret",
-                    "is missing; put it in secure.yaml or set OS_APPLICATION_CREDENTIAL_SECRET"
-                        .into(),
-                ));
-            };
-            let credential = match (
-                auth_s("application_credential_id")?,
-                auth_s("application_credential_name")?,
-            ) {
-                (Some(id), _) => ApplicationCredentialRef::Id(id),
-                (None, Some(n)) => match user(false)? {
-                    Some(u) => ApplicationCredentialRef::Name { name: n, user: u },
-                    None => {
-                        return Err(err(
-                            "auth.username",
-                            format!(
-                                "is missing: application credential {n:?} is given by name, \
-                                 which is unique per user only; set user_id, or username and \
-                                 user_domain_name (or use application_credential_id)"
-                            ),
-                        ))
-                    }
-                },
-                (None, None) => {
-                    return Err(err(
-                        "auth.application_credential_id",
-                        "is missing; set application_credential_id (or _name with the user), \
-                         or OS_APPLICATION_CREDENTIAL_ID"
-                            .into(),
-                    ))
-                }
-            };
-            Auth::ApplicationCredential {
-                auth_url: auth_url()?,
-                credential,
-                secret,
-            }
-        }
-        "token" | "v3token" | "admin_token" | "token_endpoint" => {
-            let Some(token) = secret("token")? else {
-                return Err(err(
-                    "auth.token",
-                    "is missing; set token, or OS_TOKEN".into(),
-                ));
-            };
-            let exchange = matches!(auth_type.as_str(), "token" | "v3token")
-                && auth_s("auth_url")?.is_some()
-                && auth_s("endpoint")?.is_none();
-            if exchange {
-                Auth::Token {
-                    auth_url: auth_url()?,
-                    token,
-                    scope: scope()?,
-                }
-            } else {
-                let endpoint = match auth_s("endpoint")? {
-                    Some(e) => Some(url_of("auth.endpoint", &e)?),
-                    None => None,
-                };
-                Auth::Static { token, endpoint }
-            }
-        }
+        "password" | "v3password" => password_auth(&r)?,
+        "v3applicationcredential" | "applicationcredential" => application_credential_auth(&r)?,
+        "token" | "v3token" | "admin_token" | "token_endpoint" => token_auth(&r, &auth_type)?,
         other => {
-            return Err(err(
+            return Err(r.err(
                 "auth_type",
                 format!("{other:?} is not supported; use one of {AUTH_TYPES}"),
             ))
         }
     };
-
-    let interface = match top_s("interface")? {
-        None => Interface::Public,
-        Some(s) => Interface::parse(&s).ok_or_else(|| {
-            err(
-                "interface",
-                format!("{s:?} is not public, internal or admin"),
-            )
-        })?,
-    };
-    let mut service_interfaces = BTreeMap::new();
-    let mut endpoint_overrides = BTreeMap::new();
-    let keys: BTreeSet<String> = top.keys().map(scalar_key).collect();
-    for key in &keys {
-        if let Some(svc) = key.strip_suffix("_interface") {
-            if let Some(s) = top_s(key)? {
-                let i = Interface::parse(&s)
-                    .ok_or_else(|| err(key, format!("{s:?} is not public, internal or admin")))?;
-                service_interfaces.insert(svc.to_string(), i);
-            }
-        }
-    }
-    // The older `<service>_endpoint` first, so `<service>_endpoint_override` wins.
-    for suffix in ["_endpoint", "_endpoint_override"] {
-        for key in &keys {
-            if let Some(svc) = key.strip_suffix(suffix) {
-                if svc.is_empty() || svc == "auth" {
-                    continue;
-                }
-                if let Some(s) = top_s(key)? {
-                    endpoint_overrides.insert(svc.to_string(), url_of(key, &s)?);
-                }
-            }
-        }
-    }
-
-    let region_name = match top_s("region_name")? {
+    let (interface, service_interfaces, endpoint_overrides) = endpoints(&r)?;
+    let region_name = match r.top_s("region_name")? {
         // A comma list is deprecated in openstacksdk; its first region is the default there too.
-        Some(r) => r
+        Some(reg) => reg
             .split(',')
             .map(str::trim)
             .find(|s| !s.is_empty())
             .map(str::to_string),
         None => None,
     };
-    let insecure_flag = bool_of("insecure")?;
-    let mut cacert = top_s("cacert")?.map(PathBuf::from);
-    // `verify` is false, true, or a CA bundle path (requests' convention, kept by openstacksdk).
-    let verify = match top_s("verify")? {
-        None => None,
-        Some(v) => match v.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Some(true),
-            "false" | "0" | "no" | "off" => Some(false),
-            _ => {
-                if cacert.is_none() {
-                    cacert = Some(PathBuf::from(v));
-                }
-                Some(true)
-            }
-        },
-    };
-    let insecure = insecure_flag.unwrap_or(false) || verify == Some(false);
-    let api_timeout = match top_s("api_timeout")? {
+    let (cacert, insecure) = tls(&r)?;
+    let api_timeout = match r.top_s("api_timeout")? {
         None => None,
         Some(s) => match s.parse::<f64>() {
             Ok(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
             _ => {
-                return Err(err(
+                return Err(r.err(
                     "api_timeout",
                     format!("{s:?} is not a positive number of seconds"),
                 ))
             }
         },
     };
-
     Ok(CloudConfig {
         name: name.to_string(),
         files,
@@ -982,6 +920,170 @@ fn build(
         insecure,
         api_timeout,
     })
+}
+
+/// `auth_type: password`: a user (by id, or name and domain), its password, a scope.
+fn password_auth(r: &Reader) -> Result<Auth, CloudError> {
+    let Some(password) = r.secret("password")? else {
+        let hint = if r.auth_s("application_credential_secret")?.is_some() {
+            " (an application credential secret is set: use auth_type \
+                 v3applicationcredential)"
+        } else {
+            ""
+        };
+        return Err(r.err(
+            "auth.password",
+            format!(
+                "is missing; put it in secure.yaml beside clouds.yaml or set OS_PASSWORD{hint}"
+            ),
+        ));
+    };
+    let auth_url = r.auth_url()?;
+    // `r.user(true)` reports a missing user itself; `None` cannot come back from it.
+    let Some(user) = r.user(true)? else {
+        return Err(r.err("auth.username", "is missing".into()));
+    };
+    Ok(Auth::Password {
+        auth_url,
+        user,
+        password,
+        scope: r.scope()?,
+    })
+}
+
+/// `auth_type: v3applicationcredential`: the credential (by id, or name and user) and its secret.
+fn application_credential_auth(r: &Reader) -> Result<Auth, CloudError> {
+    let Some(secret) = r.secret("application_credential_secret")? else {
+        return Err(r.err(
+            "auth.application_credential_secret",
+            "is missing; put it in secure.yaml or set OS_APPLICATION_CREDENTIAL_SECRET".into(),
+        ));
+    };
+    let credential = match (
+        r.auth_s("application_credential_id")?,
+        r.auth_s("application_credential_name")?,
+    ) {
+        (Some(id), _) => ApplicationCredentialRef::Id(id),
+        (None, Some(n)) => match r.user(false)? {
+            Some(u) => ApplicationCredentialRef::Name { name: n, user: u },
+            None => {
+                return Err(r.err(
+                    "auth.username",
+                    format!(
+                        "is missing: application credential {n:?} is given by name, \
+                             which is unique per user only; set user_id, or username and \
+                             user_domain_name (or use application_credential_id)"
+                    ),
+                ))
+            }
+        },
+        (None, None) => {
+            return Err(r.err(
+                "auth.application_credential_id",
+                "is missing; set application_credential_id (or _name with the user), \
+                     or OS_APPLICATION_CREDENTIAL_ID"
+                    .into(),
+            ))
+        }
+    };
+    Ok(Auth::ApplicationCredential {
+        auth_url: r.auth_url()?,
+        credential,
+        secret,
+    })
+}
+
+/// `auth_type: token` (exchanged for a scoped token when an auth_url is given) or a static
+/// token with an endpoint (`admin_token`, `token_endpoint`).
+fn token_auth(r: &Reader, auth_type: &str) -> Result<Auth, CloudError> {
+    let Some(token) = r.secret("token")? else {
+        return Err(r.err("auth.token", "is missing; set token, or OS_TOKEN".into()));
+    };
+    let exchange = matches!(auth_type, "token" | "v3token")
+        && r.auth_s("auth_url")?.is_some()
+        && r.auth_s("endpoint")?.is_none();
+    if exchange {
+        Ok(Auth::Token {
+            auth_url: r.auth_url()?,
+            token,
+            scope: r.scope()?,
+        })
+    } else {
+        let endpoint = match r.auth_s("endpoint")? {
+            Some(e) => Some(r.url_of("auth.endpoint", &e)?),
+            None => None,
+        };
+        Ok(Auth::Static { token, endpoint })
+    }
+}
+
+type Endpoints = (
+    Interface,
+    BTreeMap<String, Interface>,
+    BTreeMap<String, Url>,
+);
+
+/// The interface, per-service interfaces and endpoint overrides.
+fn endpoints(r: &Reader) -> Result<Endpoints, CloudError> {
+    let interface = match r.top_s("interface")? {
+        None => Interface::Public,
+        Some(s) => Interface::parse(&s).ok_or_else(|| {
+            r.err(
+                "interface",
+                format!("{s:?} is not public, internal or admin"),
+            )
+        })?,
+    };
+    let mut service_interfaces = BTreeMap::new();
+    let mut endpoint_overrides = BTreeMap::new();
+    let keys: BTreeSet<String> = r.top.keys().map(scalar_key).collect();
+    for key in &keys {
+        if let Some(svc) = key.strip_suffix("_interface") {
+            if let Some(s) = r.top_s(key)? {
+                let i = Interface::parse(&s)
+                    .ok_or_else(|| r.err(key, format!("{s:?} is not public, internal or admin")))?;
+                service_interfaces.insert(svc.to_string(), i);
+            }
+        }
+    }
+    // The older `<service>_endpoint` first, so `<service>_endpoint_override` wins.
+    for suffix in ["_endpoint", "_endpoint_override"] {
+        for key in &keys {
+            if let Some(svc) = key.strip_suffix(suffix) {
+                if svc.is_empty() || svc == "auth" {
+                    continue;
+                }
+                if let Some(s) = r.top_s(key)? {
+                    endpoint_overrides.insert(svc.to_string(), r.url_of(key, &s)?);
+                }
+            }
+        }
+    }
+    Ok((interface, service_interfaces, endpoint_overrides))
+}
+
+/// The CA bundle and whether TLS is verified: `insecure`, `cacert`, and `verify` (false, true,
+/// or a CA bundle path: requests' convention, kept by openstacksdk).
+fn tls(r: &Reader) -> Result<(Option<PathBuf>, bool), CloudError> {
+    let insecure_flag = r.bool_of("insecure")?;
+    let mut cacert = r.top_s("cacert")?.map(PathBuf::from);
+    let verify = match r.top_s("verify")? {
+        None => None,
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" => Some(false),
+            _ => {
+                if cacert.is_none() {
+                    cacert = Some(PathBuf::from(v));
+                }
+                Some(true)
+            }
+        },
+    };
+    Ok((
+        cacert,
+        insecure_flag.unwrap_or(false) || verify == Some(false),
+    ))
 }
 
 /// Where `clouds.*` and `secure.*` are looked for, in order (openstacksdk's search path).

@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::session::Session;
+use super::session::{expires_at, Session, TokenAnswer};
 use super::{Error, Result, Secret};
 
 /// What Keystone says of a valid token.
@@ -186,10 +186,6 @@ impl Keystone {
             Err(e) => return Err(e),
         };
         #[derive(Deserialize)]
-        struct Body {
-            token: TokenBody,
-        }
-        #[derive(Deserialize)]
         struct TokenBody {
             #[serde(default)]
             expires_at: Option<String>,
@@ -207,20 +203,8 @@ impl Keystone {
         struct Named {
             id: String,
         }
-        let body: Body = reply.json()?;
-        let expires_at = match body.token.expires_at {
-            None => None,
-            Some(s) => Some(
-                OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).map_err(
-                    |e| Error::Decode {
-                        service: "identity".into(),
-                        method: "GET".into(),
-                        url: reply.url.clone(),
-                        message: format!("token.expires_at {s:?} is not an RFC 3339 time: {e}"),
-                    },
-                )?,
-            ),
-        };
+        let body: TokenAnswer<TokenBody> = reply.json()?;
+        let expires_at = expires_at(body.token.expires_at.as_deref(), "GET", &reply.url)?;
         Ok(Validation::Valid(TokenInfo {
             roles: body.token.roles.into_iter().map(|r| r.name).collect(),
             user_id: body.token.user.id,

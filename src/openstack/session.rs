@@ -441,30 +441,15 @@ impl Session {
     }
 
     async fn login(&self) -> Result<Token> {
-        let (auth_url, body) = match &self.cloud.auth {
-            Auth::Static { token, .. } => {
-                return Ok(Token {
-                    value: token.clone(),
-                    expires_at: None,
-                    catalog: Catalog::default(),
-                })
-            }
-            Auth::Password {
-                auth_url,
-                user,
-                password,
-                scope,
-            } => (auth_url, password_body(user, password, scope)),
-            Auth::ApplicationCredential {
-                auth_url,
-                credential,
-                secret,
-            } => (auth_url, application_credential_body(credential, secret)),
-            Auth::Token {
-                auth_url,
-                token,
-                scope,
-            } => (auth_url, token_body(token, scope)),
+        let Some((auth_url, body)) = login_request(&self.cloud.auth) else {
+            let Auth::Static { token, .. } = &self.cloud.auth else {
+                unreachable!("only a static token has no login request")
+            };
+            return Ok(Token {
+                value: token.clone(),
+                expires_at: None,
+                catalog: Catalog::default(),
+            });
         };
         let url = tokens_url(auth_url);
         let shown = redact_url(&url);
@@ -511,56 +496,13 @@ impl Session {
         if !(200..300).contains(&status) {
             return Err(self.status_error(&call, status, &headers, &bytes));
         }
-        let Some(value) = headers
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-        else {
-            return Err(Error::Decode {
-                service: "identity".into(),
-                method: "POST".into(),
-                url: shown,
-                message: "the answer has no X-Subject-Token header; is auth_url Keystone's v3 API?"
-                    .into(),
-            });
-        };
-        #[derive(Deserialize)]
-        struct Body {
-            token: TokenBody,
-        }
-        #[derive(Deserialize)]
-        struct TokenBody {
-            #[serde(default)]
-            expires_at: Option<String>,
-            #[serde(default)]
-            catalog: Catalog,
-        }
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let parsed: Body = serde_path_to_error::deserialize(de).map_err(|e| Error::Decode {
-            service: "identity".into(),
-            method: "POST".into(),
-            url: shown.clone(),
-            message: format!("at {}: {}", e.path(), e.inner()),
-        })?;
-        let expires_at = match parsed.token.expires_at {
-            None => None,
-            Some(s) => Some(
-                OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).map_err(
-                    |e| Error::Decode {
-                        service: "identity".into(),
-                        method: "POST".into(),
-                        url: shown.clone(),
-                        message: format!("token.expires_at {s:?} is not an RFC 3339 time: {e}"),
-                    },
-                )?,
-            ),
-        };
+        let (value, expires_at, catalog) = login_answer(&headers, &bytes, &shown)?;
         self.logins.fetch_add(1, Ordering::Relaxed);
         tracing::info!(cloud = %self.cloud.name, expires_at = ?expires_at, "logged in to Keystone");
         Ok(Token {
             value: Secret::new(value),
             expires_at,
-            catalog: parsed.token.catalog,
+            catalog,
         })
     }
 
@@ -617,43 +559,17 @@ impl Session {
             let endpoint = self.endpoint_from(&token, service_type)?;
             let url = join(&endpoint, path, query);
             let shown = redact_url(&url);
-            let mut req = self
-                .http
-                .request(method.clone(), url.clone())
-                .header(ACCEPT, "application/json");
-            let mut auth =
-                HeaderValue::from_str(token.value.expose()).map_err(|_| Error::Unauthorized {
-                    service: service_type.into(),
-                    url: shown.clone(),
-                    message: format!(
-                        "the token for {} holds characters an HTTP header cannot carry; check the \
-                         configured token",
-                        self.cloud.describe()
-                    ),
-                })?;
-            auth.set_sensitive(true);
-            req = req.header("X-Auth-Token", auth);
-            for (name, secret) in secret_headers {
-                let mut v = HeaderValue::from_str(secret.expose()).map_err(|_| {
-                    Error::Argument(format!(
-                        "the value of header {name} holds characters an HTTP header cannot carry"
-                    ))
-                })?;
-                v.set_sensitive(true);
-                req = req.header(*name, v);
-            }
-            if let Some(mv) = microversion {
-                for (name, value) in mv.headers() {
-                    req = req.header(name, value);
-                }
-            }
-            if let Some(b) = body {
-                req = req
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(b.to_string());
-            }
+            let req = self.build_request(
+                &method,
+                url.clone(),
+                &token.value,
+                (service_type, &shown),
+                microversion,
+                body,
+                secret_headers,
+            )?;
             let request_id = new_request_id();
-            req = req.header("X-OpenStack-Request-ID", &request_id);
+            let req = req.header("X-OpenStack-Request-ID", &request_id);
             let call = Call {
                 service: service_type,
                 method: &method,
@@ -696,24 +612,13 @@ impl Session {
                     token = self.token(Some(&token)).await?;
                     continue;
                 }
-                let (_, message) = service_message(&bytes);
-                let why = if can_renew {
-                    "refused a token Keystone had just issued; check the user's role assignments \
-                     and that the service validates tokens against the same Keystone"
-                } else {
-                    "refused the static token; check the cloud's token"
-                };
-                return Err(Error::Unauthorized {
-                    service: service_type.into(),
-                    url: shown.clone(),
-                    message: self.scrub(
-                        &format!(
-                            "{method} {shown} answered 401 ({message}): {service_type} {why} ({})",
-                            self.cloud.describe()
-                        ),
-                        Some(&token.value),
-                    ),
-                });
+                return Err(self.refused_token(
+                    &method,
+                    service_type,
+                    &shown,
+                    &bytes,
+                    &token.value,
+                ));
             }
             if status == 503 && unavailable < self.options.retries_on_503 {
                 unavailable += 1;
@@ -733,15 +638,7 @@ impl Session {
             if !(200..300).contains(&status) {
                 let mut err = self.status_error(&call, status, &headers, &bytes);
                 if let Error::Status(e) = &mut err {
-                    for (_, secret) in secret_headers {
-                        scrub_secret(&mut e.message, secret);
-                    }
-                    if unavailable > 0 {
-                        e.message.push_str(&format!(
-                            " (still unavailable after {unavailable} retries over {:.1}s)",
-                            first_sent.elapsed().as_secs_f64()
-                        ));
-                    }
+                    scrub_and_count(&mut e.message, secret_headers, unavailable, first_sent);
                 }
                 return Err(err);
             }
@@ -753,6 +650,85 @@ impl Session {
                 method,
                 service: service_type.to_string(),
             });
+        }
+    }
+
+    /// One request to a service, its token and secret headers marked sensitive.
+    #[allow(clippy::too_many_arguments)]
+    fn build_request(
+        &self,
+        method: &Method,
+        url: Url,
+        token: &Secret,
+        (service_type, shown): (&str, &str),
+        microversion: Option<&Microversion>,
+        body: Option<&Value>,
+        secret_headers: &[(&'static str, &Secret)],
+    ) -> Result<reqwest::RequestBuilder> {
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .header(ACCEPT, "application/json");
+        let mut auth = HeaderValue::from_str(token.expose()).map_err(|_| Error::Unauthorized {
+            service: service_type.into(),
+            url: shown.to_string(),
+            message: format!(
+                "the token for {} holds characters an HTTP header cannot carry; check the \
+                     configured token",
+                self.cloud.describe()
+            ),
+        })?;
+        auth.set_sensitive(true);
+        req = req.header("X-Auth-Token", auth);
+        for (name, secret) in secret_headers {
+            let mut v = HeaderValue::from_str(secret.expose()).map_err(|_| {
+                Error::Argument(format!(
+                    "the value of header {name} holds characters an HTTP header cannot carry"
+                ))
+            })?;
+            v.set_sensitive(true);
+            req = req.header(*name, v);
+        }
+        if let Some(mv) = microversion {
+            for (name, value) in mv.headers() {
+                req = req.header(name, value);
+            }
+        }
+        if let Some(b) = body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(b.to_string());
+        }
+        Ok(req)
+    }
+
+    /// A 401 after a fresh login, or on a static token: what the service refused and why.
+    fn refused_token(
+        &self,
+        method: &Method,
+        service_type: &str,
+        shown: &str,
+        bytes: &[u8],
+        token: &Secret,
+    ) -> Error {
+        let can_renew = !matches!(self.cloud.auth, Auth::Static { .. });
+        let (_, message) = service_message(bytes);
+        let why = if can_renew {
+            "refused a token Keystone had just issued; check the user's role assignments \
+             and that the service validates tokens against the same Keystone"
+        } else {
+            "refused the static token; check the cloud's token"
+        };
+        Error::Unauthorized {
+            service: service_type.into(),
+            url: shown.to_string(),
+            message: self.scrub(
+                &format!(
+                    "{method} {shown} answered 401 ({message}): {service_type} {why} ({})",
+                    self.cloud.describe()
+                ),
+                Some(token),
+            ),
         }
     }
 
@@ -861,6 +837,109 @@ impl fmt::Display for WithoutUrl<'_> {
             None => f.write_str(&msg),
         }
     }
+}
+
+/// A service's error message with the secret headers' values taken out, and how long the
+/// 503 retries lasted, if any.
+fn scrub_and_count(
+    message: &mut String,
+    secret_headers: &[(&'static str, &Secret)],
+    unavailable: u32,
+    first_sent: Instant,
+) {
+    for (_, secret) in secret_headers {
+        scrub_secret(message, secret);
+    }
+    if unavailable > 0 {
+        message.push_str(&format!(
+            " (still unavailable after {unavailable} retries over {:.1}s)",
+            first_sent.elapsed().as_secs_f64()
+        ));
+    }
+}
+
+/// The login call for a cloud's credentials: Keystone's tokens URL and the request body;
+/// `None` for a static token, which needs no login.
+fn login_request(auth: &Auth) -> Option<(&Url, Value)> {
+    Some(match auth {
+        Auth::Static { .. } => return None,
+        Auth::Password {
+            auth_url,
+            user,
+            password,
+            scope,
+        } => (auth_url, password_body(user, password, scope)),
+        Auth::ApplicationCredential {
+            auth_url,
+            credential,
+            secret,
+        } => (auth_url, application_credential_body(credential, secret)),
+        Auth::Token {
+            auth_url,
+            token,
+            scope,
+        } => (auth_url, token_body(token, scope)),
+    })
+}
+
+/// Keystone's answer to a login: the token (`X-Subject-Token`), its expiry and the catalog.
+fn login_answer(
+    headers: &HeaderMap,
+    bytes: &[u8],
+    shown: &str,
+) -> Result<(String, Option<OffsetDateTime>, Catalog)> {
+    let decode = |message: String| Error::Decode {
+        service: "identity".into(),
+        method: "POST".into(),
+        url: shown.to_string(),
+        message,
+    };
+    let Some(value) = headers
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+    else {
+        return Err(decode(
+            "the answer has no X-Subject-Token header; is auth_url Keystone's v3 API?".into(),
+        ));
+    };
+    #[derive(Deserialize)]
+    struct LoginToken {
+        #[serde(default)]
+        expires_at: Option<String>,
+        #[serde(default)]
+        catalog: Catalog,
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let parsed: TokenAnswer<LoginToken> = serde_path_to_error::deserialize(de)
+        .map_err(|e| decode(format!("at {}: {}", e.path(), e.inner())))?;
+    let expires_at = expires_at(parsed.token.expires_at.as_deref(), "POST", shown)?;
+    Ok((value.to_string(), expires_at, parsed.token.catalog))
+}
+
+/// Keystone's `{"token": {...}}` body, as a login and a token validation answer it.
+#[derive(Deserialize)]
+pub(crate) struct TokenAnswer<T> {
+    pub token: T,
+}
+
+/// A token body's `expires_at` (RFC 3339) as a time; one Keystone cannot have sent names the call.
+pub(crate) fn expires_at(
+    s: Option<&str>,
+    method: &str,
+    url: &str,
+) -> Result<Option<OffsetDateTime>> {
+    let Some(s) = s else {
+        return Ok(None);
+    };
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(Some)
+        .map_err(|e| Error::Decode {
+            service: "identity".into(),
+            method: method.into(),
+            url: url.to_string(),
+            message: format!("token.expires_at {s:?} is not an RFC 3339 time: {e}"),
+        })
 }
 
 /// Keystone answers 404 for an unknown application credential or user; that is a refusal too.

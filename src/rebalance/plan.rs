@@ -253,10 +253,10 @@ fn refill(bucket: Option<&Bucket>, cfg: &RebalanceSettings, now: f64) -> Bucket 
     }
 }
 
-/// One planning cycle.
+/// One planning cycle: the forbidden windows first, then per candidate, worst first, the
+/// limits, then a destination; each planned move updates the working state.
 pub fn plan(input: &PlanInput, profile: &Profile, opts: &Options, cfg: &RebalanceSettings) -> Plan {
     let now = input.now;
-    let fig = figures(profile);
     let mut out = Plan {
         generated_at: now,
         mode: cfg.mode,
@@ -265,36 +265,67 @@ pub fn plan(input: &PlanInput, profile: &Profile, opts: &Options, cfg: &Rebalanc
         steal_only: input.detection.steal_only.clone(),
         budget: input.budget.clone(),
     };
-    let skip = |out: &mut Plan, c: &Candidate, az: Option<&str>, limit: Limit, detail: String| {
-        out.skipped.push(Skipped {
-            vm: c.vm.clone(),
-            source_host: c.host.clone(),
-            az: az.map(str::to_string),
-            severity: c.severity,
-            limit,
-            detail,
-        })
-    };
     let candidates = &input.detection.candidates;
-    if let Some(w) = cfg
-        .forbidden_windows
-        .iter()
-        .find(|w| super::Window::parse(w).is_ok_and(|win| win.contains(now)))
-    {
+    if let Some(w) = forbidden_window(cfg, now) {
         for c in candidates {
             let az = c.host.as_deref().and_then(|h| input.view.host_az(h));
-            skip(
-                &mut out,
-                c,
-                az,
-                Limit::ForbiddenWindow,
-                format!("no migration starts during {w} UTC (rebalance.forbidden_windows)"),
-            );
+            let detail =
+                format!("no migration starts during {w} UTC (rebalance.forbidden_windows)");
+            out.skipped
+                .push(skipped(c, az, Limit::ForbiddenWindow, detail));
         }
         return out;
     }
+    let mut cycle = Cycle {
+        input,
+        profile,
+        opts,
+        cfg,
+        fig: figures(profile),
+        azs: az_work(input, candidates),
+        counts: Counts::default(),
+        past: Past::of(input, cfg),
+    };
+    for f in input.in_flight {
+        cycle.counts.add(&f.az, &f.source_host, &f.target_host);
+    }
+    for c in candidates {
+        match cycle.plan_one(c, &mut out) {
+            Ok(action) => out.actions.push(action),
+            Err(s) => out.skipped.push(s),
+        }
+    }
+    // Every AZ the plan looked at carries its refilled bucket forward, spent or not.
+    for az in cycle.azs.keys() {
+        if !out.budget.per_az.contains_key(az) || !out.actions.iter().any(|a| &a.az == az) {
+            let b = refill(input.budget.per_az.get(az), cfg, now);
+            out.budget.per_az.insert(az.clone(), b);
+        }
+    }
+    out
+}
 
-    // Working state per AZ, built only for the AZs that have candidates.
+/// The forbidden window `now` falls in, if any.
+fn forbidden_window(cfg: &RebalanceSettings, now: f64) -> Option<&str> {
+    cfg.forbidden_windows
+        .iter()
+        .find(|w| super::Window::parse(w).is_ok_and(|win| win.contains(now)))
+        .map(String::as_str)
+}
+
+fn skipped(c: &Candidate, az: Option<&str>, limit: Limit, detail: String) -> Skipped {
+    Skipped {
+        vm: c.vm.clone(),
+        source_host: c.host.clone(),
+        az: az.map(str::to_string),
+        severity: c.severity,
+        limit,
+        detail,
+    }
+}
+
+/// Working state per AZ, built only for the AZs that have candidates.
+fn az_work(input: &PlanInput, candidates: &[Candidate]) -> HashMap<String, AzWork> {
     let host_az = |h: &Host| -> Option<String> {
         h.az.clone()
             .or_else(|| input.view.host_az(&h.host).map(str::to_string))
@@ -325,69 +356,108 @@ pub fn plan(input: &PlanInput, profile: &Profile, opts: &Options, cfg: &Rebalanc
         work.req.hosts.push(Arc::new(h));
         work.added_load.push(0.0);
     }
+    azs
+}
 
-    let mut counts = Counts::default();
-    let in_flight: std::collections::HashSet<&str> =
-        input.in_flight.iter().map(|f| f.vm.as_str()).collect();
-    for f in input.in_flight {
-        counts.add(&f.az, &f.source_host, &f.target_host);
-    }
-    let cooldown = cfg.cooldown_hours * 3600.0;
-    let no_return = cfg.no_return_hours * 3600.0;
-    let mut last_move: HashMap<&str, f64> = HashMap::new();
-    let mut left: HashMap<&str, Vec<&str>> = HashMap::new();
-    for m in input.history {
-        let t = last_move.entry(m.vm.as_str()).or_insert(m.at);
-        *t = t.max(m.at);
-        if m.at > now - no_return {
-            left.entry(m.vm.as_str())
-                .or_default()
-                .push(m.from_host.as_str());
+/// What the journal's finished moves say: when each VM last moved, and the hosts it left
+/// within `no_return_hours`.
+struct Past<'a> {
+    last_move: HashMap<&'a str, f64>,
+    left: HashMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a> Past<'a> {
+    fn of(input: &PlanInput<'a>, cfg: &RebalanceSettings) -> Past<'a> {
+        let no_return = cfg.no_return_hours * 3600.0;
+        let mut past = Past {
+            last_move: HashMap::new(),
+            left: HashMap::new(),
+        };
+        for m in input.history {
+            let t = past.last_move.entry(m.vm.as_str()).or_insert(m.at);
+            *t = t.max(m.at);
+            if m.at > input.now - no_return {
+                past.left
+                    .entry(m.vm.as_str())
+                    .or_default()
+                    .push(m.from_host.as_str());
+            }
         }
+        past
+    }
+}
+
+/// A candidate that passed the limits: where it is, its size and its AZ's refilled bucket.
+struct Passed<'c> {
+    source: &'c str,
+    az: &'c str,
+    size: &'c VmSize,
+    bucket: Bucket,
+}
+
+/// A destination: the host's index in its AZ's work, its weight and predicted steal.
+struct Target {
+    index: usize,
+    weight: f64,
+    predicted: f64,
+}
+
+/// One planning cycle's working state.
+struct Cycle<'a> {
+    input: &'a PlanInput<'a>,
+    profile: &'a Profile,
+    opts: &'a Options,
+    cfg: &'a RebalanceSettings,
+    fig: ProfileFigures,
+    azs: HashMap<String, AzWork>,
+    counts: Counts,
+    past: Past<'a>,
+}
+
+impl<'a> Cycle<'a> {
+    /// One candidate: the limits, a destination, then the move applied to the working state.
+    fn plan_one(&mut self, c: &'a Candidate, out: &mut Plan) -> Result<PlannedAction, Skipped> {
+        let p = self.limits(c, out)?;
+        let skip = |limit, detail| skipped(c, Some(p.az), limit, detail);
+        if !self.azs.contains_key(p.az) {
+            let detail = format!("no compute host of AZ {} is known to Placement", p.az);
+            return Err(skip(Limit::NoDestination, detail));
+        }
+        let role = self.ask_scoring(c, &p);
+        let (target, role) = self.destination(c, &p, role).map_err(|(l, d)| skip(l, d))?;
+        Ok(self.apply(c, &p, target, role, out))
     }
 
-    for c in candidates {
+    /// The limits, in order: actions per cycle, in flight, cooldown, known facts, then the
+    /// concurrency limits and the AZ's byte budget.
+    fn limits(&self, c: &'a Candidate, out: &Plan) -> Result<Passed<'a>, Skipped> {
+        let (cfg, now) = (self.cfg, self.input.now);
         let source = c.host.as_deref();
-        let az = source.and_then(|h| input.view.host_az(h));
+        let az = source.and_then(|h| self.input.view.host_az(h));
         let planned = out.actions.len();
         if planned >= cfg.max_actions_per_cycle as usize {
-            skip(
-                &mut out,
-                c,
-                az,
-                Limit::MaxActionsPerCycle,
-                format!(
-                    "this cycle already plans {planned} action(s) (rebalance.max_actions_per_cycle)"
-                ),
+            let detail = format!(
+                "this cycle already plans {planned} action(s) (rebalance.max_actions_per_cycle)"
             );
-            continue;
+            return Err(skipped(c, az, Limit::MaxActionsPerCycle, detail));
         }
-        if in_flight.contains(c.vm.as_str()) {
-            skip(
-                &mut out,
-                c,
-                az,
-                Limit::InFlight,
-                "a migration of this VM is under way".into(),
-            );
-            continue;
+        if self.input.in_flight.iter().any(|f| f.vm == c.vm) {
+            let detail = "a migration of this VM is under way".into();
+            return Err(skipped(c, az, Limit::InFlight, detail));
         }
-        if let Some(at) = last_move
+        let cooldown = cfg.cooldown_hours * 3600.0;
+        if let Some(at) = self
+            .past
+            .last_move
             .get(c.vm.as_str())
             .filter(|at| **at > now - cooldown)
         {
-            skip(
-                &mut out,
-                c,
-                az,
-                Limit::Cooldown,
-                format!(
-                    "moved {:.1} h ago; rebalance.cooldown_hours is {}",
-                    (now - at) / 3600.0,
-                    cfg.cooldown_hours
-                ),
+            let detail = format!(
+                "moved {:.1} h ago; rebalance.cooldown_hours is {}",
+                (now - at) / 3600.0,
+                cfg.cooldown_hours
             );
-            continue;
+            return Err(skipped(c, az, Limit::Cooldown, detail));
         }
         let (Some(source), Some(az)) = (source, az) else {
             let detail = match source {
@@ -396,89 +466,75 @@ pub fn plan(input: &PlanInput, profile: &Profile, opts: &Options, cfg: &Rebalanc
                     "the AZ of host {h} is unknown (put it in an aggregate with availability_zone metadata)"
                 ),
             };
-            skip(&mut out, c, az, Limit::MissingFacts, detail);
-            continue;
+            return Err(skipped(c, az, Limit::MissingFacts, detail));
         };
-        let Some(size) = input.sizes.get(&c.vm) else {
-            skip(
-                &mut out,
-                c,
-                Some(az),
-                Limit::MissingFacts,
-                "the VM's flavor size is unknown".into(),
+        let Some(size) = self.input.sizes.get(&c.vm) else {
+            let detail = "the VM's flavor size is unknown".into();
+            return Err(skipped(c, Some(az), Limit::MissingFacts, detail));
+        };
+        if let Some((limit, detail)) = self.concurrency(az, source) {
+            return Err(skipped(c, Some(az), limit, detail));
+        }
+        let bucket = refill(out.budget.per_az.get(az), cfg, now);
+        let bytes = size.bytes() as f64;
+        if bytes > bucket.tokens {
+            let detail = format!(
+                "AZ {az} has {} of its migration budget left, the move needs {} (rebalance.budget_gib_per_az_per_hour = {})",
+                gib(bucket.tokens),
+                gib(bytes),
+                cfg.budget_gib_per_az_per_hour
             );
-            continue;
-        };
+            return Err(skipped(c, Some(az), Limit::ByteBudget, detail));
+        }
+        Ok(Passed {
+            source,
+            az,
+            size,
+            bucket,
+        })
+    }
+
+    /// The concurrency limit a move out of `source` in `az` would pass: global, per AZ, per
+    /// source (per target is checked per destination).
+    fn concurrency(&self, az: &str, source: &str) -> Option<(Limit, String)> {
+        let (cfg, counts) = (self.cfg, &self.counts);
         if counts.global >= cfg.max_concurrent {
-            skip(
-                &mut out,
-                c,
-                Some(az),
+            return Some((
                 Limit::MaxConcurrent,
                 format!(
                     "{} migration(s) in flight or planned (rebalance.max_concurrent = {})",
                     counts.global, cfg.max_concurrent
                 ),
-            );
-            continue;
+            ));
         }
         let in_az = counts.per_az.get(az).copied().unwrap_or(0);
         if in_az >= cfg.max_concurrent_per_az {
-            skip(
-                &mut out,
-                c,
-                Some(az),
+            return Some((
                 Limit::MaxConcurrentPerAz,
                 format!(
                     "{in_az} migration(s) in AZ {az} in flight or planned (rebalance.max_concurrent_per_az = {})",
                     cfg.max_concurrent_per_az
                 ),
-            );
-            continue;
+            ));
         }
         let from_source = counts.per_source.get(source).copied().unwrap_or(0);
         if from_source >= cfg.max_concurrent_per_source {
-            skip(
-                &mut out,
-                c,
-                Some(az),
+            return Some((
                 Limit::MaxConcurrentPerSource,
                 format!(
                     "{from_source} migration(s) leave host {source} (rebalance.max_concurrent_per_source = {})",
                     cfg.max_concurrent_per_source
                 ),
-            );
-            continue;
+            ));
         }
-        let bytes = size.bytes();
-        let bucket = refill(out.budget.per_az.get(az), cfg, now);
-        if (bytes as f64) > bucket.tokens {
-            skip(
-                &mut out,
-                c,
-                Some(az),
-                Limit::ByteBudget,
-                format!(
-                    "AZ {az} has {} of its migration budget left, the move needs {} (rebalance.budget_gib_per_az_per_hour = {})",
-                    gib(bucket.tokens),
-                    gib(bytes as f64),
-                    cfg.budget_gib_per_az_per_hour
-                ),
-            );
-            continue;
-        }
-        let Some(work) = azs.get_mut(az) else {
-            skip(
-                &mut out,
-                c,
-                Some(az),
-                Limit::NoDestination,
-                format!("no compute host of AZ {az} is known to Placement"),
-            );
-            continue;
-        };
+        None
+    }
 
-        // Ask the scoring core, as Nova's scheduler would for this live migration.
+    /// Ask the scoring core, as Nova's scheduler would for this live migration: the hosts'
+    /// filter verdicts and weights, and the VM's role.
+    fn ask_scoring(&mut self, c: &Candidate, p: &Passed) -> Scored {
+        let input = self.input;
+        let work = self.azs.get_mut(p.az).expect("checked by plan_one");
         let facts = input.view.vms.get(&c.vm);
         let role = facts.and_then(|f| f.role.clone());
         work.req.instance = Instance {
@@ -486,152 +542,229 @@ pub fn plan(input: &PlanInput, profile: &Profile, opts: &Options, cfg: &Rebalanc
             project_id: facts.and_then(|f| f.project_id.clone()),
             flavor: Flavor {
                 name: facts.and_then(|f| f.flavor.clone()),
-                vcpus: Some(size.vcpus),
-                memory_mb: Some(size.memory_mb),
-                root_gb: Some(size.disk_gb),
+                vcpus: Some(p.size.vcpus),
+                memory_mb: Some(p.size.memory_mb),
+                root_gb: Some(p.size.disk_gb),
                 ..Default::default()
             },
-            current_host: Some(source.to_string()),
-            current_az: Some(az.to_string()),
+            current_host: Some(p.source.to_string()),
+            current_az: Some(p.az.to_string()),
             ..Default::default()
         };
-        work.req.ignore_hosts = vec![source.to_string()];
+        work.req.ignore_hosts = vec![p.source.to_string()];
         let (filtered, weights) =
-            scoring::filter_and_weigh(&work.req, profile, input.view, opts, now);
-        let role = filtered.role.clone().or(role);
+            scoring::filter_and_weigh(&work.req, self.profile, input.view, self.opts, input.now);
+        Scored {
+            role: filtered.role.clone().or(role),
+            rejected_by: filtered
+                .rejections
+                .iter()
+                .map(|r| r.as_ref().map(|r| r.plugin.to_string()))
+                .collect(),
+            weights,
+        }
+    }
+
+    /// The best destination in the VM's AZ, or the limit that stopped every host and why.
+    fn destination(
+        &self,
+        c: &Candidate,
+        p: &Passed,
+        scored: Scored,
+    ) -> Result<(Target, Option<String>), (Limit, String)> {
+        let work = &self.azs[p.az];
         let vm_load = c.load_per_vcpu * c.vcpus;
-        let left_hosts = left.get(c.vm.as_str());
-        let index = input.view.role_index();
         let mut refusals = Refusals::default();
         let mut busy_targets = 0usize;
-        let mut best: Option<(usize, f64, f64)> = None;
+        let mut best: Option<Target> = None;
         for (i, host) in work.req.hosts.iter().enumerate() {
-            if host.host == source {
+            if host.host == p.source {
                 continue;
             }
-            if host.az.as_deref() != Some(az) {
-                refusals.add("in another AZ");
-                continue;
-            }
-            if let Some(r) = &filtered.rejections[i] {
-                refusals.add(format!("rejected by {}", r.plugin));
-                continue;
-            }
-            if let Err(why) = room(host, size) {
+            if let Err(why) = self.acceptable(c, p, &scored, work, i) {
                 refusals.add(why);
                 continue;
             }
-            if let (Some(cap), Some(role)) = (fig.role_cap, role.as_deref()) {
-                let there = index
-                    .hosts_of(role)
-                    .and_then(|m| m.get(&host.host))
-                    .copied()
-                    .unwrap_or(0)
-                    + work
-                        .added_role
-                        .get(&(role.to_string(), i))
-                        .copied()
-                        .unwrap_or(0);
-                if there >= cap {
-                    refusals.add(format!("at the cap of {cap} VM(s) of role {role}"));
+            let predicted = match self.steal_margin(c, work, i, vm_load) {
+                Ok(predicted) => predicted,
+                Err(why) => {
+                    refusals.add(why);
                     continue;
                 }
-            }
-            if left_hosts.is_some_and(|l| l.contains(&host.host.as_str())) {
-                refusals.add("left by this VM within rebalance.no_return_hours");
-                continue;
-            }
-            let Some(predicted) =
-                predicted_steal(work, i, vm_load, input, &fig.steal, opts.max_age_seconds)
-            else {
-                refusals.add("with unknown steal");
-                continue;
             };
-            if predicted > c.steal - cfg.steal_margin {
-                refusals.add(format!(
-                    "not predicted {:.0} points of steal below the VM's {:.1}%",
-                    cfg.steal_margin * 100.0,
-                    c.steal * 100.0
-                ));
+            let weight = scored.weights[i];
+            if best.as_ref().is_some_and(|b| b.weight >= weight) {
                 continue;
             }
-            let w = weights[i];
-            if best.is_some_and(|(_, bw, _)| bw >= w) {
-                continue;
-            }
-            if counts.per_target.get(&host.host).copied().unwrap_or(0)
-                >= cfg.max_concurrent_per_target
-            {
+            if self.target_busy(&host.host) {
                 busy_targets += 1;
                 refusals.add("already receiving rebalance.max_concurrent_per_target migration(s)");
                 continue;
             }
-            best = Some((i, w, predicted));
+            best = Some(Target {
+                index: i,
+                weight,
+                predicted,
+            });
         }
-        let others = work.req.hosts.iter().filter(|h| h.host != source).count();
-        let Some((i, weight, predicted)) = best else {
-            let limit = if busy_targets > 0 {
-                Limit::MaxConcurrentPerTarget
-            } else {
-                Limit::NoDestination
-            };
-            skip(&mut out, c, Some(az), limit, refusals.summary(others, az));
-            continue;
-        };
+        match best {
+            Some(t) => Ok((t, scored.role)),
+            None => {
+                let others = work.req.hosts.iter().filter(|h| h.host != p.source).count();
+                let limit = if busy_targets > 0 {
+                    Limit::MaxConcurrentPerTarget
+                } else {
+                    Limit::NoDestination
+                };
+                Err((limit, refusals.summary(others, p.az)))
+            }
+        }
+    }
 
-        // Apply the move to the working state before the next decision.
-        let target = work.req.hosts[i].host.clone();
+    /// Host `i` of the AZ: same AZ, passes the filters, has room, is under the role cap and is
+    /// not a host the VM left recently.
+    fn acceptable(
+        &self,
+        c: &Candidate,
+        p: &Passed,
+        scored: &Scored,
+        work: &AzWork,
+        i: usize,
+    ) -> Result<(), String> {
+        let host = &work.req.hosts[i];
+        if host.az.as_deref() != Some(p.az) {
+            return Err("in another AZ".into());
+        }
+        if let Some(plugin) = &scored.rejected_by[i] {
+            return Err(format!("rejected by {plugin}"));
+        }
+        room(host, p.size).map_err(str::to_string)?;
+        self.role_cap(scored.role.as_deref(), work, i)?;
+        let left = self.past.left.get(c.vm.as_str());
+        if left.is_some_and(|l| l.contains(&host.host.as_str())) {
+            return Err("left by this VM within rebalance.no_return_hours".into());
+        }
+        Ok(())
+    }
+
+    /// The profile's hard cap of VMs of one role per host, counting this cycle's moves.
+    fn role_cap(&self, role: Option<&str>, work: &AzWork, i: usize) -> Result<(), String> {
+        let (Some(cap), Some(role)) = (self.fig.role_cap, role) else {
+            return Ok(());
+        };
+        let host = &work.req.hosts[i].host;
+        let index = self.input.view.role_index();
+        let there = index
+            .hosts_of(role)
+            .and_then(|m| m.get(host))
+            .copied()
+            .unwrap_or(0)
+            + work
+                .added_role
+                .get(&(role.to_string(), i))
+                .copied()
+                .unwrap_or(0);
+        if there >= cap {
+            return Err(format!("at the cap of {cap} VM(s) of role {role}"));
+        }
+        Ok(())
+    }
+
+    /// The target's predicted steal, if it is at least `steal_margin` below the VM's.
+    fn steal_margin(
+        &self,
+        c: &Candidate,
+        work: &AzWork,
+        i: usize,
+        vm_load: f64,
+    ) -> Result<f64, String> {
+        let (cfg, max_age) = (self.cfg, self.opts.max_age_seconds);
+        let Some(predicted) =
+            predicted_steal(work, i, vm_load, self.input, &self.fig.steal, max_age)
+        else {
+            return Err("with unknown steal".into());
+        };
+        if predicted > c.steal - cfg.steal_margin {
+            return Err(format!(
+                "not predicted {:.0} points of steal below the VM's {:.1}%",
+                cfg.steal_margin * 100.0,
+                c.steal * 100.0
+            ));
+        }
+        Ok(predicted)
+    }
+
+    /// `rebalance.max_concurrent_per_target`: the host already receives enough migrations.
+    fn target_busy(&self, host: &str) -> bool {
+        self.counts.per_target.get(host).copied().unwrap_or(0) >= self.cfg.max_concurrent_per_target
+    }
+
+    /// Apply the move to the working state before the next decision, and describe it.
+    fn apply(
+        &mut self,
+        c: &Candidate,
+        p: &Passed,
+        t: Target,
+        role: Option<String>,
+        out: &mut Plan,
+    ) -> PlannedAction {
+        let (az, source, size) = (p.az, p.source, p.size);
+        let work = self.azs.get_mut(az).expect("checked by plan_one");
+        let others = work.req.hosts.iter().filter(|h| h.host != source).count();
+        let vm_load = c.load_per_vcpu * c.vcpus;
+        let target = work.req.hosts[t.index].host.clone();
         {
-            let h = Arc::make_mut(&mut work.req.hosts[i]);
+            let h = Arc::make_mut(&mut work.req.hosts[t.index]);
             h.vcpus_used = h.vcpus_used.map(|u| u + size.vcpus);
             h.memory_mb_free = h.memory_mb_free.map(|f| f - size.memory_mb);
             if size.block_migration {
                 h.disk_gb_free = h.disk_gb_free.map(|f| f - size.disk_gb);
             }
         }
-        work.added_load[i] += vm_load;
+        work.added_load[t.index] += vm_load;
         if let Some(role) = role.as_ref() {
-            *work.added_role.entry((role.clone(), i)).or_default() += 1;
+            *work.added_role.entry((role.clone(), t.index)).or_default() += 1;
         }
-        counts.add(az, source, &target);
+        self.counts.add(az, source, &target);
+        let bytes = size.bytes();
         out.budget.per_az.insert(
             az.to_string(),
             Bucket {
-                tokens: bucket.tokens - bytes as f64,
-                updated_at: bucket.updated_at,
+                tokens: p.bucket.tokens - bytes as f64,
+                updated_at: p.bucket.updated_at,
             },
         );
-        out.actions.push(PlannedAction {
+        PlannedAction {
             vm: c.vm.clone(),
             source_host: source.to_string(),
             target_host: target.clone(),
             az: az.to_string(),
-            role: role.clone(),
+            role,
             reason: format!(
                 "load {:.2}/vCPU with {:.1}% steal on {source} over the window; {target} is predicted at {:.1}% steal and scores {:.2} (best of {others} host(s) in AZ {az})",
                 c.load_per_vcpu,
                 c.steal * 100.0,
-                predicted * 100.0,
-                weight
+                t.predicted * 100.0,
+                t.weight
             ),
             load_per_vcpu: c.load_per_vcpu,
             steal_at_source: c.steal,
-            predicted_steal_at_target: predicted,
+            predicted_steal_at_target: t.predicted,
             severity: c.severity,
-            score: weight,
+            score: t.weight,
             bytes,
             block_migration: size.block_migration,
             vcpus: size.vcpus,
             memory_mb: size.memory_mb,
             disk_gb: size.disk_gb,
-        });
-    }
-    // Every AZ the plan looked at carries its refilled bucket forward, spent or not.
-    for az in azs.keys() {
-        if !out.budget.per_az.contains_key(az) || !out.actions.iter().any(|a| &a.az == az) {
-            let b = refill(input.budget.per_az.get(az), cfg, now);
-            out.budget.per_az.insert(az.clone(), b);
         }
     }
-    out
+}
+
+/// The scoring core's answer for one candidate.
+struct Scored {
+    role: Option<String>,
+    /// Per host of the AZ: the plugin that rejected it, if any.
+    rejected_by: Vec<Option<String>>,
+    weights: Vec<f64>,
 }

@@ -26,7 +26,7 @@ use crate::model::{
 };
 use crate::rebalance::detect::{detect, DetectState, History};
 use crate::rebalance::plan::{plan, PlanInput, VmSize};
-use crate::rebalance::{BudgetState, InFlight, MoveRecord, RebalanceSettings, GIB};
+use crate::rebalance::{BudgetState, InFlight, MoveRecord, PlannedAction, RebalanceSettings, GIB};
 use crate::scoring::{self, builtin_profiles, Options, Profile, ProfileSpec};
 
 use workload::{Curve, Rng};
@@ -455,6 +455,42 @@ impl<'a> Twin<'a> {
     }
 
     /// Demand per vCPU of a VM at a step: its role's curve, its intensity, the step's noise.
+    /// Moves whose copy is done at `t`: the VM runs on its target, the source is freed.
+    fn finish(&mut self, migrations: &mut Vec<Migration>, t: f64) {
+        let (done, running): (Vec<Migration>, Vec<Migration>) = std::mem::take(migrations)
+            .into_iter()
+            .partition(|m| m.finish <= t);
+        *migrations = running;
+        for m in done {
+            let size = self.size(m.vm);
+            self.reserve(m.from, &size, -1.0);
+            self.land(m.vm, m.to);
+        }
+    }
+
+    /// Each host's CPU demand and steal at step `k` (time `t`); each VM's own into `vm_demand`.
+    fn demand_and_steal(
+        &self,
+        scn: &Scenario,
+        k: u64,
+        t: f64,
+        vm_demand: &mut [f64],
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut demand = vec![0.0; self.hosts.len()];
+        for (i, v) in self.vms.iter().enumerate() {
+            vm_demand[i] = self.demand(i, k, t) * scn.roles[v.role].vcpus;
+            if let Some(h) = v.host {
+                demand[h] += vm_demand[i];
+            }
+        }
+        let pcpus = scn.host.pcpus;
+        let steal = demand
+            .iter()
+            .map(|&d| if d > pcpus { 1.0 - pcpus / d } else { 0.0 })
+            .collect();
+        (demand, steal)
+    }
+
     fn demand(&self, vm: usize, step: u64, t: f64) -> f64 {
         let v = &self.vms[vm];
         let r = &self.scn.roles[v.role];
@@ -634,11 +670,7 @@ impl<'a> Twin<'a> {
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+    crate::model::nearest_rank(sorted, q).unwrap_or(0.0)
 }
 
 /// Run one strategy over the scenario.
@@ -677,37 +709,13 @@ pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String>
     let mut history = History::default();
     let mut detect_state = DetectState::default();
     let mut budget = BudgetState::default();
-    let mut moves: Vec<MoveRecord> = Vec::new();
-    let mut starts_per_az: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut moved = Moved::default();
     let mut next_cycle = scn.start_unix;
-    let mut moves_out: Vec<MoveOut> = Vec::new();
-    let mut gib_moved = 0.0;
     let mut vm_demand = vec![0.0; twin.vms.len()];
     for k in 0..steps {
         let t = scn.start_unix + k as f64 * step;
-        // Moves whose copy is done: the VM runs on its target, the source is freed.
-        let (done, running): (Vec<Migration>, Vec<Migration>) = std::mem::take(&mut migrations)
-            .into_iter()
-            .partition(|m| m.finish <= t);
-        migrations = running;
-        for m in done {
-            let size = twin.size(m.vm);
-            twin.reserve(m.from, &size, -1.0);
-            twin.land(m.vm, m.to);
-        }
-        // Demand and steal at this step.
-        let mut demand = vec![0.0; twin.hosts.len()];
-        for (i, v) in twin.vms.iter().enumerate() {
-            vm_demand[i] = twin.demand(i, k, t) * scn.roles[v.role].vcpus;
-            if let Some(h) = v.host {
-                demand[h] += vm_demand[i];
-            }
-        }
-        let pcpus = scn.host.pcpus;
-        let steal: Vec<f64> = demand
-            .iter()
-            .map(|&d| if d > pcpus { 1.0 - pcpus / d } else { 0.0 })
-            .collect();
+        twin.finish(&mut migrations, t);
+        let (demand, steal) = twin.demand_and_steal(scn, k, t, &mut vm_demand);
         samples.extend(twin.vms.iter().filter_map(|v| v.host.map(|h| steal[h])));
 
         if strategy != Strategy::StewardRebalance {
@@ -737,7 +745,7 @@ pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String>
             sizes: &sizes,
             detection: &detection,
             in_flight: &in_flight,
-            history: &moves,
+            history: &moved.moves,
             budget: &budget,
             now: t,
         };
@@ -755,40 +763,90 @@ pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String>
                     a.vm, a.source_host, a.target_host
                 ));
             };
-            let size = twin.size(vm);
-            twin.reserve(to, &size, 1.0);
-            let seconds = a.bytes as f64 / (scn.migration_gib_per_second * GIB);
-            migrations.push(Migration {
-                vm,
-                from,
-                to,
-                finish: t + seconds,
-            });
-            moves.push(MoveRecord {
-                vm: a.vm.clone(),
-                from_host: a.source_host.clone(),
-                to_host: a.target_host.clone(),
-                at: t,
-            });
-            gib_moved += a.bytes as f64 / GIB;
-            moves_out.push(MoveOut {
-                vm: a.vm.clone(),
-                role: scn.roles[twin.vms[vm].role].name.clone(),
-                from_host: a.source_host.clone(),
-                to_host: a.target_host.clone(),
-                az: a.az.clone(),
-                at_hours: (t - scn.start_unix) / 3600.0,
-                gib: a.bytes as f64 / GIB,
-            });
-            starts_per_az
-                .entry(a.az.clone())
-                .or_default()
-                .push((t, a.bytes as f64));
+            migrations.push(moved.start(&mut twin, scn, a, [vm, from, to], t));
         }
     }
     samples.sort_by(f64::total_cmp);
 
-    // The token bucket's promise: over any interval, at most burst + rate x its length.
+    let (budget_respected, max_hour) = bucket_kept(&moved.starts_per_az, cfg);
+    let min_gap = min_hours_between_moves(&moved.moves);
+    Ok(StrategyReport {
+        strategy: strategy.as_str().into(),
+        steal_p50: percentile(&samples, 0.50),
+        steal_p95: percentile(&samples, 0.95),
+        steal_p99: percentile(&samples, 0.99),
+        migrations: moved.moves.len() as u32,
+        gib_moved: moved.gib_moved,
+        az_violations: twin.az_violations.len() as u32,
+        worst_role_stacking: twin.worst_stacking,
+        unplaced,
+        max_gib_per_az_in_an_hour: max_hour / GIB,
+        budget_respected,
+        min_hours_between_moves_of_a_vm: min_gap,
+        cooldown_respected: min_gap.is_none_or(|g| g >= cfg.cooldown_hours),
+        moves: moved.moves_out,
+    })
+}
+
+/// The moves the rebalancer started in the twin, and what the report needs of them.
+#[derive(Default)]
+struct Moved {
+    moves: Vec<MoveRecord>,
+    moves_out: Vec<MoveOut>,
+    /// Per AZ: (start, bytes) of each move.
+    starts_per_az: BTreeMap<String, Vec<(f64, f64)>>,
+    gib_moved: f64,
+}
+
+impl Moved {
+    /// Start a planned move of VM `vm` from host `from` to `to` (twin indexes) at `t`: the
+    /// target's room is taken now, the copy lasts `bytes / rate`.
+    fn start(
+        &mut self,
+        twin: &mut Twin<'_>,
+        scn: &Scenario,
+        a: &PlannedAction,
+        [vm, from, to]: [usize; 3],
+        t: f64,
+    ) -> Migration {
+        let size = twin.size(vm);
+        twin.reserve(to, &size, 1.0);
+        let seconds = a.bytes as f64 / (scn.migration_gib_per_second * GIB);
+        self.moves.push(MoveRecord {
+            vm: a.vm.clone(),
+            from_host: a.source_host.clone(),
+            to_host: a.target_host.clone(),
+            at: t,
+        });
+        self.gib_moved += a.bytes as f64 / GIB;
+        self.moves_out.push(MoveOut {
+            vm: a.vm.clone(),
+            role: scn.roles[twin.vms[vm].role].name.clone(),
+            from_host: a.source_host.clone(),
+            to_host: a.target_host.clone(),
+            az: a.az.clone(),
+            at_hours: (t - scn.start_unix) / 3600.0,
+            gib: a.bytes as f64 / GIB,
+        });
+        self.starts_per_az
+            .entry(a.az.clone())
+            .or_default()
+            .push((t, a.bytes as f64));
+        Migration {
+            vm,
+            from,
+            to,
+            finish: t + seconds,
+        }
+    }
+}
+
+/// The token bucket's promise: over any interval, at most burst + rate x its length. Also the
+/// most bytes an AZ started within an hour.
+fn bucket_kept(
+    starts_per_az: &BTreeMap<String, Vec<(f64, f64)>>,
+    cfg: &RebalanceSettings,
+) -> (bool, f64) {
     let (burst, rate) = (cfg.burst_bytes(), cfg.refill_bytes_per_second());
     let mut budget_respected = true;
     let mut max_hour = 0.0f64;
@@ -807,30 +865,19 @@ pub fn run(scn: &Scenario, strategy: Strategy) -> Result<StrategyReport, String>
             }
         }
     }
+    (budget_respected, max_hour)
+}
+
+/// The shortest time between two moves of one VM, in hours.
+fn min_hours_between_moves(moves: &[MoveRecord]) -> Option<f64> {
     let mut per_vm: HashMap<&str, Vec<f64>> = HashMap::new();
-    for m in &moves {
+    for m in moves {
         per_vm.entry(m.vm.as_str()).or_default().push(m.at);
     }
-    let min_gap = per_vm
+    per_vm
         .values()
         .flat_map(|ts| ts.windows(2).map(|w| (w[1] - w[0]) / 3600.0))
-        .min_by(f64::total_cmp);
-    Ok(StrategyReport {
-        strategy: strategy.as_str().into(),
-        steal_p50: percentile(&samples, 0.50),
-        steal_p95: percentile(&samples, 0.95),
-        steal_p99: percentile(&samples, 0.99),
-        migrations: moves.len() as u32,
-        gib_moved,
-        az_violations: twin.az_violations.len() as u32,
-        worst_role_stacking: twin.worst_stacking,
-        unplaced,
-        max_gib_per_az_in_an_hour: max_hour / GIB,
-        budget_respected,
-        min_hours_between_moves_of_a_vm: min_gap,
-        cooldown_respected: min_gap.is_none_or(|g| g >= cfg.cooldown_hours),
-        moves: moves_out,
-    })
+        .min_by(f64::total_cmp)
 }
 
 /// Run every strategy on the scenario.

@@ -1,7 +1,7 @@
 //! Hour-of-week rollups: time series in, one p95 per hour of the week out. Pure; the
 //! Prometheus adapter feeds it and the store keeps what it returns.
 
-use crate::model::{hour_of_week, WeeklyProfile, HOURS_PER_WEEK};
+use crate::model::{hour_of_week, nearest_rank, WeeklyProfile, HOURS_PER_WEEK};
 
 /// The nearest-rank p95 of the samples falling in each hour of the week. Hours without a
 /// sample are NaN (no data, which is not zero). Non-finite values are ignored.
@@ -15,13 +15,8 @@ pub fn weekly_p95(samples: &[(f64, f64)], weeks: u32, computed_at: f64) -> Weekl
     let values = buckets
         .into_iter()
         .map(|mut b| {
-            if b.is_empty() {
-                return f64::NAN;
-            }
             b.sort_by(f64::total_cmp);
-            // nearest rank: the smallest value with at least 95% of the samples at or below it
-            let rank = ((0.95 * b.len() as f64).ceil() as usize).clamp(1, b.len());
-            b[rank - 1]
+            nearest_rank(&b, 0.95).unwrap_or(f64::NAN)
         })
         .collect();
     WeeklyProfile {
