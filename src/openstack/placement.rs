@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::session::{Microversion, Session};
+use super::session::{Microversion, Reply, Session};
 use super::{Error, Result};
 
 pub const SERVICE_TYPE: &str = "placement";
@@ -352,22 +352,16 @@ impl Placement {
         path: &str,
         body: &Value,
     ) -> Result<T> {
-        self.session
-            .request(
-                method,
-                SERVICE_TYPE,
-                Some(&self.microversion),
-                path,
-                &[],
-                Some(body),
-            )
-            .await?
-            .json()
+        self.send(method, path, Some(body)).await?.json()
     }
 
     async fn write(&self, method: Method, path: &str, body: Option<&Value>) -> Result<u16> {
-        Ok(self
-            .session
+        Ok(self.send(method, path, body).await?.status)
+    }
+
+    /// One call at the client's microversion.
+    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Reply> {
+        self.session
             .request(
                 method,
                 SERVICE_TYPE,
@@ -376,8 +370,7 @@ impl Placement {
                 &[],
                 body,
             )
-            .await?
-            .status)
+            .await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
