@@ -166,9 +166,9 @@ fn main() -> ExitCode {
         Command::Rebalance { command } => {
             with_config(cli.config, |v| steward::cli::rebalance::run(v, command))
         }
-        Command::Evacuate { command } => {
-            with_config(cli.config, |v| steward::recover::cli::main(v, command))
-        }
+        Command::Evacuate { command } => with_config(cli.config, |v| {
+            cli::runtime().block_on(steward::recover::cli::run(&v, command))
+        }),
         Command::Openapi { format } => cli::openapi(format),
         Command::Simulate {
             scenario,

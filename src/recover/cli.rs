@@ -116,11 +116,6 @@ async fn open_store(v: &Validated) -> Result<Store, String> {
     Ok(store)
 }
 
-/// `steward evacuate ...` from the binary.
-pub fn main(v: Validated, command: Command) -> ExitCode {
-    crate::cli::runtime().block_on(run(&v, command))
-}
-
 pub async fn run(v: &Validated, command: Command) -> ExitCode {
     let store = match open_store(v).await {
         Ok(s) => s,

@@ -5,7 +5,6 @@
 
 pub mod cli;
 pub mod execute;
-pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod settings;
@@ -14,3 +13,31 @@ pub mod witness;
 
 pub use crate::rebalance::settings::Mode;
 pub use settings::*;
+
+/// What the pure cores read from the settings.
+impl RecoverySettings {
+    pub fn thresholds(&self) -> suspect::Thresholds {
+        suspect::Thresholds {
+            service_down_time: self.service_down_time,
+            telemetry_max_age_seconds: self.telemetry_max_age_seconds,
+            min_confirmations: self.min_confirmations,
+            include_disabled: self.include_disabled,
+        }
+    }
+
+    pub fn host_limits(&self) -> plan::HostLimits {
+        plan::HostLimits {
+            max_share_per_az: self.max_share_per_az,
+            max_hosts: self.max_hosts,
+            host_cooldown_seconds: self.host_cooldown_seconds,
+        }
+    }
+
+    pub fn vm_limits(&self) -> plan::VmLimits {
+        plan::VmLimits {
+            max_concurrent: self.max_concurrent,
+            max_concurrent_per_az: self.max_concurrent_per_az,
+            vm_cooldown_seconds: self.vm_cooldown_seconds,
+        }
+    }
+}

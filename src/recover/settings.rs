@@ -245,6 +245,13 @@ impl RecoverySettings {
     /// Every problem with the section, each naming its key (`<prefix>.<key>`) and what to do.
     pub fn problems(&self, key_prefix: &str) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
+        self.number_problems(key_prefix, &mut out);
+        self.hook_problems(key_prefix, &mut out);
+        out
+    }
+
+    /// Durations, shares and counts.
+    fn number_problems(&self, key_prefix: &str, out: &mut Vec<ConfigProblem>) {
         let mut p = |key: &str, message: String| {
             out.push(ConfigProblem {
                 key: format!("{key_prefix}.{key}"),
@@ -314,6 +321,17 @@ impl RecoverySettings {
                 ),
             );
         }
+    }
+
+    /// The fencing hook and the witnesses.
+    fn hook_problems(&self, key_prefix: &str, out: &mut Vec<ConfigProblem>) {
+        let mut p = |key: &str, message: String| {
+            out.push(ConfigProblem {
+                key: format!("{key_prefix}.{key}"),
+                message,
+            })
+        };
+        let positive = |v: f64| v.is_finite() && v > 0.0;
         match (&self.fence.exec, &self.fence.http) {
             (Some(_), Some(_)) => p(
                 "fence",
@@ -381,7 +399,6 @@ impl RecoverySettings {
                 p(key, "must be set when the witness is configured".into());
             }
         }
-        out
     }
 
     pub fn witness_count(&self) -> usize {
@@ -389,31 +406,6 @@ impl RecoverySettings {
         usize::from(w.consul.is_some())
             + usize::from(w.bmc.is_some())
             + usize::from(w.kubernetes.is_some())
-    }
-
-    pub fn thresholds(&self) -> crate::recover::suspect::Thresholds {
-        crate::recover::suspect::Thresholds {
-            service_down_time: self.service_down_time,
-            telemetry_max_age_seconds: self.telemetry_max_age_seconds,
-            min_confirmations: self.min_confirmations,
-            include_disabled: self.include_disabled,
-        }
-    }
-
-    pub fn host_limits(&self) -> crate::recover::plan::HostLimits {
-        crate::recover::plan::HostLimits {
-            max_share_per_az: self.max_share_per_az,
-            max_hosts: self.max_hosts,
-            host_cooldown_seconds: self.host_cooldown_seconds,
-        }
-    }
-
-    pub fn vm_limits(&self) -> crate::recover::plan::VmLimits {
-        crate::recover::plan::VmLimits {
-            max_concurrent: self.max_concurrent,
-            max_concurrent_per_az: self.max_concurrent_per_az,
-            vm_cooldown_seconds: self.vm_cooldown_seconds,
-        }
     }
 }
 
