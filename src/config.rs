@@ -76,6 +76,7 @@ sections! {
     openstack: crate::openstack::settings::OpenStackSettings,
     rebalance: crate::rebalance::settings::RebalanceSettings,
     repair: crate::repair::settings::RepairSettings,
+    recovery: crate::recover::settings::RecoverySettings,
 }
 
 /// Settings that passed validation, with what was built from them.

@@ -13,6 +13,7 @@ pub mod novadb;
 pub mod openstack;
 pub mod peerclock;
 pub mod rebalance;
+pub mod recover;
 pub mod repair;
 pub mod scoring;
 pub mod serve;

@@ -82,6 +82,11 @@ enum Command {
         #[command(subcommand)]
         command: steward::cli::rebalance::Command,
     },
+    /// Host-failure recovery: suspected hosts, fencing, evacuation, release.
+    Evacuate {
+        #[command(subcommand)]
+        command: steward::recover::cli::Command,
+    },
 }
 
 /// Which Ironic nodes a repair looks at.
@@ -189,6 +194,9 @@ fn main() -> ExitCode {
         Command::Rebalance { command } => {
             with_config(cli.config, |v| steward::cli::rebalance::run(v, command))
         }
+        Command::Evacuate { command } => with_config(cli.config, |v| {
+            cli::runtime().block_on(steward::recover::cli::run(&v, command))
+        }),
         Command::Openapi { format } => cli::openapi(format),
         Command::Simulate {
             scenario,

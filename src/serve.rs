@@ -1,5 +1,5 @@
-//! `steward serve`: wires the store, the background jobs, the rebalance loop and the HTTP API
-//! from the validated configuration.
+//! `steward serve`: wires the store, the background jobs, the rebalance and recovery loops and
+//! the HTTP API from the validated configuration.
 
 use std::process::ExitCode;
 
@@ -108,6 +108,7 @@ pub fn serve(v: Validated) -> ExitCode {
             state.profiles.clone(),
             state.cluster.clone(),
         )?;
+        crate::recover::cli::spawn_loop(&state.settings, store.clone(), state.metrics.clone())?;
         api::serve(state, listen, workers).await?;
         store.close().await;
         Ok(())

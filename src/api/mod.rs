@@ -7,6 +7,7 @@ pub mod host_cache;
 pub mod openapi;
 pub mod openapi_markdown;
 pub mod recent;
+mod recovery;
 mod repair;
 mod routes;
 pub mod schema;

@@ -3,6 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::recovery;
 use super::repair;
 use super::routes;
 use super::schema::*;
@@ -101,7 +102,8 @@ fn document_common_answers(openapi: &mut utoipa::openapi::OpenApi) {
     paths(routes::filter, routes::weigh, routes::profiles, routes::hosts, routes::host, routes::vm, routes::push_telemetry,
           routes::healthz, routes::metrics, routes::openapi,
           routes::rebalance_plans, routes::approve_plan, routes::cancel_plan, routes::migrations,
-          repair::create_plan, repair::create_run, repair::get_run, repair::rollback_run),
+          repair::create_plan, repair::create_run, repair::get_run, repair::rollback_run,
+          recovery::list, recovery::show, recovery::approve, recovery::release),
     components(schemas(CalloutRequest, HostEntry, HostReference, InstanceDto, HostDto, FlavorDto, ServerGroupDto, SiblingDto, OperationDto,
                        FilterAnswer, FilterResponse, CompactFilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
                        TelemetryPush, HostSampleDto, VmSampleDto, TelemetryAccepted, Accepted,
@@ -111,7 +113,10 @@ fn document_common_answers(openapi: &mut utoipa::openapi::OpenApi) {
                        RepairSelection, RepairPlanDto, RepairNodePlanDto, RepairStepDto,
                        RepairRunStarted, RepairNothingToDo, RepairRunDto,
                        RepairRollbackBody, super::repair::RepairRollbackItem,
-                       super::repair::RepairRollbackDto)),
+                       super::repair::RepairRollbackDto,
+                       crate::recover::report::IncidentList, crate::recover::report::IncidentDto,
+                       crate::recover::report::IncidentDetail, crate::recover::report::EvacuationDto,
+                       crate::recover::report::RecoveryEventDto)),
     modifiers(&Security),
     security(("bearer" = []), ("x_auth_token" = []))
 )]

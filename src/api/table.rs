@@ -12,7 +12,7 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, Route};
 
 use super::auth::{self, RouteRule};
-use super::{repair, routes};
+use super::{recovery, repair, routes};
 
 /// What a route needs of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +152,19 @@ pub static ROUTES: &[RouteDecl] = &[
     }),
     decl("/v1/repair/runs/{id}/rollback", Post, Admin, || {
         web::route().to(repair::rollback_run)
+    }),
+    // Recovery shows and drives fencing and evacuation of every project's servers.
+    decl("/v1/recovery/evacuations", Get, Admin, || {
+        web::route().to(recovery::list)
+    }),
+    decl("/v1/recovery/evacuations/{id}", Get, Admin, || {
+        web::route().to(recovery::show)
+    }),
+    decl("/v1/recovery/evacuations/{id}/approve", Post, Admin, || {
+        web::route().to(recovery::approve)
+    }),
+    decl("/v1/recovery/hosts/{host}/release", Post, Admin, || {
+        web::route().to(recovery::release)
     }),
 ];
 

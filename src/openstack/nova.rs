@@ -197,6 +197,18 @@ pub struct ServerState {
     pub availability_zone: Option<String>,
     #[serde(default, deserialize_with = "string_map")]
     pub metadata: BTreeMap<String, String>,
+    /// Why the server is in ERROR (Nova's instance fault), e.g. `No valid host was found`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<ServerFault>,
+}
+
+/// A server's fault as `GET /servers/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct ServerFault {
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub code: Option<i64>,
 }
 
 /// An in-progress live migration as `GET /servers/{id}/migrations` shows it (2.23+; `uuid`
@@ -391,11 +403,16 @@ impl Nova {
         let body = serde_json::json!({
             "os-migrateLive": {"host": host, "block_migration": "auto"}
         });
+        self.server_action(id, &body).await
+    }
+
+    /// `POST /servers/{id}/action` with `body` (an id already checked); Nova's request id.
+    async fn server_action(&self, id: &str, body: &Value) -> Result<Option<String>> {
         let reply = self
             .write(
                 reqwest::Method::POST,
                 &format!("servers/{id}/action"),
-                Some(&body),
+                Some(body),
             )
             .await?;
         Ok(reply.request_id().map(str::to_string))
@@ -701,4 +718,138 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A compute service as `GET /os-services?binary=nova-compute` shows it (2.53+: `id` is a
+/// UUID, the one `PUT /os-services/{id}` takes; `updated_at` is the last heartbeat, UTC).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct ComputeService {
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    #[serde(default)]
+    pub binary: String,
+    pub host: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// `enabled` or `disabled`.
+    #[serde(default)]
+    pub status: String,
+    /// `up` or `down`, as Nova's service group reads the heartbeat.
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub forced_down: bool,
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+}
+
+/// A migration record as `GET /os-migrations` shows it (any type: live, cold, evacuation).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct MigrationRecord {
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    #[serde(default)]
+    pub instance_uuid: Option<String>,
+    /// `live-migration`, `migration`, `resize`, `evacuation`.
+    #[serde(default)]
+    pub migration_type: Option<String>,
+    /// For an evacuation: `accepted`, `pre-migrating`, `done`, `failed`, `error`...
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub source_compute: Option<String>,
+    #[serde(default)]
+    pub dest_compute: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+/// Nova's timestamps (`2026-12-07T06:33:37.000000`, UTC without a zone, or RFC 3339) as unix
+/// seconds.
+pub fn parse_nova_time(s: &str) -> Option<f64> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    let parsed = time::OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}Z"), &Rfc3339))
+        .ok()?;
+    Some(parsed.unix_timestamp_nanos() as f64 / 1e9)
+}
+
+/// The calls host-failure recovery makes: the compute services, forcing one down (2.11+,
+/// with the service's UUID from 2.53), the servers of a host, `evacuate` without a host
+/// (2.68+: no `force`, no `onSharedStorage`: Nova's scheduler picks the host and Nova decides
+/// about shared storage) and the evacuation migrations of a server. At the client's 2.87 an
+/// evacuated server comes back in the state it had (2.95 would leave it stopped).
+impl Nova {
+    /// Every nova-compute service.
+    pub async fn compute_services(&self) -> Result<Vec<ComputeService>> {
+        let reply = self
+            .get("os-services", &[("binary", "nova-compute".to_string())])
+            .await?;
+        items(&reply, "services")
+    }
+
+    /// `PUT /os-services/{id}` with `{"forced_down": forced}`; answers the service as Nova
+    /// saved it.
+    pub async fn set_forced_down(&self, service_id: &str, forced: bool) -> Result<ComputeService> {
+        let id = checked_uuid(service_id, "compute service")?;
+        let body = serde_json::json!({ "forced_down": forced });
+        let reply = self
+            .write(
+                reqwest::Method::PUT,
+                &format!("os-services/{id}"),
+                Some(&body),
+            )
+            .await?;
+        let value: Value = reply.json()?;
+        decode_at(&reply, &value, "service")
+    }
+
+    /// Every server on compute host `host` (admin, all projects).
+    pub async fn servers_on_host(&self, host: &str) -> Result<Vec<Server>> {
+        if host.trim().is_empty() {
+            return Err(Error::Argument("the compute host name is empty".into()));
+        }
+        self.list_by_marker(
+            "servers/detail",
+            &[("all_tenants", "1".to_string()), ("host", host.to_string())],
+            "servers",
+            "servers_links",
+        )
+        .await
+    }
+
+    /// `POST /servers/{id}/action` `{"evacuate": {}}`: no host, so Nova's scheduler (with the
+    /// steward shim) picks one. Answers Nova's request id.
+    pub async fn evacuate(&self, id: &str) -> Result<Option<String>> {
+        let id = checked_uuid(id, "server")?;
+        self.server_action(id, &serde_json::json!({ "evacuate": {} }))
+            .await
+    }
+
+    /// The evacuation migrations Nova recorded for one server, oldest first.
+    pub async fn evacuations(&self, id: &str) -> Result<Vec<MigrationRecord>> {
+        let id = checked_uuid(id, "server")?;
+        let reply = self
+            .get(
+                "os-migrations",
+                &[
+                    ("instance_uuid", id.to_string()),
+                    ("migration_type", "evacuation".to_string()),
+                ],
+            )
+            .await?;
+        let all: Vec<MigrationRecord> = items(&reply, "migrations")?;
+        let mut out: Vec<MigrationRecord> = all
+            .into_iter()
+            .filter(|m| {
+                m.migration_type.as_deref() == Some("evacuation")
+                    && m.instance_uuid.as_deref() == Some(id)
+            })
+            .collect();
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(out)
+    }
 }

@@ -35,7 +35,7 @@ const JOURNAL_OUTAGE_SECONDS: f64 = 60.0;
 /// Run `op` (a journal read or write) again while the database is out of reach, with a
 /// doubling pause, for at most [`JOURNAL_OUTAGE_SECONDS`]; any other error, or the outage
 /// outlasting the window, is returned.
-async fn ride_out<T, F, Fut>(what: &str, mut op: F) -> Result<T, JournalError>
+pub(crate) async fn ride_out<T, F, Fut>(what: &str, mut op: F) -> Result<T, JournalError>
 where
     F: FnMut(bool) -> Fut,
     Fut: std::future::Future<Output = Result<T, JournalError>>,

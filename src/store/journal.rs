@@ -355,11 +355,7 @@ impl Store {
         states: &[ActionState],
         limit: i64,
     ) -> Result<Vec<ActionRow>, JournalError> {
-        let filter = if states.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE state IN ({})", vec!["?"; states.len()].join(", "))
-        };
+        let filter = state_filter(states.len());
         let sql = format!(
             "SELECT {ACTION_COLUMNS} FROM rebalance_action {filter} \
              ORDER BY created_at, plan_id, seq LIMIT ?"
@@ -652,6 +648,15 @@ async fn insert_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// `WHERE state IN (?, ...)` for `n` states; nothing (every row) when `n` is 0.
+pub(super) fn state_filter(n: usize) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!("WHERE state IN ({})", vec!["?"; n].join(", "))
+    }
 }
 
 fn decode_err(what: String) -> JournalError {

@@ -4,6 +4,7 @@
 pub mod detector;
 pub mod journal;
 pub mod lease;
+pub mod recovery;
 pub mod settings;
 
 mod repair;

@@ -20,7 +20,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a hook knows of the action it serves. Template fields: `{vm}` (server UUID),
 /// `{vm_name}`, `{source}`, `{target}`, `{az}`, `{action}` (the journal's action id),
-/// `{node}` (the hook's own node mapping), and `{meta:<key>}` (a server metadata value).
+/// `{node}` (the hook's own node mapping), `{host}` (recovery's fenced host, the same as
+/// `{source}`) and `{meta:<key>}` (a server metadata value).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HookContext {
     pub action: String,
@@ -106,12 +107,14 @@ impl HookContext {
             "az" => self.az.clone(),
             "action" => self.action.clone(),
             "node" => node.to_string(),
+            // The recovery fencing hook's host (the dead hypervisor) is its `source`.
+            "host" => self.source.clone(),
             f => match f.strip_prefix("meta:") {
                 Some(k) => self.metadata.get(k).cloned().unwrap_or_default(),
                 None => {
                     return Err(HookError(format!(
                         "template {template:?} names {{{f}}}, which is not a field; fields are \
-                         vm, vm_name, source, target, az, action, node, meta:<key>"
+                         vm, vm_name, source, target, az, action, node, host, meta:<key>"
                     )))
                 }
             },
