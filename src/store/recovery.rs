@@ -1,4 +1,4 @@
-//! Host-failure recovery's journal (migration 0012): incidents, their VMs and every
+//! Host-failure recovery's journal (migration 0008): incidents, their VMs and every
 //! transition. Moves rows only, each under a guard on the state it leaves (nothing is written
 //! when someone else moved the row first); which transition is allowed is `recover::execute`'s.
 
