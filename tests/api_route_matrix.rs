@@ -38,6 +38,10 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/v1/repair/runs", "admin"),
     ("GET", "/v1/repair/runs/{id}", "admin"),
     ("POST", "/v1/repair/runs/{id}/rollback", "admin"),
+    ("GET", "/v1/recovery/evacuations", "admin"),
+    ("GET", "/v1/recovery/evacuations/{id}", "admin"),
+    ("POST", "/v1/recovery/evacuations/{id}/approve", "admin"),
+    ("POST", "/v1/recovery/hosts/{host}/release", "admin"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]

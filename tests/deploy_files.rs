@@ -967,6 +967,13 @@ async fn scrape() -> BTreeSet<String> {
         .await
         .is_err());
 
+    // A failed fencing is tests/recovery_execute.rs's story (it checks this counter rises with
+    // the host's label); here its series only has to exist under the name the alert rule reads.
+    state
+        .metrics
+        .recovery
+        .fence_failures
+        .with_label_values(&["cmp-az1-a"]);
     let app = atest::init_service(steward::api::app(state)).await;
     let reader = format!("Bearer {}", common::app::READER);
     let telemetry = format!("Bearer {}", common::app::TELEMETRY);
