@@ -138,6 +138,32 @@ def _rule_tests():
             _alert('StewardRepairRunFailed', '2m'),
             _alert('StewardRepairRunFailed', '5m',
                    {'instance': S1['instance'], 'severity': 'critical'})]},
+        {'name': 'recovery: a failed fencing, a held guard, a blocked VM',
+         'interval': '1m', 'input_series': [
+            _series('steward_recovery_fence_failures_total',
+                    dict(S1, host='cmp-3'), '0 0 0 1 1 1 1'),
+            _series('steward_recovery_fence_failures_total',
+                    dict(S2, host='cmp-4'), '0 0 0 0 0 0 0'),
+            _series('steward_recovery_guard', dict(S1, scope='az1'),
+                    '0 0 1 1 1 1 1'),
+            _series('steward_recovery_guard', dict(S2, scope='az1'),
+                    '0 0 0 0 0 0 0'),
+            _series('steward_recovery_evacuations_total',
+                    dict(S1, outcome='blocked'), '0 0 0 1 1 1 1'),
+            _series('steward_recovery_evacuations_total',
+                    dict(S2, outcome='done'), '0 1 2 3 4 5 6')],
+         'alert_rule_test': [
+            _alert('StewardFencingFailed', '2m'),
+            _alert('StewardFencingFailed', '4m', {
+                'instance': S1['instance'], 'host': 'cmp-3',
+                'severity': 'critical'}),
+            _alert('StewardRecoveryGuardHolds', '2m'),
+            _alert('StewardRecoveryGuardHolds', '4m', {
+                'instance': S1['instance'], 'scope': 'az1',
+                'severity': 'critical'}),
+            _alert('StewardEvacuationsFailing', '2m'),
+            _alert('StewardEvacuationsFailing', '4m', {
+                'instance': S1['instance'], 'severity': 'warning'})]},
     ]
 
 
