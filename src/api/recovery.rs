@@ -147,7 +147,13 @@ pub async fn release(
 ) -> Result<HttpResponse, ApiError> {
     let by = who(&req);
     let recovery = crate::recover::cli::build(&state.settings, &state.store, state.metrics.clone())
-        .map_err(|e| ApiError::unavailable(format!("recovery cannot reach the cloud: {e:#}")))?;
+        // A steward without a cloud is configured that way, not failing: a 409 that says what
+        // to configure, not a 5xx that reads as an outage.
+        .map_err(|e| {
+            ApiError::conflict(format!(
+                "recovery has no cloud to act on ({e:#}); configure [openstack] cloud and restart"
+            ))
+        })?;
     match recovery.release(&host, &by).await {
         Ok(i) => Ok(HttpResponse::Ok().json(IncidentDto::from(&i))),
         Err(RecoveryError::Refused(m)) => Err(ApiError::conflict(m)),
