@@ -5,19 +5,9 @@
 
 mod common;
 
-use common::scratch::on_both;
+use common::scratch::{fence, on_both};
 use steward::rebalance::leader;
 use steward::store::journal::{ActionState, JournalError, NewAction, NewPlan, Patch, PlanState};
-use steward::store::lease::Fence;
-
-fn fence(name: &str, holder: &str, epoch: i64) -> Fence {
-    Fence {
-        name: name.into(),
-        holder: holder.into(),
-        epoch,
-        valid_until: std::time::Instant::now() + std::time::Duration::from_secs(60),
-    }
-}
 
 fn plan(mode: &str, n: usize) -> NewPlan {
     NewPlan {

@@ -3,7 +3,8 @@
 //! journal (SQLite): a dead host is fenced, forced down and emptied into its own AZ; a failed
 //! or slow fencing hook stops everything; the partition guard holds; one witness alone does
 //! nothing; a killed steward resumes without evacuating anything twice; NoValidHost is
-//! reported, never sent elsewhere; approve mode waits; release unforces.
+//! reported, never sent elsewhere; approve mode waits; release unforces; a leader paused past
+//! its lease writes nothing and acts on nothing.
 
 mod openstack_support;
 mod recovery_support;
@@ -410,6 +411,7 @@ async fn killed_mid_evacuation(r: &Rig, vm: &str) -> String {
             },
             Some("test"),
             now,
+            None,
         )
         .await
         .unwrap();
@@ -421,7 +423,7 @@ async fn killed_mid_evacuation(r: &Rig, vm: &str) -> String {
     ] {
         i = r
             .store
-            .incident_transition(&i.id, i.state, to, &[], "replayed", now)
+            .incident_transition(&i.id, i.state, to, &[], "replayed", now, None)
             .await
             .unwrap();
     }
@@ -444,12 +446,12 @@ async fn killed_mid_evacuation(r: &Rig, vm: &str) -> String {
         before_image: r#"{"status": "ACTIVE"}"#.into(),
     };
     r.store
-        .start_evacuating(&i.id, &[new], "replayed", now)
+        .start_evacuating(&i.id, &[new], "replayed", now, None)
         .await
         .unwrap();
     let row = r.store.incident_vms(&i.id).await.unwrap().remove(0);
     r.store
-        .vm_transition(&row, VmState::Evacuating, &[], "replayed", now)
+        .vm_transition(&row, VmState::Evacuating, &[], "replayed", now, None)
         .await
         .unwrap();
     i.id
@@ -597,4 +599,87 @@ async fn a_witness_that_sees_the_host_alive_vetoes_and_a_bmc_off_confirms() {
             .any(|e| e.witness == "consul"
                 && e.verdict == steward::recover::suspect::Verdict::Unknown)
     );
+}
+
+/// A lease taken at `at` for `ttl` seconds by `holder`, and its fence as the holder sees it
+/// (`valid_for` seconds left by its own clock).
+async fn lease(
+    r: &Rig,
+    holder: &str,
+    at: f64,
+    ttl: f64,
+    valid_for: f64,
+) -> steward::store::lease::Fence {
+    let name = steward::rebalance::leader::NAME;
+    let epoch = r.store.take_lease(name, holder, at, ttl).await.unwrap();
+    let mut f = steward::store::lease::Fence {
+        name: name.into(),
+        holder: holder.into(),
+        epoch: epoch.expect("the lease is free"),
+        valid_until: std::time::Instant::now(),
+    };
+    if valid_for > 0.0 {
+        f.valid_until += Duration::from_secs_f64(valid_for);
+    } else {
+        f.valid_until -= Duration::from_secs_f64(-valid_for);
+    }
+    f
+}
+
+#[tokio::test]
+async fn a_leader_paused_past_its_lease_writes_nothing_and_acts_on_nothing() {
+    let r = rig(&["a1"], FENCE_OK, |_| {}).await;
+    let vm = r
+        .fake
+        .add_server(1, "web-1", "a1", &[("steward_role", "web")]);
+    let now = steward::unix_now();
+    // "old" led until 10 s ago; "new" took over since. Old still believes it leads (its own
+    // clock says so: it was stopped, as by SIGSTOP, and has not looked yet).
+    let old = lease(&r, "old", now - 20.0, 10.0, 30.0).await;
+    let new = lease(&r, "new", now, 60.0, 60.0).await;
+    assert_eq!(new.epoch, old.epoch + 1);
+    r.recovery.set_leadership(Some(old.clone()));
+    let report = r.recovery.round(steward::unix_now()).await;
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains(&format!("epoch {}", old.epoch))),
+        "{:?}",
+        report.errors
+    );
+    assert!(r.store.incidents(&[], 10).await.unwrap().is_empty());
+    assert!(!marker(&r.dir).exists(), "the deposed leader fenced a host");
+    assert!(!r.fake.host("a1").forced_down);
+    assert_eq!(r.fake.evacuations_of(&vm), 0);
+    // A leader whose own clock says its lease ran out starts no side effect, even where the
+    // store (say, a clock step on the database) still takes its writes.
+    let stale = steward::store::lease::Fence {
+        valid_until: std::time::Instant::now() - Duration::from_secs(1),
+        ..new.clone()
+    };
+    r.recovery.set_leadership(Some(stale));
+    let report = r.recovery.round(steward::unix_now()).await;
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("fencing host a1 was not started")),
+        "{:?}",
+        report.errors
+    );
+    assert!(
+        !marker(&r.dir).exists(),
+        "fenced under a lease that ran out"
+    );
+    assert!(!r.fake.host("a1").forced_down);
+    // The control: the current leader carries the same incident to the end, once.
+    r.recovery.set_leadership(Some(new));
+    let report = settle(&r).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let incidents = r.store.incidents(&[], 10).await.unwrap();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0].state, IncidentState::Done);
+    assert_eq!(r.fake.evacuations_of(&vm), 1);
+    assert!(r.fake.host("a1").forced_down);
 }

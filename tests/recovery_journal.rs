@@ -1,10 +1,12 @@
 //! Recovery's journal on both backends (SQLite and MariaDB, each test in its own database):
 //! incidents and their VMs move only from the state they are in, every move leaves its event,
-//! the VMs of an incident are written together with its `evacuating`, approval and release.
+//! the VMs of an incident are written together with its `evacuating`, approval and release,
+//! and a deposed leader's writes are refused by its lease epoch.
 
 mod common;
 
-use common::scratch::on_both;
+use common::scratch::{fence, on_both};
+use steward::rebalance::leader;
 use steward::store::journal::JournalError;
 use steward::store::recovery::{IncidentState, NewIncident, NewVm, Set, VmState};
 
@@ -35,7 +37,7 @@ fn incidents_move_only_from_where_they_are_and_say_so() {
     on_both(|store| async move {
         store.upgrade().await.unwrap();
         let i = store
-            .open_incident(&incident("a1"), None, 100.0)
+            .open_incident(&incident("a1"), None, 100.0, None)
             .await
             .unwrap();
         assert_eq!(i.state, IncidentState::Suspected);
@@ -56,6 +58,7 @@ fn incidents_move_only_from_where_they_are_and_say_so() {
                 &[],
                 "fencing",
                 103.0,
+                None,
             )
             .await
             .unwrap();
@@ -68,6 +71,7 @@ fn incidents_move_only_from_where_they_are_and_say_so() {
                 &[],
                 "stale",
                 104.0,
+                None,
             )
             .await
             .unwrap_err();
@@ -80,6 +84,7 @@ fn incidents_move_only_from_where_they_are_and_say_so() {
                 &[],
                 "fenced",
                 105.0,
+                None,
             )
             .await
             .unwrap();
@@ -91,11 +96,12 @@ fn incidents_move_only_from_where_they_are_and_say_so() {
                 &[],
                 "forced",
                 106.0,
+                None,
             )
             .await
             .unwrap();
         let i = store
-            .start_evacuating(&i.id, &[vm(1), vm(2)], "2 to go", 107.0)
+            .start_evacuating(&i.id, &[vm(1), vm(2)], "2 to go", 107.0, None)
             .await
             .unwrap();
         assert_eq!(i.state, IncidentState::Evacuating);
@@ -104,7 +110,7 @@ fn incidents_move_only_from_where_they_are_and_say_so() {
         assert!(rows.iter().all(|r| r.state == VmState::Pending));
         // start_evacuating is guarded too: a second one adds no VM.
         assert!(store
-            .start_evacuating(&i.id, &[vm(3)], "again", 108.0)
+            .start_evacuating(&i.id, &[vm(3)], "again", 108.0, None)
             .await
             .is_err());
         assert_eq!(store.incident_vms(&i.id).await.unwrap().len(), 2);
@@ -118,12 +124,13 @@ fn incidents_move_only_from_where_they_are_and_say_so() {
                 ],
                 "sent",
                 109.0,
+                None,
             )
             .await
             .unwrap();
         assert_eq!(r.request_id.as_deref(), Some("req-1"));
         let stale = store
-            .vm_transition(&rows[0], VmState::Done, &[], "stale", 110.0)
+            .vm_transition(&rows[0], VmState::Done, &[], "stale", 110.0, None)
             .await;
         assert!(stale.is_err(), "moved from pending twice");
         let r = store
@@ -136,6 +143,7 @@ fn incidents_move_only_from_where_they_are_and_say_so() {
                 ],
                 "done",
                 111.0,
+                None,
             )
             .await
             .unwrap();
@@ -162,6 +170,7 @@ fn incidents_move_only_from_where_they_are_and_say_so() {
                 &[Set::Number("finished_at", 112.0)],
                 "done",
                 112.0,
+                None,
             )
             .await
             .unwrap();
@@ -198,4 +207,146 @@ fn incidents_move_only_from_where_they_are_and_say_so() {
         let listed = store.incidents(&[IncidentState::Done], 10).await.unwrap();
         assert_eq!(listed.len(), 1);
     });
+}
+
+#[test]
+fn a_deposed_leaders_recovery_writes_are_refused_by_its_epoch() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        let name = leader::NAME;
+        let epoch = store.take_lease(name, "old", 1_000.0, 10.0).await.unwrap();
+        let old = fence(name, "old", epoch.unwrap());
+        // While it leads, its writes go through.
+        let i = store
+            .open_incident(&incident("a1"), Some("auto"), 1_001.0, Some(&old))
+            .await
+            .unwrap();
+        let i = store
+            .incident_transition(
+                &i.id,
+                IncidentState::Suspected,
+                IncidentState::Fencing,
+                &[],
+                "fencing",
+                1_002.0,
+                Some(&old),
+            )
+            .await
+            .unwrap();
+        // It is paused past its lease; another replica takes over.
+        let epoch = store.take_lease(name, "new", 1_011.0, 10.0).await.unwrap();
+        let new = fence(name, "new", epoch.unwrap());
+        assert_eq!(new.epoch, old.epoch + 1);
+        let refused = |r: Result<_, JournalError>, what: &str| match r {
+            Err(JournalError::Fenced(m)) => assert!(
+                m.contains(&format!("epoch {}", old.epoch)) && m.contains(what),
+                "{m}"
+            ),
+            other => panic!("a deposed leader's write went through: {other:?}"),
+        };
+        // It wakes up and writes as if it still led: every kind of write is refused.
+        refused(
+            store
+                .open_incident(&incident("a9"), Some("auto"), 1_012.0, Some(&old))
+                .await
+                .map(|_| ()),
+            "host a9",
+        );
+        refused(
+            store
+                .incident_transition(
+                    &i.id,
+                    IncidentState::Fencing,
+                    IncidentState::Fenced,
+                    &[],
+                    "fenced",
+                    1_012.0,
+                    Some(&old),
+                )
+                .await
+                .map(|_| ()),
+            &i.id,
+        );
+        // Nothing of it was written: no second incident, the first still fencing, no event.
+        let all = store.incidents(&[], 10).await.unwrap();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(
+            store.incident(&i.id).await.unwrap().unwrap().state,
+            IncidentState::Fencing
+        );
+        let events = store.recovery_events(&i.id).await.unwrap().len();
+        // The control: the current leader's writes go through on the same rows.
+        let i = store
+            .incident_transition(
+                &i.id,
+                IncidentState::Fencing,
+                IncidentState::Fenced,
+                &[],
+                "fenced",
+                1_013.0,
+                Some(&new),
+            )
+            .await
+            .unwrap();
+        let i = store
+            .incident_transition(
+                &i.id,
+                i.state,
+                IncidentState::ForcedDown,
+                &[],
+                "forced",
+                1_013.0,
+                Some(&new),
+            )
+            .await
+            .unwrap();
+        refused(
+            store
+                .start_evacuating(&i.id, &[vm(1)], "1 to go", 1_014.0, Some(&old))
+                .await
+                .map(|_| ()),
+            &i.id,
+        );
+        assert!(store.incident_vms(&i.id).await.unwrap().is_empty());
+        store
+            .start_evacuating(&i.id, &[vm(1)], "1 to go", 1_014.0, Some(&new))
+            .await
+            .unwrap();
+        let row = store.incident_vms(&i.id).await.unwrap().remove(0);
+        refused(
+            store
+                .vm_transition(&row, VmState::Evacuating, &[], "late", 1_015.0, Some(&old))
+                .await
+                .map(|_| ()),
+            &row.vm,
+        );
+        assert_eq!(
+            store.recovery_vm(&row.id).await.unwrap().unwrap().state,
+            VmState::Pending
+        );
+        // A lease that ran out with nobody taking it over fences too.
+        refused_expired(
+            store
+                .vm_transition(&row, VmState::Evacuating, &[], "late", 1_030.0, Some(&new))
+                .await
+                .map(|_| ()),
+        );
+        let r = store
+            .vm_transition(&row, VmState::Evacuating, &[], "sent", 1_016.0, Some(&new))
+            .await
+            .unwrap();
+        assert_eq!(r.state, VmState::Evacuating);
+        assert_eq!(
+            store.recovery_events(&i.id).await.unwrap().len(),
+            events + 5,
+            "the refused writes left no event"
+        );
+    });
+}
+
+fn refused_expired(r: Result<(), JournalError>) {
+    assert!(
+        matches!(r, Err(JournalError::Fenced(_))),
+        "an expired lease's write went through: {r:?}"
+    );
 }

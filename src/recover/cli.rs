@@ -183,6 +183,7 @@ async fn act(v: &Validated, store: &Store, r: &Recovery, command: Command) -> Ex
                 &holder,
                 ttl,
                 &Metrics::new(),
+                r,
                 r.run_until_settled(budget),
             )
             .await
@@ -400,7 +401,7 @@ pub fn spawn_loop(settings: &Settings, store: Store, metrics: Metrics) -> anyhow
     let recovery = match build(settings, &store, metrics.clone()) {
         Ok(r) => Arc::new(r),
         Err(e) if s.mode == Mode::DryRun => {
-            tracing::warn!(error = %format!("{e:#}"), "[recovery] dry-run: no cloud to watch; recovery is off");
+            tracing::info!(error = %format!("{e:#}"), "[recovery] dry-run: no cloud to watch; recovery is off");
             return Ok(());
         }
         Err(e) => anyhow::bail!("[recovery] mode = {:?} needs Nova: {e:#}", s.mode.as_str()),
@@ -410,9 +411,14 @@ pub fn spawn_loop(settings: &Settings, store: Store, metrics: Metrics) -> anyhow
     tokio::spawn(async move {
         loop {
             let r = Arc::clone(&recovery);
-            let busy = match lead(&store, &holder, s.lease_seconds, &metrics, async move {
-                r.round(unix_now()).await
-            })
+            let busy = match lead(
+                &store,
+                &holder,
+                s.lease_seconds,
+                &metrics,
+                &recovery,
+                async move { r.round(unix_now()).await },
+            )
             .await
             {
                 Ok(Some(report)) => {

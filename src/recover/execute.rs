@@ -13,7 +13,10 @@
 //!   request (the server still on the dead host with no task, and no evacuation migration
 //!   recorded since the journal entry), so no VM is evacuated twice;
 //! - a VM Nova cannot place in its AZ (NoValidHost) is closed `blocked` with Nova's reason;
-//!   steward never names a host, so it never moves a VM to another AZ.
+//!   steward never names a host, so it never moves a VM to another AZ;
+//! - as the leader ([`lead`]), every journal write is fenced by the lease epoch and no side
+//!   effect (fencing hook, force-down, evacuation) starts once the lease may have run out: a
+//!   replica that was paused past its lease and wakes up writes nothing and acts on nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -29,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::openstack::nova::{parse_nova_time, ComputeService, Nova, ServerState};
 use crate::rebalance::execute::ride_out;
 use crate::rebalance::hooks::{Hook, HookContext, HookError};
+use crate::rebalance::leader::Leadership;
 use crate::store::journal::JournalError;
 use crate::store::recovery::{IncidentRow, IncidentState, NewIncident, NewVm, Set, VmRow, VmState};
 use crate::store::Store;
@@ -108,6 +112,9 @@ pub struct Recovery {
     /// `[roles] metadata_key`: where a VM's role is read, for the priority order.
     role_key: String,
     metrics: Metrics,
+    /// The leadership the running round journals under (set by [`lead`]); none outside it
+    /// (the CLI's plan and an admin's approve or release write unfenced).
+    leadership: arc_swap::ArcSwapOption<Leadership>,
 }
 
 /// The fencing hook from `[recovery.fence]`, built on the rebalancer's exec and HTTP hooks:
@@ -179,6 +186,29 @@ impl Recovery {
             settings,
             role_key,
             metrics,
+            leadership: arc_swap::ArcSwapOption::empty(),
+        }
+    }
+
+    /// The leadership the next writes run under ([`lead`] sets it for a round, renewed, and
+    /// clears it after): each journal write is fenced by its epoch, and no side effect starts
+    /// once it may have run out.
+    pub fn set_leadership(&self, leadership: Option<Leadership>) {
+        self.leadership.store(leadership.map(Arc::new));
+    }
+
+    /// Refuse to start a side effect once the leadership this round runs under may have run
+    /// out (by this process's own clock): another replica may lead by now.
+    fn still_leading(&self, what: &str) -> Result<Option<Arc<Leadership>>, RecoveryError> {
+        let fence = self.leadership.load_full();
+        match &fence {
+            Some(f) if !f.is_current() => {
+                Err(RecoveryError::Journal(JournalError::Fenced(format!(
+                    "{what} was not started: {}",
+                    crate::store::lease::fence_refusal(f)
+                ))))
+            }
+            _ => Ok(fence),
         }
     }
 
@@ -403,6 +433,7 @@ impl Recovery {
     ) -> Result<IncidentRow, RecoveryError> {
         let service = observed.services.iter().find(|x| x.host == s.host);
         let approved_by = (self.settings.mode == Mode::Auto).then_some("steward (mode auto)");
+        let fence = self.leadership.load_full();
         let i = self
             .store
             .open_incident(
@@ -418,6 +449,7 @@ impl Recovery {
                 },
                 approved_by,
                 now,
+                fence.as_deref(),
             )
             .await?;
         tracing::warn!(incident = %i.id, host = %s.host, az = ?s.az, silent_s = s.silent_seconds, "host suspected dead; recovery incident opened");
@@ -431,9 +463,17 @@ impl Recovery {
         sets: &[Set],
         detail: &str,
     ) -> Result<IncidentRow, RecoveryError> {
+        let fence = self.leadership.load_full();
         let row = ride_out("writing a recovery transition", |_| {
-            self.store
-                .incident_transition(&i.id, i.state, to, sets, detail, unix_now())
+            self.store.incident_transition(
+                &i.id,
+                i.state,
+                to,
+                sets,
+                detail,
+                unix_now(),
+                fence.as_deref(),
+            )
         })
         .await?;
         tracing::info!(incident = %i.id, host = %i.host, from = %i.state, to = %to, detail, "recovery incident");
@@ -536,6 +576,7 @@ impl Recovery {
             );
             return self.close_incident(i, IncidentState::Blocked, why).await;
         };
+        self.still_leading(&format!("fencing host {}", i.host))?;
         match hook.drain(&hook_context(i)).await {
             Ok(()) => {
                 self.move_incident(
@@ -569,6 +610,7 @@ impl Recovery {
 
     /// fenced → forced_down: `PUT /os-services/{id}` `forced_down: true` (idempotent).
     async fn force_down(&self, i: &IncidentRow) -> Result<IncidentRow, RecoveryError> {
+        self.still_leading(&format!("forcing down nova-compute of host {}", i.host))?;
         let saved = self
             .nova
             .set_forced_down(&i.service_id, true)
@@ -627,8 +669,10 @@ impl Recovery {
             .collect();
         let now = unix_now();
         let detail = format!("{} server(s) on host {} to evacuate", vms.len(), i.host);
+        let fence = self.leadership.load_full();
         let row = ride_out("journaling the VMs to evacuate", |_| {
-            self.store.start_evacuating(&i.id, &vms, &detail, now)
+            self.store
+                .start_evacuating(&i.id, &vms, &detail, now, fence.as_deref())
         })
         .await?;
         Ok(row)
@@ -754,8 +798,10 @@ impl Recovery {
         sets: &[Set],
         detail: &str,
     ) -> Result<VmRow, RecoveryError> {
+        let fence = self.leadership.load_full();
         let r = ride_out("writing a recovery VM transition", |_| {
-            self.store.vm_transition(row, to, sets, detail, unix_now())
+            self.store
+                .vm_transition(row, to, sets, detail, unix_now(), fence.as_deref())
         })
         .await?;
         if to.is_final() {
@@ -801,6 +847,7 @@ impl Recovery {
 
     /// Send `evacuate` for a row already in `evacuating`; record Nova's acceptance.
     async fn send(&self, i: &IncidentRow, row: &VmRow) -> Result<(), RecoveryError> {
+        self.still_leading(&format!("evacuating server {}", row.vm))?;
         match self.nova.evacuate(&row.vm).await {
             Ok(request) => {
                 let mut sets = vec![Set::Number("accepted_at", unix_now())];
@@ -1083,13 +1130,15 @@ pub fn verdict(i: &IncidentRow, row: &VmRow, s: &ServerState, timeout: f64, now:
 }
 
 /// One round as the leader (the rebalancer's election, shared): `None` when another replica
-/// leads. The lease is renewed while `work` runs; losing it stops the work where it is, as a
-/// crash would, and the journal resumes it.
+/// leads. The lease is renewed while `work` runs and `recovery` journals under it (each
+/// write fenced by its epoch); losing it stops the work where it is, as a crash would, and
+/// the journal resumes it.
 pub async fn lead<T>(
     store: &Store,
     holder: &str,
     ttl: f64,
     metrics: &Metrics,
+    recovery: &Recovery,
     work: impl std::future::Future<Output = T>,
 ) -> Result<Option<T>, crate::store::StoreError> {
     let Some(mut leader) = crate::rebalance::leader::try_lead(store, holder, ttl).await? else {
@@ -1097,6 +1146,7 @@ pub async fn lead<T>(
         return Ok(None);
     };
     metrics.recovery.leader.set(1);
+    recovery.set_leadership(Some(leader.leadership()));
     let renew_every = Duration::from_secs_f64((ttl / 3.0).max(0.1));
     tokio::pin!(work);
     let out = loop {
@@ -1104,12 +1154,14 @@ pub async fn lead<T>(
             r = &mut work => break Some(r),
             _ = tokio::time::sleep(renew_every) => {
                 if !matches!(leader.renew().await, Ok(true)) {
-                    tracing::warn!("lost the leadership during a recovery round; stopping here");
+                    tracing::warn!(epoch = leader.epoch(), "lost the leadership during a recovery round; stopping here");
                     break None;
                 }
+                recovery.set_leadership(Some(leader.leadership()));
             }
         }
     };
+    recovery.set_leadership(None);
     if out.is_some() {
         leader.release().await;
     }

@@ -1,11 +1,14 @@
 //! Host-failure recovery's journal (migration 0008): incidents, their VMs and every
 //! transition. Moves rows only, each under a guard on the state it leaves (nothing is written
-//! when someone else moved the row first); which transition is allowed is `recover::execute`'s.
+//! when someone else moved the row first) and, for the leader's writes, under its lease epoch
+//! (nothing is written once another replica leads); which transition is allowed is
+//! `recover::execute`'s.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::journal::{opt_text, state_filter, text, JournalError};
+use super::lease::{check_fence, fence_refusal, Fence};
 use super::Store;
 
 /// Where an incident (one dead host) stands.
@@ -218,9 +221,14 @@ impl Store {
         i: &NewIncident,
         approved_by: Option<&str>,
         now: f64,
+        fence: Option<&Fence>,
     ) -> Result<IncidentRow, JournalError> {
         let id = uuid::Uuid::new_v4().to_string();
         let mut tx = self.pool.begin().await?;
+        hold(&mut tx, fence, now, || {
+            format!("no incident was opened for host {}", i.host)
+        })
+        .await?;
         sqlx::query(
             "INSERT INTO recovery_incident (id, host, az, service_id, state, mode, evidence, \
              service_before, approved_by, approved_at, created_at, updated_at) \
@@ -284,7 +292,9 @@ impl Store {
     }
 
     /// Move an incident from `from` to `to` with its event, in one transaction; a
-    /// [`JournalError::Conflict`] and nothing written when it is no longer in `from`.
+    /// [`JournalError::Conflict`] and nothing written when it is no longer in `from`, a
+    /// [`JournalError::Fenced`] and nothing written when `fence` no longer holds the lease.
+    #[allow(clippy::too_many_arguments)]
     pub async fn incident_transition(
         &self,
         id: &str,
@@ -293,8 +303,13 @@ impl Store {
         sets: &[Set],
         detail: &str,
         now: f64,
+        fence: Option<&Fence>,
     ) -> Result<IncidentRow, JournalError> {
         let mut tx = self.pool.begin().await?;
+        hold(&mut tx, fence, now, || {
+            format!("incident {id} was not moved from {from} to {to}")
+        })
+        .await?;
         guarded_update(
             &mut tx,
             "recovery_incident",
@@ -322,9 +337,14 @@ impl Store {
         vms: &[NewVm],
         detail: &str,
         now: f64,
+        fence: Option<&Fence>,
     ) -> Result<IncidentRow, JournalError> {
         let (from, to) = (IncidentState::ForcedDown, IncidentState::Evacuating);
         let mut tx = self.pool.begin().await?;
+        hold(&mut tx, fence, now, || {
+            format!("incident {id} was not moved from {from} to {to}")
+        })
+        .await?;
         guarded_update(
             &mut tx,
             "recovery_incident",
@@ -433,8 +453,16 @@ impl Store {
         sets: &[Set],
         detail: &str,
         now: f64,
+        fence: Option<&Fence>,
     ) -> Result<VmRow, JournalError> {
         let mut tx = self.pool.begin().await?;
+        hold(&mut tx, fence, now, || {
+            format!(
+                "server {} (row {}) was not moved from {} to {to}",
+                row.vm, row.id, row.state
+            )
+        })
+        .await?;
         guarded_update(
             &mut tx,
             "recovery_vm",
@@ -524,6 +552,7 @@ impl Store {
             &sets,
             &format!("approved by {who}"),
             now,
+            None,
         )
         .await
     }
@@ -540,8 +569,26 @@ impl Store {
             Set::Text("released_by", who.to_string()),
             Set::Number("released_at", now),
         ];
-        self.incident_transition(&i.id, i.state, i.state, &sets, detail, now)
+        self.incident_transition(&i.id, i.state, i.state, &sets, detail, now, None)
             .await
+    }
+}
+
+/// In a leader's write, before its statements: go on only while `fence` (when given) holds
+/// the lease; else roll back and say what was not written.
+async fn hold(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    fence: Option<&Fence>,
+    now: f64,
+    what: impl FnOnce() -> String,
+) -> Result<(), JournalError> {
+    match fence {
+        Some(f) if !check_fence(tx, f, now).await? => Err(JournalError::Fenced(format!(
+            "{}: {}",
+            what(),
+            fence_refusal(f)
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -86,3 +86,14 @@ where
         }
     });
 }
+
+/// A leader's claim on lease `name` at `epoch`, current for a minute by this process's clock
+/// (whether the store still honours it is the store's to say).
+pub fn fence(name: &str, holder: &str, epoch: i64) -> steward::store::lease::Fence {
+    steward::store::lease::Fence {
+        name: name.into(),
+        holder: holder.into(),
+        epoch,
+        valid_until: std::time::Instant::now() + std::time::Duration::from_secs(60),
+    }
+}
