@@ -233,7 +233,10 @@ async fn one_leader_per_round_and_the_deposed_fenced(nodes: &[String]) {
             reason: "test".into(),
         }],
     };
-    let p = stores[0].insert_plan(&plan, Some("auto")).await.unwrap();
+    let p = stores[0]
+        .insert_plan(&plan, Some("auto"), None)
+        .await
+        .unwrap();
     let id = p.actions[0].id.clone();
     let old = stores[0]
         .take_lease(name, "old", now, 3.0)

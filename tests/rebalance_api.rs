@@ -26,7 +26,7 @@ async fn seed_plan(st: &steward::api::AppState, mode: &str) -> String {
             reason: "steal 22% with load5/vCPU 1.4 for 30 min".into(),
         }],
     };
-    st.store.insert_plan(&plan, None).await.unwrap().id
+    st.store.insert_plan(&plan, None, None).await.unwrap().id
 }
 
 /// One request with a bearer token: (status, JSON body or null).

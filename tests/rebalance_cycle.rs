@@ -158,6 +158,7 @@ async fn run_cycle(store: &Store, cfg: &RebalanceSettings, k: u32, m: &Metrics) 
             opts: &opts,
             cfg,
             now,
+            fence: None,
         },
         Some(m),
     )
@@ -445,7 +446,7 @@ async fn plan_over(nodes: &[Node], steal: &[(&str, f64)]) -> Result<CycleOutcome
         .await
         .unwrap();
     let view = store.load_view().await.unwrap();
-    let out = planner(&server).run(&store, &view, now).await;
+    let out = planner(&server).run(&store, &view, now, None).await;
     if out.is_err() {
         assert!(
             store.plans(10).await.unwrap().is_empty(),
@@ -563,7 +564,7 @@ async fn a_placement_outage_skips_the_cycle_naming_placement() {
     let store = open(&scratch).await;
     let view = store.load_view().await.unwrap();
     let err = planner(&server)
-        .run(&store, &view, steward::unix_now())
+        .run(&store, &view, steward::unix_now(), None)
         .await
         .unwrap_err();
     let text = err.to_string();

@@ -126,7 +126,7 @@ async fn approved_action(store: &Store) -> String {
             reason: a["reason"].as_str().unwrap().into(),
         }],
     };
-    let p = store.insert_plan(&plan, Some("auto")).await.unwrap();
+    let p = store.insert_plan(&plan, Some("auto"), None).await.unwrap();
     p.actions[0].id.clone()
 }
 

@@ -35,7 +35,10 @@ fn plan(mode: &str, n: usize) -> NewPlan {
 fn a_plan_is_approved_then_walked_through_guarded_transitions() {
     on_both(|store| async move {
         store.upgrade().await.unwrap();
-        let p = store.insert_plan(&plan("approve", 2), None).await.unwrap();
+        let p = store
+            .insert_plan(&plan("approve", 2), None, None)
+            .await
+            .unwrap();
         assert_eq!(p.state, PlanState::Proposed);
         assert_eq!(p.actions.len(), 2);
         assert!(p.actions.iter().all(|a| a.state == ActionState::Planned));
@@ -146,7 +149,10 @@ fn a_plan_is_approved_then_walked_through_guarded_transitions() {
 fn dry_run_plans_are_never_approved_and_unknown_ids_are_named() {
     on_both(|store| async move {
         store.upgrade().await.unwrap();
-        let p = store.insert_plan(&plan("dry-run", 1), None).await.unwrap();
+        let p = store
+            .insert_plan(&plan("dry-run", 1), None, None)
+            .await
+            .unwrap();
         match store.decide_plan(&p.id, true, "admin", 1.0).await {
             Err(JournalError::Conflict(m)) => assert!(m.contains("dry-run"), "{m}"),
             other => panic!("{other:?}"),
@@ -157,7 +163,7 @@ fn dry_run_plans_are_never_approved_and_unknown_ids_are_named() {
             other => panic!("{other:?}"),
         }
         let auto = store
-            .insert_plan(&plan("auto", 1), Some("auto"))
+            .insert_plan(&plan("auto", 1), Some("auto"), None)
             .await
             .unwrap();
         assert_eq!(auto.state, PlanState::Approved);
@@ -216,7 +222,7 @@ fn a_deposed_leaders_transition_is_refused_by_its_epoch() {
     on_both(|store| async move {
         store.upgrade().await.unwrap();
         let p = store
-            .insert_plan(&plan("auto", 1), Some("auto"))
+            .insert_plan(&plan("auto", 1), Some("auto"), None)
             .await
             .unwrap();
         let id = p.actions[0].id.clone();
@@ -307,5 +313,41 @@ fn a_deposed_leaders_transition_is_refused_by_its_epoch() {
             .await
             .unwrap();
         assert_eq!(a.state, ActionState::Migrating);
+    });
+}
+
+#[test]
+fn a_deposed_leader_journals_no_plan() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        let name = leader::NAME;
+        let old = store.take_lease(name, "old", 1_000.0, 10.0).await.unwrap();
+        let old = fence(name, "old", old.unwrap());
+        let mut p = plan("auto", 2);
+        p.created_at = 1_005.0;
+        store
+            .insert_plan(&p, Some("auto"), Some(&old))
+            .await
+            .unwrap();
+        // Paused past its lease; another replica took over and plans now.
+        let new = store.take_lease(name, "new", 1_011.0, 10.0).await.unwrap();
+        let new = fence(name, "new", new.unwrap());
+        let mut late = plan("auto", 2);
+        late.created_at = 1_012.0;
+        match store.insert_plan(&late, Some("auto"), Some(&old)).await {
+            Err(JournalError::Fenced(m)) => assert!(
+                m.contains(&late.id) && m.contains(&format!("epoch {}", old.epoch)),
+                "{m}"
+            ),
+            other => panic!("a deposed leader journaled a plan: {other:?}"),
+        }
+        assert!(store.plan(&late.id).await.unwrap().is_none());
+        // The control: the same plan under the current leader is journaled, approved.
+        let row = store
+            .insert_plan(&late, Some("auto"), Some(&new))
+            .await
+            .unwrap();
+        assert_eq!(row.state, PlanState::Approved);
+        assert_eq!(row.actions.len(), 2);
     });
 }

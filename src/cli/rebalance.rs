@@ -228,7 +228,7 @@ async fn import_plan(
             .collect(),
     };
     let who = approve.then_some("steward rebalance import-plan --approve");
-    match store.insert_plan(&plan, who).await {
+    match store.insert_plan(&plan, who, None).await {
         Ok(p) => {
             match format {
                 Format::Json => println!(

@@ -32,6 +32,7 @@ use crate::store::{Store, StoreError};
 
 use super::detect::{detect, DetectState, History};
 use super::execute::{journal_plan, planner_inputs};
+use super::leader::Leadership;
 use super::plan::{plan, PlanInput, VmSize};
 use super::{BudgetState, InFlight, Limit, Mode, Plan, RebalanceSettings};
 
@@ -64,6 +65,8 @@ pub struct CycleInput<'a> {
     pub cfg: &'a RebalanceSettings,
     /// Unix seconds.
     pub now: f64,
+    /// The leadership the plan is journaled under (none for a one-shot outside the election).
+    pub fence: Option<&'a Leadership>,
 }
 
 /// What one cycle did.
@@ -245,7 +248,7 @@ pub async fn plan_cycle(
             }
         }
         let approver = (cfg.mode == Mode::Auto).then_some(AUTO_APPROVER);
-        let row = store.insert_plan(&np, approver).await?;
+        let row = store.insert_plan(&np, approver, input.fence).await?;
         tracing::info!(
             plan = %row.id,
             mode = cfg.mode.as_str(),
@@ -543,6 +546,7 @@ impl Planner {
         store: &Store,
         view: &ClusterView,
         now: f64,
+        fence: Option<&Leadership>,
     ) -> Result<CycleOutcome, CycleError> {
         let Some(profile) = self.profiles.profiles.get(&self.cfg.profile) else {
             return Err(CycleError::Config(format!(
@@ -623,6 +627,7 @@ impl Planner {
                 opts: &self.opts,
                 cfg: &self.cfg,
                 now,
+                fence,
             },
             self.metrics.as_ref(),
         )

@@ -138,6 +138,12 @@ impl Executor {
         completion_timeout(&self.settings, a)
     }
 
+    /// The leadership the running cycle works under (`None` outside [`lead_and_run_after`]);
+    /// the planner journals its plan under it.
+    pub fn leadership(&self) -> Option<Arc<Leadership>> {
+        self.fence.load_full()
+    }
+
     /// Run every approved and unfinished action, in-flight ones first, at most `max_parallel`
     /// at once, for at most `budget` (then the running ones stop where they are, exactly as on
     /// a crash, and the next cycle resumes them).

@@ -128,7 +128,12 @@ pub fn spawn_loop(
                 if now < next_plan {
                     return None;
                 }
-                Some(planner.run(&store, &cluster.snapshot(), now).await)
+                let fence = executor.leadership();
+                Some(
+                    planner
+                        .run(&store, &cluster.snapshot(), now, fence.as_deref())
+                        .await,
+                )
             };
             match lead_and_run_after(&executor, &store, &holder, None, start_new, first).await {
                 Ok(Some((planned, r))) => {
@@ -240,7 +245,12 @@ pub async fn run_once(
     // planner lays it over). The detector's history comes from the store too.
     let view = store.load_view().await.map_err(|e| failed(e.to_string()))?;
     let holder = leader::holder_id();
-    let first = planner.run(store, &view, unix_now());
+    let first = async {
+        let fence = executor.leadership();
+        planner
+            .run(store, &view, unix_now(), fence.as_deref())
+            .await
+    };
     let (planned, mut report) =
         match lead_and_run_after(&executor, store, &holder, budget, start_new, first).await {
             Ok(Some(r)) => r,

@@ -230,16 +230,30 @@ const ACTION_COLUMNS: &str = "id, plan_id, seq, vm, vm_name, source, target, az,
 impl Store {
     /// Write a plan and its actions: `planned`, or `approved` at once when `approve` is set
     /// (auto mode). A dry-run plan is written too, so the API can show it; it is never run.
+    /// With `fence` (the leader's planning cycle), nothing is written unless it still holds the
+    /// lease at its epoch: a deposed leader journals no plan.
     pub async fn insert_plan(
         &self,
         plan: &NewPlan,
         approve_as: Option<&str>,
+        fence: Option<&Fence>,
     ) -> Result<PlanRow, JournalError> {
         let (plan_state, action_state) = match approve_as {
             Some(_) => (PlanState::Approved, ActionState::Approved),
             None => (PlanState::Proposed, ActionState::Planned),
         };
         let mut tx = self.pool.begin().await?;
+        if let Some(f) = fence {
+            if !check_fence(&mut tx, f, plan.created_at).await? {
+                tx.rollback().await?;
+                return Err(JournalError::Fenced(format!(
+                    "plan {} ({} action(s)) was not journaled: {}",
+                    plan.id,
+                    plan.actions.len(),
+                    fence_refusal(f)
+                )));
+            }
+        }
         sqlx::query(
             "INSERT INTO rebalance_plan (id, created_at, state, mode, summary, decided_by, decided_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
