@@ -30,7 +30,8 @@ called here (the scheduler's periodic discovery is off, so a test knows
 when a host is mapped). The image API is harness/image_stub.py (one
 active image `cirros`, in the catalog as `image`); flavors m1.small
 (1 vCPU, 512 MB, 1 GB), m1.medium (2 vCPU, 1024 MB, 1 GB) and m1.huge
-(200,000 MB: a quarter of a fake host) exist.
+(1,000 vCPU, 780,000 MB: a fake host's RAM all but full, a quarter of
+its vCPUs) exist.
 
 Ready means: conductor and scheduler each consume their RPC queue
 (rabbitmqctl list_queues), every compute service is up in
@@ -59,7 +60,10 @@ The API of a started plane:
     plane.add_compute(host=None, az=None)   one more compute, mapped and
                                     in `az`'s aggregate; returns its name
     plane.wait_server(id, 'ACTIVE') the server (GET /servers/{id})
-    plane.wait_migration(server_id) its newest migration, once final
+    plane.wait_migration(server_id, before) its newest migration not in
+                                    `before`, once final
+    plane.live_migrate(id, host=None)  migrate --live-migration; the new
+                                    migration and the server once settled
     plane.server_host(id)           OS-EXT-SRV-ATTR:host
     plane.stop()                    everything above, and the vhost
 """
@@ -85,8 +89,12 @@ REPO_ROOT = os.path.abspath(
     os.path.join(os.path.dirname(__file__), '..', '..'))
 SNIPPET = os.path.join(REPO_ROOT, 'etc', 'nova.conf.steward-snippet')
 FLAVORS = {'m1.small': (1, 512, 1), 'm1.medium': (2, 1024, 1),
-           # A quarter of a fake host's RAM: makes a host unattractive.
-           'm1.huge': (2, 200000, 1)}
+           # On a fake host (1,000 vCPU at Nova's 4.0 ratio, at most 1,000 per
+           # server; 800,000 MB): RAM all but full, room left for a few small
+           # servers. Nova's RAM and CPU weighers then rank the host last by
+           # a margin its I/O-ops weigher cannot undo (fresh boots count as
+           # I/O ops until the compute's next resource update).
+           'm1.huge': (1000, 780000, 1)}
 _LOG_LEVELS = ('amqp=WARN,amqplib=WARN,oslo.messaging=INFO,'
                'oslo_messaging=INFO,sqlalchemy=WARN,keystoneauth=WARN,'
                'keystonemiddleware=WARN,urllib3.connectionpool=WARN,'
@@ -492,17 +500,34 @@ class NovaPlane:
         return self.nova.get('/os-migrations?instance_uuid=%s'
                              % server_id)['migrations']
 
-    def wait_migration(self, server_id, timeout=120.0):
-        """The server's newest migration once its status is final."""
+    def wait_migration(self, server_id, before=(), timeout=120.0):
+        """The server's newest migration once its status is final, ignoring
+        the ids in `before` (the migrations that existed before the action:
+        the API answers 202 before conductor records the new one, so
+        without them an older, completed migration reads as this one)."""
         deadline = time.monotonic() + timeout
+        before = {m if isinstance(m, int) else m['id'] for m in before}
         while True:
-            migs = sorted(self.migrations(server_id), key=lambda m: m['id'])
+            migs = sorted((m for m in self.migrations(server_id)
+                           if m['id'] not in before), key=lambda m: m['id'])
             if migs and migs[-1]['status'] in FINAL_MIGRATION:
                 return migs[-1]
             if time.monotonic() > deadline:
                 raise AssertionError('migration of %s not final after %.0f '
                                      's: %s' % (server_id, timeout, migs))
             time.sleep(0.5)
+
+    def live_migrate(self, server_id, host=None):
+        """`openstack server migrate --live-migration [--host]`, then the
+        new migration once final and the server once no task runs; returns
+        (migration, server)."""
+        before = self.migrations(server_id)
+        status = self.server(server_id)['status']
+        args = ['--host', host] if host else []
+        self.openstack('--os-compute-api-version', '2.95', 'server',
+                       'migrate', '--live-migration', *args, server_id)
+        mig = self.wait_migration(server_id, before)
+        return mig, self.wait_server(server_id, status)
 
     def log_paths(self):
         return {name: p.log_path for name, p in self.procs.items()}

@@ -176,9 +176,9 @@ def test_role_cap_holds_inside_one_multi_create(plane):
 @pytest.fixture(scope='module')
 def mover(plane):
     """A server booted onto cmp-4 (az2) by --host, with no AZ named: Nova
-    itself would let every move take it anywhere. A huge filler on cmp-5
-    makes cmp-5 the least attractive host to Nova's own weighers, so a
-    stock Nova move leaves az2 (the controls)."""
+    itself would let every move take it anywhere. A huge filler leaves
+    cmp-5 all but full (room for a few small servers), so Nova's own
+    weighers rank it last and a stock Nova move leaves az2 (the controls)."""
     pl, _ = plane
     boot(pl, 'filler-5', '--host', 'cmp-5', '--flavor', 'm1.huge')
     s = boot(pl, 'mover', '--host', 'cmp-4')
@@ -190,21 +190,15 @@ def mover(plane):
 def _back_to_cmp4(pl, server_id):
     """Put the mover back on cmp-4 (an explicit, same-AZ live migration)."""
     if pl.server_host(server_id) != 'cmp-4':
-        pl.openstack('--os-compute-api-version', '2.95', 'server', 'migrate',
-                     '--live-migration', '--host', 'cmp-4', server_id)
-        pl.wait_migration(server_id)
-        pl.wait_server(server_id, pl.server(server_id)['status'])
+        pl.live_migrate(server_id, 'cmp-4')
     assert pl.server_host(server_id) == 'cmp-4'
 
 
 def test_live_migration_without_host_stays_in_az(plane, mover):
     pl, st = plane
     push_steal(st)
-    pl.openstack('--os-compute-api-version', '2.95', 'server', 'migrate',
-                 '--live-migration', mover)
-    mig = pl.wait_migration(mover)
+    mig, s = pl.live_migrate(mover)
     assert mig['status'] == 'completed', mig
-    s = pl.wait_server(mover)
     assert host_of(s) == 'cmp-5', host_of(s)
     _back_to_cmp4(pl, mover)
 
@@ -234,12 +228,13 @@ def test_evacuate_without_host_stays_in_az(plane, mover):
     pl, st = plane
     push_steal(st)
     evac = boot(pl, 'evac', '--host', 'cmp-5')['id']
+    before = pl.migrations(evac)
     pl.kill_compute('cmp-5')
     pl.force_down('cmp-5', True)
     try:
         pl.openstack('--os-compute-api-version', '2.95', 'server',
                      'evacuate', evac)
-        mig = pl.wait_migration(evac)
+        mig = pl.wait_migration(evac, before)
         assert mig['status'] == 'done', mig
         assert pl.server_host(evac) == 'cmp-4'
     finally:
@@ -304,18 +299,16 @@ def test_controls_without_the_shim(plane, mover):
         for i in range(3):
             assert host_of(boot(pl, 'ctl-cap-%d' % i, '--availability-zone',
                                 'az3', *WEB)) == 'cmp-6'
-        # A live migration without host leaves az2: cmp-5 carries the huge
-        # filler, every other host is lighter.
-        pl.openstack('--os-compute-api-version', '2.95', 'server', 'migrate',
-                     '--live-migration', mover)
-        assert pl.wait_migration(mover)['status'] == 'completed'
-        moved = pl.wait_server(mover)
-        assert moved['OS-EXT-AZ:availability_zone'] != 'az2', moved
+        # A live migration without host leaves az2: cmp-5 is all but full,
+        # every other host is far lighter.
+        mig, moved = pl.live_migrate(mover)
+        assert mig['status'] == 'completed', mig
+        assert moved['OS-EXT-AZ:availability_zone'] != 'az2', (
+            host_of(moved), mig)
         _back_to_cmp4(pl, mover)
         # An explicit cross-AZ host is honoured.
-        pl.openstack('--os-compute-api-version', '2.95', 'server', 'migrate',
-                     '--live-migration', '--host', 'cmp-2', mover)
-        assert pl.wait_migration(mover)['status'] == 'completed'
-        assert pl.server_host(mover) == 'cmp-2'
+        mig, moved = pl.live_migrate(mover, 'cmp-2')
+        assert mig['status'] == 'completed', mig
+        assert host_of(moved) == 'cmp-2'
     finally:
         pl.use_steward(st)
