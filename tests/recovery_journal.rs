@@ -8,7 +8,9 @@ mod common;
 use common::scratch::{fence, on_both};
 use steward::rebalance::leader;
 use steward::store::journal::JournalError;
-use steward::store::recovery::{IncidentState, NewIncident, NewVm, Set, VmState};
+use steward::store::lease::Fence;
+use steward::store::recovery::{IncidentRow, IncidentState, NewIncident, NewVm, Set, VmState};
+use steward::store::Store;
 
 fn incident(host: &str) -> NewIncident {
     NewIncident {
@@ -19,6 +21,21 @@ fn incident(host: &str) -> NewIncident {
         evidence: r#"{"host": "a1", "evidence": [{"witness": "nova_service", "detail": "naïve ünïcode"}]}"#.into(),
         service_before: r#"{"forced_down": false}"#.into(),
     }
+}
+
+/// An incident moved with no column set, as a step of the lifecycle.
+async fn moved(
+    store: &Store,
+    id: &str,
+    from: IncidentState,
+    to: IncidentState,
+    detail: &str,
+    at: f64,
+    fence: Option<&Fence>,
+) -> Result<IncidentRow, JournalError> {
+    store
+        .incident_transition(id, from, to, &[], detail, at, fence)
+        .await
 }
 
 fn vm(n: u32) -> NewVm {
@@ -50,56 +67,52 @@ fn incidents_move_only_from_where_they_are_and_say_so() {
             .await
             .unwrap_err();
         assert!(matches!(again, JournalError::Conflict(_)), "{again}");
-        let i = store
-            .incident_transition(
-                &i.id,
-                IncidentState::Suspected,
-                IncidentState::Fencing,
-                &[],
-                "fencing",
-                103.0,
-                None,
-            )
-            .await
-            .unwrap();
+        let i = moved(
+            &store,
+            &i.id,
+            IncidentState::Suspected,
+            IncidentState::Fencing,
+            "fencing",
+            103.0,
+            None,
+        )
+        .await
+        .unwrap();
         // A second writer with a stale view is refused and writes nothing.
-        let stale = store
-            .incident_transition(
-                &i.id,
-                IncidentState::Suspected,
-                IncidentState::Cleared,
-                &[],
-                "stale",
-                104.0,
-                None,
-            )
-            .await
-            .unwrap_err();
+        let stale = moved(
+            &store,
+            &i.id,
+            IncidentState::Suspected,
+            IncidentState::Cleared,
+            "stale",
+            104.0,
+            None,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(stale, JournalError::Conflict(_)), "{stale}");
-        let i = store
-            .incident_transition(
-                &i.id,
-                IncidentState::Fencing,
-                IncidentState::Fenced,
-                &[],
-                "fenced",
-                105.0,
-                None,
-            )
-            .await
-            .unwrap();
-        let i = store
-            .incident_transition(
-                &i.id,
-                i.state,
-                IncidentState::ForcedDown,
-                &[],
-                "forced",
-                106.0,
-                None,
-            )
-            .await
-            .unwrap();
+        let i = moved(
+            &store,
+            &i.id,
+            IncidentState::Fencing,
+            IncidentState::Fenced,
+            "fenced",
+            105.0,
+            None,
+        )
+        .await
+        .unwrap();
+        let i = moved(
+            &store,
+            &i.id,
+            i.state,
+            IncidentState::ForcedDown,
+            "forced",
+            106.0,
+            None,
+        )
+        .await
+        .unwrap();
         let i = store
             .start_evacuating(&i.id, &[vm(1), vm(2)], "2 to go", 107.0, None)
             .await
@@ -221,18 +234,17 @@ fn a_deposed_leaders_recovery_writes_are_refused_by_its_epoch() {
             .open_incident(&incident("a1"), Some("auto"), 1_001.0, Some(&old))
             .await
             .unwrap();
-        let i = store
-            .incident_transition(
-                &i.id,
-                IncidentState::Suspected,
-                IncidentState::Fencing,
-                &[],
-                "fencing",
-                1_002.0,
-                Some(&old),
-            )
-            .await
-            .unwrap();
+        let i = moved(
+            &store,
+            &i.id,
+            IncidentState::Suspected,
+            IncidentState::Fencing,
+            "fencing",
+            1_002.0,
+            Some(&old),
+        )
+        .await
+        .unwrap();
         // It is paused past its lease; another replica takes over.
         let epoch = store.take_lease(name, "new", 1_011.0, 10.0).await.unwrap();
         let new = fence(name, "new", epoch.unwrap());
@@ -253,18 +265,17 @@ fn a_deposed_leaders_recovery_writes_are_refused_by_its_epoch() {
             "host a9",
         );
         refused(
-            store
-                .incident_transition(
-                    &i.id,
-                    IncidentState::Fencing,
-                    IncidentState::Fenced,
-                    &[],
-                    "fenced",
-                    1_012.0,
-                    Some(&old),
-                )
-                .await
-                .map(|_| ()),
+            moved(
+                &store,
+                &i.id,
+                IncidentState::Fencing,
+                IncidentState::Fenced,
+                "fenced",
+                1_012.0,
+                Some(&old),
+            )
+            .await
+            .map(|_| ()),
             &i.id,
         );
         // Nothing of it was written: no second incident, the first still fencing, no event.
@@ -276,30 +287,28 @@ fn a_deposed_leaders_recovery_writes_are_refused_by_its_epoch() {
         );
         let events = store.recovery_events(&i.id).await.unwrap().len();
         // The control: the current leader's writes go through on the same rows.
-        let i = store
-            .incident_transition(
-                &i.id,
-                IncidentState::Fencing,
-                IncidentState::Fenced,
-                &[],
-                "fenced",
-                1_013.0,
-                Some(&new),
-            )
-            .await
-            .unwrap();
-        let i = store
-            .incident_transition(
-                &i.id,
-                i.state,
-                IncidentState::ForcedDown,
-                &[],
-                "forced",
-                1_013.0,
-                Some(&new),
-            )
-            .await
-            .unwrap();
+        let i = moved(
+            &store,
+            &i.id,
+            IncidentState::Fencing,
+            IncidentState::Fenced,
+            "fenced",
+            1_013.0,
+            Some(&new),
+        )
+        .await
+        .unwrap();
+        let i = moved(
+            &store,
+            &i.id,
+            i.state,
+            IncidentState::ForcedDown,
+            "forced",
+            1_013.0,
+            Some(&new),
+        )
+        .await
+        .unwrap();
         refused(
             store
                 .start_evacuating(&i.id, &[vm(1)], "1 to go", 1_014.0, Some(&old))
