@@ -249,7 +249,7 @@ impl RecoveryMetrics {
             guard: IntGaugeVec::new(
                 Opts::new(
                     "steward_recovery_guard",
-                    "1 while the partition guard holds (too many hosts suspected at once), by scope",
+                    "1 while the partition guard holds (too many hosts look dead at once), by scope",
                 ),
                 &["scope"],
             )

@@ -341,6 +341,36 @@ async fn two_of_three_hosts_of_an_az_dead_at_once_is_a_partition() {
 }
 
 #[tokio::test]
+async fn a_host_silent_beside_a_dead_one_holds_the_guard_until_it_shows() {
+    // a1 is dead to both witnesses; a2 went silent with it but Nova still counts its last
+    // heartbeat (they are report_interval apart): two of az1's three look dead.
+    let r = rig(&["a1", "a2"], FENCE_OK, |_| {}).await;
+    let vm = r.fake.add_server(1, "web-1", "a1", &[]);
+    // Nova still counts a2's last heartbeat.
+    r.fake
+        .state
+        .lock()
+        .unwrap()
+        .hosts
+        .iter_mut()
+        .find(|h| h.name == "a2")
+        .unwrap()
+        .up = true;
+    let report = settle(&r).await;
+    assert_eq!(report.plan.guards.len(), 1, "{:?}", report.plan);
+    assert_eq!(
+        (
+            report.plan.guards[0].scope.as_str(),
+            report.plan.guards[0].suspected
+        ),
+        ("az:az1", 2)
+    );
+    assert!(r.store.incidents(&[], 10).await.unwrap().is_empty());
+    assert_eq!(r.fake.evacuations_of(&vm), 0);
+    assert!(!marker(&r.dir).exists(), "a1 was fenced alone");
+}
+
+#[tokio::test]
 async fn nova_down_with_fresh_telemetry_is_not_enough() {
     let r = rig(&["a1"], FENCE_OK, |_| {}).await;
     let vm = r.fake.add_server(1, "web-1", "a1", &[]);

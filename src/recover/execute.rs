@@ -302,8 +302,21 @@ impl Recovery {
             .iter()
             .filter_map(|f| f.suspicion().cloned())
             .collect();
+        let failing: Vec<plan::Failing> = observed
+            .findings
+            .iter()
+            .filter(|f| f.half_dead())
+            .filter_map(|f| observed.services.iter().find(|s| s.host == f.host()))
+            // A host an operator disabled (maintenance) may be down on purpose.
+            .filter(|s| s.status == "enabled" || s.forced_down || self.settings.include_disabled)
+            .map(|s| plan::Failing {
+                host: s.host.clone(),
+                az: s.zone.clone().filter(|z| !z.is_empty()),
+            })
+            .collect();
         let plan = plan::plan_hosts(
             &suspicions,
+            &failing,
             &observed.hosts_per_az,
             &history,
             &self.settings.host_limits(),

@@ -2,10 +2,13 @@
 //! decisions out.
 //!
 //! - **Guards.** When more than `max_share_per_az` of an AZ's compute hosts, or more than
-//!   `max_hosts` hosts in the cloud, are suspected at once, the likelier story is a partition
+//!   `max_hosts` hosts in the cloud, look dead at once, the likelier story is a partition
 //!   or a control-plane fault (Nova's database, the message bus, the telemetry path), not that
 //!   many hypervisors died together: nothing is fenced or evacuated in that scope, and the
-//!   guard is reported (metric and alert).
+//!   guard is reported (metric and alert). A host looks dead when it is suspected, or when one
+//!   of the two mandatory witnesses already calls it dead ([`Failing`]): hosts cut off together
+//!   fall silent to Nova up to a heartbeat interval apart, and the first one must not be
+//!   fenced alone before the others show.
 //! - **Hosts.** A host with an open incident, or fenced and not yet released, gets no new
 //!   incident; a host whose last incident closed less than `host_cooldown_seconds` ago waits.
 //! - **VMs.** Evacuated in the operator's priority order (metadata key, then role, then
@@ -29,11 +32,20 @@ pub struct HostLimits {
     pub host_cooldown_seconds: f64,
 }
 
+/// A host not suspected but half dead (`suspect::Finding::half_dead`): counted by the guards,
+/// never acted on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failing {
+    pub host: String,
+    pub az: Option<String>,
+}
+
 /// A guard that held: in its scope nothing is fenced or evacuated this round.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct GuardTrip {
     /// `cloud`, or `az:<name>`.
     pub scope: String,
+    /// Hosts that look dead in the scope: suspected, or half dead.
     pub suspected: usize,
     pub hosts: usize,
     pub detail: String,
@@ -75,10 +87,12 @@ impl HostPlan {
     }
 }
 
-/// Decide which suspicions become incidents. `hosts_per_az` counts every compute host Nova
-/// lists in each AZ (up or down); `history` is keyed by host.
+/// Decide which suspicions become incidents. `failing` are the hosts half dead this round
+/// (counted by the guards only); `hosts_per_az` counts every compute host Nova lists in each AZ
+/// (up or down); `history` is keyed by host.
 pub fn plan_hosts(
     suspicions: &[Suspicion],
+    failing: &[Failing],
     hosts_per_az: &BTreeMap<String, usize>,
     history: &BTreeMap<String, HostHistory>,
     limits: &HostLimits,
@@ -87,34 +101,45 @@ pub fn plan_hosts(
     let mut plan = HostPlan::default();
     // Hosts already recovered and still forced down are known dead, not news: they do not
     // count towards a guard.
-    let fresh: Vec<&Suspicion> = suspicions
+    let news = |host: &str| {
+        !history
+            .get(host)
+            .is_some_and(|h| h.unreleased && h.last_closed_at.is_some())
+    };
+    let looking_dead: Vec<(&str, Option<&str>)> = suspicions
         .iter()
-        .filter(|s| {
-            !history
-                .get(&s.host)
-                .is_some_and(|h| h.unreleased && h.last_closed_at.is_some())
-        })
+        .map(|s| (s.host.as_str(), s.az.as_deref()))
+        .chain(failing.iter().map(|f| (f.host.as_str(), f.az.as_deref())))
+        .filter(|(h, _)| news(h))
         .collect();
+    let half = |scope: Option<&str>| {
+        failing
+            .iter()
+            .filter(|f| news(&f.host) && scope.is_none_or(|az| f.az.as_deref() == Some(az)))
+            .count()
+    };
     let total_hosts: usize = hosts_per_az.values().sum();
-    if fresh.len() > limits.max_hosts {
+    if looking_dead.len() > limits.max_hosts {
         plan.guards.push(GuardTrip {
             scope: "cloud".into(),
-            suspected: fresh.len(),
+            suspected: looking_dead.len(),
             hosts: total_hosts,
             detail: format!(
-                "{} hosts are suspected at once, more than [recovery] max_hosts = {}: a \
-                 partition or a control-plane fault is likelier than that many dead hypervisors; \
-                 check Nova's database and message bus and the telemetry path before releasing \
-                 the guard (raise max_hosts only if the hosts are really dead)",
-                fresh.len(),
+                "{} hosts look dead at once ({} of them to one witness only), more than \
+                 [recovery] max_hosts = {}: a partition or a control-plane fault is likelier \
+                 than that many dead hypervisors; check Nova's database and message bus and the \
+                 telemetry path before releasing the guard (raise max_hosts only if the hosts \
+                 are really dead)",
+                looking_dead.len(),
+                half(None),
                 limits.max_hosts
             ),
         });
     }
     let mut per_az: BTreeMap<&str, usize> = BTreeMap::new();
-    for s in &fresh {
-        if let Some(az) = &s.az {
-            *per_az.entry(az.as_str()).or_default() += 1;
+    for (_, az) in &looking_dead {
+        if let Some(az) = az {
+            *per_az.entry(az).or_default() += 1;
         }
     }
     for (az, n) in &per_az {
@@ -130,11 +155,13 @@ pub fn plan_hosts(
                 suspected: *n,
                 hosts,
                 detail: format!(
-                    "{n} of {hosts} hosts of AZ {az} are suspected at once ({:.0} %), more than \
-                     [recovery] max_share_per_az = {:.0} %: a partition of the AZ (its switch, \
-                     its rack power, the path to the control plane) is likelier; nothing in {az} \
-                     is fenced or evacuated until fewer hosts look dead",
+                    "{n} of {hosts} hosts of AZ {az} look dead at once ({:.0} %; {} of them to \
+                     one witness only), more than [recovery] max_share_per_az = {:.0} %: a \
+                     partition of the AZ (its switch, its rack power, the path to the control \
+                     plane) is likelier; nothing in {az} is fenced or evacuated until fewer \
+                     hosts look dead",
                     share * 100.0,
+                    half(Some(az)),
                     limits.max_share_per_az * 100.0
                 ),
             });
@@ -384,6 +411,7 @@ mod tests {
         let hosts = azs(&[("az1", 3), ("az2", 3)]);
         let p = plan_hosts(
             &[sus("a1", "az1")],
+            &[],
             &hosts,
             &BTreeMap::new(),
             &limits(),
@@ -393,6 +421,7 @@ mod tests {
         assert!(p.guards.is_empty());
         let p = plan_hosts(
             &[sus("a1", "az1"), sus("a2", "az1"), sus("b1", "az2")],
+            &[],
             &hosts,
             &BTreeMap::new(),
             &limits(),
@@ -408,6 +437,52 @@ mod tests {
     }
 
     #[test]
+    fn a_host_half_dead_beside_a_suspected_one_trips_the_az_guard() {
+        let hosts = azs(&[("az2", 3)]);
+        let half = |h: &str| Failing {
+            host: h.into(),
+            az: Some("az2".into()),
+        };
+        // b1 is suspected; b2's telemetry stopped with b1's but Nova still counts its last
+        // heartbeat: two of three look dead, nothing is opened.
+        let p = plan_hosts(
+            &[sus("b1", "az2")],
+            &[half("b2")],
+            &hosts,
+            &BTreeMap::new(),
+            &limits(),
+            0.0,
+        );
+        assert!(p.open.is_empty(), "{p:?}");
+        assert_eq!(p.guards.len(), 1);
+        assert_eq!(
+            (p.guards[0].scope.as_str(), p.guards[0].suspected),
+            ("az:az2", 2)
+        );
+        assert!(p.guards[0].detail.contains("1 of them to one witness only"));
+        // The control: b1 alone is opened; a half-dead host already recovered (forced down,
+        // not released) is no news and trips nothing.
+        let mut hist = BTreeMap::new();
+        hist.insert(
+            "b2".to_string(),
+            HostHistory {
+                unreleased: true,
+                last_closed_at: Some(0.0),
+            },
+        );
+        let p = plan_hosts(
+            &[sus("b1", "az2")],
+            &[half("b2")],
+            &hosts,
+            &hist,
+            &limits(),
+            10.0,
+        );
+        assert!(p.guards.is_empty(), "{:?}", p.guards);
+        assert_eq!(p.open.len(), 1);
+    }
+
+    #[test]
     fn too_many_hosts_in_the_cloud_trips_the_cloud_guard() {
         let hosts = azs(&[("a", 10), ("b", 10), ("c", 10), ("d", 10)]);
         let s = [
@@ -416,7 +491,7 @@ mod tests {
             sus("c1", "c"),
             sus("d1", "d"),
         ];
-        let p = plan_hosts(&s, &hosts, &BTreeMap::new(), &limits(), 0.0);
+        let p = plan_hosts(&s, &[], &hosts, &BTreeMap::new(), &limits(), 0.0);
         assert!(p.open.is_empty());
         assert_eq!(p.guards[0].scope, "cloud");
     }
@@ -441,6 +516,7 @@ mod tests {
         );
         let p = plan_hosts(
             &[sus("a1", "az1"), sus("a2", "az1")],
+            &[],
             &hosts,
             &hist,
             &limits(),
@@ -451,6 +527,7 @@ mod tests {
         assert!(p.held[1].reason.contains("host_cooldown_seconds"));
         let later = plan_hosts(
             &[sus("a2", "az1")],
+            &[],
             &hosts,
             &hist,
             &limits(),

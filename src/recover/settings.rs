@@ -175,9 +175,10 @@ pub struct RecoverySettings {
     pub telemetry_max_age_seconds: f64,
     pub min_confirmations: usize,
     pub include_disabled: bool,
-    /// Guard: more than this share of an AZ's hosts suspected at once stops recovery there.
+    /// Guard: more than this share of an AZ's hosts looking dead at once (suspected, or dead
+    /// to one of the two witnesses already) stops recovery there.
     pub max_share_per_az: f64,
-    /// Guard: more than this many hosts suspected at once stops recovery everywhere.
+    /// Guard: more than this many hosts looking dead at once stops recovery everywhere.
     pub max_hosts: usize,
     pub host_cooldown_seconds: f64,
     pub vm_cooldown_seconds: f64,

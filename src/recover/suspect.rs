@@ -135,6 +135,25 @@ impl Finding {
             Finding::Clear { .. } => None,
         }
     }
+
+    /// Not suspected, but one of the two mandatory witnesses (Nova's heartbeat, steward's
+    /// telemetry) already calls the host dead: on its way to a suspicion, or cut from half the
+    /// control plane. Nothing is done to it; the partition guards count it, because the hosts
+    /// of one partition do not fall silent to both witnesses in the same round (Nova's
+    /// heartbeats are `report_interval` apart).
+    pub fn half_dead(&self) -> bool {
+        match self {
+            Finding::Suspected(_) => false,
+            Finding::Clear { evidence, .. } => {
+                let dead = |w: &str| {
+                    evidence
+                        .iter()
+                        .any(|e| e.witness == w && e.verdict == Verdict::Dead)
+                };
+                dead("nova_service") != dead("telemetry")
+            }
+        }
+    }
 }
 
 /// Nova's `is_up` for the DB service group driver: the heartbeat is at most
