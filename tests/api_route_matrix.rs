@@ -42,6 +42,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/v1/recovery/evacuations/{id}", "admin"),
     ("POST", "/v1/recovery/evacuations/{id}/approve", "admin"),
     ("POST", "/v1/recovery/hosts/{host}/release", "admin"),
+    ("POST", "/v1/vms/{uuid}/cross-az", "admin"),
+    ("GET", "/v1/cross-az-grants", "admin"),
+    ("POST", "/v1/cross-az-grants/{id}/revoke", "admin"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]

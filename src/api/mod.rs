@@ -2,6 +2,7 @@
 //! Thin: it parses, calls the scoring core or an adapter, and renders; it holds no policy.
 
 pub mod auth;
+pub mod cross_az;
 pub mod errors;
 pub mod host_cache;
 pub mod openapi;

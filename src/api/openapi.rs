@@ -103,7 +103,8 @@ fn document_common_answers(openapi: &mut utoipa::openapi::OpenApi) {
           routes::healthz, routes::metrics, routes::openapi,
           routes::rebalance_plans, routes::approve_plan, routes::cancel_plan, routes::migrations,
           repair::create_plan, repair::create_run, repair::get_run, repair::rollback_run,
-          recovery::list, recovery::show, recovery::approve, recovery::release),
+          recovery::list, recovery::show, recovery::approve, recovery::release,
+          super::cross_az::grant, super::cross_az::list, super::cross_az::revoke),
     components(schemas(CalloutRequest, HostEntry, HostReference, InstanceDto, HostDto, FlavorDto, ServerGroupDto, SiblingDto, OperationDto,
                        FilterAnswer, FilterResponse, CompactFilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
                        TelemetryPush, HostSampleDto, VmSampleDto, TelemetryAccepted, Accepted,
@@ -116,7 +117,9 @@ fn document_common_answers(openapi: &mut utoipa::openapi::OpenApi) {
                        super::repair::RepairRollbackDto,
                        crate::recover::report::IncidentList, crate::recover::report::IncidentDto,
                        crate::recover::report::IncidentDetail, crate::recover::report::EvacuationDto,
-                       crate::recover::report::RecoveryEventDto)),
+                       crate::recover::report::RecoveryEventDto,
+                       super::cross_az::CrossAzGrantBody, super::cross_az::CrossAzGrantDto,
+                       super::cross_az::CrossAzGrantList)),
     modifiers(&Security),
     security(("bearer" = []), ("x_auth_token" = []))
 )]

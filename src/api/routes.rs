@@ -32,7 +32,7 @@ fn query_error(err: actix_web::error::QueryPayloadError, req: &HttpRequest) -> a
     .into()
 }
 
-fn request_id(req: &HttpRequest) -> String {
+pub(super) fn request_id(req: &HttpRequest) -> String {
     req.extensions()
         .get::<RequestId>()
         .map(|r| r.0.clone())
@@ -163,6 +163,7 @@ pub async fn filter(
     let now = unix_now();
     let key = &state.opts.role_metadata_key;
     state.recent.apply(&mut sreq, &view, key, now);
+    super::cross_az::apply(&state, &req, &mut sreq).await;
     let (out, host_weights) = if query.weigh {
         let (out, w) = scoring::filter_and_weigh(&sreq, profile, &view, &state.opts, now);
         (out, Some(w))
@@ -290,6 +291,7 @@ pub async fn weigh(
     let now = unix_now();
     let key = &state.opts.role_metadata_key;
     state.recent.apply(&mut sreq, &view, key, now);
+    super::cross_az::apply(&state, &req, &mut sreq).await;
     let out = scoring::weigh(&sreq, profile, &view, &state.opts, now, query.explain);
     let mut explain = out.explain.map(Vec::into_iter);
     let weights: Vec<HostWeight> = sreq
@@ -575,7 +577,7 @@ pub struct ListQuery {
     state: Option<String>,
 }
 
-fn journal_error(e: crate::store::journal::JournalError) -> ApiError {
+pub(super) fn journal_error(e: crate::store::journal::JournalError) -> ApiError {
     use crate::store::journal::JournalError;
     match e {
         JournalError::NotFound(m) => ApiError::not_found(m),
@@ -589,7 +591,7 @@ fn journal_error(e: crate::store::journal::JournalError) -> ApiError {
     }
 }
 
-fn limit_of(q: &ListQuery, default: i64) -> Result<i64, ApiError> {
+pub(super) fn limit_of(q: &ListQuery, default: i64) -> Result<i64, ApiError> {
     match q.limit {
         None => Ok(default),
         Some(n) if (1..=10_000).contains(&n) => Ok(n),

@@ -12,7 +12,7 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, Route};
 
 use super::auth::{self, RouteRule};
-use super::{recovery, repair, routes};
+use super::{cross_az, recovery, repair, routes};
 
 /// What a route needs of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +125,16 @@ pub static ROUTES: &[RouteDecl] = &[
     }),
     decl("/v1/vms/{uuid}", Get, Reader, || {
         web::route().to(routes::vm)
+    }),
+    // Lets one move of a VM leave its AZ: a write that overrides the AZ rule.
+    decl("/v1/vms/{uuid}/cross-az", Post, Admin, || {
+        web::route().to(cross_az::grant)
+    }),
+    decl("/v1/cross-az-grants", Get, Admin, || {
+        web::route().to(cross_az::list)
+    }),
+    decl("/v1/cross-az-grants/{id}/revoke", Post, Admin, || {
+        web::route().to(cross_az::revoke)
     }),
     decl("/v1/telemetry", Post, Telemetry, || {
         web::route().to(routes::push_telemetry)

@@ -1,6 +1,7 @@
 //! Steward's own database (sqlx): SQLite for the embedded default, MySQL/MariaDB (Galera) in
 //! production. Holds the latest telemetry and the rebalancer's journal (`journal.rs`).
 
+pub mod cross_az;
 pub mod detector;
 pub mod journal;
 pub mod lease;
