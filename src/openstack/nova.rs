@@ -344,33 +344,27 @@ impl Nova {
     pub async fn server_groups(&self) -> Result<Vec<ServerGroup>> {
         let limit = self.options.page_size.max(1) as usize;
         let mut seen = HashSet::new();
-        let first = Some(("offset", "0".to_string()));
-        let base = [("all_projects", "True".to_string())];
-        self.list_pages(
-            "os-server-groups",
-            &base,
-            "server_groups",
-            first,
-            |p: &Page<'_, ServerGroup>| {
-                for g in p.items {
-                    // A server that ignores `offset` sends the first page again and again.
-                    if !seen.insert(g.id.clone()) {
-                        return Err(Error::Paging {
-                            url: p.reply.url.clone(),
-                            message: format!(
-                            "server group {} came back on a later page: Nova (or a proxy) is not \
-                             honouring offset; stopped after {} page(s)",
-                            g.id,
-                            p.page + 1
-                        ),
-                        });
-                    }
+        let next = |p: &Page<'_, ServerGroup>| {
+            for g in p.items {
+                // A server that ignores `offset` sends the first page again and again.
+                if !seen.insert(g.id.clone()) {
+                    let message = format!(
+                        "server group {} came back on a later page: Nova (or a proxy) is not \
+                         honouring offset; stopped after {} page(s)",
+                        g.id,
+                        p.page + 1
+                    );
+                    let url = p.reply.url.clone();
+                    return Err(Error::Paging { url, message });
                 }
-                let so_far = p.before + p.items.len();
-                Ok((p.items.len() >= limit).then(|| ("offset", so_far.to_string())))
-            },
-        )
-        .await
+            }
+            let so_far = p.before + p.items.len();
+            Ok((p.items.len() >= limit).then(|| ("offset", so_far.to_string())))
+        };
+        let base = [("all_projects", "True".to_string())];
+        let first = Some(("offset", "0".to_string()));
+        self.list_pages("os-server-groups", &base, "server_groups", first, next)
+            .await
     }
 
     /// Every host aggregate with its hosts and metadata (not paged by Nova).
