@@ -1,6 +1,7 @@
 //! Route handlers: parse, call the core or an adapter, render. No policy lives here.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -8,7 +9,7 @@ use futures_util::StreamExt;
 use super::errors::ApiError;
 use super::schema::*;
 use super::{AppState, RequestId};
-use crate::model::{hour_of_week_name, HostFacts, SchedulingRequest, WeeklyProfile};
+use crate::model::{hour_of_week_name, ClusterView, HostFacts, SchedulingRequest, WeeklyProfile};
 use crate::scoring::{self, Profile};
 use crate::telemetry;
 use crate::unix_now;
@@ -73,9 +74,44 @@ pub(super) async fn read_body(
     Ok(body.freeze())
 }
 
-/// Parse a callout and pick its profile. The third value: whether the hosts it sent in full
-/// were kept for reference (the caller asked with `X-Steward-Host-Cache` and the cache is on).
+/// A callout ready to score: the request (with the recent grants of its role added), its
+/// profile, the cluster view and the time it is scored against.
+struct Callout<'a> {
+    sreq: SchedulingRequest,
+    profile: &'a Profile,
+    /// Whether the hosts it sent in full were kept for reference (the caller asked with
+    /// `X-Steward-Host-Cache` and the cache is on).
+    kept: bool,
+    view: Arc<ClusterView>,
+    now: f64,
+}
+
+/// Parse a callout, pick its profile, take the cluster view, add to the request the recent
+/// grants of its role and bind a move to an admin's cross-AZ grant: what the filter and the
+/// weigher both start from.
 async fn callout<'a>(
+    state: &'a AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Callout<'a>, ApiError> {
+    let (mut sreq, profile, kept) = parse_and_profile(state, req, payload).await?;
+    let view = state.cluster.snapshot();
+    let now = unix_now();
+    let key = &state.opts.role_metadata_key;
+    state.recent.apply(&mut sreq, &view, key, now);
+    super::cross_az::apply(state, req, &mut sreq).await;
+    Ok(Callout {
+        sreq,
+        profile,
+        kept,
+        view,
+        now,
+    })
+}
+
+/// Parse a callout and pick its profile. The third value: whether the hosts it sent in full
+/// were kept for reference.
+async fn parse_and_profile<'a>(
     state: &'a AppState,
     req: &HttpRequest,
     payload: web::Payload,
@@ -158,12 +194,13 @@ pub async fn filter(
     query: web::Query<FilterQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (mut sreq, profile, kept) = callout(&state, &req, payload).await?;
-    let view = state.cluster.snapshot();
-    let now = unix_now();
-    let key = &state.opts.role_metadata_key;
-    state.recent.apply(&mut sreq, &view, key, now);
-    super::cross_az::apply(&state, &req, &mut sreq).await;
+    let Callout {
+        sreq,
+        profile,
+        kept,
+        view,
+        now,
+    } = callout(&state, &req, payload).await?;
     let (out, host_weights) = if query.weigh {
         let (out, w) = scoring::filter_and_weigh(&sreq, profile, &view, &state.opts, now);
         (out, Some(w))
@@ -286,12 +323,13 @@ pub async fn weigh(
     query: web::Query<WeighQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (mut sreq, profile, kept) = callout(&state, &req, payload).await?;
-    let view = state.cluster.snapshot();
-    let now = unix_now();
-    let key = &state.opts.role_metadata_key;
-    state.recent.apply(&mut sreq, &view, key, now);
-    super::cross_az::apply(&state, &req, &mut sreq).await;
+    let Callout {
+        sreq,
+        profile,
+        kept,
+        view,
+        now,
+    } = callout(&state, &req, payload).await?;
     let out = scoring::weigh(&sreq, profile, &view, &state.opts, now, query.explain);
     let mut explain = out.explain.map(Vec::into_iter);
     let weights: Vec<HostWeight> = sreq

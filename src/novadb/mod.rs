@@ -178,6 +178,16 @@ impl Swap {
     }
 }
 
+/// `?, ?, ...`: one placeholder per value of an `IN` list.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+/// `q` with every value of an `IN` list bound, in order.
+fn bind_all<'q>(q: MyQuery<'q>, values: &'q [String]) -> MyQuery<'q> {
+    values.iter().fold(q, |q, v| q.bind(v))
+}
+
 fn row_image(
     row: Option<sqlx::mysql::MySqlRow>,
     what: &str,
@@ -347,17 +357,14 @@ impl NovaDb {
                 if chunk.is_empty() {
                     continue;
                 }
-                let marks = vec!["?"; chunk.len()].join(",");
+                let marks = marks(chunk.len());
                 let q = format!(
                     "SELECT i.uuid, i.node, i.vm_state, i.task_state, e.flavor \
                      FROM instances i LEFT JOIN instance_extra e \
                        ON e.instance_uuid = i.uuid AND e.deleted = 0 \
                      WHERE i.deleted = 0 AND i.node IN ({marks}) ORDER BY i.uuid"
                 );
-                let mut query = sqlx::query(&q);
-                for n in chunk {
-                    query = query.bind(n);
-                }
+                let query = bind_all(sqlx::query(&q), chunk);
                 let what = format!("cell {}", cell.name);
                 let rows = query.fetch_all(&cell.pool).await.map_err(sql(&what))?;
                 for r in rows {
@@ -389,14 +396,11 @@ impl NovaDb {
             if chunk.is_empty() {
                 continue;
             }
-            let marks = vec!["?"; chunk.len()].join(",");
+            let marks = marks(chunk.len());
             let q = format!(
                 "SELECT instance_uuid, spec FROM request_specs WHERE instance_uuid IN ({marks})"
             );
-            let mut query = sqlx::query(&q);
-            for n in chunk {
-                query = query.bind(n);
-            }
+            let query = bind_all(sqlx::query(&q), chunk);
             for r in query.fetch_all(&self.api).await.map_err(sql("API"))? {
                 let uuid: String = r.try_get(0).map_err(sql("API"))?;
                 let spec: String = r.try_get(1).map_err(sql("API"))?;
@@ -412,20 +416,8 @@ impl NovaDb {
         cell: &str,
         instance: &str,
     ) -> Result<Option<String>, NovaDbError> {
-        let _wait = self.wait();
-        let c = self.cell(cell)?;
-        let what = format!("cell {}", c.name);
-        let row = sqlx::query(
-            "SELECT flavor FROM instance_extra WHERE instance_uuid = ? AND deleted = 0",
-        )
-        .bind(instance)
-        .fetch_optional(&c.pool)
-        .await
-        .map_err(sql(&what))?;
-        match row {
-            Some(r) => r.try_get(0).map_err(sql(&what)),
-            None => Ok(None),
-        }
+        let row = self.instance_flavor_row(cell, instance).await?;
+        Ok(row.map(|r| r.text))
     }
 
     /// The current `instance_extra.flavor` of an instance with the row's `updated_at` (what a
@@ -474,16 +466,8 @@ impl NovaDb {
 
     /// The current `request_specs.spec` of an instance.
     pub async fn request_spec(&self, instance: &str) -> Result<Option<String>, NovaDbError> {
-        let _wait = self.wait();
-        let row = sqlx::query("SELECT spec FROM request_specs WHERE instance_uuid = ?")
-            .bind(instance)
-            .fetch_optional(&self.api)
-            .await
-            .map_err(sql("API"))?;
-        match row {
-            Some(r) => r.try_get(0).map_err(sql("API")),
-            None => Ok(None),
-        }
+        let row = self.request_spec_row(instance).await?;
+        Ok(row.map(|r| r.text))
     }
 
     /// The current `request_specs.spec` with the row's `updated_at`.
@@ -528,14 +512,11 @@ impl NovaDb {
         for cell in &self.cells {
             let what = format!("cell {}", cell.name);
             for chunk in uuids.chunks(500).filter(|c| !c.is_empty()) {
-                let marks = vec!["?"; chunk.len()].join(",");
+                let marks = marks(chunk.len());
                 let q = format!(
                     "SELECT uuid, node, host FROM instances WHERE deleted = 0 AND uuid IN ({marks})"
                 );
-                let mut query = sqlx::query(&q);
-                for u in chunk {
-                    query = query.bind(u);
-                }
+                let query = bind_all(sqlx::query(&q), chunk);
                 for r in query.fetch_all(&cell.pool).await.map_err(sql(&what))? {
                     let uuid: String = r.try_get(0).map_err(sql(&what))?;
                     out.insert(
@@ -550,10 +531,7 @@ impl NovaDb {
                     "SELECT uuid, instance_uuid, source_node, dest_node, status, migration_type \
                      FROM migrations WHERE deleted = 0 AND uuid IN ({marks})"
                 );
-                let mut query = sqlx::query(&q);
-                for u in chunk {
-                    query = query.bind(u);
-                }
+                let query = bind_all(sqlx::query(&q), chunk);
                 for r in query.fetch_all(&cell.pool).await.map_err(sql(&what))? {
                     let uuid: String = r.try_get(0).map_err(sql(&what))?;
                     out.insert(

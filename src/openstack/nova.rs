@@ -285,6 +285,19 @@ struct Link {
     href: String,
 }
 
+/// One page of a listing as [`Nova::list_pages`] read it, for the listing to say where the next
+/// one starts.
+struct Page<'a, T> {
+    reply: &'a Reply,
+    value: &'a Value,
+    /// This page's items.
+    items: &'a [T],
+    /// How many items the pages before it held.
+    before: usize,
+    /// Which page it is (0 for the first).
+    page: usize,
+}
+
 /// Nova's compute API through a [`Session`].
 #[derive(Debug, Clone)]
 pub struct Nova {
@@ -313,13 +326,8 @@ impl Nova {
 
     /// Every hypervisor, with its sizes.
     pub async fn hypervisors(&self) -> Result<Vec<Hypervisor>> {
-        self.list_by_marker(
-            "os-hypervisors/detail",
-            &[],
-            "hypervisors",
-            "hypervisors_links",
-        )
-        .await
+        self.list_by_marker("os-hypervisors/detail", &[], "hypervisors")
+            .await
     }
 
     /// Every server of every project (admin), with host, AZ, metadata and embedded flavor.
@@ -328,57 +336,41 @@ impl Nova {
             "servers/detail",
             &[("all_tenants", "1".to_string())],
             "servers",
-            "servers_links",
         )
         .await
     }
 
     /// Every server group of every project (admin). Nova pages these by offset, without links.
     pub async fn server_groups(&self) -> Result<Vec<ServerGroup>> {
-        let path = "os-server-groups";
-        let limit = self.options.page_size.max(1);
-        let mut out: Vec<ServerGroup> = Vec::new();
+        let limit = self.options.page_size.max(1) as usize;
         let mut seen = HashSet::new();
-        let mut last_url = path.to_string();
-        for page in 0.. {
-            if page >= self.options.max_pages {
-                return Err(self.too_many_pages(&last_url));
-            }
-            let query = [
-                ("all_projects", "True".to_string()),
-                ("limit", limit.to_string()),
-                ("offset", out.len().to_string()),
-            ];
-            let reply = self.get(path, &query).await?;
-            last_url.clone_from(&reply.url);
-            let groups: Vec<ServerGroup> = items(&reply, "server_groups")?;
-            let n = groups.len();
-            for g in groups {
+        let next = |p: &Page<'_, ServerGroup>| {
+            for g in p.items {
                 // A server that ignores `offset` sends the first page again and again.
                 if !seen.insert(g.id.clone()) {
-                    return Err(Error::Paging {
-                        url: reply.url.clone(),
-                        message: format!(
-                            "server group {} came back on a later page: Nova (or a proxy) is not \
-                             honouring offset; stopped after {} page(s)",
-                            g.id,
-                            page + 1
-                        ),
-                    });
+                    let message = format!(
+                        "server group {} came back on a later page: Nova (or a proxy) is not \
+                         honouring offset; stopped after {} page(s)",
+                        g.id,
+                        p.page + 1
+                    );
+                    let url = p.reply.url.clone();
+                    return Err(Error::Paging { url, message });
                 }
-                out.push(g);
             }
-            if n < limit as usize {
-                break;
-            }
-        }
-        Ok(out)
+            let so_far = p.before + p.items.len();
+            Ok((p.items.len() >= limit).then(|| ("offset", so_far.to_string())))
+        };
+        let base = [("all_projects", "True".to_string())];
+        let first = Some(("offset", "0".to_string()));
+        self.list_pages("os-server-groups", &base, "server_groups", first, next)
+            .await
     }
 
     /// Every host aggregate with its hosts and metadata (not paged by Nova).
     pub async fn aggregates(&self) -> Result<Vec<Aggregate>> {
         let reply = self.get("os-aggregates", &[]).await?;
-        items(&reply, "aggregates")
+        answer_at(&reply, "aggregates")
     }
 
     /// One server as an admin sees it: status, host and task state, for the live migration's
@@ -386,8 +378,7 @@ impl Nova {
     pub async fn server(&self, id: &str) -> Result<ServerState> {
         let id = checked_uuid(id, "server")?;
         let reply = self.get(&format!("servers/{id}"), &[]).await?;
-        let value: Value = reply.json()?;
-        decode_at(&reply, &value, "server")
+        answer_at(&reply, "server")
     }
 
     /// `os-migrateLive` to `host` with `block_migration: "auto"` (2.25+: no `disk_over_commit`;
@@ -422,7 +413,7 @@ impl Nova {
     pub async fn server_migrations(&self, id: &str) -> Result<Vec<ServerMigration>> {
         let id = checked_uuid(id, "server")?;
         let reply = self.get(&format!("servers/{id}/migrations"), &[]).await?;
-        items(&reply, "migrations")
+        answer_at(&reply, "migrations")
     }
 
     /// Abort an in-progress live migration (2.24+); Nova answers 202, then rolls the server back
@@ -453,7 +444,6 @@ impl Nova {
             "flavors/detail",
             &[("is_public", "None".to_string())],
             "flavors",
-            "flavors_links",
         )
         .await
     }
@@ -505,23 +495,25 @@ impl Nova {
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply> {
-        self.session
-            .request(
-                reqwest::Method::GET,
-                SERVICE_TYPE,
-                Some(&self.microversion),
-                path,
-                query,
-                None,
-            )
-            .await
+        self.call(reqwest::Method::GET, path, query, None).await
     }
 
-    /// A write (POST with a JSON body, or DELETE) at the client's microversion.
+    /// A write (POST or PUT with a JSON body, or DELETE).
     async fn write(
         &self,
         method: reqwest::Method,
         path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply> {
+        self.call(method, path, &[], body).await
+    }
+
+    /// One call at the client's microversion: every Nova request goes through here.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Reply> {
         self.session
@@ -530,14 +522,14 @@ impl Nova {
                 SERVICE_TYPE,
                 Some(&self.microversion),
                 path,
-                &[],
+                query,
                 body,
             )
             .await
     }
 
-    /// Follow `<links_key>` `next` links until there is none. Only the link's `marker` is used:
-    /// the request goes to our own endpoint, because Nova builds links from its idea of its
+    /// Follow `<items_key>_links` `next` links until there is none. Only the link's `marker` is
+    /// used: the request goes to our own endpoint, because Nova builds links from its idea of its
     /// host name (often an internal one behind a proxy) and the token must not follow a link
     /// to another host.
     async fn list_by_marker<T: DeserializeOwned>(
@@ -545,37 +537,21 @@ impl Nova {
         path: &str,
         base: &[(&str, String)],
         items_key: &str,
-        links_key: &str,
     ) -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
+        let links_key = format!("{items_key}_links");
+        let links_key = links_key.as_str();
         let mut seen = HashSet::new();
-        let mut last_url = path.to_string();
-        for page in 0.. {
-            if page >= self.options.max_pages {
-                return Err(self.too_many_pages(&last_url));
-            }
-            let mut query: Vec<(&str, String)> = base.to_vec();
-            query.push(("limit", self.options.page_size.max(1).to_string()));
-            if let Some(m) = &marker {
-                query.push(("marker", m.clone()));
-            }
-            let reply = self.get(path, &query).await?;
-            last_url.clone_from(&reply.url);
-            let value: Value = reply.json()?;
-            let page_items: Vec<T> = decode_at(&reply, &value, items_key)?;
-            let empty = page_items.is_empty();
-            out.extend(page_items);
-            let links: Vec<Link> = match value.get(links_key) {
+        self.list_pages(path, base, items_key, None, |p| {
+            let links: Vec<Link> = match p.value.get(links_key) {
                 None | Some(Value::Null) => Vec::new(),
-                Some(_) => decode_at(&reply, &value, links_key)?,
+                Some(_) => decode_at(p.reply, p.value, links_key)?,
             };
             let Some(next) = links.iter().find(|l| l.rel == "next") else {
-                break;
+                return Ok(None);
             };
             // Nova sends a next link whenever a page is full; an empty page ends the listing.
-            if empty {
-                break;
+            if p.items.is_empty() {
+                return Ok(None);
             }
             let next_marker = url::Url::parse(&next.href)
                 .or_else(|_| url::Url::parse("http://relative.invalid/")?.join(&next.href))
@@ -587,7 +563,7 @@ impl Nova {
                 });
             let Some(next_marker) = next_marker else {
                 return Err(Error::Paging {
-                    url: reply.url.clone(),
+                    url: p.reply.url.clone(),
                     message: format!(
                         "the {links_key} next link has no marker, so the listing cannot go on"
                     ),
@@ -595,15 +571,57 @@ impl Nova {
             };
             if !seen.insert(next_marker.clone()) {
                 return Err(Error::Paging {
-                    url: reply.url.clone(),
+                    url: p.reply.url.clone(),
                     message: format!(
                         "marker {next_marker} came back twice: Nova is not advancing through \
                          {items_key}; stopped after {} page(s)",
-                        page + 1
+                        p.page + 1
                     ),
                 });
             }
-            marker = Some(next_marker);
+            Ok(Some(("marker", next_marker)))
+        })
+        .await
+    }
+
+    /// GET a paged collection: `path` with `base`, `limit` and where the page starts (`first`,
+    /// then what `next` answers for each page read), until `next` answers `None` or an error,
+    /// or the listing passes `max_pages`. The one loop of every paged Nova listing; how a
+    /// listing pages (markers from links, offsets) is its `next`.
+    async fn list_pages<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        base: &[(&str, String)],
+        items_key: &str,
+        first: Option<(&'static str, String)>,
+        mut next: impl FnMut(&Page<'_, T>) -> Result<Option<(&'static str, String)>>,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        let mut start = first;
+        let mut last_url = path.to_string();
+        for page in 0.. {
+            if page >= self.options.max_pages {
+                return Err(self.too_many_pages(&last_url));
+            }
+            let mut query: Vec<(&str, String)> = base.to_vec();
+            query.push(("limit", self.options.page_size.max(1).to_string()));
+            query.extend(start.clone());
+            let reply = self.get(path, &query).await?;
+            last_url.clone_from(&reply.url);
+            let value: Value = reply.json()?;
+            let items: Vec<T> = decode_at(&reply, &value, items_key)?;
+            let read = Page {
+                reply: &reply,
+                value: &value,
+                items: &items,
+                before: out.len(),
+                page,
+            };
+            start = next(&read)?;
+            out.extend(items);
+            if start.is_none() {
+                break;
+            }
         }
         Ok(out)
     }
@@ -620,7 +638,8 @@ impl Nova {
     }
 }
 
-fn items<T: DeserializeOwned>(reply: &Reply, key: &str) -> Result<Vec<T>> {
+/// The answer's `key`, decoded as [`decode_at`] does.
+fn answer_at<T: DeserializeOwned>(reply: &Reply, key: &str) -> Result<T> {
     let value: Value = reply.json()?;
     decode_at(reply, &value, key)
 }
@@ -788,7 +807,7 @@ impl Nova {
         let reply = self
             .get("os-services", &[("binary", "nova-compute".to_string())])
             .await?;
-        items(&reply, "services")
+        answer_at(&reply, "services")
     }
 
     /// `PUT /os-services/{id}` with `{"forced_down": forced}`; answers the service as Nova
@@ -803,8 +822,7 @@ impl Nova {
                 Some(&body),
             )
             .await?;
-        let value: Value = reply.json()?;
-        decode_at(&reply, &value, "service")
+        answer_at(&reply, "service")
     }
 
     /// Every server on compute host `host` (admin, all projects).
@@ -816,7 +834,6 @@ impl Nova {
             "servers/detail",
             &[("all_tenants", "1".to_string()), ("host", host.to_string())],
             "servers",
-            "servers_links",
         )
         .await
     }
@@ -841,7 +858,7 @@ impl Nova {
                 ],
             )
             .await?;
-        let all: Vec<MigrationRecord> = items(&reply, "migrations")?;
+        let all: Vec<MigrationRecord> = answer_at(&reply, "migrations")?;
         let mut out: Vec<MigrationRecord> = all
             .into_iter()
             .filter(|m| {

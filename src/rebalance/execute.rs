@@ -514,13 +514,8 @@ impl Executor {
             }
             if is_migrating(&server) {
                 a = self
-                    .move_to(
+                    .accepted(
                         &a,
-                        ActionState::Migrating,
-                        Patch {
-                            accepted_at: Some(unix_now()),
-                            ..Default::default()
-                        },
                         "Nova is already migrating the server (request sent before a restart)",
                     )
                     .await?;
@@ -528,13 +523,8 @@ impl Executor {
                 match self.nova.live_migrate(&a.vm, &a.target).await {
                     Ok(rid) => {
                         a = self
-                            .move_to(
+                            .accepted(
                                 &a,
-                                ActionState::Migrating,
-                                Patch {
-                                    accepted_at: Some(unix_now()),
-                                    ..Default::default()
-                                },
                                 &format!(
                                     "Nova accepted os-migrateLive to {}{}",
                                     a.target,
@@ -557,13 +547,8 @@ impl Executor {
                         };
                         if started {
                             a = self
-                                .move_to(
+                                .accepted(
                                     &a,
-                                    ActionState::Migrating,
-                                    Patch {
-                                        accepted_at: Some(unix_now()),
-                                        ..Default::default()
-                                    },
                                     &format!("os-migrateLive answered an error but the server is migrating: {e}"),
                                 )
                                 .await?;
@@ -580,6 +565,15 @@ impl Executor {
             }
         }
         self.poll(a).await
+    }
+
+    /// → migrating, with the time Nova took the request: however steward learnt that it did.
+    async fn accepted(&self, a: &ActionRow, detail: &str) -> Result<ActionRow, ExecError> {
+        let patch = Patch {
+            accepted_at: Some(unix_now()),
+            ..Default::default()
+        };
+        self.move_to(a, ActionState::Migrating, patch, detail).await
     }
 
     async fn poll(&self, mut a: ActionRow) -> Result<(), ExecError> {

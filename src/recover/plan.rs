@@ -118,55 +118,7 @@ pub fn plan_hosts(
             .filter(|f| news(&f.host) && scope.is_none_or(|az| f.az.as_deref() == Some(az)))
             .count()
     };
-    let total_hosts: usize = hosts_per_az.values().sum();
-    if looking_dead.len() > limits.max_hosts {
-        plan.guards.push(GuardTrip {
-            scope: "cloud".into(),
-            suspected: looking_dead.len(),
-            hosts: total_hosts,
-            detail: format!(
-                "{} hosts look dead at once ({} of them to one witness only), more than \
-                 [recovery] max_hosts = {}: a partition or a control-plane fault is likelier \
-                 than that many dead hypervisors; check Nova's database and message bus and the \
-                 telemetry path before releasing the guard (raise max_hosts only if the hosts \
-                 are really dead)",
-                looking_dead.len(),
-                half(None),
-                limits.max_hosts
-            ),
-        });
-    }
-    let mut per_az: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, az) in &looking_dead {
-        if let Some(az) = az {
-            *per_az.entry(az).or_default() += 1;
-        }
-    }
-    for (az, n) in &per_az {
-        let hosts = hosts_per_az.get(*az).copied().unwrap_or(0);
-        let share = if hosts == 0 {
-            1.0
-        } else {
-            *n as f64 / hosts as f64
-        };
-        if share > limits.max_share_per_az {
-            plan.guards.push(GuardTrip {
-                scope: format!("az:{az}"),
-                suspected: *n,
-                hosts,
-                detail: format!(
-                    "{n} of {hosts} hosts of AZ {az} look dead at once ({:.0} %; {} of them to \
-                     one witness only), more than [recovery] max_share_per_az = {:.0} %: a \
-                     partition of the AZ (its switch, its rack power, the path to the control \
-                     plane) is likelier; nothing in {az} is fenced or evacuated until fewer \
-                     hosts look dead",
-                    share * 100.0,
-                    half(Some(az)),
-                    limits.max_share_per_az * 100.0
-                ),
-            });
-        }
-    }
+    plan.guards = guards(&looking_dead, &half, hosts_per_az, limits);
     let mut sorted: Vec<&Suspicion> = suspicions.iter().collect();
     sorted.sort_by(|a, b| a.host.cmp(&b.host));
     for s in sorted {
@@ -216,6 +168,67 @@ pub fn plan_hosts(
         plan.open.push(s.clone());
     }
     plan
+}
+
+/// The guards that hold for the hosts that look dead (`half`: how many of them, in a scope,
+/// look dead to one witness only).
+fn guards(
+    looking_dead: &[(&str, Option<&str>)],
+    half: &dyn Fn(Option<&str>) -> usize,
+    hosts_per_az: &BTreeMap<String, usize>,
+    limits: &HostLimits,
+) -> Vec<GuardTrip> {
+    let mut trips = Vec::new();
+    let total_hosts: usize = hosts_per_az.values().sum();
+    if looking_dead.len() > limits.max_hosts {
+        trips.push(GuardTrip {
+            scope: "cloud".into(),
+            suspected: looking_dead.len(),
+            hosts: total_hosts,
+            detail: format!(
+                "{} hosts look dead at once ({} of them to one witness only), more than \
+                 [recovery] max_hosts = {}: a partition or a control-plane fault is likelier \
+                 than that many dead hypervisors; check Nova's database and message bus and the \
+                 telemetry path before releasing the guard (raise max_hosts only if the hosts \
+                 are really dead)",
+                looking_dead.len(),
+                half(None),
+                limits.max_hosts
+            ),
+        });
+    }
+    let mut per_az: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, az) in looking_dead {
+        if let Some(az) = az {
+            *per_az.entry(az).or_default() += 1;
+        }
+    }
+    for (az, n) in &per_az {
+        let hosts = hosts_per_az.get(*az).copied().unwrap_or(0);
+        let share = if hosts == 0 {
+            1.0
+        } else {
+            *n as f64 / hosts as f64
+        };
+        if share > limits.max_share_per_az {
+            trips.push(GuardTrip {
+                scope: format!("az:{az}"),
+                suspected: *n,
+                hosts,
+                detail: format!(
+                    "{n} of {hosts} hosts of AZ {az} look dead at once ({:.0} %; {} of them to \
+                     one witness only), more than [recovery] max_share_per_az = {:.0} %: a \
+                     partition of the AZ (its switch, its rack power, the path to the control \
+                     plane) is likelier; nothing in {az} is fenced or evacuated until fewer \
+                     hosts look dead",
+                    share * 100.0,
+                    half(Some(az)),
+                    limits.max_share_per_az * 100.0
+                ),
+            });
+        }
+    }
+    trips
 }
 
 /// A VM that waits for evacuation, as the journal keeps it.

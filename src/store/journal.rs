@@ -223,6 +223,7 @@ struct Step<'a> {
     now: f64,
 }
 
+const PLAN_COLUMNS: &str = "id, created_at, state, mode, summary, decided_by, decided_at";
 const ACTION_COLUMNS: &str = "id, plan_id, seq, vm, vm_name, source, target, az, ram_mb, \
     disk_gb, block_migration, reason, state, outcome, before_image, accepted_at, migration_id, \
     abort_requested_at, bytes_moved, error, created_at, updated_at, finished_at";
@@ -242,18 +243,15 @@ impl Store {
             Some(_) => (PlanState::Approved, ActionState::Approved),
             None => (PlanState::Proposed, ActionState::Planned),
         };
-        let mut tx = self.pool.begin().await?;
-        if let Some(f) = fence {
-            if !check_fence(&mut tx, f, plan.created_at).await? {
-                tx.rollback().await?;
-                return Err(JournalError::Fenced(format!(
-                    "plan {} ({} action(s)) was not journaled: {}",
-                    plan.id,
-                    plan.actions.len(),
-                    fence_refusal(f)
-                )));
-            }
-        }
+        let tx = self.pool.begin().await?;
+        let mut tx = hold(tx, fence, plan.created_at, || {
+            format!(
+                "plan {} ({} action(s)) was not journaled",
+                plan.id,
+                plan.actions.len()
+            )
+        })
+        .await?;
         sqlx::query(
             "INSERT INTO rebalance_plan (id, created_at, state, mode, summary, decided_by, decided_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -313,34 +311,33 @@ impl Store {
 
     /// The newest plans first, each with its actions.
     pub async fn plans(&self, limit: i64) -> Result<Vec<PlanRow>, JournalError> {
-        let rows = sqlx::query(
-            "SELECT id, created_at, state, mode, summary, decided_by, decided_at FROM rebalance_plan \
-             ORDER BY created_at DESC, id LIMIT ?",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {PLAN_COLUMNS} FROM rebalance_plan ORDER BY created_at DESC, id LIMIT ?"
+        ))
         .bind(limit.max(0))
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let mut p = plan_row(&r)?;
-            p.actions = self.actions_of(&p.id).await?;
-            out.push(p);
+            out.push(self.with_actions(plan_row(&r)?).await?);
         }
         Ok(out)
     }
 
     pub async fn plan(&self, id: &str) -> Result<Option<PlanRow>, JournalError> {
-        let row = sqlx::query(
-            "SELECT id, created_at, state, mode, summary, decided_by, decided_at FROM rebalance_plan \
-             WHERE id = ?",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let mut p = plan_row(&r)?;
+        match self
+            .row_by_id("rebalance_plan", PLAN_COLUMNS, id, plan_row)
+            .await?
+        {
+            Some(p) => Ok(Some(self.with_actions(p).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A plan row with its actions read.
+    async fn with_actions(&self, mut p: PlanRow) -> Result<PlanRow, JournalError> {
         p.actions = self.actions_of(&p.id).await?;
-        Ok(Some(p))
+        Ok(p)
     }
 
     async fn actions_of(&self, plan: &str) -> Result<Vec<ActionRow>, JournalError> {
@@ -354,13 +351,24 @@ impl Store {
     }
 
     pub async fn action(&self, id: &str) -> Result<Option<ActionRow>, JournalError> {
-        let row = sqlx::query(&format!(
-            "SELECT {ACTION_COLUMNS} FROM rebalance_action WHERE id = ?"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(action_row).transpose()
+        self.row_by_id("rebalance_action", ACTION_COLUMNS, id, action_row)
+            .await
+    }
+
+    /// `SELECT <columns> FROM <table> WHERE id = ?`, read by `row`: the one read of a journal
+    /// row by its id.
+    pub(super) async fn row_by_id<T>(
+        &self,
+        table: &str,
+        columns: &str,
+        id: &str,
+        row: fn(&AnyRow) -> Result<T, JournalError>,
+    ) -> Result<Option<T>, JournalError> {
+        let found = sqlx::query(&format!("SELECT {columns} FROM {table} WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        found.as_ref().map(row).transpose()
     }
 
     /// Actions in any of `states` (all when empty), oldest first, at most `limit`.
@@ -515,16 +523,11 @@ impl Store {
         if let Some(v) = patch.finished_at {
             q = q.bind(v);
         }
-        let mut tx = self.pool.begin().await?;
-        if let Some(f) = fence {
-            if !check_fence(&mut tx, f, now).await? {
-                tx.rollback().await?;
-                return Err(JournalError::Fenced(format!(
-                    "action {id} was not moved from {from} to {to}: {}",
-                    fence_refusal(f)
-                )));
-            }
-        }
+        let tx = self.pool.begin().await?;
+        let mut tx = hold(tx, fence, now, || {
+            format!("action {id} was not moved from {from} to {to}")
+        })
+        .await?;
         let done = q
             .bind(id.to_string())
             .bind(from.as_str())
@@ -662,6 +665,28 @@ async fn insert_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// A leader's write, before its statements: the transaction back while `fence` (when given)
+/// holds the lease at `now`; else rolled back and a [`JournalError::Fenced`] that says what
+/// was not written (`what`) and why. The one fence check of every journal.
+pub(super) async fn hold(
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    fence: Option<&Fence>,
+    now: f64,
+    what: impl FnOnce() -> String,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, JournalError> {
+    if let Some(f) = fence {
+        if !check_fence(&mut tx, f, now).await? {
+            tx.rollback().await?;
+            return Err(JournalError::Fenced(format!(
+                "{}: {}",
+                what(),
+                fence_refusal(f)
+            )));
+        }
+    }
+    Ok(tx)
 }
 
 /// `WHERE state IN (?, ...)` for `n` states; nothing (every row) when `n` is 0.

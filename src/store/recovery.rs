@@ -7,8 +7,8 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::journal::{opt_text, state_filter, text, JournalError};
-use super::lease::{check_fence, fence_refusal, Fence};
+use super::journal::{hold, opt_text, state_filter, text, JournalError};
+use super::lease::Fence;
 use super::Store;
 
 /// Where an incident (one dead host) stands.
@@ -224,8 +224,8 @@ impl Store {
         fence: Option<&Fence>,
     ) -> Result<IncidentRow, JournalError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let mut tx = self.pool.begin().await?;
-        hold(&mut tx, fence, now, || {
+        let tx = self.pool.begin().await?;
+        let mut tx = hold(tx, fence, now, || {
             format!("no incident was opened for host {}", i.host)
         })
         .await?;
@@ -263,13 +263,15 @@ impl Store {
     }
 
     pub async fn incident(&self, id: &str) -> Result<Option<IncidentRow>, JournalError> {
-        let row = sqlx::query(&format!(
-            "SELECT {INCIDENT_COLUMNS} FROM recovery_incident WHERE id = ?"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(incident_row).transpose()
+        self.row_by_id("recovery_incident", INCIDENT_COLUMNS, id, incident_row)
+            .await
+    }
+
+    /// The incident as a commit left it.
+    async fn incident_after(&self, id: &str) -> Result<IncidentRow, JournalError> {
+        self.incident(id)
+            .await?
+            .ok_or_else(|| JournalError::NotFound(format!("no recovery incident {id}")))
     }
 
     /// Incidents in any of `states` (all when empty), newest first, at most `limit`.
@@ -305,28 +307,53 @@ impl Store {
         now: f64,
         fence: Option<&Fence>,
     ) -> Result<IncidentRow, JournalError> {
-        let mut tx = self.pool.begin().await?;
-        hold(&mut tx, fence, now, || {
-            format!("incident {id} was not moved from {from} to {to}")
-        })
-        .await?;
-        guarded_update(
-            &mut tx,
-            "recovery_incident",
-            id,
-            from.as_str(),
-            to.as_str(),
-            sets,
-            now,
-        )
-        .await?
-        .then_some(())
-        .ok_or_else(|| conflict("incident", id, from.as_str()))?;
+        let mut tx = self.move_incident(id, from, to, sets, now, fence).await?;
         event(&mut tx, id, "", now, from.as_str(), to.as_str(), detail).await?;
         tx.commit().await?;
-        self.incident(id)
+        self.incident_after(id).await
+    }
+
+    /// In a new transaction, a leader's guarded move of an incident from `from` to `to`
+    /// (setting `sets`): refused, nothing written, when `fence` no longer holds the lease or
+    /// the incident is no longer in `from`. The caller writes the rest and commits.
+    async fn move_incident(
+        &self,
+        id: &str,
+        from: IncidentState,
+        to: IncidentState,
+        sets: &[Set],
+        now: f64,
+        fence: Option<&Fence>,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, JournalError> {
+        let guard = Guarded {
+            table: "recovery_incident",
+            kind: "incident",
+            id,
+            from: from.as_str(),
+            to: to.as_str(),
+            sets,
+        };
+        self.begin_guarded(&guard, now, fence, || {
+            format!("incident {id} was not moved from {from} to {to}")
+        })
+        .await
+    }
+
+    /// A new transaction holding `fence` (when given) with `guard`'s UPDATE done in it.
+    async fn begin_guarded(
+        &self,
+        guard: &Guarded<'_>,
+        now: f64,
+        fence: Option<&Fence>,
+        what: impl FnOnce() -> String,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, JournalError> {
+        let tx = self.pool.begin().await?;
+        let mut tx = hold(tx, fence, now, what).await?;
+        guarded_update(&mut tx, guard, now)
             .await?
-            .ok_or_else(|| JournalError::NotFound(format!("no recovery incident {id}")))
+            .then_some(())
+            .ok_or_else(|| conflict(guard.kind, guard.id, guard.from))?;
+        Ok(tx)
     }
 
     /// forced_down → evacuating, writing every VM to evacuate (pending) in the same
@@ -340,23 +367,7 @@ impl Store {
         fence: Option<&Fence>,
     ) -> Result<IncidentRow, JournalError> {
         let (from, to) = (IncidentState::ForcedDown, IncidentState::Evacuating);
-        let mut tx = self.pool.begin().await?;
-        hold(&mut tx, fence, now, || {
-            format!("incident {id} was not moved from {from} to {to}")
-        })
-        .await?;
-        guarded_update(
-            &mut tx,
-            "recovery_incident",
-            id,
-            from.as_str(),
-            to.as_str(),
-            &[],
-            now,
-        )
-        .await?
-        .then_some(())
-        .ok_or_else(|| conflict("incident", id, from.as_str()))?;
+        let mut tx = self.move_incident(id, from, to, &[], now, fence).await?;
         for (seq, v) in vms.iter().enumerate() {
             let row = uuid::Uuid::new_v4().to_string();
             sqlx::query(
@@ -382,9 +393,7 @@ impl Store {
         }
         event(&mut tx, id, "", now, from.as_str(), to.as_str(), detail).await?;
         tx.commit().await?;
-        self.incident(id)
-            .await?
-            .ok_or_else(|| JournalError::NotFound(format!("no recovery incident {id}")))
+        self.incident_after(id).await
     }
 
     pub async fn incident_vms(&self, incident: &str) -> Result<Vec<VmRow>, JournalError> {
@@ -398,13 +407,7 @@ impl Store {
     }
 
     pub async fn recovery_vm(&self, id: &str) -> Result<Option<VmRow>, JournalError> {
-        let row = sqlx::query(&format!(
-            "SELECT {VM_COLUMNS} FROM recovery_vm WHERE id = ?"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(vm_row).transpose()
+        self.row_by_id("recovery_vm", VM_COLUMNS, id, vm_row).await
     }
 
     /// Every VM row in any of `states` (all when empty), oldest first.
@@ -455,26 +458,22 @@ impl Store {
         now: f64,
         fence: Option<&Fence>,
     ) -> Result<VmRow, JournalError> {
-        let mut tx = self.pool.begin().await?;
-        hold(&mut tx, fence, now, || {
-            format!(
-                "server {} (row {}) was not moved from {} to {to}",
-                row.vm, row.id, row.state
-            )
-        })
-        .await?;
-        guarded_update(
-            &mut tx,
-            "recovery_vm",
-            &row.id,
-            row.state.as_str(),
-            to.as_str(),
+        let guard = Guarded {
+            table: "recovery_vm",
+            kind: "VM row",
+            id: &row.id,
+            from: row.state.as_str(),
+            to: to.as_str(),
             sets,
-            now,
-        )
-        .await?
-        .then_some(())
-        .ok_or_else(|| conflict("VM row", &row.id, row.state.as_str()))?;
+        };
+        let mut tx = self
+            .begin_guarded(&guard, now, fence, || {
+                format!(
+                    "server {} (row {}) was not moved from {} to {to}",
+                    row.vm, row.id, row.state
+                )
+            })
+            .await?;
         event(
             &mut tx,
             &row.incident_id,
@@ -574,39 +573,37 @@ impl Store {
     }
 }
 
-/// In a leader's write, before its statements: go on only while `fence` (when given) holds
-/// the lease; else roll back and say what was not written.
-async fn hold(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    fence: Option<&Fence>,
-    now: f64,
-    what: impl FnOnce() -> String,
-) -> Result<(), JournalError> {
-    match fence {
-        Some(f) if !check_fence(tx, f, now).await? => Err(JournalError::Fenced(format!(
-            "{}: {}",
-            what(),
-            fence_refusal(f)
-        ))),
-        _ => Ok(()),
-    }
-}
-
 fn conflict(what: &str, id: &str, from: &str) -> JournalError {
     JournalError::Conflict(format!(
         "recovery {what} {id} is no longer {from}; another replica or an admin moved it"
     ))
 }
 
+/// One row's move from the state it is in to another, with the columns it sets.
+struct Guarded<'a> {
+    table: &'static str,
+    /// What the row is, for a conflict's message (`incident`, `VM row`).
+    kind: &'static str,
+    id: &'a str,
+    from: &'a str,
+    to: &'a str,
+    sets: &'a [Set],
+}
+
+/// `UPDATE ... WHERE id = ? AND state = <from>`; false when no row was in `from`.
 async fn guarded_update(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    table: &str,
-    id: &str,
-    from: &str,
-    to: &str,
-    sets: &[Set],
+    guard: &Guarded<'_>,
     now: f64,
 ) -> Result<bool, sqlx::Error> {
+    let Guarded {
+        table,
+        id,
+        from,
+        to,
+        sets,
+        ..
+    } = *guard;
     let mut cols = vec!["state = ?".to_string(), "updated_at = ?".to_string()];
     cols.extend(sets.iter().map(|s| match s {
         Set::Text(c, _) | Set::Number(c, _) => format!("{c} = ?"),
