@@ -257,6 +257,42 @@ def test_explicit_host_in_another_az_is_refused(plane, mover):
     assert rejected and 'same_az' in rejected[-1], rejected
 
 
+def test_an_admin_grant_lets_one_move_leave_the_az(plane, mover):
+    """An admin grants the mover one move into az1 (POST
+    /v1/vms/{uuid}/cross-az): the live migration to cmp-2 that steward
+    refused above completes, steward's log names the grant. The grant is
+    used up: the move back to az2 is refused until a second grant; a
+    reader cannot grant."""
+    pl, st = plane
+    push_steal(st)
+    path = '/v1/vms/%s/cross-az' % mover
+    status, _, _ = st.post(path, {'to_az': 'az1', 'reason': 'x'},
+                           role='reader')
+    assert status == 403
+    status, grant, _ = st.post(path, {
+        'to_az': 'az1', 'reason': 'moving web out of az2 for its rack work'},
+        role='admin')
+    assert status == 201, grant
+    mig, moved = pl.live_migrate(mover, 'cmp-2')
+    assert mig['status'] == 'completed', mig
+    assert host_of(moved) == 'cmp-2'
+    assert moved['OS-EXT-AZ:availability_zone'] == 'az1'
+    assert grant['id'] in st.log_text()
+    status, grants, _ = st.request('GET', '/v1/cross-az-grants',
+                                   role='admin')
+    assert [g['state'] for g in grants['grants']
+            if g['id'] == grant['id']] == ['used'], grants
+    # One request only: back to az2 needs a grant of its own.
+    with pytest.raises(PeerStartError) as refused:
+        pl.live_migrate(mover, 'cmp-4')
+    assert 'No valid host' in str(refused.value)
+    assert pl.wait_server(mover)['OS-EXT-SRV-ATTR:host'] == 'cmp-2'
+    status, _, _ = st.post(path, {'to_az': 'az2', 'reason': 'back home'},
+                           role='admin')
+    assert status == 201
+    _back_to_cmp4(pl, mover)
+
+
 # -- steward gone, steward back -----------------------------------------------
 
 def test_steward_killed_boots_go_active_with_one_warning(plane):
