@@ -34,6 +34,9 @@ pub struct Jobs {
     pub metrics: Metrics,
 }
 
+/// The job name `/healthz` reports the Nova refresh's problem under.
+pub const NOVA_REFRESH: &str = "nova_refresh";
+
 /// What one poll did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollSummary {
@@ -153,6 +156,37 @@ impl Jobs {
         Ok(counts)
     }
 
+    /// A refused refresh: counted by kind; one that Nova's policy refused also names the rule
+    /// and what to grant, on `/metrics` (`steward_source_forbidden`) and `/healthz`, since the
+    /// view then stays what it was (empty after a start).
+    fn nova_refresh_failed(&self, e: &openstack::Error) {
+        let forbidden = match e {
+            openstack::Error::Status(s) if s.status == 403 => {
+                Some(openstack::nova::read_policy(&s.url).unwrap_or("(a read of the cluster view)"))
+            }
+            _ => None,
+        };
+        let Some(rule) = forbidden else {
+            self.failed("nova", e.kind());
+            tracing::warn!(error = %e, "cluster refresh from Nova failed; keeping the last view");
+            return;
+        };
+        self.failed("nova", "forbidden");
+        self.metrics
+            .source_forbidden
+            .with_label_values(&["nova", rule])
+            .set(1);
+        // /healthz answers without a token: the rule and the remedy, not Nova's URL or message.
+        let detail = format!(
+            "Nova's policy refuses steward's user {rule} (HTTP 403); steward keeps the last \
+             view, in which hosts and VMs are missing. Merge etc/keystone/nova-policy.steward.yaml \
+             into Nova's policy.yaml and give the user the steward_reader role \
+             (etc/keystone/register-steward.sh), or give it admin"
+        );
+        tracing::error!(policy = rule, error = %e, "cluster refresh from Nova refused: {detail}");
+        self.metrics.problems.set(NOVA_REFRESH, detail);
+    }
+
     /// Read hypervisors, aggregates, servers and server groups from Nova and lay them over the
     /// view. A failed or cut-short listing publishes nothing: the last good view stays.
     pub async fn refresh_nova(&self, now: f64) -> Result<(usize, usize), openstack::Error> {
@@ -167,10 +201,10 @@ impl Jobs {
             src.nova.server_groups(),
         )
         .await;
-        let (hypervisors, aggregates, servers, groups) = listed.inspect_err(|e| {
-            self.failed("nova", e.kind());
-            tracing::warn!(error = %e, "cluster refresh from Nova failed; keeping the last view");
-        })?;
+        let (hypervisors, aggregates, servers, groups) =
+            listed.inspect_err(|e| self.nova_refresh_failed(e))?;
+        self.metrics.source_forbidden.reset();
+        self.metrics.problems.clear(NOVA_REFRESH);
         let inv = inventory::build(
             &hypervisors,
             &servers,

@@ -1,6 +1,9 @@
 //! Steward's own Prometheus metrics, served at `/metrics`: the API's and the background
 //! jobs' (telemetry polling, rollups, cluster refresh).
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -29,6 +32,8 @@ pub struct Metrics {
     pub cluster_hosts: IntGauge,
     pub cluster_vms: IntGauge,
     pub source_errors: IntCounterVec,
+    /// 1 while a source refuses steward's reads by this policy rule (Nova's, by name).
+    pub source_forbidden: IntGaugeVec,
     pub source_last_success: GaugeVec,
     pub source_duration: HistogramVec,
     pub telemetry_dropped: IntCounterVec,
@@ -45,6 +50,35 @@ pub struct Metrics {
     pub repair_runs: IntCounterVec,
     /// Host-failure recovery's metrics ([`RecoveryMetrics`]).
     pub recovery: RecoveryMetrics,
+    /// The jobs' standing problems, which `/healthz` reports.
+    pub problems: Arc<Problems>,
+}
+
+/// What `/healthz` reports besides "ok": each job's standing problem (the last run failed in a
+/// way an operator must fix), with what to do. A job clears its own once it succeeds.
+#[derive(Debug, Default)]
+pub struct Problems(Mutex<BTreeMap<&'static str, String>>);
+
+impl Problems {
+    pub fn set(&self, job: &'static str, detail: String) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(job, detail);
+        }
+    }
+
+    pub fn clear(&self, job: &'static str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(job);
+        }
+    }
+
+    /// `(job, detail)`, job name order.
+    pub fn list(&self) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+            .unwrap_or_default()
+    }
 }
 
 impl Metrics {
@@ -103,6 +137,7 @@ impl Metrics {
                 "Failed reads of a data source (prometheus, nova, placement, keystone, store), by kind",
                 &["source", "kind"],
             ),
+            source_forbidden: registered(&r, IntGaugeVec::new(Opts::new("steward_source_forbidden", "1 while a data source refuses steward's reads by this policy rule (see /healthz for what to do)"), &["source", "policy"])),
             source_last_success: registered(&r, GaugeVec::new(Opts::new("steward_source_last_success_timestamp_seconds", "When a data source was last read successfully by a task (unix seconds)"), &["source", "task"])),
             source_duration: histograms(
                 &r,
@@ -140,6 +175,7 @@ impl Metrics {
                 &["result"],
             ),
             recovery: RecoveryMetrics::register(&r),
+            problems: Arc::default(),
             registry: r,
         };
         m.seed();

@@ -356,3 +356,103 @@ async fn an_expired_token_is_renewed_once() {
     assert_eq!(jobs.refresh_nova(NOW).await.unwrap(), (4, 5));
     assert_eq!(jobs.nova.as_ref().unwrap().nova.session().logins(), 2);
 }
+
+/// Nova's policy refuses steward's user one listing (a reader without the overrides of
+/// etc/keystone/nova-policy.steward.yaml): the refresh error is counted as `forbidden`,
+/// `steward_source_forbidden` names the rule, and `/healthz` (no token) says `degraded` with
+/// the rule and what to grant, not Nova's URL. Once Nova answers, both clear. The control: a
+/// 500 is an outage, not a standing problem, and leaves /healthz `ok`.
+#[tokio::test]
+async fn a_refresh_refused_by_policy_names_the_rule_on_metrics_and_healthz() {
+    let (server, _d, jobs, state) = cloud().await;
+    let app = actix_web::test::init_service(steward::api::app(state.clone())).await;
+    let health = || async {
+        let req = actix_web::test::TestRequest::get()
+            .uri("/healthz")
+            .to_request();
+        let v: Value = actix_web::test::call_and_read_body_json(&app, req).await;
+        v
+    };
+    let refuse = |answer: ResponseTemplate| {
+        Mock::given(method("GET"))
+            .and(path("/v2.1/os-hypervisors/detail"))
+            .respond_with(answer)
+            .up_to_n_times(1)
+            .with_priority(1)
+    };
+    refuse(nova_fault(500, "computeFault", "Unexpected API Error."))
+        .mount(&server)
+        .await;
+    jobs.refresh_nova(NOW).await.unwrap_err();
+    assert_eq!(
+        health().await["status"],
+        "ok",
+        "an outage is no standing problem"
+    );
+    let rule = "os_compute_api:os-hypervisors:list-detail";
+    refuse(nova_fault(
+        403,
+        "forbidden",
+        &format!("Policy doesn't allow {rule} to be performed."),
+    ))
+    .mount(&server)
+    .await;
+    let err = jobs.refresh_nova(NOW + 60.0).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    let metrics = state.metrics.render();
+    for line in [
+        format!("steward_source_forbidden{{policy=\"{rule}\",source=\"nova\"}} 1"),
+        "steward_source_errors_total{kind=\"forbidden\",source=\"nova\"} 1".to_string(),
+    ] {
+        assert!(metrics.contains(&line), "expected {line} in /metrics");
+    }
+    let h = health().await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["problems"][0]["job"], "nova_refresh", "{h}");
+    let detail = h["problems"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(rule)
+            && detail.contains("nova-policy.steward.yaml")
+            && detail.contains("steward_reader"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains(&server.uri()),
+        "/healthz shows no URL: {detail}"
+    );
+    // Nova answers again: the problem and the gauge clear.
+    jobs.refresh_nova(NOW + 120.0).await.unwrap();
+    let h = health().await;
+    assert_eq!(
+        (h["status"].as_str(), h["problems"].as_array().map(Vec::len)),
+        (Some("ok"), Some(0)),
+        "{h}"
+    );
+    assert!(!state.metrics.render().contains("steward_source_forbidden{"));
+}
+
+#[test]
+fn each_read_of_the_view_maps_to_the_nova_policy_that_guards_it() {
+    use steward::openstack::nova::read_policy;
+    for (url, rule) in [
+        (
+            "http://nova/v2.1/os-hypervisors/detail?limit=1000",
+            Some("os_compute_api:os-hypervisors:list-detail"),
+        ),
+        (
+            "http://nova/v2.1/servers/detail?all_tenants=1",
+            Some("os_compute_api:servers:detail:get_all_tenants"),
+        ),
+        (
+            "http://nova/v2.1/os-aggregates",
+            Some("os_compute_api:os-aggregates:index"),
+        ),
+        (
+            "http://nova/v2.1/os-server-groups?all_projects=True",
+            Some("os_compute_api:os-server-groups:index:all_projects"),
+        ),
+        ("http://nova/v2.1/flavors/detail", None),
+    ] {
+        assert_eq!(read_policy(url), rule, "{url}");
+    }
+}

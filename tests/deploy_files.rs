@@ -974,6 +974,11 @@ async fn scrape() -> BTreeSet<String> {
         .recovery
         .fence_failures
         .with_label_values(&["cmp-az1-a"]);
+    // So is a refresh Nova's policy refuses (tests/cluster_refresh.rs sets and clears it).
+    state
+        .metrics
+        .source_forbidden
+        .with_label_values(&["nova", "os_compute_api:os-hypervisors:list-detail"]);
     let app = atest::init_service(steward::api::app(state)).await;
     let reader = format!("Bearer {}", common::app::READER);
     let telemetry = format!("Bearer {}", common::app::TELEMETRY);

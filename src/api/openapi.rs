@@ -108,7 +108,7 @@ fn document_common_answers(openapi: &mut utoipa::openapi::OpenApi) {
     components(schemas(CalloutRequest, HostEntry, HostReference, InstanceDto, HostDto, FlavorDto, ServerGroupDto, SiblingDto, OperationDto,
                        FilterAnswer, FilterResponse, CompactFilterResponse, WeighResponse, HostRef, RejectedHost, HostWeight, ExplainPart,
                        TelemetryPush, HostSampleDto, VmSampleDto, TelemetryAccepted, Accepted,
-                       ProfileList, ProfileInfo, PluginInfo, HostList, HostInfo, HostDetail, WeeklyInfo, VmInfo, Health,
+                       ProfileList, ProfileInfo, PluginInfo, HostList, HostInfo, HostDetail, WeeklyInfo, VmInfo, Health, HealthProblem,
                        ErrorBody, ErrorDetail,
                        RebalancePlanList, RebalancePlanDto, RebalanceActionDto, MigrationList,
                        RepairSelection, RepairPlanDto, RepairNodePlanDto, RepairStepDto,

@@ -586,12 +586,26 @@ pub async fn push_telemetry(
     }))
 }
 
-/// Liveness and readiness: 200 once steward serves (the only route without a token).
+/// Liveness and readiness: 200 once steward serves (the only route without a token), with any
+/// standing problem of its jobs (status `degraded`: steward still answers).
 #[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = Health)))]
-pub async fn healthz() -> HttpResponse {
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let problems: Vec<HealthProblem> = state
+        .metrics
+        .problems
+        .list()
+        .into_iter()
+        .map(|(job, detail)| HealthProblem { job, detail })
+        .collect();
     HttpResponse::Ok().json(Health {
-        status: "ok".into(),
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        }
+        .into(),
         version: env!("CARGO_PKG_VERSION").into(),
+        problems,
     })
 }
 

@@ -995,8 +995,18 @@ pub struct HostList {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Health {
+    /// `ok`, or `degraded` while a job has a problem an operator must fix (steward still
+    /// answers: this is not a liveness failure).
     pub status: String,
     pub version: String,
+    /// Each standing problem: the job and what to do.
+    pub problems: Vec<HealthProblem>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HealthProblem {
+    pub job: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -298,6 +298,25 @@ struct Page<'a, T> {
     page: usize,
 }
 
+/// The Nova 34 policy rule that guards the read of `url` the cluster view makes, for a 403's
+/// message (what to grant; `etc/keystone/nova-policy.steward.yaml` grants each to
+/// `steward_reader`). `None` for a URL the view does not read.
+pub fn read_policy(url: &str) -> Option<&'static str> {
+    let path = url.split('?').next().unwrap_or(url);
+    let rule = if path.contains("/os-hypervisors") {
+        "os_compute_api:os-hypervisors:list-detail"
+    } else if path.ends_with("/servers/detail") {
+        "os_compute_api:servers:detail:get_all_tenants"
+    } else if path.contains("/os-aggregates") {
+        "os_compute_api:os-aggregates:index"
+    } else if path.contains("/os-server-groups") {
+        "os_compute_api:os-server-groups:index:all_projects"
+    } else {
+        return None;
+    };
+    Some(rule)
+}
+
 /// Nova's compute API through a [`Session`].
 #[derive(Debug, Clone)]
 pub struct Nova {

@@ -121,6 +121,22 @@ def _rule_tests():
             _alert('StewardSourceErrors', '16m', {
                 'instance': S1['instance'], 'source': 'prometheus',
                 'kind': 'timeout', 'severity': 'info'})]},
+        {'name': 'Nova policy refuses a read', 'interval': '1m',
+         'input_series': [
+            _series('steward_source_forbidden', dict(
+                S1, source='nova',
+                policy='os_compute_api:os-hypervisors:list-detail'),
+                '1x10'),
+            _series('steward_source_forbidden', dict(
+                S2, source='nova',
+                policy='os_compute_api:os-hypervisors:list-detail'),
+                '1 1 0 0 0 0 0 0 0 0 0')],
+         'alert_rule_test': [
+            _alert('StewardNovaPolicyForbids', '4m'),
+            _alert('StewardNovaPolicyForbids', '7m', {
+                'instance': S1['instance'], 'source': 'nova',
+                'policy': 'os_compute_api:os-hypervisors:list-detail',
+                'severity': 'warning'})]},
         {'name': 'failed migrations and repair runs', 'interval': '1m',
          'input_series': [
             _series('steward_rebalance_actions_total',
