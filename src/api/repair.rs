@@ -190,6 +190,8 @@ pub struct RepairRollbackItem {
     /// `restored`, `restored_specs_only`, `unchanged`, `kept` (outside the rollback's scope, or
     /// Placement without `placement`) or `failed`.
     pub result: String,
+    /// Why an object was kept or failed; on a restored flavor, a note when its rows in
+    /// `nova_api.flavor_extra_specs` keep new timestamps (no grant, or an older journal).
     pub message: Option<String>,
 }
 

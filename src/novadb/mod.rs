@@ -1,12 +1,14 @@
-//! sqlx access to Nova's databases: the API database (cell mappings, request specs) and each
-//! cell database (instances and their `instance_extra.flavor`). Adapter only: it reads rows and
-//! writes the JSON it is given, each write a compare-and-swap in one transaction.
+//! sqlx access to Nova's databases: the API database (cell mappings, request specs, the
+//! timestamps of flavor extra specs) and each cell database (instances and their
+//! `instance_extra.flavor`). Adapter only: it reads rows and writes what it is given, each
+//! write a compare-and-swap in one transaction.
 //!
 //! Cell database URLs come from the API database's `cell_mappings.database_connection` (oslo.db
 //! form, `mysql+pymysql://...`, turned into `mysql://...` without its query), unless
 //! `[repair] cell_databases` names a URL for the cell (by name or uuid): steward may reach the
 //! databases by another address than Nova's own services do.
 
+pub mod extra_specs;
 pub mod flavor;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,7 @@ use sqlx::Row;
 
 use crate::peerclock::{Peer, PeerClock, Wait};
 
+pub use extra_specs::ExtraSpecRow;
 pub use flavor::{FlavorPrimitive, InstanceFlavors, RequestSpecPrimitive};
 
 /// Cell0 holds only instances that were never scheduled: none of them is on a node.

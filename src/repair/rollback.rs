@@ -4,7 +4,8 @@
 //!
 //! Restoring is a compare-and-swap where Nova's rows are concerned (the row's `updated_at` put
 //! back too, so a full rollback is byte-equal), and idempotent: an object already as it was is
-//! `unchanged`.
+//! `unchanged`. A flavor's extra specs go back through Nova's API, then their rows' timestamps
+//! through Nova's API database, guarded by the values just restored.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,7 +20,7 @@ use crate::store::{JournalEntry, Store};
 use super::facts::{cell_names, check_cell, node_facts, Clients};
 use super::plan::Selection;
 use super::rows::NovaRow;
-use super::steps::{consumer_type, parse_row_image};
+use super::steps::{consumer_type, parse_flavor_specs_image, parse_row_image};
 use super::RepairError;
 
 /// The journal actions that write Placement (inventories and allocations).
@@ -165,7 +166,8 @@ pub async fn rollback(
         } else {
             match restore(clients, w.before, w.after).await {
                 Ok(r) => {
-                    item.result = r.to_string();
+                    item.result = r.result.to_string();
+                    item.message = r.note;
                     for e in &w.entries {
                         store
                             .repair_journal_mark(
@@ -350,17 +352,40 @@ pub fn object_id(object: &str) -> &str {
     object.split_once(' ').map_or(object, |(_, id)| id)
 }
 
+/// How one object was put back: its result (`restored`, `restored_specs_only`, `unchanged`)
+/// and, when part of it could not be, a note for the rollback's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub result: &'static str,
+    pub note: Option<String>,
+}
+
+impl Restored {
+    fn noted(result: &'static str, note: String) -> Self {
+        Restored {
+            result,
+            note: Some(note),
+        }
+    }
+}
+
+impl From<&'static str> for Restored {
+    fn from(result: &'static str) -> Self {
+        Restored { result, note: None }
+    }
+}
+
 /// Put one object back as `before` found it; `after` holds what the run left.
 pub async fn restore(
     c: &Clients,
     before: &JournalEntry,
     after: &JournalEntry,
-) -> Result<&'static str, RepairError> {
+) -> Result<Restored, RepairError> {
     let id = object_id(&before.object);
-    match before.action.as_str() {
+    let result = match before.action.as_str() {
         "rewrite_instance_flavor" => restore_instance_flavor(c, id, before, after).await,
         "rewrite_request_spec" => restore_request_spec(c, id, before, after).await,
-        "set_flavor_extra_specs" => restore_flavor_extra_specs(c, id, before).await,
+        "set_flavor_extra_specs" => return restore_flavor_extra_specs(c, id, before).await,
         "add_custom_inventory" | "set_custom_only_inventory" => {
             restore_inventory(c, id, before).await
         }
@@ -369,7 +394,8 @@ pub async fn restore(
         other => Err(RepairError::Data(format!(
             "journal action {other} cannot be rolled back"
         ))),
-    }
+    };
+    result.map(Restored::from)
 }
 
 async fn restore_instance_flavor(
@@ -428,22 +454,26 @@ async fn restore_row(
     }
 }
 
+/// A flavor's extra specs as `before` found them: the values through Nova's API (which
+/// validates them), then the rows' `created_at` and `updated_at` put back in
+/// `nova_api.flavor_extra_specs`, in one transaction guarded by the values just restored. A
+/// before-image without the rows (an older journal, or no access to that table) restores the
+/// values alone, and the note says the rows keep new timestamps.
 async fn restore_flavor_extra_specs(
     c: &Clients,
     id: &str,
     before: &JournalEntry,
-) -> Result<&'static str, RepairError> {
-    let img: Value = serde_json::from_str(&text(&before.before_image)?)?;
-    let specs = img
-        .get("extra_specs")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+) -> Result<Restored, RepairError> {
+    let img = before
+        .before_image
+        .as_deref()
+        .and_then(parse_flavor_specs_image)
+        .ok_or_else(|| RepairError::Data("the journal entry has no readable image".into()))?;
     let mut set = BTreeMap::new();
-    for (k, v) in &specs {
-        match v.as_str() {
+    for (k, v) in &img.extra_specs {
+        match v {
             Some(s) => {
-                set.insert(k.clone(), s.to_string());
+                set.insert(k.clone(), s.clone());
             }
             None => match c.nova.delete_flavor_extra_spec(id, k).await {
                 Ok(()) => {}
@@ -455,7 +485,36 @@ async fn restore_flavor_extra_specs(
     if !set.is_empty() {
         c.nova.set_flavor_extra_specs(id, &set).await?;
     }
-    Ok("restored")
+    let Some(rows) = &img.rows else {
+        return Ok(Restored::noted(
+            "restored",
+            kept_timestamps(id, "the journal holds no before-image of them"),
+        ));
+    };
+    match c
+        .db
+        .restamp_flavor_extra_specs(id, &img.extra_specs, rows)
+        .await
+    {
+        Ok(true) => Ok("restored".into()),
+        Ok(false) => Err(RepairError::Gone(format!(
+            "flavor {id}'s extra specs changed during the rollback (their values are back, their \
+             timestamps not yet); run it again"
+        ))),
+        Err(e) if e.is_no_access() => Ok(Restored::noted(
+            "restored",
+            kept_timestamps(id, &format!("steward may not write them: {e}")),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The note of a flavor whose extra specs are back but whose rows keep new timestamps.
+fn kept_timestamps(id: &str, why: &str) -> String {
+    format!(
+        "flavor {id}: values restored through Nova's API; their rows in \
+         nova_api.flavor_extra_specs keep new created_at/updated_at ({why})"
+    )
 }
 
 async fn restore_inventory(

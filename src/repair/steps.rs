@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::novadb::{RowImage, Stamp};
+use crate::novadb::{ExtraSpecRow, RowImage, Stamp};
 use crate::openstack::placement::{
     is_concurrent_update, is_inventory_in_use, ConsumerOwner, Inventory,
 };
@@ -146,9 +146,9 @@ impl Exec {
                         "flavor {flavor_id} ({flavor_name}) no longer exists"
                     ))
                 })?;
-            let before: BTreeMap<&String, Option<&String>> = specs
+            let before: BTreeMap<String, Option<String>> = specs
                 .keys()
-                .map(|k| (k, current.extra_specs.get(k)))
+                .map(|k| (k.clone(), current.extra_specs.get(k).cloned()))
                 .collect();
             if specs
                 .iter()
@@ -156,13 +156,17 @@ impl Exec {
             {
                 return Ok(());
             }
+            let rows = self.extra_spec_rows(flavor_id, &before).await?;
+            let image = FlavorSpecsImage {
+                flavor_id: flavor_id.to_string(),
+                extra_specs: before,
+                rows,
+            };
             let entry = self
                 .before(
                     node,
                     step,
-                    Some(&to_json_bytes(
-                        &json!({"flavor_id": flavor_id, "extra_specs": before}),
-                    )),
+                    Some(&to_json_bytes(&image)),
                     Some(&to_json_bytes(specs)),
                 )
                 .await?;
@@ -191,6 +195,35 @@ impl Exec {
             refused.map(|e| e.to_string()).unwrap_or_default(),
             self.max_attempts
         )))
+    }
+
+    /// The rows of `nova_api.flavor_extra_specs` behind the values in `before` (those Nova's
+    /// API showed), with their timestamps, for the before-image; None when steward's account
+    /// may not read that table (a rollback then puts the values back with new timestamps, and
+    /// says so).
+    async fn extra_spec_rows(
+        &self,
+        flavor_id: &str,
+        before: &BTreeMap<String, Option<String>>,
+    ) -> Result<Option<Vec<ExtraSpecRow>>, RepairError> {
+        let keys: Vec<&str> = before.keys().map(String::as_str).collect();
+        match self
+            .clients
+            .db
+            .flavor_extra_spec_rows(flavor_id, &keys)
+            .await
+        {
+            Ok(rows) => Ok(Some(
+                rows.into_values()
+                    .filter(|r| before.get(&r.key) == Some(&Some(r.value.clone())))
+                    .collect(),
+            )),
+            Err(e) if e.is_no_access() => {
+                tracing::warn!(flavor = %flavor_id, error = %e, "cannot read nova_api.flavor_extra_specs: a rollback of this flavor's extra specs will leave them new timestamps");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn rewrite_instance_flavor(
@@ -400,6 +433,45 @@ impl Exec {
             self.max_attempts
         ))
     }
+}
+
+/// The journal's before-image of a flavor's extra specs: the value of each key the write sets
+/// as Nova's API showed it (None: no such key) and the rows of `nova_api.flavor_extra_specs`
+/// behind them, `created_at` and `updated_at` included.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FlavorSpecsImage {
+    pub flavor_id: String,
+    pub extra_specs: BTreeMap<String, Option<String>>,
+    /// None: the journal was written before the rows were kept, or steward could not read them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<ExtraSpecRow>>,
+}
+
+/// A flavor's before-image as the journal holds it, with or without its rows (`rows` None).
+pub fn parse_flavor_specs_image(bytes: &[u8]) -> Option<FlavorSpecsImage> {
+    let img: Value = serde_json::from_slice(bytes).ok()?;
+    let extra_specs = img
+        .get("extra_specs")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows = match img.get("rows") {
+        None | Some(Value::Null) => None,
+        Some(r) => Some(serde_json::from_value(r.clone()).ok()?),
+    };
+    Some(FlavorSpecsImage {
+        flavor_id: img
+            .get("flavor_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        extra_specs,
+        rows,
+    })
 }
 
 /// The journal's before-image of a row of Nova's: its text and its `updated_at`.

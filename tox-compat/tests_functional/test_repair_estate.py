@@ -91,8 +91,11 @@ SEED = {
         dict(host='bm-two', ironic={'resource_class': 'GOLD'}, **GOLD),
         dict(host='bm-mig', ironic={'resource_class': 'GOLD'}, **GOLD)],
     'flavors': [
+        # An operator once pinned DISK_GB: the repair changes a value
+        # there (not only adds keys), and the rollback changes it back.
         {'name': 'bm.gold', 'vcpus': 64, 'memory_mb': 131072,
-         'root_gb': 371, 'extra_specs': {'resources:CUSTOM_GOLD': '1'}},
+         'root_gb': 371, 'extra_specs': {'resources:CUSTOM_GOLD': '1',
+                                         'resources:DISK_GB': '371'}},
         # Booted before custom classes: the standard classes only.
         {'name': 'bm.held', 'vcpus': 64, 'memory_mb': 131072,
          'root_gb': 371},
@@ -179,12 +182,23 @@ def rows(cloud, instance):
     return tuple(cell), tuple(api)
 
 
-def snapshot(cloud, hosts):
+def flavor_rows(cloud, name):
+    """nova_api.flavor_extra_specs of flavor `name`, every column
+    (created_at and updated_at included), by key."""
+    return mariadb.execute(cloud.nova.db_names['api'],
+                           'SELECT s.* FROM flavor_extra_specs s '
+                           'JOIN flavors f ON f.id = s.flavor_id '
+                           'WHERE f.name = %s ORDER BY s.`key`', (name,))
+
+
+def snapshot(cloud, hosts, flavors=()):
     """Everything the repair may write for `hosts`: per instance on them
     its rows (updated_at included) and allocations (resources by
     provider; Placement's consumer generation counts every write); per
-    node its inventory."""
+    node its inventory; per flavor of `flavors` its extra-spec rows."""
     out = {}
+    for name in flavors:
+        out['flavor ' + name] = flavor_rows(cloud, name)
     for name, s in cloud.seeded['servers'].items():
         if s['host'] in hosts:
             held = cloud.placement.allocations(s['uuid'])['allocations']
@@ -286,7 +300,7 @@ def test_killed_at_every_write_the_resume_settles_and_finishes(
     host = 'bm-ok-1'
     rp = node(cloud, host)
     i = inst(cloud, 'inst-' + host)
-    before = snapshot(cloud, [host])
+    before = snapshot(cloud, [host], flavors=['bm.gold'])
     code, out, err = repair(env, 'apply', '--node', rp, '-f', 'json',
                             extra_env={
                                 'STEWARD_REPAIR_CRASH_AFTER_WRITES':
@@ -309,7 +323,7 @@ def test_killed_at_every_write_the_resume_settles_and_finishes(
     assert code == 0, out + err
     code, out, err = repair(env, 'rollback', run['id'], '--placement')
     assert code == 0, out + err
-    assert snapshot(cloud, [host]) == before
+    assert snapshot(cloud, [host], flavors=['bm.gold']) == before
 
 
 # -- a write refused mid-node: the node's earlier writes undone --------------
@@ -366,7 +380,8 @@ def test_a_refused_allocation_write_undoes_the_nodes_earlier_writes(
 
 def test_rollback_scoped_to_one_node_and_a_full_one_byte_equal(cloud, env):
     hosts = ['bm-ok-0', 'bm-ok-1', 'bm-ok-2']
-    seeded = snapshot(cloud, hosts)
+    flavors = ['bm.gold']
+    seeded = snapshot(cloud, hosts, flavors)
     gold_flavor = [f for f in cloud.nova.get('/flavors/detail')['flavors']
                    if f['name'] == 'bm.gold'][0]['extra_specs']
     code, out, err = repair(env, 'apply', '--node', node(cloud, 'bm-ok-0'),
@@ -374,16 +389,16 @@ def test_rollback_scoped_to_one_node_and_a_full_one_byte_equal(cloud, env):
                             node(cloud, 'bm-ok-2'), '-f', 'json')
     assert code == 0, out + err
     run_id = json.loads(out)['run_id']
-    repaired = snapshot(cloud, hosts)
-    for h in hosts:
-        assert repaired[h] != seeded[h]
+    repaired = snapshot(cloud, hosts, flavors)
+    for key in repaired:
+        assert repaired[key] != seeded[key], key
 
     # Without --placement: refused, the consequence spelled out.
     code, out, err = repair(env, 'rollback', run_id)
     assert code == 127, out + err
     assert '--placement' in err and '--flavors-only' in err
     assert 'heal_allocations' in err
-    assert snapshot(cloud, hosts) == repaired
+    assert snapshot(cloud, hosts, flavors) == repaired
     # A selection that matches none of the run's nodes is refused.
     code, out, err = repair(env, 'rollback', run_id, '--resource-class',
                             'baremetal-held', '--placement')
@@ -399,7 +414,7 @@ def test_rollback_scoped_to_one_node_and_a_full_one_byte_equal(cloud, env):
     assert code == 0, out + err
     items = json.loads(out)
     assert {i['node'] for i in items if i['result'] != 'kept'} == {x}
-    now = snapshot(cloud, hosts)
+    now = snapshot(cloud, hosts, flavors)
     for key in now:
         want = seeded if 'bm-ok-1' in key else repaired
         assert now[key] == want[key], key
@@ -408,10 +423,14 @@ def test_rollback_scoped_to_one_node_and_a_full_one_byte_equal(cloud, env):
               if f['name'] == 'bm.gold'][0]['extra_specs']
     assert flavor['resources:VCPU'] == '0'
 
-    # The full rollback: every row byte-equal, updated_at included.
+    # The full rollback: every row byte-equal, updated_at included, the
+    # flavor's extra-spec rows too (a value changed and changed back
+    # keeps its timestamps).
     code, out, err = repair(env, 'rollback', run_id, '--placement')
     assert code == 0, out + err
-    assert snapshot(cloud, hosts) == seeded
+    now = snapshot(cloud, hosts, flavors)
+    for key in seeded:
+        assert now[key] == seeded[key], (key, now[key], seeded[key])
     flavor = [f for f in cloud.nova.get('/flavors/detail')['flavors']
               if f['name'] == 'bm.gold'][0]['extra_specs']
     assert flavor == gold_flavor
