@@ -387,13 +387,13 @@ impl Exec {
     async fn undo(&self, node: &str) -> String {
         match super::rollback::undo_node(&self.clients, &self.store, &self.run_id, node).await {
             Ok((n, None)) => format!(
-                "; the node's {n} earlier write(s) were put back from the journal, so it is as                  before the run"
+                "; the node's {n} earlier write(s) were put back from the journal, so it is as before the run"
             ),
             Ok((n, Some(stopped))) => format!(
-                "; {n} earlier write(s) were put back, then putting back {stopped} failed: the                  node is left as an earlier step of the repair leaves it; run `steward repair                  apply` again to finish it (or `steward repair rollback RUN_ID --node {node}                  --placement`)"
+                "; {n} earlier write(s) were put back, then putting back {stopped} failed: the node is left as an earlier step of the repair leaves it; run `steward repair apply` again to finish it (or `steward repair rollback RUN_ID --node {node} --placement`)"
             ),
             Err(e) => format!(
-                "; putting back the node's earlier writes failed ({e}); run `steward repair                  apply` again to finish it (or `steward repair rollback RUN_ID --node {node}                  --placement`)"
+                "; putting back the node's earlier writes failed ({e}); run `steward repair apply` again to finish it (or `steward repair rollback RUN_ID --node {node} --placement`)"
             ),
         }
     }
