@@ -167,6 +167,10 @@ enum ConfigCommand {
     Check {
         #[arg(long, short = 'f', value_enum, default_value = "table")]
         format: Format,
+        /// Also try, as [openstack] cloud's user, every read of Nova the cluster view makes,
+        /// and say which Nova policy refuses which (exit 1 if any fails).
+        #[arg(long)]
+        online: bool,
     },
 }
 
@@ -182,8 +186,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Config {
-            command: ConfigCommand::Check { format },
-        } => cli::config_check(cli.config, format),
+            command: ConfigCommand::Check { format, online },
+        } => cli::config_check(cli.config, format, online),
         Command::Serve => with_config(cli.config, steward::serve::serve),
         Command::Db {
             command: DbCommand::Upgrade,

@@ -225,3 +225,28 @@ fn pushed_telemetry_survives_a_restart() {
     assert_eq!(hosts["hosts"][0]["az"], "az1");
     assert_eq!(hosts["hosts"][0]["steal"], 0.07);
 }
+
+#[test]
+fn config_check_online_without_a_cloud_says_nothing_was_tried_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = steward(dir.path(), &["config", "check", "--online"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("nova reads: not tried") && text.contains("no cloud is configured"),
+        "{text}"
+    );
+    let out = steward(dir.path(), &["config", "check", "--online", "-f", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["valid"], true);
+    assert!(doc["nova_reads"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no cloud is configured"));
+    // The control: without --online nothing is tried and a valid configuration passes.
+    let out = steward(dir.path(), &["config", "check", "-f", "json"]);
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["nova_reads"].is_null());
+}

@@ -257,6 +257,19 @@ async fn paging_cut_short_keeps_the_last_view() {
 }
 
 /// Nova's error body as its API sends it (`{"<kind>": {"code": N, "message": ...}}`).
+/// Wait until the server has received no new request for 200 ms.
+async fn settle_requests(server: &MockServer) {
+    let mut seen = usize::MAX;
+    loop {
+        let now = server.received_requests().await.map_or(0, |r| r.len());
+        if now == seen {
+            return;
+        }
+        seen = now;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn nova_fault(code: u16, kind: &str, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(code)
         .insert_header("content-type", "application/json")
@@ -295,6 +308,9 @@ async fn nova_answering_500_or_409_keeps_the_last_view_until_it_answers_again() 
         ),
     ];
     for (n, (route, answer, status)) in faults.into_iter().enumerate() {
+        // A listing the previous refresh dropped in flight (when another one failed) may still
+        // reach the server: let those land before the fault is mounted, or they would use it.
+        settle_requests(&server).await;
         // Once: the refresh asks each listing once (one page of up to 1,000).
         Mock::given(method("GET"))
             .and(path(route))
@@ -390,6 +406,7 @@ async fn a_refresh_refused_by_policy_names_the_rule_on_metrics_and_healthz() {
         "an outage is no standing problem"
     );
     let rule = "os_compute_api:os-hypervisors:list-detail";
+    settle_requests(&server).await;
     refuse(nova_fault(
         403,
         "forbidden",
@@ -455,4 +472,36 @@ fn each_read_of_the_view_maps_to_the_nova_policy_that_guards_it() {
     ] {
         assert_eq!(read_policy(url), rule, "{url}");
     }
+}
+
+/// `steward config check --online`'s probe: every read the refresh makes, tried once; the one
+/// Nova's policy refuses names its rule and what to grant; the others say how many items.
+#[tokio::test]
+async fn the_online_check_names_each_read_and_the_rule_nova_refuses() {
+    let (server, _d, jobs, _state) = cloud().await;
+    let nova = &jobs.nova.as_ref().unwrap().nova;
+    let all = steward::cluster::access::probe(nova).await;
+    assert!(all.iter().all(|a| a.is_ok()), "{all:?}");
+    assert_eq!(all[0].detail, "4 item(s)");
+    Mock::given(method("GET"))
+        .and(path("/v2.1/servers/detail"))
+        .respond_with(nova_fault(
+            403,
+            "forbidden",
+            "Policy doesn't allow os_compute_api:servers:detail:get_all_tenants to be performed.",
+        ))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let all = steward::cluster::access::probe(nova).await;
+    let results: Vec<&str> = all.iter().map(|a| a.result).collect();
+    assert_eq!(results, ["ok", "forbidden", "ok", "ok"]);
+    assert!(
+        all[1]
+            .detail
+            .contains("os_compute_api:servers:detail:get_all_tenants")
+            && all[1].detail.contains("steward_reader"),
+        "{}",
+        all[1].detail
+    );
 }

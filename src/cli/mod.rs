@@ -55,9 +55,14 @@ pub fn with_config(path: Option<PathBuf>, run: impl FnOnce(Validated) -> ExitCod
 }
 
 /// `steward config check`: every problem of every section, and what `serve` would refuse.
-pub fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
+pub fn config_check(path: Option<PathBuf>, format: Format, online: bool) -> ExitCode {
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let result = config::check_from(path.as_deref(), &vars);
+    // What steward's user may read of Nova, tried (`--online`, on a valid configuration).
+    let reads = match (&result, online) {
+        (Ok(v), true) => Some(online_reads(v)),
+        _ => None,
+    };
     // Which leader election runs: a lease row everywhere; it says whether Galera certifies it.
     let election = result.as_ref().ok().map(|v| {
         runtime().block_on(crate::rebalance::leader::describe_at(
@@ -73,7 +78,13 @@ pub fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
                 .ok()
                 .map(|v| v.settings.scheduling.unknown_az.as_str());
             let doc = serde_json::json!({"valid": result.is_ok(), "problems": problems,
-                "leader_election": election, "unknown_az": unknown_az});
+                "leader_election": election, "unknown_az": unknown_az,
+                "nova_reads": reads.as_ref().map(|r| match r {
+                    Ok(a) => a.iter().map(|x| serde_json::json!({"read": x.read,
+                        "policy": x.policy, "result": x.result, "detail": x.detail}))
+                        .collect::<Vec<_>>().into(),
+                    Err(e) => serde_json::json!({"error": e}),
+                })});
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         Format::Table => match &result {
@@ -93,10 +104,35 @@ pub fn config_check(path: Option<PathBuf>, format: Format) -> ExitCode {
     if let (Format::Table, Some(e)) = (format, &election) {
         println!("leader election: {e}");
     }
-    if result.is_ok() {
+    if let (Format::Table, Some(r)) = (format, &reads) {
+        print_reads(r);
+    }
+    let reads_ok = reads
+        .as_ref()
+        .is_none_or(|r| r.as_ref().is_ok_and(|a| a.iter().all(|x| x.is_ok())));
+    if result.is_ok() && reads_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// Every read of Nova the cluster view makes, tried as `[openstack] cloud`'s user; `Err` when
+/// there is no cloud to try.
+fn online_reads(v: &Validated) -> Result<Vec<crate::cluster::access::Access>, String> {
+    let nova = crate::rebalance::service::nova(v).map_err(|e| format!("{e:#}"))?;
+    Ok(runtime().block_on(crate::cluster::access::probe(&nova)))
+}
+
+fn print_reads(r: &Result<Vec<crate::cluster::access::Access>, String>) {
+    match r {
+        Err(e) => println!("nova reads: not tried: {e}"),
+        Ok(all) => {
+            println!("nova reads (the cluster view's, as [openstack] cloud's user):");
+            for a in all {
+                println!("  {:<9} {} ({}): {}", a.result, a.read, a.policy, a.detail);
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The cluster view, published as an immutable snapshot: readers take the newest `Arc` without
 //! a lock and never wait for a refresh; writers build a new view and swap it in whole.
 
+pub mod access;
 pub mod inventory;
 pub mod settings;
 
