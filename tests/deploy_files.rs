@@ -1155,3 +1155,90 @@ async fn every_metric_in_a_rule_or_panel_is_exported_or_listed_pending() {
         "PENDING must be exactly the referenced metrics steward does not export yet"
     );
 }
+
+/// The split of debug info the Containerfile and the systemd install do, on the binary cargo
+/// built for these tests: the shipped binary loses its line tables (and stays runnable), the
+/// debug file keeps them and the binary links to it, so `addr2line` turns one of its function
+/// addresses into a file and line. The control: the binary as built has the line tables.
+#[test]
+fn the_shipped_binary_drops_its_line_tables_and_the_debug_file_keeps_them() {
+    let containerfile = read("etc/Containerfile");
+    for step in [
+        "objcopy --only-keep-debug target/release/steward /out/steward.debug",
+        "objcopy --strip-debug --add-gnu-debuglink=/out/steward.debug",
+    ] {
+        assert!(containerfile.contains(step), "Containerfile lost: {step}");
+    }
+    let ops = read("docs/operations.md");
+    assert!(ops.contains("objcopy --strip-debug --add-gnu-debuglink="));
+    let dir = tempfile::tempdir().unwrap();
+    let built = std::path::Path::new(env!("CARGO_BIN_EXE_steward"));
+    let (debug, shipped) = (dir.path().join("steward.debug"), dir.path().join("steward"));
+    let run = |cmd: &str, args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd}: {e} (binutils)"));
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let has_line_tables = |f: &std::path::Path| {
+        run("readelf", &["-S".as_ref(), f.as_os_str()]).contains(".debug_line")
+    };
+    assert!(
+        has_line_tables(built),
+        "the control: cargo's binary has line tables"
+    );
+    run(
+        "objcopy",
+        &[
+            "--only-keep-debug".as_ref(),
+            built.as_os_str(),
+            debug.as_os_str(),
+        ],
+    );
+    let link = format!("--add-gnu-debuglink={}", debug.display());
+    run(
+        "objcopy",
+        &[
+            "--strip-debug".as_ref(),
+            link.as_ref(),
+            built.as_os_str(),
+            shipped.as_os_str(),
+        ],
+    );
+    assert!(
+        !has_line_tables(&shipped),
+        "the shipped binary still has line tables"
+    );
+    assert!(has_line_tables(&debug));
+    let size = |f: &std::path::Path| std::fs::metadata(f).unwrap().len();
+    // (A test build is unoptimised code: the release figures are in the README.)
+    assert!(
+        size(&shipped) < size(built),
+        "{} vs {}",
+        size(&shipped),
+        size(built)
+    );
+    assert!(run(shipped.to_str().unwrap(), &["--version".as_ref()]).starts_with("steward "));
+    // A function's address in the shipped binary resolves to its source line in the debug file.
+    let symbols = run("nm", &[shipped.as_os_str()]);
+    let addr = symbols
+        .lines()
+        .find(|l| l.contains("7steward3cli12config_check17h") && l.contains(" T "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the shipped binary keeps its function symbols");
+    let line = run(
+        "addr2line",
+        &[
+            "-e".as_ref(),
+            debug.as_os_str(),
+            format!("0x{addr}").as_ref(),
+        ],
+    );
+    assert!(line.contains("src/cli/mod.rs:"), "{line}");
+}
