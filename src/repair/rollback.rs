@@ -83,6 +83,24 @@ struct Written<'a> {
     entries: Vec<&'a JournalEntry>,
 }
 
+impl Written<'_> {
+    /// Mark every journal entry of the object `state` (`restored`, `undone`), keeping what
+    /// each entry says it left.
+    async fn mark(&self, store: &Store, state: &str) -> Result<(), RepairError> {
+        for e in &self.entries {
+            store
+                .repair_journal_mark(
+                    &e.entry,
+                    state,
+                    e.after_image.as_deref(),
+                    e.message.as_deref(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 /// The objects `journal` wrote, in the order first written; entries already undone inside
 /// `apply` are left out (their object is as it was).
 fn written(journal: &[JournalEntry]) -> Vec<Written<'_>> {
@@ -168,16 +186,7 @@ pub async fn rollback(
                 Ok(r) => {
                     item.result = r.result.to_string();
                     item.message = r.note;
-                    for e in &w.entries {
-                        store
-                            .repair_journal_mark(
-                                &e.entry,
-                                "restored",
-                                e.after_image.as_deref(),
-                                e.message.as_deref(),
-                            )
-                            .await?;
-                    }
+                    w.mark(store, "restored").await?;
                 }
                 Err(e) => {
                     item.result = "failed".into();
@@ -313,16 +322,7 @@ pub async fn undo_node(
     for w in objects.iter().rev() {
         match restore(clients, w.before, w.after).await {
             Ok(_) => {
-                for e in &w.entries {
-                    store
-                        .repair_journal_mark(
-                            &e.entry,
-                            "undone",
-                            e.after_image.as_deref(),
-                            e.message.as_deref(),
-                        )
-                        .await?;
-                }
+                w.mark(store, "undone").await?;
                 undone += 1;
             }
             Err(e) => return Ok((undone, Some(format!("{} {}: {e}", w.action, w.object)))),
