@@ -81,6 +81,112 @@ async fn ironic_nodes_page_by_marker_with_ironics_own_header() {
     }
 }
 
+/// Ironic's paging faults, each stopped with the URL and what went wrong: a next link whose
+/// marker comes back (a service not advancing), a next link without a marker, and a listing
+/// past the page limit; a relative next link is followed by its marker like an absolute one.
+#[tokio::test]
+async fn ironic_paging_faults_are_stopped_and_a_relative_link_is_followed() {
+    let base_of = |server: &MockServer| server.uri();
+    let page = |nodes: serde_json::Value, next: Option<String>| {
+        let mut v = json!({ "nodes": nodes });
+        if let Some(n) = next {
+            v["next"] = json!(n);
+        }
+        ResponseTemplate::new(200).set_body_json(v)
+    };
+    // The same marker again and again.
+    let server = MockServer::start().await;
+    let ir = ironic(&server).await;
+    let b = base_of(&server);
+    Mock::given(method("GET"))
+        .and(path("/baremetal/v1/nodes"))
+        .respond_with(page(
+            json!([node(N1, Some("GOLD"), &b)]),
+            Some(format!("{b}/v1/nodes?limit=1&marker={N1}")),
+        ))
+        .mount(&server)
+        .await;
+    let err = ir.nodes(&NodeFilter::default()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Paging { .. }), "{err:?}");
+    assert!(
+        text.contains(&format!(
+            "marker {N1} came back twice: Ironic is not advancing"
+        )) && text.contains("/baremetal/v1/nodes"),
+        "{text}"
+    );
+    assert_eq!(requests_to(&server, "/baremetal/v1/nodes").await.len(), 2);
+    // A next link without a marker.
+    let server = MockServer::start().await;
+    let ir = ironic(&server).await;
+    let b = base_of(&server);
+    Mock::given(method("GET"))
+        .and(path("/baremetal/v1/nodes"))
+        .respond_with(page(
+            json!([node(N1, None, &b)]),
+            Some(format!("{b}/v1/nodes?limit=1")),
+        ))
+        .mount(&server)
+        .await;
+    let text = ir
+        .nodes(&NodeFilter::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("next link has no marker"), "{text}");
+    // Past the page limit: a new marker on every page.
+    let server = MockServer::start().await;
+    let ir = ironic(&server).await.with_max_pages(3);
+    let b = base_of(&server);
+    for (i, n) in [N1, N2, RP].iter().enumerate() {
+        let mut m = Mock::given(method("GET")).and(path("/baremetal/v1/nodes"));
+        if i > 0 {
+            m = m.and(query_param("marker", [N1, N2][i - 1]));
+        }
+        m.respond_with(page(
+            json!([node(n, None, &b)]),
+            Some(format!("{b}/v1/nodes?limit=1&marker={n}")),
+        ))
+        .with_priority(if i == 0 { 5 } else { 1 })
+        .mount(&server)
+        .await;
+    }
+    let text = ir
+        .nodes(&NodeFilter::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("still paging after 3 pages of 1 nodes; Ironic keeps sending more"),
+        "{text}"
+    );
+    // The control: a relative next link, then a last page without one, is the whole listing.
+    let server = MockServer::start().await;
+    let ir = ironic(&server).await;
+    let b = base_of(&server);
+    Mock::given(method("GET"))
+        .and(path("/baremetal/v1/nodes"))
+        .and(query_param("marker", N1))
+        .respond_with(page(json!([node(N2, None, &b)]), None))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/baremetal/v1/nodes"))
+        .respond_with(page(
+            json!([node(N1, Some("GOLD"), &b)]),
+            Some(format!("/v1/nodes?limit=1&marker={N1}")),
+        ))
+        .with_priority(5)
+        .mount(&server)
+        .await;
+    let nodes = ir.nodes(&NodeFilter::default()).await.unwrap();
+    assert_eq!(
+        nodes.iter().map(|n| n.uuid.as_str()).collect::<Vec<_>>(),
+        [N1, N2]
+    );
+}
+
 #[tokio::test]
 async fn ironics_double_encoded_error_is_read() {
     let server = MockServer::start().await;

@@ -5,14 +5,13 @@
 //! read `OpenStack-API-Version`): `resource_class` needs 1.21, `fields` 1.8. Error bodies are
 //! double-encoded JSON (`{"error_message": "{\"faultstring\": ...}"}`); the session reads them.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::nova::decode_at;
-use super::session::{Microversion, Session};
+use super::paging::{self, MarkerTrail, Paged};
+use super::session::{Microversion, Reply, Session};
 use super::{Error, Result};
 
 pub const SERVICE_TYPE: &str = "baremetal";
@@ -64,6 +63,12 @@ impl Ironic {
 
     pub fn with_page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size.max(1);
+        self
+    }
+
+    /// Stop a listing that needs more pages than this (default 10,000).
+    pub fn with_max_pages(mut self, max_pages: usize) -> Self {
+        self.max_pages = max_pages.max(1);
         self
     }
 
@@ -149,74 +154,47 @@ impl Ironic {
     /// Every node (matching `filter`). Follows `next` links by their marker only, so the token
     /// never follows a link to another host; stops on a repeated marker.
     pub async fn nodes(&self, filter: &NodeFilter) -> Result<Vec<Node>> {
-        let path = "v1/nodes";
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
-        let mut seen = HashSet::new();
-        for page in 0.. {
-            if page >= self.max_pages {
-                return Err(Error::Paging {
-                    url: path.into(),
-                    message: format!(
-                        "still paging after {} pages of {} nodes; Ironic keeps sending more",
-                        self.max_pages, self.page_size
-                    ),
-                });
-            }
-            let mut query = vec![
-                ("fields", NODE_FIELDS.to_string()),
-                ("limit", self.page_size.to_string()),
-            ];
-            if let Some(rc) = &filter.resource_class {
-                query.push(("resource_class", rc.clone()));
-            }
-            if let Some(m) = &marker {
-                query.push(("marker", m.clone()));
-            }
-            let reply = self
-                .session
-                .request(
-                    reqwest::Method::GET,
-                    SERVICE_TYPE,
-                    Some(&self.microversion),
-                    path,
-                    &query,
-                    None,
-                )
-                .await?;
-            let value: Value = reply.json()?;
-            let nodes: Vec<Node> = decode_at(&reply, &value, "nodes")?;
-            let empty = nodes.is_empty();
-            out.extend(nodes);
-            let Some(next) = value.get("next").and_then(Value::as_str) else {
-                break;
-            };
-            if empty {
-                break;
-            }
-            let next_marker = url::Url::parse(next).ok().and_then(|u| {
-                u.query_pairs()
-                    .find(|(k, _)| k == "marker")
-                    .map(|(_, v)| v.into_owned())
-            });
-            let Some(next_marker) = next_marker else {
-                return Err(Error::Paging {
-                    url: reply.url.clone(),
-                    message: "the next link has no marker, so the listing cannot go on".into(),
-                });
-            };
-            if !seen.insert(next_marker.clone()) {
-                return Err(Error::Paging {
-                    url: reply.url.clone(),
-                    message: format!(
-                        "marker {next_marker} came back twice: Ironic is not advancing; stopped \
-                         after {} page(s)",
-                        page + 1
-                    ),
-                });
-            }
-            marker = Some(next_marker);
+        let mut base = vec![("fields", NODE_FIELDS.to_string())];
+        if let Some(rc) = &filter.resource_class {
+            base.push(("resource_class", rc.clone()));
         }
-        Ok(out)
+        let mut trail = MarkerTrail::new("Ironic");
+        paging::list_pages(self, "v1/nodes", &base, "nodes", None, |p| {
+            trail.follow(p, p.value.get("next").and_then(Value::as_str), "nodes")
+        })
+        .await
+    }
+}
+
+impl Paged for Ironic {
+    async fn get_page(&self, path: &str, query: &[(&str, String)]) -> Result<Reply> {
+        self.session
+            .request(
+                reqwest::Method::GET,
+                SERVICE_TYPE,
+                Some(&self.microversion),
+                path,
+                query,
+                None,
+            )
+            .await
+    }
+
+    fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
+    fn max_pages(&self) -> usize {
+        self.max_pages
+    }
+
+    fn too_many_pages(&self, last_url: &str) -> Error {
+        Error::Paging {
+            url: last_url.to_string(),
+            message: format!(
+                "still paging after {} pages of {} nodes; Ironic keeps sending more",
+                self.max_pages, self.page_size
+            ),
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod ironic;
 pub mod keystone;
 pub mod nova;
+pub(crate) mod paging;
 pub mod placement;
 pub mod session;
 pub mod settings;

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::paging::{self, MarkerTrail, Page, Paged};
 use super::session::{Microversion, Reply, Session};
 use super::{Error, Result};
 
@@ -285,19 +286,6 @@ struct Link {
     href: String,
 }
 
-/// One page of a listing as [`Nova::list_pages`] read it, for the listing to say where the next
-/// one starts.
-struct Page<'a, T> {
-    reply: &'a Reply,
-    value: &'a Value,
-    /// This page's items.
-    items: &'a [T],
-    /// How many items the pages before it held.
-    before: usize,
-    /// Which page it is (0 for the first).
-    page: usize,
-}
-
 /// The Nova 34 policy rule that guards the read of `url` the cluster view makes, for a 403's
 /// message (what to grant; `etc/keystone/nova-policy.steward.yaml` grants each to
 /// `steward_reader`). `None` for a URL the view does not read.
@@ -382,8 +370,15 @@ impl Nova {
         };
         let base = [("all_projects", "True".to_string())];
         let first = Some(("offset", "0".to_string()));
-        self.list_pages("os-server-groups", &base, "server_groups", first, next)
-            .await
+        paging::list_pages(
+            self,
+            "os-server-groups",
+            &base,
+            "server_groups",
+            first,
+            next,
+        )
+        .await
     }
 
     /// Every host aggregate with its hosts and metadata (not paged by Nova).
@@ -559,90 +554,30 @@ impl Nova {
     ) -> Result<Vec<T>> {
         let links_key = format!("{items_key}_links");
         let links_key = links_key.as_str();
-        let mut seen = HashSet::new();
-        self.list_pages(path, base, items_key, None, |p| {
+        let mut trail = MarkerTrail::new("Nova");
+        paging::list_pages(self, path, base, items_key, None, |p| {
             let links: Vec<Link> = match p.value.get(links_key) {
                 None | Some(Value::Null) => Vec::new(),
                 Some(_) => decode_at(p.reply, p.value, links_key)?,
             };
-            let Some(next) = links.iter().find(|l| l.rel == "next") else {
-                return Ok(None);
-            };
-            // Nova sends a next link whenever a page is full; an empty page ends the listing.
-            if p.items.is_empty() {
-                return Ok(None);
-            }
-            let next_marker = url::Url::parse(&next.href)
-                .or_else(|_| url::Url::parse("http://relative.invalid/")?.join(&next.href))
-                .ok()
-                .and_then(|u| {
-                    u.query_pairs()
-                        .find(|(k, _)| k == "marker")
-                        .map(|(_, v)| v.into_owned())
-                });
-            let Some(next_marker) = next_marker else {
-                return Err(Error::Paging {
-                    url: p.reply.url.clone(),
-                    message: format!(
-                        "the {links_key} next link has no marker, so the listing cannot go on"
-                    ),
-                });
-            };
-            if !seen.insert(next_marker.clone()) {
-                return Err(Error::Paging {
-                    url: p.reply.url.clone(),
-                    message: format!(
-                        "marker {next_marker} came back twice: Nova is not advancing through \
-                         {items_key}; stopped after {} page(s)",
-                        p.page + 1
-                    ),
-                });
-            }
-            Ok(Some(("marker", next_marker)))
+            let next = links.iter().find(|l| l.rel == "next");
+            trail.follow(p, next.map(|l| l.href.as_str()), items_key)
         })
         .await
     }
+}
 
-    /// GET a paged collection: `path` with `base`, `limit` and where the page starts (`first`,
-    /// then what `next` answers for each page read), until `next` answers `None` or an error,
-    /// or the listing passes `max_pages`. The one loop of every paged Nova listing; how a
-    /// listing pages (markers from links, offsets) is its `next`.
-    async fn list_pages<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        base: &[(&str, String)],
-        items_key: &str,
-        first: Option<(&'static str, String)>,
-        mut next: impl FnMut(&Page<'_, T>) -> Result<Option<(&'static str, String)>>,
-    ) -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        let mut start = first;
-        let mut last_url = path.to_string();
-        for page in 0.. {
-            if page >= self.options.max_pages {
-                return Err(self.too_many_pages(&last_url));
-            }
-            let mut query: Vec<(&str, String)> = base.to_vec();
-            query.push(("limit", self.options.page_size.max(1).to_string()));
-            query.extend(start.clone());
-            let reply = self.get(path, &query).await?;
-            last_url.clone_from(&reply.url);
-            let value: Value = reply.json()?;
-            let items: Vec<T> = decode_at(&reply, &value, items_key)?;
-            let read = Page {
-                reply: &reply,
-                value: &value,
-                items: &items,
-                before: out.len(),
-                page,
-            };
-            start = next(&read)?;
-            out.extend(items);
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(out)
+impl Paged for Nova {
+    async fn get_page(&self, path: &str, query: &[(&str, String)]) -> Result<Reply> {
+        self.get(path, query).await
+    }
+
+    fn page_size(&self) -> u32 {
+        self.options.page_size
+    }
+
+    fn max_pages(&self) -> usize {
+        self.options.max_pages
     }
 
     fn too_many_pages(&self, last_url: &str) -> Error {
