@@ -89,11 +89,22 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(None);
             }
-            let epoch: i64 = sqlx::query("SELECT epoch FROM leader_lease WHERE name = ?")
+            let row = sqlx::query("SELECT epoch FROM leader_lease WHERE name = ?")
                 .bind(name.to_string())
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("epoch")?;
+                .fetch_optional(&mut *tx)
+                .await?;
+            // On Galera a transaction that another node's takeover aborts (brute-force abort)
+            // can read nothing where its own UPDATE just matched: it did not take the lease.
+            let Some(row) = row else {
+                tx.rollback().await?;
+                tracing::debug!(
+                    lease = name,
+                    holder,
+                    "the takeover lost a race on the lease row"
+                );
+                return Ok(None);
+            };
+            let epoch: i64 = row.try_get("epoch")?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Some(epoch))
         };
