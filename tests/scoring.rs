@@ -84,6 +84,54 @@ fn the_current_az_sent_by_the_shim_needs_no_telemetry() {
     assert_eq!(rejected_by(&out, 1), None);
 }
 
+/// An unshelve (a shelved-offloaded instance runs nowhere) stays in the AZ it ran in, from
+/// the shim's `current_az` or else steward's view; unknown, every host is refused. The
+/// control: the same request as a boot goes anywhere.
+#[test]
+fn an_unshelve_stays_in_the_az_the_instance_ran_in() {
+    let hosts = || vec![host("a", Some("az1")), host("b", Some("az2"))];
+    let same_az = profile("[plugins.same_az]\n");
+    let mut req = request(Operation::Unshelve, None, hosts());
+    req.instance.current_az = Some("az2".into());
+    let out = filter(&req, &same_az, &ClusterView::default(), &opts(), NOW);
+    assert_eq!(
+        (rejected_by(&out, 0), rejected_by(&out, 1)),
+        (Some("same_az"), None)
+    );
+    // Without the shim's AZ, steward's view of the VM says az1.
+    let mut req = request(Operation::Unshelve, None, hosts());
+    let mut view = ClusterView::default();
+    view.vms.insert(
+        req.instance.uuid.clone(),
+        steward::model::VmFacts {
+            az: Some("az1".into()),
+            ..Default::default()
+        },
+    );
+    let out = filter(&req, &same_az, &view, &opts(), NOW);
+    assert_eq!(
+        (rejected_by(&out, 0), rejected_by(&out, 1)),
+        (None, Some("same_az"))
+    );
+    // Known to nobody: refused everywhere, with the reason.
+    let out = filter(&req, &same_az, &ClusterView::default(), &opts(), NOW);
+    assert_eq!(
+        (rejected_by(&out, 0), rejected_by(&out, 1)),
+        (Some("same_az"), Some("same_az"))
+    );
+    assert!(
+        out.degraded_reasons
+            .iter()
+            .any(|r| r.contains("shelved instance")),
+        "{:?}",
+        out.degraded_reasons
+    );
+    // The control: a boot goes anywhere.
+    req.operation = Operation::Boot;
+    let out = filter(&req, &same_az, &ClusterView::default(), &opts(), NOW);
+    assert_eq!((rejected_by(&out, 0), rejected_by(&out, 1)), (None, None));
+}
+
 #[test]
 fn a_resize_to_the_same_host_finds_the_source_az_among_the_candidates() {
     let mut req = request(

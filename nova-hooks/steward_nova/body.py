@@ -223,6 +223,47 @@ def source_az(spec_obj, host_states, default=None):
     return _source_az_from_db(spec_obj, source, default)
 
 
+def unshelved(spec_obj, default=None):
+    """(True, the AZ it ran in) when this request unshelves its instance,
+    else None. The AZ is None when it cannot be told.
+
+    Nova schedules an unshelve as a boot: no source host, nothing in the
+    RequestSpec that says so. But an unshelve (like a move) comes
+    restricted to the instance's cell (requested_destination.cell, set by
+    conductor), which a new boot is not, so only such requests pay for a
+    look at the instance in that cell. SHELVED_OFFLOADED means an
+    unshelve. Nova clears the instance's availability_zone when it
+    offloads it, but keeps the host it ran on (system_metadata
+    `shelved_host`), whose AZ is read as for a move's source host (a host
+    in no AZ aggregate is in `default`).
+    """
+    dest = field(spec_obj, 'requested_destination')
+    cell = field(dest, 'cell')
+    uuid = field(spec_obj, 'instance_uuid')
+    if cell is None or field(dest, 'host') or not uuid:
+        return None
+    try:
+        from nova import context as nova_context
+        from nova import objects
+        ctx = getattr(spec_obj, '_context', None)
+        ctx = ctx.elevated() if ctx is not None else (
+            nova_context.get_admin_context())
+        with nova_context.target_cell(ctx, cell) as cctx:
+            instance = objects.Instance.get_by_uuid(
+                cctx, str(uuid), expected_attrs=['system_metadata'])
+    except Exception:
+        return None
+    if getattr(instance, 'vm_state', None) != 'shelved_offloaded':
+        return None
+    az = getattr(instance, 'availability_zone', None)
+    if az:
+        return True, az
+    meta = getattr(instance, 'system_metadata', None) or {}
+    host = meta.get('shelved_host')
+    return True, (_source_az_from_db(spec_obj, host, default)
+                  if host else None)
+
+
 def _source_az_from_db(spec_obj, source, default):
     try:
         from nova import context as nova_context
@@ -269,9 +310,11 @@ def server_group_entry(group):
     }
 
 
-def request_base(spec_obj, instance_extra=None):
+def request_base(spec_obj, instance_extra=None, operation_name=None):
     """Everything but the hosts: computed once per callout.
-    `instance_extra` adds to (or replaces in) the instance object."""
+    `instance_extra` adds to (or replaces in) the instance object;
+    `operation_name` names an operation the RequestSpec does not tell
+    (an unshelve, found by unshelved)."""
     instance_uuid = field(spec_obj, 'instance_uuid')
     if not instance_uuid:
         raise BodyError(
@@ -295,7 +338,7 @@ def request_base(spec_obj, instance_extra=None):
     if instance_extra:
         instance.update(instance_extra)
     return {
-        'operation': op,
+        'operation': operation_name or op,
         'instance': instance,
         'ignore_hosts': list(field(spec_obj, 'ignore_hosts') or []),
     }
@@ -404,10 +447,10 @@ def encode_host(host_state, with_instances=True, default_az=None):
     return encode_hosts([host_state], with_instances, default_az)[0]
 
 
-def encode(spec_obj, fragments, instance_extra=None):
+def encode(spec_obj, fragments, instance_extra=None, operation_name=None):
     """The request body as bytes, from host entries already encoded (JSON
     bytes): one copy of them, however many hosts."""
-    head = _ENCODE(request_base(spec_obj, instance_extra))
+    head = _ENCODE(request_base(spec_obj, instance_extra, operation_name))
     return b''.join((head[:-1].encode(), b',"hosts":[', b','.join(fragments),
                      b']}'))
 

@@ -579,13 +579,14 @@ def known_refs(target):
     return known
 
 
-def request_body(spec_obj, encoded, known, instance_extra=None):
+def request_body(spec_obj, encoded, known, instance_extra=None,
+                 operation_name=None):
     """The body: each host by reference when `known` holds it, else in
     full. `encoded` as body.encode_hosts gives it; `instance_extra` adds
-    to the body's instance object."""
+    to the body's instance object; `operation_name` names an unshelve."""
     return body_mod.encode(
         spec_obj, [ref if ref in known else frag for _, frag, ref in encoded],
-        instance_extra)
+        instance_extra, operation_name)
 
 
 def remember(known, encoded, cached):
@@ -615,9 +616,17 @@ def call(path, host_states, spec_obj, instance_extra=None):
         extra = dict(instance_extra or {})
         extra['current_az'] = body_mod.source_az(spec_obj, host_states,
                                                  default_az)
+        # An unshelve looks like a boot; its instance has an AZ of its own.
+        operation_name = None
+        shelved = (body_mod.unshelved(spec_obj, default_az)
+                   if extra['current_az'] is None else None)
+        if shelved is not None:
+            extra['current_az'] = shelved[1]
+            operation_name = 'unshelve'
         instance_extra = extra
         known = known_refs(_target(CONF.steward.endpoint))
-        data = request_body(spec_obj, encoded, known, instance_extra)
+        data = request_body(spec_obj, encoded, known, instance_extra,
+                            operation_name)
     except body_mod.BodyError as e:
         raise CalloutError('shim_error', str(e)) from e
     except (TypeError, ValueError) as e:
@@ -631,8 +640,9 @@ def call(path, host_states, spec_obj, instance_extra=None):
         if e.code != UNKNOWN_REFS:
             raise
         known.clear()
-        answer, cached = post(path, request_body(spec_obj, encoded, known,
-                                                 instance_extra), req_id)
+        answer, cached = post(path, request_body(
+            spec_obj, encoded, known, instance_extra, operation_name),
+            req_id)
     remember(known, encoded, cached)
     return answer, [k for k, _, _ in encoded]
 

@@ -85,3 +85,85 @@ def test_a_single_instance_request_keeps_nothing():
     assert siblings.observe(spec, [ns.make_host_state('h1')], 'u', 1) == (
         [], True)
     assert not siblings._entries
+
+
+def _unshelve_spec(cell=True, host=None):
+    from nova import objects
+    spec = ns.make_request_spec(instance_uuid=ns.stable_uuid('shelved', 0))
+    if cell or host:
+        dest = objects.Destination()
+        if cell:
+            dest.cell = objects.CellMapping(uuid=ns.stable_uuid('cell', 1),
+                                            name='cell1')
+        if host:
+            dest.host = host
+        spec.requested_destination = dest
+    return spec
+
+
+class _Instance:
+    def __init__(self, vm_state, az, shelved_host=None):
+        self.vm_state, self.availability_zone = vm_state, az
+        self.system_metadata = (
+            {'shelved_host': shelved_host} if shelved_host else {})
+
+
+def _patch_cell_read(monkeypatch, instance):
+    """Nova's cell-targeted read of the instance, recorded."""
+    import contextlib
+
+    from nova import context as nova_context
+    from nova import objects
+    asked = []
+
+    @contextlib.contextmanager
+    def target_cell(ctx, cell):
+        asked.append(cell.name)
+        yield ctx
+
+    def get_by_uuid(ctx, uuid, expected_attrs=None):
+        asked.append(uuid)
+        if isinstance(instance, Exception):
+            raise instance
+        return instance
+    monkeypatch.setattr(nova_context, 'target_cell', target_cell)
+    monkeypatch.setattr(objects.Instance, 'get_by_uuid', get_by_uuid)
+    return asked
+
+
+def test_an_unshelve_is_told_by_its_instance_and_carries_its_az(monkeypatch):
+    """Conductor restricts an unshelve to the instance's cell; there the
+    instance is SHELVED_OFFLOADED. Nova cleared its availability_zone on
+    offload; the host it ran on (system_metadata shelved_host) gives the
+    AZ, read as a move's source host is."""
+    asked = _patch_cell_read(monkeypatch, _Instance(
+        'shelved_offloaded', None, shelved_host='b1'))
+    monkeypatch.setattr(body, '_source_az_from_db',
+                        lambda spec, host, default: {'b1': 'az2'}.get(
+                            host, default))
+    spec = _unshelve_spec()
+    assert body.unshelved(spec) == (True, 'az2')
+    assert asked == ['cell1', ns.stable_uuid('shelved', 0)]
+    sent = body.request_base(spec, {'current_az': 'az2'}, 'unshelve')
+    assert (sent['operation'], sent['instance']['current_az']) == (
+        'unshelve', 'az2')
+    # An AZ Nova kept wins; no host at all: an unshelve of unknown AZ.
+    _patch_cell_read(monkeypatch, _Instance('shelved_offloaded', 'az3'))
+    assert body.unshelved(spec) == (True, 'az3')
+    _patch_cell_read(monkeypatch, _Instance('shelved_offloaded', None))
+    assert body.unshelved(spec) == (True, None)
+
+
+def test_a_new_boot_or_a_running_instance_is_no_unshelve(monkeypatch):
+    """The controls: a boot is not cell-restricted and costs no read; a
+    --host boot neither; a running instance or a failed read is no
+    unshelve (the request then stays a boot)."""
+    asked = _patch_cell_read(monkeypatch, _Instance('shelved_offloaded',
+                                                    'az2'))
+    assert body.unshelved(ns.make_request_spec()) is None
+    assert body.unshelved(_unshelve_spec(cell=False, host='b1')) is None
+    assert asked == []
+    _patch_cell_read(monkeypatch, _Instance('active', 'az2'))
+    assert body.unshelved(_unshelve_spec()) is None
+    _patch_cell_read(monkeypatch, RuntimeError('cell database away'))
+    assert body.unshelved(_unshelve_spec()) is None

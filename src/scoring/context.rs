@@ -396,6 +396,22 @@ fn az_binding(req: &SchedulingRequest, view: &ClusterView) -> AzBinding {
     if let Some(az) = inst.requested_az.as_ref().filter(|a| !a.is_empty()) {
         return AzBinding::Requested(az.clone());
     }
+    if req.operation == Operation::Unshelve {
+        // A shelved-offloaded instance runs nowhere, but it belongs to the AZ it ran in
+        // (Nova's instance field, which the shim sends; else what steward's view holds).
+        return match inst
+            .current_az
+            .clone()
+            .or_else(|| view.vms.get(&inst.uuid).and_then(|v| v.az.clone()))
+            .filter(|a| !a.is_empty())
+        {
+            Some(az) => AzBinding::Current(az),
+            None => AzBinding::Unknown(format!(
+                "the AZ of shelved instance {} is unknown",
+                inst.uuid
+            )),
+        };
+    }
     // Upstream Nova labels only rebuilds: an instance that already runs somewhere is being moved,
     // whatever the shim could tell (a resize onto the same host leaves ignore_hosts empty).
     let known_host = view.vms.get(&inst.uuid).and_then(|v| v.host.as_ref());

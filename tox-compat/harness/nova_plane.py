@@ -350,8 +350,10 @@ class NovaPlane:
     def _restart_scheduler(self):
         old = self.procs.get('scheduler')
         if old is not None:
-            # It keeps nothing: no need to wait out its graceful shutdown.
-            old.stop(grace=1)
+            # It keeps nothing: no need to wait out its graceful shutdown,
+            # but its forked worker must be gone before the new one starts,
+            # or it may take (and lose) a request meanwhile.
+            old.stop(grace=1, group=True)
         self.procs['scheduler'] = self._service(
             'nova-scheduler', 'nova-scheduler',
             self._scheduler_sections()).start()

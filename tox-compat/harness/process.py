@@ -71,9 +71,17 @@ class ManagedProcess:
             % (self.name, expect, url, timeout, last, self.log_path,
                self.log_tail()))
 
-    def stop(self, grace=10.0):
-        """SIGTERM, then SIGKILL after `grace` seconds. Idempotent."""
-        if self.proc is not None and self.proc.poll() is None:
+    def stop(self, grace=10.0, group=False):
+        """SIGTERM, then SIGKILL after `grace` seconds. Idempotent.
+
+        With `group`, the whole process group gets them (it has one of
+        its own), and stop returns once none of it runs: a service that
+        forks workers (nova-scheduler under cotyledon) keeps a worker
+        consuming its queue for seconds after its master is gone, and a
+        request it takes then is lost."""
+        if group and self.proc is not None:
+            self._stop_group(grace)
+        elif self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(grace)
@@ -84,6 +92,30 @@ class ManagedProcess:
             self._log_file.close()
             self._log_file = None
         return None if self.proc is None else self.proc.returncode
+
+    def _stop_group(self, grace):
+        pgid = self.proc.pid  # start_new_session: the leader's pid
+
+        def running():
+            self.proc.poll()  # reap the leader, so it does not count
+            try:
+                os.killpg(pgid, 0)
+                return True
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not running():
+                return
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + grace
+            while running() and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def log_text(self):
         try:

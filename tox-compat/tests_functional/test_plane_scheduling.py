@@ -315,6 +315,63 @@ def test_steward_killed_boots_go_active_with_one_warning(plane):
     assert 'Steward allowed' in after, after
 
 
+# -- unshelve ----------------------------------------------------------------
+
+def _service_id(pl, host):
+    return [s['id'] for s in pl.nova.get('/os-services?binary=nova-compute')
+            ['services'] if s['host'] == host][0]
+
+
+def _set_service(pl, host, status):
+    pl.nova.call('PUT', '/os-services/%s' % _service_id(pl, host),
+                 {'status': status}, microversion='2.53')
+
+
+def _unshelve_with_cmp4_disabled(pl, name):
+    """A server booted onto cmp-5 (az2) with no AZ named, shelved (Nova
+    offloads it at once by default) and unshelved with no AZ while cmp-4
+    is disabled: az2's only host is then cmp-5, all but full. The server
+    once ACTIVE again."""
+    server = boot(pl, name, '--host', 'cmp-5')
+    assert server['OS-EXT-AZ:availability_zone'] == 'az2'
+    pl.openstack('server', 'shelve', server['id'])
+    pl.wait_server(server['id'], 'SHELVED_OFFLOADED')
+    _set_service(pl, 'cmp-4', 'disabled')
+    try:
+        pl.openstack('--os-compute-api-version', '2.95', 'server',
+                     'unshelve', server['id'])
+        return pl.wait_server(server['id'])
+    finally:
+        _set_service(pl, 'cmp-4', 'enabled')
+
+
+def test_an_unshelve_without_an_az_stays_in_the_instances_az(plane, mover):
+    """The shim tells an unshelve by its instance (SHELVED_OFFLOADED in
+    its cell) and sends the AZ it ran in: the server comes back on cmp-5,
+    az2's one enabled host. The control (below, stock Nova) puts it in
+    another AZ."""
+    pl, st = plane
+    push_steal(st)
+    back = _unshelve_with_cmp4_disabled(pl, 'shelvee')
+    assert host_of(back) == 'cmp-5', host_of(back)
+    # Steward was asked about an unshelve, with the instance's AZ.
+    asked = [line for line in st.log_text().splitlines()
+             if back['id'] in line and 'operation="unshelve"' in line]
+    assert asked, st.log_text()[-3000:]
+
+
+def test_control_an_unshelve_without_the_shim_leaves_the_az(plane, mover):
+    """Stock Nova: the same unshelve lands on the emptiest host of any AZ
+    (cmp-5 is all but full), not in az2."""
+    pl, st = plane
+    pl.remove_shim()
+    try:
+        back = _unshelve_with_cmp4_disabled(pl, 'ctl-shelvee')
+        assert back['OS-EXT-AZ:availability_zone'] != 'az2', host_of(back)
+    finally:
+        pl.use_steward(st)
+
+
 # -- the controls ------------------------------------------------------------
 
 def test_controls_without_the_shim(plane, mover):
