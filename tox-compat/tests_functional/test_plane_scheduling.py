@@ -10,7 +10,9 @@ from the scheduling requests themselves.
 Every claim has its control in the same plane with the shim removed
 (test_controls_without_the_shim, last): stock Nova boots onto the noisy
 host, puts a third `web` on the one az3 host, moves a server that was booted
-without an AZ out of az2 on a live migration, and honours a cross-AZ --host.
+without an AZ out of az2 on a live migration, and honours a cross-AZ --host;
+test_control_an_unshelve_without_the_shim_leaves_the_az shows stock Nova
+unshelving out of az2.
 """
 
 import json
