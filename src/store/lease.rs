@@ -106,6 +106,29 @@ impl Store {
             };
             let epoch: i64 = row.try_get("epoch")?;
             tx.commit().await?;
+            // Read back what was committed: on Galera a transaction another node's takeover
+            // aborted may have been rolled back under it, its later statements and COMMIT then
+            // running outside it (a row of another holder, or none, where it expected its own).
+            let now_held = sqlx::query("SELECT holder, epoch FROM leader_lease WHERE name = ?")
+                .bind(name.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+            let ours = match &now_held {
+                Some(r) => {
+                    r.try_get::<String, _>("holder")? == holder
+                        && r.try_get::<i64, _>("epoch")? == epoch
+                }
+                None => false,
+            };
+            if !ours {
+                tracing::debug!(
+                    lease = name,
+                    holder,
+                    epoch,
+                    "the takeover did not hold; another replica has the lease"
+                );
+                return Ok(None);
+            }
             Ok::<_, sqlx::Error>(Some(epoch))
         };
         match attempt.await {
