@@ -109,6 +109,7 @@ pub fn serve(v: Validated) -> ExitCode {
             state.cluster.clone(),
         )?;
         crate::recover::cli::spawn_loop(&state.settings, store.clone(), state.metrics.clone())?;
+        state.open_grants.clone().spawn_refresh(store.clone());
         api::serve(state, listen, workers).await?;
         store.close().await;
         Ok(())

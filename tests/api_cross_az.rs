@@ -257,3 +257,55 @@ async fn bad_grants_name_the_field_and_write_nothing() {
     );
     assert_eq!(s, 201);
 }
+
+/// The callout reads the store only for a VM with an open grant: a grant another replica wrote
+/// takes effect here once the open set is reloaded (serve does so every 2 s), and with the
+/// store closed a move of a VM without a grant is answered as before.
+#[actix_web::test]
+async fn a_move_without_a_grant_never_reads_the_store() {
+    let (_dir, st) = state("").await;
+    let (store, open) = (st.store.clone(), st.open_grants.clone());
+    let app = test::init_service(steward::api::app(st)).await;
+    // Another replica grants the VM a move into az2.
+    store
+        .grant_cross_az(
+            VM,
+            "az2",
+            "admin (replica b)",
+            "rack move",
+            steward::unix_now(),
+            600.0,
+        )
+        .await
+        .unwrap();
+    let (_, a) = call!(
+        app,
+        "POST",
+        "/v1/filter",
+        READER,
+        Some(move_body("live_migrate"))
+    );
+    assert_eq!(allowed(&a), ["a2"], "not known here before the reload");
+    open.reload(&store).await;
+    assert!(open.contains(VM));
+    let (_, a) = call!(
+        app,
+        "POST",
+        "/v1/filter",
+        READER,
+        Some(move_body("live_migrate"))
+    );
+    assert_eq!(allowed(&a), ["b1"]);
+    assert!(!open.contains(VM), "used: out of the open set");
+    // No grant, no store: the callout still answers, the VM kept in its AZ.
+    store.close().await;
+    let (s, a) = call!(
+        app,
+        "POST",
+        "/v1/filter",
+        READER,
+        Some(move_body("migrate"))
+    );
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(allowed(&a), ["a2"]);
+}

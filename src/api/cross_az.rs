@@ -6,6 +6,15 @@
 //! binds that request to the grant's AZ instead of the VM's own (`same_az` then keeps it
 //! there); the grant is used up whether or not Nova completes the move. A VM pinned to an AZ at
 //! boot is pinned by Nova itself: a grant does not undo Nova's pin.
+//!
+//! The callout never waits on the store for a VM without a grant: each replica keeps the set
+//! of VMs with an open grant ([`OpenGrants`], read without a lock), filled by its own grants
+//! at once and from the store every [`REFRESH_SECONDS`] (another replica's grants), and reads
+//! the store only to take a grant of a VM in that set.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -17,7 +26,58 @@ use super::schema::{parse_json, ErrorBody};
 use super::AppState;
 use crate::model::{Operation, SchedulingRequest};
 use crate::store::cross_az::CrossAzGrant;
+use crate::store::Store;
 use crate::unix_now;
+
+/// How often each replica reloads the VMs with an open grant (another replica's grants take
+/// effect here within this).
+pub const REFRESH_SECONDS: f64 = 2.0;
+
+/// The VMs with an open grant, as this replica knows them; read without a lock.
+#[derive(Debug, Default)]
+pub struct OpenGrants(arc_swap::ArcSwap<HashSet<String>>);
+
+impl OpenGrants {
+    pub fn contains(&self, vm: &str) -> bool {
+        self.0.load().contains(vm)
+    }
+
+    fn add(&self, vm: &str) {
+        self.0.rcu(|set| {
+            let mut set = HashSet::clone(set);
+            set.insert(vm.to_string());
+            set
+        });
+    }
+
+    fn remove(&self, vm: &str) {
+        self.0.rcu(|set| {
+            let mut set = HashSet::clone(set);
+            set.remove(vm);
+            set
+        });
+    }
+
+    /// Reload the set from the store (the refresh loop's step; a failed read keeps the set).
+    pub async fn reload(&self, store: &Store) {
+        match store.open_cross_az_vms(unix_now()).await {
+            Ok(vms) => self.0.store(Arc::new(vms.into_iter().collect())),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload the open cross-AZ grants; keeping the last set")
+            }
+        }
+    }
+
+    /// `serve`'s loop: reload every [`REFRESH_SECONDS`].
+    pub fn spawn_refresh(self: Arc<Self>, store: Store) {
+        tokio::spawn(async move {
+            loop {
+                self.reload(&store).await;
+                tokio::time::sleep(Duration::from_secs_f64(REFRESH_SECONDS)).await;
+            }
+        });
+    }
+}
 
 /// How long a grant waits for its move unless the admin says otherwise.
 pub const DEFAULT_TTL_SECONDS: f64 = 900.0;
@@ -156,6 +216,7 @@ pub async fn grant(
         .grant_cross_az(&vm, asked.to_az.trim(), &by, asked.reason.trim(), now, ttl)
         .await
         .map_err(journal_error)?;
+    state.open_grants.add(&g.vm);
     tracing::warn!(grant = %g.id, vm = %g.vm, to_az = %g.to_az, by = %g.granted_by,
         reason = %g.reason, ttl_s = ttl, "cross-AZ move granted for the VM's next move");
     Ok(HttpResponse::Created().json(CrossAzGrantDto::of(g, now)))
@@ -211,21 +272,26 @@ pub async fn revoke(
     Ok(HttpResponse::Ok().json(CrossAzGrantDto::of(g, now)))
 }
 
-/// In a move callout: take the VM's open grant, if any, and bind this request to its AZ.
-/// Steward's database out of reach means no grant (the VM stays in its AZ), said in the log.
+/// In a move callout: take the VM's open grant, if any, and bind this request to its AZ. Only
+/// a VM in [`OpenGrants`] costs a read of the store. Steward's database out of reach means no
+/// grant (the VM stays in its AZ), said in the log.
 pub async fn apply(state: &AppState, req: &HttpRequest, sreq: &mut SchedulingRequest) {
     // A rebuild stays on its host: it must not use up the grant meant for a move.
     if !sreq.operation.is_move()
         || sreq.operation == Operation::Rebuild
-        || sreq.instance.uuid.is_empty()
+        || !state.open_grants.contains(&sreq.instance.uuid)
     {
         return;
     }
-    match state
+    let taken = state
         .store
         .take_cross_az(&sreq.instance.uuid, unix_now())
-        .await
-    {
+        .await;
+    if taken.is_ok() {
+        // Used here, or used, revoked or lapsed meanwhile: either way not open any more.
+        state.open_grants.remove(&sreq.instance.uuid);
+    }
+    match taken {
         Ok(Some(g)) => {
             tracing::warn!(grant = %g.id, vm = %g.vm, to_az = %g.to_az, by = %g.granted_by,
                 reason = %g.reason, request = %request_id(req),

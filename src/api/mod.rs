@@ -55,6 +55,8 @@ pub struct AppState {
     pub host_cache: Arc<host_cache::HostCache>,
     /// What steward has just allowed, until the cluster view confirms it (role caps).
     pub recent: Arc<recent::RecentGrants>,
+    /// The VMs with an open cross-AZ grant, so a move callout reads the store only for those.
+    pub open_grants: Arc<cross_az::OpenGrants>,
     /// What the repair routes connect with (`[openstack]`, `[repair]`).
     pub settings: Arc<crate::config::Settings>,
 }
@@ -80,6 +82,7 @@ impl AppState {
                 v.settings.server.host_cache_entries,
             )),
             recent: Arc::new(recent::RecentGrants::new()),
+            open_grants: Arc::default(),
             settings: Arc::new(v.settings),
         }
     }

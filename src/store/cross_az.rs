@@ -97,6 +97,21 @@ impl Store {
         rows.iter().map(grant_row).collect()
     }
 
+    /// The VMs with an open grant at `now` (what each replica keeps in memory, so that a move
+    /// callout reads the store only for a VM that has one).
+    pub async fn open_cross_az_vms(&self, now: f64) -> Result<Vec<String>, JournalError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT vm FROM cross_az_grant WHERE used_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > ?",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("vm").map_err(Into::into))
+            .collect()
+    }
+
     /// Take the open grant of `vm`, if any, for the move being scheduled at `now`: marked used
     /// in the same guarded write, so one request only (across replicas) moves under it.
     pub async fn take_cross_az(
