@@ -267,9 +267,9 @@ pub struct ClusterView {
     pub vms: ViewMap<VmFacts>,
     /// Shared between successive views: profiles change hours apart, telemetry seconds apart.
     pub weekly: Arc<WeeklyProfiles>,
-    /// Derived from `vms` on first use; a clone starts without it, so an index never outlives
+    /// Derived from `hosts` and `vms` on first use; a clone starts without it, so an index never outlives
     /// the maps it was built from (views are changed only as clones, then published). A writer
-    /// that knows every placement it changed hands the next view its updated index instead
+    /// that knows every placement and host AZ it changed hands the next view its updated index instead
     /// ([`ClusterView::set_role_index`]).
     role_index: OnceLock<RoleIndex>,
 }
@@ -297,61 +297,133 @@ pub struct PlacementChange {
     pub after: Option<Placement>,
 }
 
-/// VMs per role per hypervisor, as steward's view places them. Persistent like the view's
-/// maps: a changed copy shares what it did not change.
+/// A hypervisor whose AZ a writer changed: new to the view with an AZ, or moved between AZs
+/// (`None`: no AZ known).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAzChange {
+    pub host: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// Everything a writer changed that the index counts, in the order it changed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewChanges {
+    pub placements: Vec<PlacementChange>,
+    pub host_azs: Vec<HostAzChange>,
+}
+
+/// VMs per role per hypervisor and per AZ, and hypervisors per AZ, as steward's view places
+/// them: what a scoring request would otherwise count over the whole cloud. Persistent like
+/// the view's maps: a changed copy shares what it did not change.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RoleIndex {
     by_role: imbl::HashMap<String, imbl::HashMap<String, u32>>,
     /// VMs steward knows on each hypervisor (with or without roles).
     vms_on: imbl::HashMap<String, u32>,
+    /// Role -> AZ -> VMs of the role on the AZ's hypervisors (by each hypervisor's AZ now).
+    by_role_az: imbl::HashMap<String, imbl::HashMap<String, u32>>,
+    /// AZ -> hypervisors steward knows in it.
+    hosts_in_az: imbl::HashMap<String, u32>,
+}
+
+fn bump(map: &mut imbl::HashMap<String, u32>, key: &str, delta: i64) {
+    let n = map.get(key).copied().unwrap_or(0) as i64 + delta;
+    if n > 0 {
+        map.insert(key.to_string(), n as u32);
+    } else {
+        map.remove(key);
+    }
+}
+
+/// `bump` on the inner map of `outer[key]`, dropping it once empty.
+fn bump_in(
+    outer: &mut imbl::HashMap<String, imbl::HashMap<String, u32>>,
+    key: &str,
+    inner: &str,
+    delta: i64,
+) {
+    let mut map = outer.get(key).cloned().unwrap_or_default();
+    bump(&mut map, inner, delta);
+    if map.is_empty() {
+        outer.remove(key);
+    } else {
+        outer.insert(key.to_string(), map);
+    }
 }
 
 impl RoleIndex {
-    fn build(vms: &ViewMap<VmFacts>) -> RoleIndex {
+    fn build(hosts: &ViewMap<HostFacts>, vms: &ViewMap<VmFacts>) -> RoleIndex {
         let mut index = RoleIndex::default();
+        for facts in hosts.values() {
+            if let Some(az) = &facts.az {
+                bump(&mut index.hosts_in_az, az, 1);
+            }
+        }
+        let az_of = |host: &str| hosts.get(host).and_then(|h| h.az.as_deref());
         for vm in vms.values() {
-            index.count(&Placement::of(vm), 1);
+            index.count(&Placement::of(vm), az_of, 1);
         }
         index
     }
 
-    /// Add (`delta` 1) or take away (-1) one VM placed at `p`.
-    fn count(&mut self, p: &Placement, delta: i64) {
-        fn bump(map: &mut imbl::HashMap<String, u32>, key: &str, delta: i64) {
-            let n = map.get(key).copied().unwrap_or(0) as i64 + delta;
-            if n > 0 {
-                map.insert(key.to_string(), n as u32);
-            } else {
-                map.remove(key);
-            }
-        }
+    /// Add (`delta` 1) or take away (-1) one VM placed at `p`, its host in AZ `az_of(host)`.
+    fn count<'a>(&mut self, p: &Placement, az_of: impl Fn(&str) -> Option<&'a str>, delta: i64) {
         let Some(host) = p.host.as_deref() else {
             return;
         };
         bump(&mut self.vms_on, host, delta);
         if let Some(role) = p.role.as_deref() {
-            let mut hosts = self.by_role.get(role).cloned().unwrap_or_default();
-            bump(&mut hosts, host, delta);
-            if hosts.is_empty() {
-                self.by_role.remove(role);
-            } else {
-                self.by_role.insert(role.to_string(), hosts);
+            bump_in(&mut self.by_role, role, host, delta);
+            if let Some(az) = az_of(host) {
+                bump_in(&mut self.by_role_az, role, az, delta);
             }
         }
     }
 
-    /// This index with `changes` applied: O(changes), sharing the rest.
-    pub fn with_changes(&self, changes: &[PlacementChange]) -> RoleIndex {
+    /// A hypervisor changed AZ: it counts in its new AZ, and so do its VMs of every role.
+    fn move_host(&mut self, c: &HostAzChange) {
+        if c.before == c.after {
+            return;
+        }
+        if let Some(az) = &c.before {
+            bump(&mut self.hosts_in_az, az, -1);
+        }
+        if let Some(az) = &c.after {
+            bump(&mut self.hosts_in_az, az, 1);
+        }
+        let roles: Vec<(String, i64)> = self
+            .by_role
+            .iter()
+            .filter_map(|(role, hosts)| hosts.get(&c.host).map(|n| (role.clone(), i64::from(*n))))
+            .collect();
+        for (role, n) in roles {
+            if let Some(az) = &c.before {
+                bump_in(&mut self.by_role_az, &role, az, -n);
+            }
+            if let Some(az) = &c.after {
+                bump_in(&mut self.by_role_az, &role, az, n);
+            }
+        }
+    }
+
+    /// This index with `changes` applied, `view` being the view after them: O(changes) (a
+    /// hypervisor that changes AZ costs one look per role), sharing the rest.
+    pub fn with_changes(&self, changes: &ViewChanges, view: &ClusterView) -> RoleIndex {
         let mut next = self.clone();
-        for c in changes {
+        for c in &changes.host_azs {
+            next.move_host(c);
+        }
+        let az_of = |host: &str| view.host_az(host);
+        for c in &changes.placements {
             if c.before == c.after {
                 continue;
             }
             if let Some(b) = &c.before {
-                next.count(b, -1);
+                next.count(b, az_of, -1);
             }
             if let Some(a) = &c.after {
-                next.count(a, 1);
+                next.count(a, az_of, 1);
             }
         }
         next
@@ -365,6 +437,16 @@ impl RoleIndex {
     /// Hypervisor -> number of VMs of `role` on it.
     pub fn hosts_of(&self, role: &str) -> Option<&imbl::HashMap<String, u32>> {
         self.by_role.get(role)
+    }
+
+    /// AZ -> number of VMs of `role` on its hypervisors (those whose AZ steward knows).
+    pub fn azs_of(&self, role: &str) -> Option<&imbl::HashMap<String, u32>> {
+        self.by_role_az.get(role)
+    }
+
+    /// Every AZ with a hypervisor steward knows.
+    pub fn azs(&self) -> impl Iterator<Item = &str> {
+        self.hosts_in_az.keys().map(String::as_str)
     }
 }
 
@@ -389,18 +471,19 @@ impl ClusterView {
     /// The role index, built on first use. Publishers call it before publishing so that no
     /// scoring request pays for the build.
     pub fn role_index(&self) -> &RoleIndex {
-        self.role_index.get_or_init(|| RoleIndex::build(&self.vms))
+        self.role_index
+            .get_or_init(|| RoleIndex::build(&self.hosts, &self.vms))
     }
 
-    /// Give this view the index of the view it was cloned from with the placement changes the
-    /// writer made (every one of them), instead of a rebuild over every VM.
+    /// Give this view the index of the view it was cloned from with the placement and host AZ
+    /// changes the writer made (every one of them), instead of a rebuild over every VM.
     pub fn set_role_index(&mut self, index: RoleIndex) {
         self.role_index = OnceLock::from(index);
     }
 
     /// The index a full rebuild gives (tests compare it with an incrementally kept one).
     pub fn rebuilt_role_index(&self) -> RoleIndex {
-        RoleIndex::build(&self.vms)
+        RoleIndex::build(&self.hosts, &self.vms)
     }
 
     /// The AZ steward knows for a hypervisor, whatever the age of its telemetry: AZ membership

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use steward::model::Operation;
+use steward::model::{Host, Operation};
 use steward::scoring::{filter, weigh, Options};
 
 fn dns(max_skew: u32) -> steward::scoring::Profile {
@@ -226,4 +226,90 @@ fn without_a_role_nothing_is_spread() {
     let (mut req, view) = three_azs([5, 0, 0]);
     req.instance.hints.clear();
     assert_eq!(allowed(&req, &dns(1), &view).len(), 3);
+}
+
+/// The domain counts by their definition, over every VM of the view: each eligible AZ of a
+/// known hypervisor, plus the candidates' own counts, plus every same-role VM (the moving
+/// instance aside) on a hypervisor that is not a candidate, in that hypervisor's AZ.
+fn domains_by_definition(
+    req: &steward::model::SchedulingRequest,
+    view: &steward::model::ClusterView,
+    role_counts: &[u32],
+    role: &str,
+    bound: Option<&str>,
+) -> std::collections::BTreeMap<String, u32> {
+    let eligible = |az: &str| bound.is_none_or(|b| b == az);
+    let mut counts = std::collections::BTreeMap::new();
+    for h in view.hosts.values() {
+        if let Some(az) = h.az.as_deref().filter(|a| eligible(a)) {
+            counts.insert(az.to_string(), 0);
+        }
+    }
+    for (i, h) in req.hosts.iter().enumerate() {
+        let az = h.az.as_deref().or_else(|| view.host_az(&h.host));
+        if let Some(az) = az.filter(|a| eligible(a)) {
+            *counts.entry(az.to_string()).or_insert(0) += role_counts[i];
+        }
+    }
+    for (uuid, vm) in view.vms.iter() {
+        let Some(host) = vm.host.as_deref() else {
+            continue;
+        };
+        if uuid == &req.instance.uuid
+            || vm.role.as_deref() != Some(role)
+            || req.hosts.iter().any(|h| h.host == host)
+        {
+            continue;
+        }
+        if let Some(az) = view.host_az(host).filter(|a| eligible(a)) {
+            *counts.entry(az.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// The domains a request sees (kept from the view's per-AZ index at the cost of the
+    /// candidates) are the domains counted VM by VM over the whole cloud.
+    #[test]
+    fn domains_are_the_counts_over_every_vm(
+        hosts in proptest::collection::vec(proptest::option::of(0..4usize), 1..12),
+        vms in proptest::collection::vec((0..14usize, 0..3usize), 0..60),
+        candidates in proptest::collection::vec(0..14usize, 1..6),
+        own in proptest::option::of(0..60usize),
+        bound in proptest::option::of(0..4usize),
+    ) {
+        let mut b = ViewBuilder::default();
+        for (i, az) in hosts.iter().enumerate() {
+            b = b.host(&format!("h{i}"), az.map(|a| format!("az{a}")).as_deref(), Some(0.0), 0.0);
+        }
+        let roles = ["web", "db", "cache"];
+        for (k, (h, r)) in vms.iter().enumerate() {
+            b = b.vm(&format!("vm-{k}"), &format!("h{h}"), roles[*r]);
+        }
+        let view = b.build();
+        let mut cands: Vec<Host> = Vec::new();
+        for c in candidates {
+            let name = format!("h{c}");
+            if cands.iter().all(|h| h.host != name) {
+                cands.push(host(&name, None));
+            }
+        }
+        let mut req = request(Operation::Boot, Some("web"), cands);
+        if let Some(k) = own.filter(|k| *k < vms.len()) {
+            req.instance.uuid = format!("vm-{k}");
+        }
+        req.instance.requested_az = bound.map(|a| format!("az{a}"));
+        // The AZ the domains are narrowed to: the requested one, else (an instance the view
+        // already places: a move) the AZ of its hypervisor.
+        let bound = req.instance.requested_az.clone().or_else(|| {
+            let host = view.vms.get(&req.instance.uuid)?.host.as_deref()?;
+            view.host_az(host).map(str::to_string)
+        });
+        let opts = Options::default();
+        let ctx = steward::scoring::Context::new(&req, &view, &opts, NOW);
+        let want = domains_by_definition(&req, &view, ctx.role_counts(), "web", bound.as_deref());
+        proptest::prop_assert_eq!(&ctx.domains().counts, &want);
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::model::{ClusterView, PlacementChange};
+use crate::model::{ClusterView, ViewChanges};
 
 #[derive(Debug)]
 pub struct ClusterHandle {
@@ -43,19 +43,20 @@ impl ClusterHandle {
         out
     }
 
-    /// [`update`](Self::update) for a writer that reports every VM placement it changed
-    /// (telemetry pushes): the maps are shared with the current view but for what `change`
+    /// [`update`](Self::update) for a writer that reports every VM placement and host AZ it
+    /// changed (telemetry pushes): the maps are shared with the current view but for what `change`
     /// touched, and the role index is the current one with those changes, so a push costs
     /// what it carries, not the size of the cloud.
     pub async fn update_tracked<R>(
         &self,
-        change: impl FnOnce(&mut ClusterView) -> (R, Vec<PlacementChange>),
+        change: impl FnOnce(&mut ClusterView) -> (R, ViewChanges),
     ) -> R {
         let _guard = self.writer.lock().await;
         let current = self.current.load_full();
         let mut next = ClusterView::clone(&current);
         let (out, changes) = change(&mut next);
-        next.set_role_index(current.role_index().with_changes(&changes));
+        let index = current.role_index().with_changes(&changes, &next);
+        next.set_role_index(index);
         self.current.store(Arc::new(next));
         out
     }
@@ -146,7 +147,8 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
-        /// Whatever pushes arrive (new VMs, moves, role changes, older samples, hosts), the
+        /// Whatever pushes arrive (new VMs, moves, role changes, older samples, new hosts,
+        /// hosts moved between AZs), the
         /// index kept by the pushes' changes is the index a rebuild gives.
         #[test]
         fn the_index_kept_by_pushes_is_the_rebuilt_index(
@@ -158,7 +160,9 @@ mod tests {
                 let mut vms = Vec::new();
                 for (is_host, n, host, role, at) in push_samples {
                     if is_host {
-                        hosts.push(HostSample { host: format!("cmp-{n}"), facts: HostFacts { observed_at: at, ..Default::default() } });
+                        // A host sample's AZ: none (kept), or one of three (new or moved).
+                        let az = role.map(|a| format!("az{}", a % 3));
+                        hosts.push(HostSample { host: format!("cmp-{}", n % 12), facts: HostFacts { az, observed_at: at, ..Default::default() } });
                     } else {
                         vms.push(VmSample { uuid: format!("vm-{n}"), facts: VmFacts {
                             host: host.map(|h| format!("cmp-{h}")),

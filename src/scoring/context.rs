@@ -342,10 +342,9 @@ impl<'a> Context<'a> {
                     counts.insert(az.to_string(), n);
                 }
             };
-            for facts in self.view.hosts.values() {
-                if let Some(az) = facts.az.as_deref().filter(|a| eligible(a)) {
-                    add(az, 0);
-                }
+            let index = self.view.role_index();
+            for az in index.azs().filter(|a| eligible(a)) {
+                add(az, 0);
             }
             let role_counts = self.role_counts();
             let mut candidates: HashSet<&str> = HashSet::with_capacity(self.req.hosts.len());
@@ -378,9 +377,35 @@ impl<'a> Context<'a> {
                     }
                 }
                 (Some(role), None) => {
-                    let own_host = self.own_host(role);
-                    for (host, n) in self.view.role_index().hosts_of(role).into_iter().flatten() {
-                        add_elsewhere(host, n - u32::from(own_host == Some(host.as_str())));
+                    // The index's per-AZ totals less what the candidates (counted above) and
+                    // the instance itself hold: the same sum over every other hypervisor, at
+                    // the cost of the candidates rather than of the cloud.
+                    let mut elsewhere: BTreeMap<&str, i64> = index
+                        .azs_of(role)
+                        .into_iter()
+                        .flatten()
+                        .filter(|(az, _)| eligible(az))
+                        .map(|(az, n)| (az.as_str(), i64::from(*n)))
+                        .collect();
+                    let of_role = index.hosts_of(role);
+                    let mut less = |host: &str, n: u32| {
+                        if let Some(total) =
+                            self.view.host_az(host).and_then(|az| elsewhere.get_mut(az))
+                        {
+                            *total -= i64::from(n);
+                        }
+                    };
+                    for host in &candidates {
+                        less(
+                            host,
+                            of_role.and_then(|i| i.get(*host)).copied().unwrap_or(0),
+                        );
+                    }
+                    if let Some(own) = self.own_host(role).filter(|h| !candidates.contains(h)) {
+                        less(own, 1);
+                    }
+                    for (az, n) in elsewhere {
+                        add(az, u32::try_from(n).unwrap_or(0));
                     }
                 }
             }

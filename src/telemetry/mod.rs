@@ -5,7 +5,9 @@ pub mod prometheus;
 pub mod rollup;
 pub mod settings;
 
-use crate::model::{ClusterView, HostFacts, Placement, PlacementChange, VmFacts};
+use crate::model::{
+    ClusterView, HostAzChange, HostFacts, Placement, PlacementChange, ViewChanges, VmFacts,
+};
 
 /// One pushed host sample. `observed_at` is unix seconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,13 +35,14 @@ pub fn merge_tracked(
     view: &mut ClusterView,
     hosts: &[HostSample],
     vms: &[VmSample],
-) -> Vec<PlacementChange> {
-    let mut changes = Vec::new();
+) -> ViewChanges {
+    let mut changes = ViewChanges::default();
     for s in hosts {
-        match view.hosts.get_mut(&s.host) {
-            Some(old) if old.observed_at > s.facts.observed_at => {}
+        let before = match view.hosts.get_mut(&s.host) {
+            Some(old) if old.observed_at > s.facts.observed_at => continue,
             Some(old) => {
                 // AZ and size are membership (Nova's): a reading that leaves them out keeps them.
+                let before = old.az.clone();
                 let az = s.facts.az.clone().or_else(|| old.az.take());
                 let vcpus = s.facts.vcpus.or(old.vcpus);
                 *old = HostFacts {
@@ -47,10 +50,20 @@ pub fn merge_tracked(
                     vcpus,
                     ..s.facts.clone()
                 };
+                before
             }
             None => {
                 view.hosts.insert(s.host.clone(), s.facts.clone());
+                None
             }
+        };
+        let after = view.host_az(&s.host).map(str::to_string);
+        if after != before {
+            changes.host_azs.push(HostAzChange {
+                host: s.host.clone(),
+                before,
+                after,
+            });
         }
     }
     for s in vms {
@@ -72,14 +85,14 @@ pub fn merge_tracked(
                 };
                 let after = Placement::of(old);
                 if after != before {
-                    changes.push(PlacementChange {
+                    changes.placements.push(PlacementChange {
                         before: Some(before),
                         after: Some(after),
                     });
                 }
             }
             None => {
-                changes.push(PlacementChange {
+                changes.placements.push(PlacementChange {
                     before: None,
                     after: Some(Placement::of(&s.facts)),
                 });
