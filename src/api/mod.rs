@@ -29,6 +29,7 @@ use crate::config::Validated;
 use crate::metrics::Metrics;
 use crate::openstack::keystone::CachedValidator;
 use crate::scoring::{Options, ProfileSet};
+use crate::store::telemetry_writer::TelemetryWriter;
 use crate::store::Store;
 use settings::{AuthStrategy, TokenTable};
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub opts: Arc<Options>,
     pub cluster: Arc<ClusterHandle>,
     pub store: Store,
+    /// Commits pushed telemetry, concurrent pushes sharing a commit.
+    pub telemetry_writer: TelemetryWriter,
     pub metrics: Metrics,
     /// Static tokens: required by `static`, optional beside `keystone`, none with `noauth`.
     pub tokens: Option<Arc<TokenTable>>,
@@ -71,6 +74,7 @@ impl AppState {
             opts: Arc::new(v.scoring_options()),
             profiles: Arc::new(v.profiles),
             cluster: Arc::new(cluster),
+            telemetry_writer: TelemetryWriter::spawn(store.clone()),
             store,
             metrics,
             tokens: v.tokens.map(Arc::new),

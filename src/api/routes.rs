@@ -11,6 +11,7 @@ use super::schema::*;
 use super::{AppState, RequestId};
 use crate::model::{hour_of_week_name, ClusterView, HostFacts, SchedulingRequest, WeeklyProfile};
 use crate::scoring::{self, Profile};
+use crate::store::telemetry_writer::Push;
 use crate::telemetry;
 use crate::unix_now;
 
@@ -552,9 +553,10 @@ pub async fn push_telemetry(
     let now = unix_now();
     let (hosts, vms) = parse_telemetry(&body, now)?;
     // Durable first: what was accepted survives a restart.
+    let push = Arc::new(Push { hosts, vms, now });
     state
-        .store
-        .save_telemetry(&hosts, &vms, now)
+        .telemetry_writer
+        .save(push.clone())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "cannot save pushed telemetry");
@@ -562,10 +564,11 @@ pub async fn push_telemetry(
                 "steward's database refused the samples ({e}); nothing was applied, push again"
             ))
         })?;
+    let (hosts, vms) = (&push.hosts, &push.vms);
     let (n_hosts, n_vms) = state
         .cluster
         .update_tracked(|view| {
-            let changes = telemetry::merge_tracked(view, &hosts, &vms);
+            let changes = telemetry::merge_tracked(view, hosts, vms);
             ((view.hosts.len(), view.vms.len()), changes)
         })
         .await;

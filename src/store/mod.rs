@@ -7,6 +7,7 @@ pub mod journal;
 pub mod lease;
 pub mod recovery;
 pub mod settings;
+pub mod telemetry_writer;
 
 mod repair;
 
@@ -31,6 +32,14 @@ static GALERA_MIGRATIONS: std::sync::LazyLock<Migrator> = std::sync::LazyLock::n
     m.set_locking(false);
     m
 });
+
+/// One push's samples, stamped with when steward received them.
+#[derive(Debug, Clone, Copy)]
+pub struct TelemetryRows<'a> {
+    pub hosts: &'a [HostSample],
+    pub vms: &'a [VmSample],
+    pub now: f64,
+}
 
 /// Rows per multi-row INSERT: well under MySQL's 65,535 placeholders.
 const CHUNK: usize = 500;
@@ -57,6 +66,9 @@ pub enum StoreError {
         seconds: f64,
         source: Box<StoreError>,
     },
+    /// The task that commits pushed telemetry is gone (steward is shutting down).
+    #[error("steward's telemetry writer has stopped (steward is shutting down); push again to another replica or after the restart")]
+    WriterStopped,
 }
 
 /// A database error that says the server is out of reach (connection refused or cut, a server
@@ -197,7 +209,30 @@ impl Store {
         vms: &[VmSample],
         now: f64,
     ) -> Result<(), StoreError> {
+        self.save_telemetry_batch(&[TelemetryRows { hosts, vms, now }])
+            .await
+    }
+
+    /// Several pushes in one transaction (one commit, one sync to disk), each written as
+    /// [`Store::save_telemetry`] writes it, in order: all of them are kept or none.
+    pub async fn save_telemetry_batch(
+        &self,
+        batch: &[TelemetryRows<'_>],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        for rows in batch {
+            self.write_telemetry(&mut tx, rows).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn write_telemetry(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        rows: &TelemetryRows<'_>,
+    ) -> Result<(), StoreError> {
+        let (hosts, vms, now) = (rows.hosts, rows.vms, rows.now);
         for chunk in hosts.chunks(CHUNK) {
             let sql = self.upsert_sql(
                 "host_telemetry",
@@ -219,7 +254,7 @@ impl Store {
                     .bind(s.facts.observed_at)
                     .bind(now);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&mut **tx).await?;
         }
         for chunk in vms.chunks(CHUNK) {
             let sql = self.upsert_sql(
@@ -242,9 +277,8 @@ impl Store {
                     .bind(s.facts.observed_at)
                     .bind(now);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&mut **tx).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
