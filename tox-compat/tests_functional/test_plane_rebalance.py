@@ -27,7 +27,8 @@ host of az2 (Nova's scheduler then refuses it and the migration of
   (migration `completed`), rejoined, and ends ACTIVE on cmp-2 or cmp-3 of
   az1 as `openstack server show` says; the action is `done`.
 - `refused` and `doomed` are drained and rejoined all the same, their
-  actions end `failed` naming Nova's 409 and the migration's end.
+  actions end `failed` naming Nova's 409, and Nova's migration with its
+  `error` and the reason Nova gives.
 - `doomed` is not planned again onto the disabled host: no second drain.
 
 Controls: the same steward in `dry-run` first plans the very moves and
@@ -399,9 +400,9 @@ def dance(plane):
 def test_the_noisy_server_moves_within_its_az_between_drain_and_rejoin(
         plane, dance):
     """`mover` was drained while Nova still had it ACTIVE on cmp-1, Nova's
-    conductor and compute live-migrated it (migration `completed`), it
-    was rejoined once ACTIVE on its new host, and it ends ACTIVE on a
-    quieter host of az1, as `openstack server show` says."""
+    conductor and compute live-migrated it (migration `completed`, the one
+    the journal names), it was rejoined once ACTIVE on its new host, and it
+    ends ACTIVE on a quieter host of az1, as `openstack server show` says."""
     pl, st, ids, receiver = (plane[k] for k in ('pl', 'st', 'ids',
                                                 'receiver'))
     a = dance['first']['mover']
@@ -418,6 +419,7 @@ def test_the_noisy_server_moves_within_its_az_between_drain_and_rejoin(
     assert mig['migration_type'] == 'live-migration', mig
     assert mig['status'] == 'completed', mig
     assert (mig['source_compute'], mig['dest_compute']) == ('cmp-1', host)
+    assert a['migration_id'] == str(mig['id']), a
     calls = receiver.of('mover')
     assert [c['step'] for c in calls] == ['drain', 'rejoin'], calls
     drain, rejoin = calls
@@ -453,7 +455,8 @@ def test_a_migration_that_ends_in_error_ends_failed_after_rejoin(
     """`doomed`'s only target, cmp-5, was disabled while it drained:
     Nova's scheduler refuses it, the conductor ends the migration
     `error` and puts the server back ACTIVE on cmp-4; the action ends
-    `failed` after the rejoin hook ran."""
+    `failed` after the rejoin hook ran, naming Nova's migration and the
+    reason Nova gives (no valid host)."""
     pl, ids, receiver = (plane[k] for k in ('pl', 'ids', 'receiver'))
     a = dance['first']['doomed']
     assert a['state'] == 'failed', a
@@ -465,7 +468,11 @@ def test_a_migration_that_ends_in_error_ends_failed_after_rejoin(
     assert (mig['source_compute'], mig['dest_compute']) == ('cmp-4', None)
     s = pl.wait_server(ids['doomed'], 'ACTIVE')
     assert s['OS-EXT-SRV-ATTR:host'] == 'cmp-4', s
-    assert 'cmp-4' in a['error'], a
+    # The journal names Nova's migration, its end and Nova's own reason.
+    assert a['migration_id'] == str(mig['id']), a
+    assert 'ACTIVE on cmp-4 (wanted cmp-5)' in a['error'], a
+    assert 'Nova migration %s is error' % mig['id'] in a['error'], a
+    assert 'No valid host was found' in a['error'], a
     calls = receiver.of('doomed')
     assert [c['step'] for c in calls[:2]] == ['drain', 'rejoin'], calls
     # Rejoined once Nova had put the server back, not while it migrated.
