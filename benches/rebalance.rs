@@ -131,9 +131,11 @@ fn settings() -> RebalanceSettings {
 
 fn cycle(c: &Cloud, profile: &Profile, cfg: &RebalanceSettings) -> (usize, usize) {
     let detection = detect(&c.history, &DetectState::default(), cfg, NOW);
+    let closed = HashMap::new();
     let input = PlanInput {
         view: &c.view,
         hosts: &c.hosts,
+        closed: &closed,
         sizes: &c.sizes,
         detection: &detection,
         in_flight: &[],

@@ -152,6 +152,7 @@ async fn run_cycle(store: &Store, cfg: &RebalanceSettings, k: u32, m: &Metrics) 
         &CycleInput {
             view: &view,
             hosts: &hosts,
+            closed: &Default::default(),
             sizes: &sizes,
             names: &names,
             profile: &profile,

@@ -157,6 +157,13 @@ async fn a_migration_with_progress_completes_between_drain_and_rejoin() {
     // Bytes moved are the last progress Nova reported: two polls of 512 MiB.
     assert_eq!(a.bytes_moved, 1 << 30);
     assert_eq!(a.migration_id.as_deref(), Some("7"));
+    let events = r.store.events(&id).await.unwrap();
+    let done = events.iter().find(|e| e.to == "rejoining").unwrap();
+    assert!(
+        done.detail.contains("Nova migration 7 is completed"),
+        "{}",
+        done.detail
+    );
     assert_eq!(r.fake.migrate_requests(), 1);
     let body: serde_json::Value = serde_json::from_slice(
         &r.nova
@@ -382,6 +389,53 @@ async fn nova_answering_409_to_os_migrate_live_fails_the_action_after_rejoin() {
     let err = a.error.unwrap();
     assert!(err.contains("409") && err.contains(VM), "{err}");
     assert_eq!(r.fake.migrate_requests(), 1, "a refusal is not retried");
+    assert_eq!(
+        calls(&r.consul).await.last().map(String::as_str),
+        Some("PUT /v1/agent/maintenance?enable=false")
+    );
+}
+
+#[tokio::test]
+async fn a_migration_nova_ends_in_error_fails_after_rejoin_naming_nova_s_record_and_reason() {
+    let r = rig(
+        Script {
+            ends_in_error: true,
+            ..Default::default()
+        },
+        fast(),
+        0,
+    )
+    .await;
+    let id = approved_action(&r.store).await;
+    r.executor.run_cycle(None, true).await;
+    let a = r.store.action(&id).await.unwrap().unwrap();
+    assert_eq!(a.state, ActionState::Failed, "{a:?}");
+    // Never listed in progress: only Nova's records name the migration.
+    assert_eq!(a.migration_id.as_deref(), Some("7"));
+    let err = a.error.unwrap();
+    assert!(
+        err.contains(&format!("server {VM} ACTIVE on {SOURCE} (wanted {TARGET})")),
+        "{err}"
+    );
+    assert!(err.contains("Nova migration 7 is error"), "{err}");
+    assert!(
+        err.contains(
+            "Nova says: conductor_live_migrate_instance: No valid host was found. There are \
+             not enough hosts available."
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("say why"), "Nova said why: {err}");
+    assert_eq!(
+        transitions(&r.store, &id).await,
+        [
+            "new->approved",
+            "approved->draining",
+            "draining->migrating",
+            "migrating->rejoining",
+            "rejoining->failed"
+        ]
+    );
     assert_eq!(
         calls(&r.consul).await.last().map(String::as_str),
         Some("PUT /v1/agent/maintenance?enable=false")

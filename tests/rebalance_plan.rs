@@ -70,6 +70,34 @@ fn a_host_with_no_az_is_never_a_destination() {
 }
 
 #[test]
+fn a_host_whose_compute_service_is_disabled_or_down_is_never_a_destination() {
+    let mut w = World::new(NOW);
+    w.host("az1-src", "az1", 0.30, 0.9);
+    w.host("az1-quiet", "az1", 0.00, 0.1);
+    w.host("az1-other", "az1", 0.05, 0.4);
+    w.vm("vm1", "az1-src", None);
+    w.candidate("vm1", 0.9, 0.30);
+    // The control: open, the quietest host wins.
+    assert_eq!(w.plan(&settings()).actions[0].target_host, "az1-quiet");
+    w.closed
+        .insert("az1-quiet".into(), "with nova-compute disabled");
+    assert_eq!(w.plan(&settings()).actions[0].target_host, "az1-other");
+    w.closed
+        .insert("az1-other".into(), "with nova-compute down");
+    let p = w.plan(&settings());
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.skipped[0].limit, Limit::NoDestination);
+    let detail = &p.skipped[0].detail;
+    assert!(detail.contains("1 with nova-compute disabled"), "{detail}");
+    assert!(detail.contains("1 with nova-compute down"), "{detail}");
+    // A closed host is still left: moving off a disabled host is what its operator wants.
+    w.closed.clear();
+    w.closed
+        .insert("az1-src".into(), "with nova-compute disabled");
+    assert_eq!(w.plan(&settings()).actions[0].target_host, "az1-quiet");
+}
+
+#[test]
 fn the_hard_role_cap_holds_counting_moves_planned_this_cycle() {
     let mut w = World::new(NOW);
     w.host("az1-src", "az1", 0.30, 0.9);

@@ -802,13 +802,23 @@ impl Nova {
 
     /// The evacuation migrations Nova recorded for one server, oldest first.
     pub async fn evacuations(&self, id: &str) -> Result<Vec<MigrationRecord>> {
+        self.migrations_of(id, "evacuation").await
+    }
+
+    /// The live migrations Nova recorded for one server, finished ones too, oldest first
+    /// (`GET /servers/{id}/migrations` lists only those in progress).
+    pub async fn live_migrations(&self, id: &str) -> Result<Vec<MigrationRecord>> {
+        self.migrations_of(id, "live-migration").await
+    }
+
+    async fn migrations_of(&self, id: &str, kind: &str) -> Result<Vec<MigrationRecord>> {
         let id = checked_uuid(id, "server")?;
         let reply = self
             .get(
                 "os-migrations",
                 &[
                     ("instance_uuid", id.to_string()),
-                    ("migration_type", "evacuation".to_string()),
+                    ("migration_type", kind.to_string()),
                 ],
             )
             .await?;
@@ -816,11 +826,69 @@ impl Nova {
         let mut out: Vec<MigrationRecord> = all
             .into_iter()
             .filter(|m| {
-                m.migration_type.as_deref() == Some("evacuation")
-                    && m.instance_uuid.as_deref() == Some(id)
+                m.migration_type.as_deref() == Some(kind) && m.instance_uuid.as_deref() == Some(id)
             })
             .collect();
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         Ok(out)
     }
+
+    /// The server's newest instance action named `action` (e.g. `live-migration`), with its
+    /// events: `GET /servers/{id}/os-instance-actions` (newest first), then that action by
+    /// its request id. `None` when the server has no such action.
+    pub async fn newest_instance_action(
+        &self,
+        id: &str,
+        action: &str,
+    ) -> Result<Option<InstanceAction>> {
+        let id = checked_uuid(id, "server")?;
+        let reply = self
+            .get(&format!("servers/{id}/os-instance-actions"), &[])
+            .await?;
+        let all: Vec<InstanceAction> = answer_at(&reply, "instanceActions")?;
+        let Some(newest) = all.into_iter().find(|a| a.action == action) else {
+            return Ok(None);
+        };
+        let rid = &newest.request_id;
+        if rid.is_empty()
+            || !rid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::Argument(format!(
+                "server {id}: request id {rid:?} is not an id Nova gives"
+            )));
+        }
+        let reply = self
+            .get(&format!("servers/{id}/os-instance-actions/{rid}"), &[])
+            .await?;
+        answer_at(&reply, "instanceAction").map(Some)
+    }
+}
+
+/// One of a server's instance actions: what was asked under which request, and (when read by
+/// its request id) each service's event with its result; `details` (2.84+, admins) is the
+/// error's message, e.g. `No valid host was found. ...`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct InstanceAction {
+    pub action: String,
+    pub request_id: String,
+    /// When Nova's API took the request (UTC, no zone).
+    #[serde(default)]
+    pub start_time: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub events: Vec<InstanceActionEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct InstanceActionEvent {
+    /// e.g. `conductor_live_migrate_instance`, `compute_live_migration`.
+    pub event: String,
+    /// `Success`, `Error`, or none while it runs.
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(default)]
+    pub details: Option<String>,
 }

@@ -56,6 +56,8 @@ pub struct PlannerState {
 pub struct CycleInput<'a> {
     pub view: &'a ClusterView,
     pub hosts: &'a [Host],
+    /// Hosts that are never a destination, with why ([`closed_hosts`]).
+    pub closed: &'a HashMap<String, &'static str>,
     pub sizes: &'a HashMap<String, VmSize>,
     /// Server names by uuid, for the journal (an action shows its VM's uuid when missing).
     pub names: &'a HashMap<String, String>,
@@ -224,6 +226,7 @@ pub async fn plan_cycle(
         &PlanInput {
             view: input.view,
             hosts: input.hosts,
+            closed: input.closed,
             sizes: input.sizes,
             detection: &detection,
             in_flight: &in_flight,
@@ -399,11 +402,7 @@ pub fn hosts_and_sizes(
         {
             continue;
         }
-        let name = hv
-            .service
-            .as_ref()
-            .and_then(|s| s.host.clone())
-            .unwrap_or_else(|| hv.hypervisor_hostname.clone());
+        let name = host_of(hv);
         let h = hosts.entry(name.clone()).or_insert_with(|| Host {
             host: name.clone(),
             nodename: hv.hypervisor_hostname.clone(),
@@ -465,6 +464,35 @@ pub fn hosts_and_sizes(
         );
     }
     (hosts.into_values().collect(), sizes)
+}
+
+/// The compute host a hypervisor belongs to: its service's host (what servers show as
+/// `OS-EXT-SRV-ATTR:host`), else its node name.
+fn host_of(hv: &Hypervisor) -> String {
+    hv.service
+        .as_ref()
+        .and_then(|s| s.host.clone())
+        .unwrap_or_else(|| hv.hypervisor_hostname.clone())
+}
+
+/// The hosts no live migration may target, from Nova's hypervisors (2.87: each node's compute
+/// service `status` and `state`), with the refusal's wording: a service an operator disabled,
+/// or one whose heartbeat Nova sees as down. Nova's scheduler (ComputeFilter) and conductor
+/// refuse both, only once steward has drained the VM, and would again every cycle. They stay
+/// sources: moving a VM off a disabled host is what its operator wants.
+pub fn closed_hosts(hypervisors: &[Hypervisor]) -> HashMap<String, &'static str> {
+    let mut closed = HashMap::new();
+    for hv in hypervisors {
+        let why = if hv.status.as_deref() == Some("disabled") {
+            "with nova-compute disabled"
+        } else if hv.state.as_deref() == Some("down") {
+            "with nova-compute down"
+        } else {
+            continue;
+        };
+        closed.entry(host_of(hv)).or_insert(why);
+    }
+    closed
 }
 
 /// Placement's answers for the compute nodes (`(provider uuid, node name)`) as rooms by
@@ -612,6 +640,7 @@ impl Planner {
             .await;
         let rooms = rooms_from_reads(&nodes, reads, self.metrics.as_ref())?;
         let (hosts, sizes) = hosts_and_sizes(&hypervisors, &servers, &view, &rooms);
+        let closed = closed_hosts(&hypervisors);
         let names: HashMap<String, String> = servers
             .iter()
             .map(|s| (s.id.clone(), s.name.clone()))
@@ -621,6 +650,7 @@ impl Planner {
             &CycleInput {
                 view: &view,
                 hosts: &hosts,
+                closed: &closed,
                 sizes: &sizes,
                 names: &names,
                 profile,
@@ -687,6 +717,29 @@ mod tests {
     /// What the planner's `room` computes from a host's fields.
     fn left(total: Option<f64>, ratio: Option<f64>, used: Option<f64>) -> f64 {
         total.unwrap() * ratio.unwrap() - used.unwrap()
+    }
+
+    #[test]
+    fn a_disabled_or_down_compute_service_closes_its_host() {
+        let node = |name: &str, status: &str, state: &str| -> Hypervisor {
+            serde_json::from_value(serde_json::json!({
+                "id": format!("uuid-{name}"), "hypervisor_hostname": format!("{name}.node"),
+                "hypervisor_type": "fake", "status": status, "state": state,
+                "service": {"host": name, "id": "7", "disabled_reason": null}
+            }))
+            .unwrap()
+        };
+        let closed = closed_hosts(&[
+            node("cmp-1", "enabled", "up"),
+            node("cmp-2", "disabled", "up"),
+            node("cmp-3", "enabled", "down"),
+            node("cmp-4", "disabled", "down"),
+        ]);
+        assert_eq!(closed.get("cmp-1"), None);
+        assert_eq!(closed["cmp-2"], "with nova-compute disabled");
+        assert_eq!(closed["cmp-3"], "with nova-compute down");
+        assert_eq!(closed["cmp-4"], "with nova-compute disabled");
+        assert_eq!(closed.len(), 3, "keyed by the service's host, not the node");
     }
 
     #[test]

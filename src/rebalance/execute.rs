@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::settings::ExecutionSettings;
 use crate::metrics::Metrics;
-use crate::openstack::nova::{Nova, ServerState};
+use crate::openstack::nova::{InstanceAction, MigrationRecord, Nova, ServerState};
 use crate::rebalance::hooks::{Hook, HookContext};
 use crate::rebalance::leader::{Leader, Leadership};
 use crate::store::journal::{ActionRow, ActionState, JournalError, NewAction, NewPlan, Patch};
@@ -509,7 +509,7 @@ impl Executor {
                 .map_err(|e| self.nova_error(&a, format!("cannot read the server: {e}")))?;
             if let Some((outcome, why)) = finished(&a, &server, false) {
                 if outcome == ActionState::Done {
-                    return self.finish_migration(&a, outcome, why).await;
+                    return self.finish_migration(&a, outcome, why, true).await;
                 }
             }
             if is_migrating(&server) {
@@ -645,7 +645,7 @@ impl Executor {
                         if let Some((outcome, why)) =
                             finished(&a, &server, a.abort_requested_at.is_some())
                         {
-                            return self.finish_migration(&a, outcome, why).await;
+                            return self.finish_migration(&a, outcome, why, true).await;
                         }
                     }
                     Err(e) if e.status() == Some(404) => {
@@ -653,7 +653,9 @@ impl Executor {
                             "server {} was deleted while it migrated; nothing is left to move",
                             a.vm
                         );
-                        return self.finish_migration(&a, ActionState::Failed, why).await;
+                        return self
+                            .finish_migration(&a, ActionState::Failed, why, false)
+                            .await;
                     }
                     Err(e) => {
                         tracing::warn!(action = %a.id, vm = %a.vm, error = %e, "cannot read the server; trying again")
@@ -664,12 +666,25 @@ impl Executor {
         }
     }
 
+    /// The migration is over: → rejoining with its outcome, and what Nova says about it
+    /// (`ask_nova`: its migration record, and for a failure the events it marked failed).
     async fn finish_migration(
         &self,
         a: &ActionRow,
         outcome: ActionState,
         why: String,
+        ask_nova: bool,
     ) -> Result<(), ExecError> {
+        let account = if ask_nova {
+            Some(self.nova_account(a, outcome).await)
+        } else {
+            None
+        };
+        let why = explain(&why, outcome, account.as_ref(), &a.source);
+        let migration_id = account
+            .and_then(|n| n.migration)
+            .map(|(id, _)| id)
+            .or_else(|| a.migration_id.clone());
         let mut bytes = a.bytes_moved;
         if outcome == ActionState::Done && bytes == 0 {
             // The compute host reported no progress (a fast move): count what had to move.
@@ -685,6 +700,7 @@ impl Executor {
             Patch {
                 outcome: Some(outcome),
                 bytes_moved: Some(bytes),
+                migration_id,
                 error: (outcome != ActionState::Done).then(|| why.clone()),
                 ..Default::default()
             },
@@ -692,6 +708,37 @@ impl Executor {
         )
         .await?;
         Ok(())
+    }
+
+    /// Nova's own account of how the migration ended: its live-migration record (the one the
+    /// poll saw, else the newest since the request) and, for a failure, the events of the
+    /// request's instance action that Nova marked failed. Best effort: a read that fails is
+    /// left out (and logged), the outcome stands.
+    async fn nova_account(&self, a: &ActionRow, outcome: ActionState) -> NovaAccount {
+        let migration = match self.nova.live_migrations(&a.vm).await {
+            Ok(all) => pick_migration(a, &all).map(|m| (m.id.clone(), m.status.clone())),
+            Err(e) => {
+                tracing::warn!(action = %a.id, vm = %a.vm, error = %e, "cannot read Nova's migration record; the journal goes without it");
+                None
+            }
+        };
+        let errors = if outcome == ActionState::Failed {
+            match self
+                .nova
+                .newest_instance_action(&a.vm, "live-migration")
+                .await
+            {
+                Ok(Some(action)) => failed_events(a, &action),
+                Ok(None) => Vec::new(),
+                Err(e) => {
+                    tracing::warn!(action = %a.id, vm = %a.vm, error = %e, "cannot read Nova's instance action; the journal goes without its events");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        NovaAccount { migration, errors }
     }
 
     /// rejoining: every rejoin hook, in reverse order, all of them even when one fails; the
@@ -931,11 +978,104 @@ fn finished(
     Some((
         ActionState::Failed,
         format!(
-            "Nova ended the migration with server {} {} on {host} (wanted {}); nova-compute's log \
-             on {} says why",
-            a.vm, s.status, a.target, a.source
+            "Nova ended the migration with server {} {} on {host} (wanted {})",
+            a.vm, s.status, a.target
         ),
     ))
+}
+
+/// Steward's and Nova's clocks may differ by this much when a record of Nova's is matched to
+/// the time steward sent its request.
+const CLOCK_SLACK_SECONDS: f64 = 60.0;
+
+/// What Nova says about how a migration ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NovaAccount {
+    /// Nova's migration record: its id and status (`completed`, `error`, `failed`, ...).
+    pub migration: Option<(String, String)>,
+    /// `event: details` of each event of the request that Nova marked failed, in its order.
+    pub errors: Vec<String>,
+}
+
+/// This action's migration among the server's live migrations (oldest first): the one the
+/// poll saw, else the newest Nova created since it accepted the request. A fast migration (or
+/// one refused before it ran) is never listed in progress, so only this names it.
+pub fn pick_migration<'m>(
+    a: &ActionRow,
+    all: &'m [MigrationRecord],
+) -> Option<&'m MigrationRecord> {
+    if let Some(seen) = a
+        .migration_id
+        .as_deref()
+        .and_then(|id| all.iter().find(|m| m.id == id))
+    {
+        return Some(seen);
+    }
+    let since = a.accepted_at.map(|t| t - CLOCK_SLACK_SECONDS);
+    all.iter()
+        .rfind(|m| since_request(since, m.created_at.as_deref()))
+}
+
+/// Was a record of Nova's (created at `at`) made after the request (`since`, slack included)?
+/// Unknown times are taken as after.
+fn since_request(since: Option<f64>, at: Option<&str>) -> bool {
+    match (since, at.and_then(crate::openstack::nova::parse_nova_time)) {
+        (Some(since), Some(at)) => at >= since,
+        _ => true,
+    }
+}
+
+/// The failed events of the request's instance action, as `event: details` (the first line
+/// of Nova's message, at most 300 characters); none when the action predates the request.
+pub fn failed_events(a: &ActionRow, action: &InstanceAction) -> Vec<String> {
+    let since = a.accepted_at.map(|t| t - CLOCK_SLACK_SECONDS);
+    if !since_request(since, action.start_time.as_deref()) {
+        return Vec::new();
+    }
+    action
+        .events
+        .iter()
+        .filter(|e| e.result.as_deref() == Some("Error"))
+        .map(|e| {
+            let details = e
+                .details
+                .as_deref()
+                .and_then(|d| d.lines().map(str::trim).find(|l| !l.is_empty()))
+                .map(|d| d.chars().take(300).collect::<String>());
+            match details {
+                Some(d) => format!("{}: {d}", e.event),
+                None => e.event.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The journal's words for how a migration ended: `why` (the server as Nova left it), then
+/// Nova's migration record and, for a failure, the events Nova marked failed, or where to look
+/// when Nova said nothing more. `account` is `None` when Nova was not asked.
+pub fn explain(
+    why: &str,
+    outcome: ActionState,
+    account: Option<&NovaAccount>,
+    source: &str,
+) -> String {
+    let Some(account) = account else {
+        return why.to_string();
+    };
+    let mut out = why.to_string();
+    if let Some((id, status)) = &account.migration {
+        out.push_str(&format!("; Nova migration {id} is {status}"));
+    }
+    if outcome == ActionState::Failed {
+        if account.errors.is_empty() {
+            out.push_str(&format!(
+                "; nova-conductor's log and nova-compute's on {source} say why"
+            ));
+        } else {
+            out.push_str(&format!("; Nova says: {}", account.errors.join("; ")));
+        }
+    }
+    out
 }
 
 fn list_or_none(names: &[&str]) -> String {
@@ -1034,6 +1174,132 @@ mod tests {
         JournalError::Store(StoreError::Sql(sqlx::Error::Io(std::io::Error::from(
             std::io::ErrorKind::ConnectionRefused,
         ))))
+    }
+
+    /// An action Nova accepted at 2026-12-07T12:50:18Z.
+    fn accepted_action(migration_id: Option<&str>) -> ActionRow {
+        ActionRow {
+            id: "a1".into(),
+            plan_id: "p1".into(),
+            seq: 0,
+            vm: "e9218a2c-6a88-454b-9130-531d95ceecd2".into(),
+            vm_name: "doomed".into(),
+            source: "cmp-4".into(),
+            target: "cmp-5".into(),
+            az: "az2".into(),
+            ram_mb: 512,
+            disk_gb: 1,
+            block_migration: true,
+            reason: String::new(),
+            state: ActionState::Migrating,
+            outcome: None,
+            before_image: None,
+            accepted_at: Some(1_796_647_818.0),
+            migration_id: migration_id.map(str::to_string),
+            abort_requested_at: None,
+            bytes_moved: 0,
+            error: None,
+            created_at: 1_796_647_816.0,
+            updated_at: 1_796_647_818.0,
+            finished_at: None,
+        }
+    }
+
+    /// `GET /os-migrations` records at 2.87, as Nova 34 lists them (oldest first here).
+    fn records() -> Vec<MigrationRecord> {
+        serde_json::from_value(serde_json::json!([
+            {"id": 1, "instance_uuid": "e9218a2c-6a88-454b-9130-531d95ceecd2",
+             "migration_type": "live-migration", "status": "completed",
+             "source_compute": "cmp-3", "dest_compute": "cmp-4",
+             "created_at": "2026-12-06T09:00:00.000000"},
+            {"id": 2, "instance_uuid": "e9218a2c-6a88-454b-9130-531d95ceecd2",
+             "migration_type": "live-migration", "status": "error",
+             "source_compute": "cmp-4", "dest_compute": null,
+             "created_at": "2026-12-07T12:50:18.000000"}
+        ]))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_migration_is_the_one_polled_else_the_newest_since_the_request() {
+        let all = records();
+        // Never seen in progress (it failed before it ran): the newest since the request.
+        assert_eq!(
+            pick_migration(&accepted_action(None), &all).unwrap().id,
+            "2"
+        );
+        // Seen while polling: that one, whatever came after.
+        assert_eq!(
+            pick_migration(&accepted_action(Some("1")), &all)
+                .unwrap()
+                .id,
+            "1"
+        );
+        // Older than the request (beyond the clocks' slack): not this action's.
+        assert_eq!(pick_migration(&accepted_action(None), &all[..1]), None);
+    }
+
+    #[test]
+    fn a_failure_names_nova_s_migration_and_the_event_nova_marked_failed() {
+        let a = accepted_action(None);
+        let action: InstanceAction = serde_json::from_value(serde_json::json!({
+            "action": "live-migration", "request_id": "req-7731321a-1dd3-431d-9092-31962d4c22a4",
+            "start_time": "2026-12-07T12:50:18.000000", "message": "Error",
+            "events": [
+                {"event": "conductor_live_migrate_instance", "result": "Error",
+                 "details": "No valid host was found. There are not enough hosts available.\n"},
+                {"event": "compute_check_can_live_migrate_source", "result": "Success",
+                 "details": null}
+            ]
+        }))
+        .unwrap();
+        let errors = failed_events(&a, &action);
+        assert_eq!(
+            errors,
+            ["conductor_live_migrate_instance: No valid host was found. There are not enough hosts available."]
+        );
+        let why = "Nova ended the migration with server X ACTIVE on cmp-4 (wanted cmp-5)";
+        let account = NovaAccount {
+            migration: Some(("2".into(), "error".into())),
+            errors,
+        };
+        let text = explain(why, ActionState::Failed, Some(&account), "cmp-4");
+        assert_eq!(
+            text,
+            format!(
+                "{why}; Nova migration 2 is error; Nova says: conductor_live_migrate_instance: \
+                 No valid host was found. There are not enough hosts available."
+            )
+        );
+        // Nothing more from Nova: where to look instead.
+        let bare = explain(
+            why,
+            ActionState::Failed,
+            Some(&NovaAccount::default()),
+            "cmp-4",
+        );
+        assert!(bare.ends_with("nova-conductor's log and nova-compute's on cmp-4 say why"));
+        // Done: the record only; not asked (the server is gone): the words as they were.
+        let done = NovaAccount {
+            migration: Some(("1".into(), "completed".into())),
+            errors: Vec::new(),
+        };
+        assert_eq!(
+            explain(
+                "server X is ACTIVE on cmp-5",
+                ActionState::Done,
+                Some(&done),
+                "cmp-4"
+            ),
+            "server X is ACTIVE on cmp-5; Nova migration 1 is completed"
+        );
+        assert_eq!(explain(why, ActionState::Failed, None, "cmp-4"), why);
+        // An action that predates the request is another request's.
+        let old = InstanceAction {
+            start_time: Some("2026-12-06T09:00:00.000000".into()),
+            ..action
+        };
+        assert!(failed_events(&a, &old).is_empty());
     }
 
     #[tokio::test]

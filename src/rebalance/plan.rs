@@ -7,7 +7,9 @@
 //! disk, as Placement counts them, allocation ratios applied); stay under the role's per-host
 //! cap (the profile's `role_spread.max_per_host` in `hard` mode, counting the moves planned
 //! earlier in the cycle; a `soft` cap only weighs, as at placement); not be a host the VM left within
-//! `no_return_hours`; and have a predicted steal at least `steal_margin` below the VM's steal.
+//! `no_return_hours`; have its compute service enabled and up (Nova's scheduler and conductor
+//! refuse any other, after the VM was drained); and have a predicted steal at least
+//! `steal_margin` below the VM's steal.
 //! Among those, the highest scoring-core weight wins. Each planned move is applied to the
 //! working state (room, role counts, CPU use of the target; concurrency counters; the AZ's
 //! byte bucket) before the next candidate is considered.
@@ -63,6 +65,9 @@ pub struct PlanInput<'a> {
     pub view: &'a ClusterView,
     /// Compute nodes with their AZ and Placement's room (totals, use, free, ratios).
     pub hosts: &'a [Host],
+    /// Hosts whose compute service Nova's scheduler places nothing on (disabled or down), with
+    /// the refusal's wording: never a destination, still a source.
+    pub closed: &'a HashMap<String, &'static str>,
     /// Size per VM uuid.
     pub sizes: &'a HashMap<String, VmSize>,
     pub detection: &'a Detection,
@@ -621,7 +626,7 @@ impl<'a> Cycle<'a> {
         }
     }
 
-    /// Host `i` of the AZ: same AZ, passes the filters, has room, is under the role cap and is
+    /// Host `i` of the AZ: same AZ, open to new instances, passes the filters, has room, is under the role cap and is
     /// not a host the VM left recently.
     fn acceptable(
         &self,
@@ -634,6 +639,9 @@ impl<'a> Cycle<'a> {
         let host = &work.req.hosts[i];
         if host.az.as_deref() != Some(p.az) {
             return Err("in another AZ".into());
+        }
+        if let Some(why) = self.input.closed.get(&host.host) {
+            return Err((*why).to_string());
         }
         if let Some(plugin) = &scored.rejected_by[i] {
             return Err(format!("rejected by {plugin}"));

@@ -845,9 +845,11 @@ fn rebalance_cycle(
             az: twin.hosts[m.from].az.clone(),
         })
         .collect();
+    let closed = HashMap::new();
     let input = PlanInput {
         view,
         hosts: &hosts,
+        closed: &closed,
         sizes: &index.sizes,
         detection: &detection,
         in_flight: &in_flight,

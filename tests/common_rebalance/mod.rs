@@ -37,6 +37,7 @@ pub struct World {
     pub now: f64,
     pub view: ClusterView,
     pub hosts: Vec<Host>,
+    pub closed: HashMap<String, &'static str>,
     pub sizes: HashMap<String, VmSize>,
     pub detection: Detection,
     pub in_flight: Vec<InFlight>,
@@ -50,6 +51,7 @@ impl World {
             now,
             view: ClusterView::default(),
             hosts: Vec::new(),
+            closed: HashMap::new(),
             sizes: HashMap::new(),
             detection: Detection::default(),
             in_flight: Vec::new(),
@@ -139,6 +141,7 @@ impl World {
         let input = PlanInput {
             view: &view,
             hosts: &self.hosts,
+            closed: &self.closed,
             sizes: &self.sizes,
             detection: &self.detection,
             in_flight: &self.in_flight,

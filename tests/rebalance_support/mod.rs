@@ -1,7 +1,9 @@
 //! Shared by the rebalance tests: what a live migration needs from Nova's compute side (which
 //! cannot run here), played by wiremock with answers shaped like the real Nova 34 API at 2.87
 //! (`GET /servers/{id}`, `POST .../action` os-migrateLive, `GET /servers/{id}/migrations`,
-//! `DELETE .../migrations/{id}`), plus a Kubernetes API and a Consul agent. The listings the
+//! `DELETE .../migrations/{id}`, and how it ended: `GET /os-migrations?instance_uuid=`,
+//! `GET /servers/{id}/os-instance-actions[/{request_id}]`), plus a Kubernetes API and a Consul
+//! agent. The listings the
 //! planner reads are there too: Nova's hypervisors, aggregates and server groups, and each
 //! compute node's resource provider in Placement (inventories and usages, in the recorded
 //! format of `tests/fixtures/openstack/placement-1.39-*.json`).
@@ -85,6 +87,9 @@ pub struct Script {
     pub starts_despite_error: bool,
     /// Bytes copied per poll (RAM).
     pub bytes_per_poll: u64,
+    /// Nova's conductor ends the accepted migration `error` before it runs (its scheduler
+    /// refused the host): the server is back ACTIVE on its source at the first poll.
+    pub ends_in_error: bool,
 }
 
 impl Default for Script {
@@ -94,6 +99,7 @@ impl Default for Script {
             refuse_with: None,
             starts_despite_error: false,
             bytes_per_poll: 512 << 20,
+            ends_in_error: false,
         }
     }
 }
@@ -107,6 +113,32 @@ pub struct State {
     pub migrate_requests: usize,
     pub aborts: usize,
     pub aborted: bool,
+    /// The migration record and the instance action of the last accepted request, as
+    /// `GET /os-migrations` and `GET .../os-instance-actions` show them.
+    pub record: Option<Value>,
+    pub action: Option<Value>,
+}
+
+/// Now, as Nova writes its timestamps.
+fn nova_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// Set the record's status and the action's events to how the migration ended.
+fn ended(s: &mut State, status: &str, failed: Option<&str>) {
+    if let Some(r) = s.record.as_mut() {
+        r["status"] = json!(status);
+    }
+    if let Some(a) = s.action.as_mut() {
+        a["events"] = json!([match failed {
+            Some(details) => json!({"event": "conductor_live_migrate_instance",
+                "result": "Error", "details": details}),
+            None => json!({"event": "compute_live_migration", "result": "Success",
+                "details": null}),
+        }]);
+    }
 }
 
 #[derive(Clone)]
@@ -164,10 +196,20 @@ impl FakeCompute {
             return json!({"migrations": []});
         }
         s.polls += 1;
+        if script.ends_in_error {
+            s.migrating = false;
+            ended(
+                &mut s,
+                "error",
+                Some("No valid host was found. There are not enough hosts available."),
+            );
+            return json!({"migrations": []});
+        }
         if let Some(n) = script.completes_after {
             if s.polls > n {
                 s.migrating = false;
                 s.host = TARGET.into();
+                ended(&mut s, "completed", None);
                 return json!({"migrations": []});
             }
         }
@@ -205,6 +247,35 @@ impl Respond for FakeCompute {
         if req.method.as_str() == "GET" && p == format!("{server_path}/migrations") {
             return ResponseTemplate::new(200).set_body_json(self.migrations_body());
         }
+        if req.method.as_str() == "GET" && p == "/v2.1/os-migrations" {
+            let s = self.state.lock().unwrap();
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({"migrations": s.record.iter().collect::<Vec<_>>()}));
+        }
+        if req.method.as_str() == "GET" && p == format!("{server_path}/os-instance-actions") {
+            let s = self.state.lock().unwrap();
+            let listed: Vec<Value> = s
+                .action
+                .iter()
+                .map(|a| {
+                    let mut a = a.clone();
+                    a.as_object_mut().unwrap().remove("events");
+                    a
+                })
+                .collect();
+            return ResponseTemplate::new(200).set_body_json(json!({"instanceActions": listed}));
+        }
+        if req.method.as_str() == "GET"
+            && p.starts_with(&format!("{server_path}/os-instance-actions/"))
+        {
+            let s = self.state.lock().unwrap();
+            return match &s.action {
+                Some(a) if p.ends_with(a["request_id"].as_str().unwrap()) => {
+                    ResponseTemplate::new(200).set_body_json(json!({"instanceAction": a}))
+                }
+                _ => nova_error(404, "no such action in the fake"),
+            };
+        }
         if req.method.as_str() == "POST" && p == format!("{server_path}/action") {
             let script = self.script.lock().unwrap().clone();
             let mut s = self.state.lock().unwrap();
@@ -226,10 +297,23 @@ impl Respond for FakeCompute {
             s.migrating = true;
             s.polls = 0;
             s.processed = 0;
-            return ResponseTemplate::new(202).insert_header(
-                "x-openstack-request-id",
-                "req-2f0c6f3c-1d7e-4a61-9d9e-0f5e0e3d9a11",
-            );
+            let rid = "req-2f0c6f3c-1d7e-4a61-9d9e-0f5e0e3d9a11";
+            s.record = Some(json!({
+                "id": 7, "uuid": "12341d4b-346a-40d0-83c6-5f4f6892b650",
+                "instance_uuid": VM, "migration_type": "live-migration",
+                "status": "accepted", "source_compute": SOURCE, "source_node": SOURCE,
+                "dest_compute": null, "dest_node": null, "dest_host": null,
+                "created_at": nova_now(), "updated_at": null,
+                "old_instance_type_id": 1, "new_instance_type_id": 1,
+                "user_id": "fake", "project_id": "6f70656e737461636b20342065766572"
+            }));
+            s.action = Some(json!({
+                "action": "live-migration", "instance_uuid": VM, "request_id": rid,
+                "message": null, "start_time": nova_now(), "updated_at": nova_now(),
+                "user_id": "fake", "project_id": "6f70656e737461636b20342065766572",
+                "events": []
+            }));
+            return ResponseTemplate::new(202).insert_header("x-openstack-request-id", rid);
         }
         if req.method.as_str() == "DELETE" && p.starts_with(&format!("{server_path}/migrations/")) {
             let mut s = self.state.lock().unwrap();
@@ -244,6 +328,7 @@ impl Respond for FakeCompute {
             s.migrating = false;
             s.aborted = true;
             s.host = SOURCE.into();
+            ended(&mut s, "cancelled", None);
             return ResponseTemplate::new(202);
         }
         ResponseTemplate::new(404).set_body_json(
@@ -276,6 +361,10 @@ pub async fn mount_compute(server: &MockServer, fake: &FakeCompute) {
 /// The fake's server routes only (a test that lays out its own cloud mounts [`mount_cloud`]).
 pub async fn mount_servers(server: &MockServer, fake: &FakeCompute) {
     Mock::given(path_regex(r"^/v2\.1/servers/"))
+        .respond_with(fake.clone())
+        .mount(server)
+        .await;
+    Mock::given(path("/v2.1/os-migrations"))
         .respond_with(fake.clone())
         .mount(server)
         .await;

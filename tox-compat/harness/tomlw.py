@@ -1,7 +1,9 @@
 """A small TOML writer for the configs the harness gives to peers.
 
 Handles what those configs use: nested tables of strings, numbers, bools
-and lists of scalars. tomllib only reads, and Nova's venv has no writer.
+and lists of scalars or of tables (written inline: `http = [{name = "x"}]`,
+an array of tables such as [[rebalance.hooks.http]]). tomllib only reads,
+and Nova's venv has no writer.
 """
 
 import json
@@ -22,6 +24,9 @@ def _scalar(v):
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return '[' + ', '.join(_scalar(x) for x in v) + ']'
+    if isinstance(v, dict):
+        return '{' + ', '.join('%s = %s' % (_key(k), _scalar(x))
+                               for k, x in v.items()) + '}'
     raise TypeError('cannot write %r as TOML' % (v,))
 
 
