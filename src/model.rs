@@ -257,8 +257,113 @@ pub struct WeeklyProfiles {
 
 /// The maps of a [`ClusterView`]: persistent (hash array mapped tries), so the next view is a
 /// clone that shares every entry a change leaves alone, and a telemetry push costs what it
-/// carries, not the size of the cloud.
-pub type ViewMap<V> = imbl::HashMap<String, V>;
+/// carries, not the size of the cloud. Each value sits behind its own `Arc`: a change copies
+/// the trie nodes on its path, and those hold pointers, not whole facts with their strings.
+#[derive(Clone, PartialEq)]
+pub struct ViewMap<V>(imbl::HashMap<String, Arc<V>>);
+
+impl<V> Default for ViewMap<V> {
+    fn default() -> Self {
+        ViewMap(imbl::HashMap::new())
+    }
+}
+
+impl<V: std::fmt::Debug> std::fmt::Debug for ViewMap<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<V> ViewMap<V> {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.0.get(key).map(|v| &**v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter().map(|(k, v)| (k, &**v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.values().map(|v| &**v)
+    }
+}
+
+impl<V: Clone> ViewMap<V> {
+    /// The entry to change in place: copied first if an older view still shares it.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        self.0.get_mut(key).map(Arc::make_mut)
+    }
+
+    pub fn insert(&mut self, key: String, value: V) -> Option<V> {
+        self.0
+            .insert(key, Arc::new(value))
+            .map(Arc::unwrap_or_clone)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<V> {
+        self.0.remove(key).map(Arc::unwrap_or_clone)
+    }
+
+    /// The value at `key`, inserted by `make` first if there is none.
+    pub fn get_or_insert_with(&mut self, key: &str, make: impl FnOnce() -> V) -> &mut V {
+        if !self.0.contains_key(key) {
+            self.0.insert(key.to_string(), Arc::new(make()));
+        }
+        self.get_mut(key).expect("just inserted")
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&String, &V) -> bool) {
+        self.0.retain(|k, v| keep(k, v));
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Every entry to change in place (each copied first if an older view shares it).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut V)> {
+        self.0.iter_mut().map(|(k, v)| (k, Arc::make_mut(v)))
+    }
+}
+
+impl<V> std::ops::Index<&str> for ViewMap<V> {
+    type Output = V;
+
+    fn index(&self, key: &str) -> &V {
+        self.get(key)
+            .unwrap_or_else(|| panic!("no entry {key:?} in the view"))
+    }
+}
+
+impl<V: Clone> FromIterator<(String, V)> for ViewMap<V> {
+    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
+        ViewMap(iter.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+    }
+}
+
+impl<V: Clone> Extend<(String, V)> for ViewMap<V> {
+    fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
 
 /// An immutable picture of the cloud, published whole and read without locks.
 #[derive(Debug, Default)]

@@ -108,7 +108,7 @@ pub fn build(
 pub fn apply(view: &mut ClusterView, inv: &Inventory) {
     for (name, m) in &inv.hosts {
         // Known from Nova only until a reading arrives: say so rather than claim a push.
-        let h = view.hosts.entry(name.clone()).or_insert_with(|| HostFacts {
+        let h = view.hosts.get_or_insert_with(name, || HostFacts {
             source: Source::Nova,
             ..Default::default()
         });
@@ -119,7 +119,7 @@ pub fn apply(view: &mut ClusterView, inv: &Inventory) {
     }
     view.vms.retain(|uuid, _| inv.vms.contains_key(uuid));
     for (uuid, m) in &inv.vms {
-        let v = view.vms.entry(uuid.clone()).or_insert_with(|| VmFacts {
+        let v = view.vms.get_or_insert_with(uuid, || VmFacts {
             source: Source::Nova,
             ..Default::default()
         });

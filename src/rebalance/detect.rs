@@ -47,7 +47,7 @@ impl History {
     /// `keep_seconds` apart from the VM's.
     pub fn record(&mut self, view: &ClusterView, now: f64, keep_seconds: f64) {
         self.vms.retain(|uuid, _| view.vms.contains_key(uuid));
-        for (uuid, facts) in &view.vms {
+        for (uuid, facts) in view.vms.iter() {
             let series = match self.vms.get_mut(uuid) {
                 Some(s) => s,
                 None => self.vms.entry(uuid.clone()).or_default(),
