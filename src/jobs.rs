@@ -129,7 +129,7 @@ impl Jobs {
             .snapshot()
             .vms
             .iter()
-            .filter_map(|(u, v)| Some((u.clone(), v.role.clone()?)))
+            .filter_map(|(u, v)| Some((u.to_string(), v.role.clone()?)))
             .collect();
         let profiles = prom.rollup(now, &roles).await.inspect_err(|e| {
             self.failed("prometheus", e.kind());

@@ -257,10 +257,10 @@ pub struct WeeklyProfiles {
 
 /// The maps of a [`ClusterView`]: persistent (hash array mapped tries), so the next view is a
 /// clone that shares every entry a change leaves alone, and a telemetry push costs what it
-/// carries, not the size of the cloud. Each value sits behind its own `Arc`: a change copies
-/// the trie nodes on its path, and those hold pointers, not whole facts with their strings.
+/// carries, not the size of the cloud. Keys and values sit behind their own `Arc`s: a change
+/// copies the trie nodes on its path, and those hold pointers, not strings and whole facts.
 #[derive(Clone, PartialEq)]
-pub struct ViewMap<V>(imbl::HashMap<String, Arc<V>>);
+pub struct ViewMap<V>(imbl::HashMap<Arc<str>, Arc<V>>);
 
 impl<V> Default for ViewMap<V> {
     fn default() -> Self {
@@ -291,12 +291,12 @@ impl<V> ViewMap<V> {
         self.0.contains_key(key)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
-        self.0.iter().map(|(k, v)| (k, &**v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.0.keys()
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(|k| &**k)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
@@ -312,7 +312,7 @@ impl<V: Clone> ViewMap<V> {
 
     pub fn insert(&mut self, key: String, value: V) -> Option<V> {
         self.0
-            .insert(key, Arc::new(value))
+            .insert(key.into(), Arc::new(value))
             .map(Arc::unwrap_or_clone)
     }
 
@@ -323,12 +323,12 @@ impl<V: Clone> ViewMap<V> {
     /// The value at `key`, inserted by `make` first if there is none.
     pub fn get_or_insert_with(&mut self, key: &str, make: impl FnOnce() -> V) -> &mut V {
         if !self.0.contains_key(key) {
-            self.0.insert(key.to_string(), Arc::new(make()));
+            self.0.insert(key.into(), Arc::new(make()));
         }
         self.get_mut(key).expect("just inserted")
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &V) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &V) -> bool) {
         self.0.retain(|k, v| keep(k, v));
     }
 
@@ -337,8 +337,8 @@ impl<V: Clone> ViewMap<V> {
     }
 
     /// Every entry to change in place (each copied first if an older view shares it).
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut V)> {
-        self.0.iter_mut().map(|(k, v)| (k, Arc::make_mut(v)))
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut V)> {
+        self.0.iter_mut().map(|(k, v)| (&**k, Arc::make_mut(v)))
     }
 }
 
@@ -353,7 +353,11 @@ impl<V> std::ops::Index<&str> for ViewMap<V> {
 
 impl<V: Clone> FromIterator<(String, V)> for ViewMap<V> {
     fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
-        ViewMap(iter.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+        ViewMap(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), Arc::new(v)))
+                .collect(),
+        )
     }
 }
 

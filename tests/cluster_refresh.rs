@@ -173,7 +173,7 @@ async fn the_scoring_path_uses_the_view_a_move_stays_in_its_az() {
         .keys()
         .find(|u| u.starts_with("af59bffd"))
         .unwrap()
-        .clone();
+        .to_string();
     // The shim knows nothing but the instance uuid: steward finds its host (cmp-a1, az1).
     let mut req = common::request(
         Operation::Move,

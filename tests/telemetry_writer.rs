@@ -133,7 +133,7 @@ fn a_refused_push_fails_alone_and_its_neighbours_are_kept() {
         let refused = b.expect_err("the refused push fails").to_string();
         assert!(refused.contains("refused by the test"), "{refused}");
         let view = store.load_view().await.unwrap();
-        let mut hosts: Vec<&str> = view.hosts.keys().map(String::as_str).collect();
+        let mut hosts: Vec<&str> = view.hosts.keys().collect();
         hosts.sort_unstable();
         assert_eq!(
             hosts,

@@ -255,7 +255,7 @@ fn domains_by_definition(
         let Some(host) = vm.host.as_deref() else {
             continue;
         };
-        if uuid == &req.instance.uuid
+        if uuid == req.instance.uuid
             || vm.role.as_deref() != Some(role)
             || req.hosts.iter().any(|h| h.host == host)
         {

@@ -474,7 +474,7 @@ pub async fn host(
         .vms
         .iter()
         .filter(|(_, v)| v.host.as_deref() == Some(name.as_str()))
-        .map(|(u, _)| u.clone())
+        .map(|(u, _)| u.to_string())
         .collect();
     vms.sort();
     let mut roles = BTreeMap::new();

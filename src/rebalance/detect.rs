@@ -50,7 +50,7 @@ impl History {
         for (uuid, facts) in view.vms.iter() {
             let series = match self.vms.get_mut(uuid) {
                 Some(s) => s,
-                None => self.vms.entry(uuid.clone()).or_default(),
+                None => self.vms.entry(uuid.to_string()).or_default(),
             };
             if series.host != facts.host {
                 series.samples.clear();
