@@ -11,7 +11,8 @@
 # hosts). Printed per run: callout rps, p50 and p99 in both phases and the
 # p99 ratio (target <= 1.10), the pushes' achieved rate, their p99 latency
 # (the slowest of the five hey processes) and non-202 answers,
-# and steward's RSS every 5 s of the push phase (target: flat). The last line
+# steward's RSS every 5 s of the push phase (target: flat), and steward's CPU
+# time per push with the pushes alone (a quarter of DURATION). The last line
 # gives min/median/max of the ratio over the runs.
 #
 #   scripts/bench-telemetry-pushes.sh                 # 1 run, 60 s per phase
@@ -20,7 +21,15 @@
 #
 # Env: STEWARD_BIN (default target/release/steward), RUNS, DURATION (s),
 # PUSH_RATE (pushes/s), PUSH_CLIENTS (a multiple of 5 dividing PUSH_RATE),
-# HOSTS, VMS, CONNECTIONS, KEEP=1.
+# HOSTS, VMS, CONNECTIONS, KEEP=1, CALLOUT_RATE.
+#
+# By default the callouts are the load test's closed loop (wrk: each of the 8
+# connections sends its next request when the last is answered), which keeps
+# both cores busy: there, whatever CPU the pushes and the pushers take comes
+# out of the callouts' throughput and queueing. CALLOUT_RATE=N sends the
+# callouts at a fixed N requests/s instead (hey, CONNECTIONS workers), as
+# nova-schedulers send them, so the ratio shows what pushes do to a callout's
+# latency when the machine is not already saturated.
 # Needs wrk and hey (Debian), curl, python3; steward, wrk and hey share the
 # machine's cores, as in production a scheduler's callouts and pushers do not.
 set -euo pipefail
@@ -34,6 +43,7 @@ PUSH_RATE=${PUSH_RATE:-500}
 HOSTS=${HOSTS:-5000}
 VMS=${VMS:-100000}
 CONNECTIONS=${CONNECTIONS:-8}
+CALLOUT_RATE=${CALLOUT_RATE:-}
 LOG_LEVEL=${STEWARD_LOG_LEVEL:-info}
 PUSH_CLIENTS=${PUSH_CLIENTS:-50}
 PUSHERS=5  # hey processes, one push body (one host) each
@@ -93,10 +103,19 @@ known=$(curl -sS "$URL/metrics" | awk '/^steward_cluster_(hosts|vms) / {printf "
 echo "steward $BIN at $URL; seeded: $known; $(nproc) cores shared by steward, wrk and hey"
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$PID/status"; }
-callout() {  # $1: label; prints the SUMMARY line of wrk
-    WEIGH_BODY="$WORK/weigh.json" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-        -s "$ROOT/scripts/loadtest-weigh.lua" "$URL/v1/weigh" > "$WORK/wrk-$1.out"
-    grep '^SUMMARY' "$WORK/wrk-$1.out"
+callout() {  # $1: label; prints a SUMMARY line (rps, p50_ms, p99_ms)
+    if [ -z "$CALLOUT_RATE" ]; then
+        WEIGH_BODY="$WORK/weigh.json" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+            -s "$ROOT/scripts/loadtest-weigh.lua" "$URL/v1/weigh" > "$WORK/wrk-$1.out"
+        grep '^SUMMARY' "$WORK/wrk-$1.out"
+    else
+        hey -z "${DURATION}s" -c "$CONNECTIONS" -q $((CALLOUT_RATE / CONNECTIONS)) -m POST \
+            -T application/json -D "$WORK/weigh.json" "$URL/v1/weigh" > "$WORK/hey-callout-$1.out"
+        awk '/Requests\/sec/ {rps = $2} / 50% in / {p50 = $3 * 1000} / 99% in / {p99 = $3 * 1000}
+             /Status code distribution/ {on = 1; next} on && /\[[0-9]+\]/ {gsub(/[\[\]]/, "", $1); if ($1 != 200) bad += $2}
+             END {printf "SUMMARY rps=%.0f p50_ms=%.3f p99_ms=%.3f non2xx=%d\n", rps, p50, p99, bad}' \
+            "$WORK/hey-callout-$1.out"
+    fi
 }
 val() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
@@ -125,11 +144,23 @@ for run in $(seq "$RUNS"); do
         p99=$(awk '/ 99% in / {print $3 * 1000}' "$WORK/hey-$p.out")
         push_p99=$(python3 -c "print(round(max($push_p99, ${p99:-0}), 1))")
     done
+    # The pushes alone, for a quarter of DURATION: steward's CPU per push.
+    ticks0=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+    solo=()
+    for p in $(seq 0 $((PUSHERS - 1))); do
+        hey -z "$((DURATION / 4))s" -c $((PUSH_CLIENTS / PUSHERS)) -q $((PUSH_RATE / PUSH_CLIENTS)) -m POST -T application/json \
+            -D "$WORK/push-$p.json" "$URL/v1/telemetry" > "$WORK/hey-solo-$p.out" &
+        solo+=($!)
+    done
+    wait "${solo[@]}"
+    ticks1=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+    solo_n=$(awk '/Status code distribution/ {on=1; next} on && /\[202\]/ {n += $2} END {print n + 0}' "$WORK"/hey-solo-*.out)
+    cpu_per_push=$(python3 -c "print('%.3f' % (($ticks1 - $ticks0) / $(getconf CLK_TCK) * 1000 / max($solo_n, 1)))")
     a99=$(val p99_ms "$alone"); b99=$(val p99_ms "$pushed")
     ratio=$(python3 -c "print('%.3f' % ($b99 / $a99))")
     ratios+=("$ratio")
     rss=$(tr '\n' ' ' < "$WORK/rss.txt")
-    echo "RUN $run alone: rps=$(val rps "$alone") p50_ms=$(val p50_ms "$alone") p99_ms=$a99 | with pushes: rps=$(val rps "$pushed") p50_ms=$(val p50_ms "$pushed") p99_ms=$b99 | p99 ratio=$ratio (target <= 1.10) | pushes/s=$push_rps (target $PUSH_RATE) push_p99_ms=$push_p99 non202=$non202 | rss_kb every 5 s: $rss"
+    echo "RUN $run alone: rps=$(val rps "$alone") p50_ms=$(val p50_ms "$alone") p99_ms=$a99 | with pushes: rps=$(val rps "$pushed") p50_ms=$(val p50_ms "$pushed") p99_ms=$b99 | p99 ratio=$ratio (target <= 1.10) | pushes/s=$push_rps (target $PUSH_RATE) push_p99_ms=$push_p99 non202=$non202 | pushes alone: steward_cpu_ms_per_push=$cpu_per_push | rss_kb every 5 s: $rss"
     if [ "$non202" != 0 ]; then tail -20 "$WORK/steward.log" >&2; die "$non202 pushes failed"; fi
 done
 python3 - "${ratios[@]}" <<'PY'
