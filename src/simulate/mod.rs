@@ -611,7 +611,10 @@ fn work_view(w: &Workload) -> WorkView<'_> {
 }
 
 fn work_value(scn: &Scenario, w: &WorkView, vm: usize, j: i64) -> Option<f64> {
-    if j < w.boot_step[vm] as i64 {
+    // A VM of the run's first step stands for its role's VMs before the run: the warm-up's
+    // history. A VM that boots mid-run did not exist before it (a new role has no history).
+    let boot = w.boot_step[vm] as i64;
+    if j < boot && (boot > 0 || j >= 0) {
         return None;
     }
     if j >= 0 {
