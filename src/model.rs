@@ -543,6 +543,11 @@ impl RoleIndex {
         self.vms_on.contains_key(host)
     }
 
+    /// VMs steward knows on this hypervisor, with or without a role.
+    pub fn vms_on(&self, host: &str) -> u32 {
+        self.vms_on.get(host).copied().unwrap_or(0)
+    }
+
     /// Hypervisor -> number of VMs of `role` on it.
     pub fn hosts_of(&self, role: &str) -> Option<&imbl::HashMap<String, u32>> {
         self.by_role.get(role)

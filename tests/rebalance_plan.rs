@@ -395,3 +395,50 @@ fn steal_only_reports_pass_through_to_the_plan() {
     assert_eq!(p.steal_only.len(), 1);
     assert_eq!(p.steal_only[0].vm, "idle");
 }
+
+#[test]
+fn with_a_peak_margin_a_move_must_lower_the_vms_predicted_peak() {
+    // Web peaks at 3 cores per VM at 20 h. The source holds the VM and two other web VMs
+    // (9 cores at 20 h, 28 % of 32); the only quiet host holds four (15 cores with the VM,
+    // 47 %): quieter now, busier tonight.
+    let mut w = World::new(NOW);
+    w.host("az1-src", "az1", 0.30, 0.9);
+    w.host("az1-quiet", "az1", 0.00, 0.3);
+    for i in 0..2 {
+        w.vm(&format!("s{i}"), "az1-src", Some("web"));
+    }
+    for i in 0..4 {
+        w.vm(&format!("q{i}"), "az1-quiet", Some("web"));
+    }
+    w.vm("vm1", "az1-src", Some("web"));
+    w.candidate("vm1", 0.9, 0.30);
+    let mut values = vec![0.3; 168];
+    for day in 0..7 {
+        values[day * 24 + 20] = 3.0;
+    }
+    let mut weekly = steward::model::WeeklyProfiles::default();
+    weekly.role_demand.insert(
+        "web".into(),
+        steward::model::WeeklyProfile {
+            values,
+            weeks: 4,
+            computed_at: NOW,
+        },
+    );
+    w.view.weekly = std::sync::Arc::new(weekly);
+    // Off by default: the move is planned on steal alone.
+    assert_eq!(w.plan(&settings()).actions.len(), 1);
+    let cfg = RebalanceSettings {
+        peak_margin: Some(0.05),
+        ..settings()
+    };
+    let p = w.plan(&cfg);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert!(
+        p.skipped[0]
+            .detail
+            .contains("points of peak below its host's 28%"),
+        "{}",
+        p.skipped[0].detail
+    );
+}

@@ -750,17 +750,17 @@ fn without_a_fresh_sample_the_profile_alone_is_used_and_the_answer_is_degraded()
     assert!(out.degraded_reasons[0].contains("weekly profile"));
 }
 
-#[test]
-fn a_web_vm_prefers_the_host_whose_tenants_peak_at_other_hours() {
-    // Web peaks at 9, 12 and 20; batch at 2 in the night. Same steal everywhere.
+/// Ten web VMs on `webby`, ten batch VMs on `batchy`: web peaks at 3 cores per VM at 9, 12 and
+/// 20 h, batch at `batch_peak` cores at 2 h. Both hosts show `steal` now.
+fn web_and_batch(batch_peak: f64, webby_steal: f64, batchy_steal: f64) -> ClusterView {
     let mut w = steward::model::WeeklyProfiles::default();
     w.role_demand
         .insert("web".into(), weekly(&[(9, 3.0), (12, 3.0), (20, 3.0)], 0.3));
     w.role_demand
-        .insert("batch".into(), weekly(&[(2, 4.0)], 0.2));
+        .insert("batch".into(), weekly(&[(2, batch_peak)], 0.2));
     let mut b = ViewBuilder::default()
-        .host("webby", Some("az1"), Some(0.02), 0.0)
-        .host("batchy", Some("az1"), Some(0.02), 0.0);
+        .host("webby", Some("az1"), Some(webby_steal), 0.0)
+        .host("batchy", Some("az1"), Some(batchy_steal), 0.0);
     for i in 0..10 {
         b = b
             .vm(&format!("w{i}"), "webby", "web")
@@ -768,13 +768,22 @@ fn a_web_vm_prefers_the_host_whose_tenants_peak_at_other_hours() {
     }
     let mut view = b.build();
     view.weekly = std::sync::Arc::new(w);
-    let req = request(
+    view
+}
+
+fn web_boot() -> steward::model::SchedulingRequest {
+    request(
         Operation::Boot,
         Some("web"),
         vec![host("webby", Some("az1")), host("batchy", Some("az1"))],
-    );
+    )
+}
+
+#[test]
+fn a_web_vm_prefers_the_host_whose_tenants_peak_at_other_hours() {
+    let view = web_and_batch(2.5, 0.02, 0.02);
     let out = weigh(
-        &req,
+        &web_boot(),
         &profile("[plugins.steal]\n"),
         &view,
         &opts(),
@@ -788,16 +797,91 @@ fn a_web_vm_prefers_the_host_whose_tenants_peak_at_other_hours() {
         .iter()
         .map(|p| p[0].note.clone().unwrap())
         .collect();
-    // web VM: (21 h x 3.0 x 3.0 + 147 h x 0.3 x 0.3) / 107.1 = 1.89 busy vCPUs; x10 / 64 = 30%
+    // webby: 10 x 3.0 = 30 cores at 9, 12 and 20 h, 33 with one more web VM: 47% and 52% of 64
     assert!(
-        notes[0].contains("other VMs use 30% of its CPUs while web is busy"),
+        notes[0].contains("predicted peak 47% of its CPUs in the next 24 h, 52% with this VM"),
         "{notes:?}"
     );
-    // batch VM: (7 h x 0.3 x 4.0 + 105.0 x 0.2) / 107.1 = 0.27; x10 / 64 = 4%
+    // batchy: 10 x 2.5 = 25 cores at 2 h, when web is at 0.3: 39% and 40%
     assert!(
-        notes[1].contains("other VMs use 4% of its CPUs while web is busy"),
+        notes[1].contains("predicted peak 39% of its CPUs in the next 24 h, 40% with this VM"),
         "{notes:?}"
     );
+}
+
+#[test]
+fn peak_overlap_picks_the_host_steal_now_would_not() {
+    // Now webby is quiet (1% steal) and batchy shows 4%: steal now alone sends the web VM to
+    // webby, where it would peak with ten other web VMs. The day ahead says batchy.
+    let view = web_and_batch(2.5, 0.01, 0.04);
+    let now_only = profile("[plugins.steal]\noverlap_weight = 0.0\n");
+    let w = weigh(&web_boot(), &now_only, &view, &opts(), NOW, false).weights;
+    assert!(w[0] > w[1], "steal now alone: {w:?}");
+    let with_peak = profile("[plugins.steal]\noverlap_weight = 0.8\n");
+    let w = weigh(&web_boot(), &with_peak, &view, &opts(), NOW, false).weights;
+    assert!(w[1] > w[0], "with peak overlap: {w:?}");
+}
+
+#[test]
+fn a_vm_without_a_learned_role_counts_at_the_roles_mean_peak() {
+    // No role: the incoming VM is unknown_load_per_vcpu x its vCPUs at every hour, and a tenant
+    // without a role counts at the mean of the learned roles' peaks (web 3.0, batch 2.5).
+    let mut view = web_and_batch(2.5, 0.02, 0.02);
+    let plain = ViewBuilder::default()
+        .host("plain", Some("az1"), Some(0.02), 0.0)
+        .build();
+    view.hosts
+        .insert("plain".into(), plain.hosts["plain"].clone());
+    for i in 0..4 {
+        view.vms.insert(
+            format!("x{i}"),
+            steward::model::VmFacts {
+                host: Some("plain".into()),
+                observed_at: NOW,
+                ..Default::default()
+            },
+        );
+    }
+    let mut req = request(
+        Operation::Boot,
+        None,
+        vec![host("webby", Some("az1")), host("plain", Some("az1"))],
+    );
+    req.instance.flavor.vcpus = Some(4.0);
+    let out = weigh(
+        &req,
+        &profile("[plugins.steal]\n"),
+        &view,
+        &opts(),
+        NOW,
+        true,
+    );
+    let notes: Vec<String> = out
+        .explain
+        .unwrap()
+        .iter()
+        .map(|p| p[0].note.clone().unwrap())
+        .collect();
+    // plain: 4 x 2.75 = 11 cores (17%), plus 4 x 0.5 = 2 cores: 20%
+    assert!(
+        notes[1].contains("predicted peak 17% of its CPUs in the next 24 h, 20% with this VM"),
+        "{notes:?}"
+    );
+    assert!(out.weights[1] > out.weights[0], "{:?}", out.weights);
+}
+
+#[test]
+fn peak_parameters_are_checked() {
+    for (toml_text, key) in [
+        ("peak_horizon_hours = 0", "peak_horizon_hours"),
+        ("peak_horizon_hours = 200", "peak_horizon_hours"),
+        ("peak_saturation = 0.0", "peak_saturation"),
+        ("unknown_load_per_vcpu = 1.5", "unknown_load_per_vcpu"),
+    ] {
+        let spec: ProfileSpec = toml::from_str(&format!("[plugins.steal]\n{toml_text}\n")).unwrap();
+        let errs = steward::scoring::Profile::build("test", &spec).unwrap_err();
+        assert!(errs[0].message.contains(key), "{errs:?}");
+    }
 }
 
 #[test]

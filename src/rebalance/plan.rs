@@ -8,9 +8,12 @@
 //! cap (the profile's `role_spread.max_per_host` in `hard` mode, counting the moves planned
 //! earlier in the cycle; a `soft` cap only weighs, as at placement); not be a host the VM left within
 //! `no_return_hours`; have its compute service enabled and up (Nova's scheduler and conductor
-//! refuse any other, after the VM was drained); and have a predicted steal at least
-//! `steal_margin` below the VM's steal.
-//! Among those, the highest scoring-core weight wins. Each planned move is applied to the
+//! refuse any other, after the VM was drained); have a predicted steal at least `steal_margin`
+//! below the VM's steal; and, with `peak_margin` set and roles learned, a predicted peak over
+//! the coming day (the `steal` plugin's peak fit, with the VM) at least `peak_margin` below the
+//! VM's predicted peak where it runs: the move must pay for its copy. Among those, the highest
+//! scoring-core weight wins (the same weight carries the peak fit, so the destination is chosen
+//! for the day ahead, not the minute). Each planned move is applied to the
 //! working state (room, role counts, CPU use of the target; concurrency counters; the AZ's
 //! byte bucket) before the next candidate is considered.
 //!
@@ -115,6 +118,9 @@ fn figures(profile: &Profile) -> ProfileFigures {
             horizon_hours: 4,
             predict_weight: 0.5,
             overlap_weight: 0.3,
+            peak_horizon_hours: 24,
+            peak_saturation: 1.5,
+            unknown_load_per_vcpu: 0.5,
         }),
     }
 }
@@ -582,6 +588,10 @@ impl<'a> Cycle<'a> {
         let mut refusals = Refusals::default();
         let mut busy_targets = 0usize;
         let mut best: Option<Target> = None;
+        let peaks = match self.cfg.peak_margin {
+            Some(_) => self.peaks(work, p.source),
+            None => Peaks::default(),
+        };
         for (i, host) in work.req.hosts.iter().enumerate() {
             if host.host == p.source {
                 continue;
@@ -597,6 +607,10 @@ impl<'a> Cycle<'a> {
                     continue;
                 }
             };
+            if let Err(why) = self.peak_gain(&peaks, i) {
+                refusals.add(why);
+                continue;
+            }
             let weight = scored.weights[i];
             if best.as_ref().is_some_and(|b| b.weight >= weight) {
                 continue;
@@ -702,6 +716,44 @@ impl<'a> Cycle<'a> {
         Ok(predicted)
     }
 
+    /// The predicted peak (busy share of its CPUs at the highest hour of the steal plugin's
+    /// peak horizon) with the moving VM on each host of the AZ, and on its source; `None`
+    /// where no role has been learned yet.
+    fn peaks(&self, work: &AzWork, source: &str) -> Peaks {
+        let ctx = scoring::Context::new(&work.req, self.input.view, self.opts, self.input.now);
+        let steal = &self.fig.steal;
+        let share = |i: usize| steal.peak_fit(&ctx, i).map(|f| f.after / f.cpus);
+        let hosts: Vec<Option<f64>> = (0..work.req.hosts.len()).map(share).collect();
+        let at_source = work
+            .req
+            .hosts
+            .iter()
+            .position(|h| h.host == source)
+            .and_then(|i| hosts[i]);
+        Peaks { hosts, at_source }
+    }
+
+    /// Gain over cost: the VM's predicted peak on target `i` must be at least `peak_margin`
+    /// below its predicted peak where it runs, or the move is not worth its copy.
+    fn peak_gain(&self, peaks: &Peaks, i: usize) -> Result<(), String> {
+        if peaks.hosts.is_empty() {
+            return Ok(());
+        }
+        let (Some(margin), Some(source), Some(target)) =
+            (self.cfg.peak_margin, peaks.at_source, peaks.hosts[i])
+        else {
+            return Ok(());
+        };
+        if target > source - margin {
+            return Err(format!(
+                "not predicted {:.0} points of peak below its host's {:.0}%",
+                margin * 100.0,
+                source * 100.0
+            ));
+        }
+        Ok(())
+    }
+
     /// `rebalance.max_concurrent_per_target`: the host already receives enough migrations.
     fn target_busy(&self, host: &str) -> bool {
         self.counts.per_target.get(host).copied().unwrap_or(0) >= self.cfg.max_concurrent_per_target
@@ -767,6 +819,13 @@ impl<'a> Cycle<'a> {
             disk_gb: size.disk_gb,
         }
     }
+}
+
+/// Predicted peak shares with the moving VM: per host of its AZ, and on its source.
+#[derive(Default)]
+struct Peaks {
+    hosts: Vec<Option<f64>>,
+    at_source: Option<f64>,
 }
 
 /// The scoring core's answer for one candidate.

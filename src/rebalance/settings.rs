@@ -57,6 +57,13 @@ pub struct RebalanceSettings {
     /// A target's predicted steal must be at least this much (absolute, 0..1) below the
     /// VM's steal at its source.
     pub steal_margin: f64,
+    /// The move must pay for itself over the coming day: the VM's predicted peak on the
+    /// target (its host's busy CPUs at the highest hour of the scoring profile's
+    /// `peak_horizon_hours`, with the VM, as a share of the host's CPUs) must be at least this
+    /// much (absolute, 0..1) below its predicted peak where it runs. Off by default (`None`):
+    /// a role-level prediction cannot see that a VM is busier than its role, and in the twin
+    /// the rule turned down moves that helped. Applies once roles have been learned.
+    pub peak_margin: Option<f64>,
     pub max_concurrent: u32,
     pub max_concurrent_per_az: u32,
     pub max_concurrent_per_source: u32,
@@ -91,6 +98,7 @@ impl Default for RebalanceSettings {
             load_exit: 0.5,
             steal_exit: 0.05,
             steal_margin: 0.05,
+            peak_margin: None,
             max_concurrent: 10,
             max_concurrent_per_az: 4,
             max_concurrent_per_source: 1,
@@ -198,6 +206,7 @@ impl Section for RebalanceSettings {
             ("steal_enter", self.steal_enter),
             ("steal_exit", self.steal_exit),
             ("steal_margin", self.steal_margin),
+            ("peak_margin", self.peak_margin.unwrap_or(0.0)),
         ] {
             if !fraction(v) {
                 p(key, format!("must be a share in [0, 1], got {v}"));

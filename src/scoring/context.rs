@@ -94,8 +94,31 @@ pub struct Context<'a> {
     pub explain: bool,
     role_counts: OnceCell<Vec<u32>>,
     domains: OnceCell<Domains>,
-    overlap: OnceCell<Option<Vec<(&'a str, f64)>>>,
+    horizon: OnceCell<RoleHorizon<'a>>,
     degraded: RefCell<Vec<String>>,
+}
+
+/// Every learned role's predicted CPU demand per VM (cores) at each hour from now: the
+/// time-aware view of a host's tenants that peak prediction reads.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RoleHorizon<'a> {
+    /// Hours predicted, this hour first.
+    pub hours: usize,
+    /// Per role with a demand profile: one value per hour. An hour the profile has no
+    /// history for takes the role's highest known hour (unknown is not idle).
+    pub roles: Vec<(&'a str, Vec<f64>)>,
+    /// What a VM without a profile (no role, or a role too new to have history) is assumed
+    /// to demand at every hour: the mean over the learned roles of their highest hour.
+    pub typical_peak: Option<f64>,
+}
+
+impl RoleHorizon<'_> {
+    pub fn of(&self, role: &str) -> Option<&[f64]> {
+        self.roles
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, v)| v.as_slice())
+    }
 }
 
 /// Same-role VM counts per eligible AZ (a topology domain).
@@ -132,7 +155,7 @@ impl<'a> Context<'a> {
             explain: false,
             role_counts: OnceCell::new(),
             domains: OnceCell::new(),
-            overlap: OnceCell::new(),
+            horizon: OnceCell::new(),
             degraded: RefCell::new(Vec::new()),
         }
     }
@@ -142,41 +165,42 @@ impl<'a> Context<'a> {
         crate::model::hour_of_week(self.now)
     }
 
-    /// For each role with a demand profile: the busy vCPUs one VM of that role adds during
-    /// the incoming role's busy hours (its demand averaged with the incoming role's weekly
-    /// pattern as weights). `None` without a role or without a profile for it. Worked out once
-    /// per request: per host it is then one lookup per role.
-    pub fn co_tenant_demand(&self) -> Option<&[(&'a str, f64)]> {
-        self.overlap
-            .get_or_init(|| {
-                let view: &'a ClusterView = self.view;
-                let incoming = view.weekly.role_demand.get(self.role.as_deref()?)?;
-                let weights: Vec<f64> = incoming
-                    .values
-                    .iter()
-                    .map(|v| if v.is_finite() { v.max(0.0) } else { 0.0 })
-                    .collect();
-                let total: f64 = weights.iter().sum();
-                if total <= 0.0 {
-                    return None;
-                }
-                Some(
-                    view.weekly
-                        .role_demand
+    /// Each learned role's demand per VM over the next `hours` hours from this hour. Worked
+    /// out once per request (the first caller's `hours` holds for the request).
+    pub fn role_horizon(&self, hours: usize) -> &RoleHorizon<'a> {
+        self.horizon.get_or_init(|| {
+            let view: &'a ClusterView = self.view;
+            let start = self.hour_of_week();
+            let mut roles: Vec<(&'a str, Vec<f64>)> = view
+                .weekly
+                .role_demand
+                .iter()
+                .filter_map(|(role, profile)| {
+                    let highest = profile
+                        .values
                         .iter()
-                        .map(|(role, demand)| {
-                            let busy: f64 = weights
-                                .iter()
-                                .zip(&demand.values)
-                                .filter(|(_, d)| d.is_finite())
-                                .map(|(w, d)| w * d)
-                                .sum();
-                            (role.as_str(), busy / total)
-                        })
-                        .collect(),
-                )
-            })
-            .as_deref()
+                        .copied()
+                        .filter(|v| v.is_finite())
+                        .max_by(f64::total_cmp)?;
+                    let curve = (0..hours.max(1))
+                        .map(|a| profile.at(start + a).unwrap_or(highest).max(0.0))
+                        .collect();
+                    Some((role.as_str(), curve))
+                })
+                .collect();
+            roles.sort_by(|a, b| a.0.cmp(b.0));
+            let peaks: Vec<f64> = roles
+                .iter()
+                .map(|(_, c)| c.iter().copied().fold(0.0, f64::max))
+                .collect();
+            let typical_peak =
+                (!peaks.is_empty()).then(|| peaks.iter().sum::<f64>() / peaks.len() as f64);
+            RoleHorizon {
+                hours: hours.max(1),
+                roles,
+                typical_peak,
+            }
+        })
     }
 
     /// Record why the answer is less than complete (once per distinct reason).

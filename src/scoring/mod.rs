@@ -6,7 +6,7 @@ pub mod plugins;
 mod profile;
 pub mod settings;
 
-pub use context::{resolve_role, Context, Options};
+pub use context::{resolve_role, Context, Options, RoleHorizon};
 pub use profile::{
     builtin_profiles, Profile, ProfileError, ProfileSet, ProfileSpec, WeightedPlugin,
     BUILTIN_PROFILES_TOML,

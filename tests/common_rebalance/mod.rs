@@ -138,6 +138,7 @@ impl World {
         let mut view = ClusterView::default();
         view.hosts = self.view.hosts.clone();
         view.vms = self.view.vms.clone();
+        view.weekly = self.view.weekly.clone();
         let input = PlanInput {
             view: &view,
             hosts: &self.hosts,

@@ -1,16 +1,24 @@
 //! `steal`: prefer hosts whose vCPUs will wait less for a physical CPU.
-//! Measures three things: the host's CPU steal now (fresh telemetry, 0.0..1.0); the steal its
-//! hour-of-week profile predicts from this hour to `horizon_hours` ahead (the highest hourly
-//! p95); and,
-//! for a request with a role, how busy the host's other VMs are during the hours the incoming
-//! role is busy (their roles' demand profiles against the host's vCPUs). Score:
-//! `(1 - overlap_weight) * (1 - steal / saturation) + overlap_weight * (1 - co-tenant use)`,
-//! where `steal` blends now and predicted by `predict_weight`.
+//! Measures two things. Steal: the host's CPU steal now (fresh telemetry, 0.0..1.0) blended
+//! with the steal its hour-of-week profile predicts from this hour to `horizon_hours` ahead
+//! (the highest hourly p95). Peak overlap: the host's predicted CPU peak over the next
+//! `peak_horizon_hours` with the incoming VM on it, as peak-prediction overcommit does
+//! (Google's Autopilot and Bashir et al., "Take it to the limit", EuroSys 2021): each tenant's
+//! demand at each hour is its role's learned hour-of-week p95 (cores per VM), summed per hour
+//! with the incoming VM's own curve, and the highest hour taken. Two VMs that peak at
+//! different hours share a host; two that peak together do not. Score:
+//! `(1 - overlap_weight) * (1 - steal / saturation) + overlap_weight * (1 - peak / (vCPUs *
+//! peak_saturation))`.
 //! Parameters: `saturation` (0.25), `max_steal` (filter on steal now, optional),
-//! `horizon_hours` (4), `predict_weight` (0.5), `overlap_weight` (0.3).
+//! `horizon_hours` (4), `predict_weight` (0.5), `overlap_weight` (0.3), `peak_horizon_hours`
+//! (24), `peak_saturation` (1.5: a predicted peak of 1.5 x the host's CPUs scores 0),
+//! `unknown_load_per_vcpu` (0.5: what an incoming VM without a learned role is assumed to
+//! demand per vCPU, at every hour).
 //! Failure mode: with neither a fresh sample nor a profile, steal is unknown: neutral and the
 //! answer marked degraded, never zero. With a profile but no fresh sample, the prediction
-//! alone is used and the answer is marked degraded.
+//! alone is used and the answer is marked degraded. A tenant without a learned role counts as
+//! the learned roles' mean peak at every hour; with no role learned at all, there is no peak
+//! prediction and the score is steal's alone.
 
 use serde::Deserialize;
 
@@ -30,6 +38,12 @@ pub struct Params {
     predict_weight: f64,
     #[serde(default = "default_overlap")]
     overlap_weight: f64,
+    #[serde(default = "default_peak_horizon")]
+    peak_horizon_hours: u32,
+    #[serde(default = "default_peak_saturation")]
+    peak_saturation: f64,
+    #[serde(default = "half")]
+    unknown_load_per_vcpu: f64,
 }
 
 fn default_saturation() -> f64 {
@@ -48,6 +62,14 @@ fn default_overlap() -> f64 {
     0.3
 }
 
+fn default_peak_horizon() -> u32 {
+    24
+}
+
+fn default_peak_saturation() -> f64 {
+    1.5
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Steal {
     pub saturation: f64,
@@ -55,6 +77,21 @@ pub struct Steal {
     pub horizon_hours: u32,
     pub predict_weight: f64,
     pub overlap_weight: f64,
+    pub peak_horizon_hours: u32,
+    pub peak_saturation: f64,
+    pub unknown_load_per_vcpu: f64,
+}
+
+/// A host's predicted CPU peak over the peak horizon, without and with the incoming VM.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeakFit {
+    /// Busy cores at the host's predicted peak hour, its tenants only.
+    pub before: f64,
+    /// Busy cores at the predicted peak hour with the incoming VM.
+    pub after: f64,
+    /// Hours from now to the peak with the incoming VM.
+    pub at: usize,
+    pub cpus: f64,
 }
 
 fn fraction(name: &str, v: f64) -> Result<f64, String> {
@@ -82,12 +119,27 @@ impl Steal {
                 p.horizon_hours
             ));
         }
+        if !(1..=HOURS_PER_WEEK as u32).contains(&p.peak_horizon_hours) {
+            return Err(format!(
+                "peak_horizon_hours must be in 1..={HOURS_PER_WEEK}, got {}",
+                p.peak_horizon_hours
+            ));
+        }
+        if !(p.peak_saturation > 0.0 && p.peak_saturation.is_finite()) {
+            return Err(format!(
+                "peak_saturation must be a positive number, got {}",
+                p.peak_saturation
+            ));
+        }
         Ok(Steal {
             saturation: p.saturation,
             max_steal: p.max_steal,
             horizon_hours: p.horizon_hours,
             predict_weight: fraction("predict_weight", p.predict_weight)?,
             overlap_weight: fraction("overlap_weight", p.overlap_weight)?,
+            peak_horizon_hours: p.peak_horizon_hours,
+            peak_saturation: p.peak_saturation,
+            unknown_load_per_vcpu: fraction("unknown_load_per_vcpu", p.unknown_load_per_vcpu)?,
         })
     }
 
@@ -105,23 +157,76 @@ impl Steal {
             .max_by(|a, b| a.0.total_cmp(&b.0))
     }
 
-    /// Share of the host's vCPUs its other VMs keep busy while the incoming role is busy.
-    fn co_tenant_use(&self, ctx: &Context, host: usize) -> Option<f64> {
-        let per_role = ctx.co_tenant_demand()?;
+    /// The host's predicted peak over the next `peak_horizon_hours`, without and with the
+    /// incoming VM: per hour, the learned demand of every tenant (by role; a tenant without a
+    /// learned role at the roles' mean peak), plus the incoming VM's own. `None` when no role
+    /// has been learned yet or the host's CPUs are unknown.
+    pub fn peak_fit(&self, ctx: &Context, host: usize) -> Option<PeakFit> {
+        let horizon = ctx.role_horizon(self.peak_horizon_hours as usize);
+        let typical = horizon.typical_peak?;
         let h = &ctx.req.hosts[host];
         let cpus = h
             .vcpus_total
             .filter(|c| *c > 0.0)
             .or_else(|| ctx.fresh_facts(host).and_then(|f| f.vcpus))?;
         let index = ctx.view.role_index();
-        let busy: f64 = per_role
+        let mut demand = vec![0.0; horizon.hours];
+        let mut profiled = 0u32;
+        for (role, curve) in &horizon.roles {
+            let Some(&n) = index.hosts_of(role).and_then(|m| m.get(&h.host)) else {
+                continue;
+            };
+            profiled += n;
+            for (d, c) in demand.iter_mut().zip(curve) {
+                *d += f64::from(n) * c;
+            }
+        }
+        let others = f64::from(index.vms_on(&h.host).saturating_sub(profiled));
+        for d in demand.iter_mut() {
+            *d += others * typical;
+        }
+        let flat;
+        let incoming: &[f64] = match ctx.role.as_deref().and_then(|r| horizon.of(r)) {
+            Some(curve) => curve,
+            None => {
+                let vcpus = ctx.req.instance.flavor.vcpus.unwrap_or(0.0).max(0.0);
+                flat = vec![vcpus * self.unknown_load_per_vcpu; horizon.hours];
+                &flat
+            }
+        };
+        // A move's own VM is a tenant of its source host: it does not add to itself.
+        let own = ctx
+            .view
+            .vms
+            .get(&ctx.req.instance.uuid)
+            .and_then(|v| v.host.as_deref())
+            == Some(h.host.as_str());
+        if own {
+            for (d, c) in demand.iter_mut().zip(incoming) {
+                *d = (*d - c).max(0.0);
+            }
+        }
+        let before = demand.iter().copied().fold(0.0, f64::max);
+        let (at, after) = demand
             .iter()
-            .filter_map(|(role, per_vm)| {
-                let n = index.hosts_of(role)?.get(&h.host)?;
-                Some(f64::from(*n) * per_vm)
-            })
-            .sum();
-        Some((busy / cpus).clamp(0.0, 1.0))
+            .zip(incoming)
+            .map(|(d, c)| d + c)
+            .enumerate()
+            .fold(
+                (0, 0.0),
+                |best, (i, v)| if v > best.1 { (i, v) } else { best },
+            );
+        Some(PeakFit {
+            before,
+            after,
+            at,
+            cpus,
+        })
+    }
+
+    /// The peak-overlap score: 1 for an idle host, 0 at `peak_saturation` x its CPUs.
+    pub fn peak_score(&self, fit: &PeakFit) -> f64 {
+        1.0 - (fit.after / (fit.cpus * self.peak_saturation)).clamp(0.0, 1.0)
     }
 }
 
@@ -159,12 +264,13 @@ impl Plugin for Steal {
             }
         };
         let steal_score = 1.0 - (steal / self.saturation).clamp(0.0, 1.0);
-        let used = self
-            .co_tenant_use(ctx, host)
+        let fit = self
+            .peak_fit(ctx, host)
             .filter(|_| self.overlap_weight > 0.0);
-        let score = match used {
-            Some(used) => {
-                (1.0 - self.overlap_weight) * steal_score + self.overlap_weight * (1.0 - used)
+        let score = match &fit {
+            Some(fit) => {
+                (1.0 - self.overlap_weight) * steal_score
+                    + self.overlap_weight * self.peak_score(fit)
             }
             None => steal_score,
         };
@@ -184,11 +290,13 @@ impl Plugin for Steal {
                 hour_of_week_name(at)
             ));
         }
-        if let Some(used) = used {
+        if let Some(fit) = fit {
             why.push(format!(
-                "other VMs use {:.0}% of its CPUs while {} is busy",
-                used * 100.0,
-                ctx.role.as_deref().unwrap_or("this role")
+                "predicted peak {:.0}% of its CPUs in the next {} h, {:.0}% with this VM (in {} h)",
+                fit.before / fit.cpus * 100.0,
+                self.peak_horizon_hours,
+                fit.after / fit.cpus * 100.0,
+                fit.at
             ));
         }
         Score::Explained(score, why.join("; "))
