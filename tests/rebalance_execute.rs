@@ -528,3 +528,64 @@ async fn a_rejoin_that_keeps_failing_leaves_the_action_rejoining_for_the_next_cy
     assert_eq!(a.state, ActionState::Done);
     assert_eq!(r.fake.migrate_requests(), 1);
 }
+
+/// With one database connection (SQLite's pool), a cycle whose journal write is waiting on the
+/// database when the leadership falls due for renewal goes on and ends as leader: the renewal
+/// does not stop driving the very cycle that holds the connection it needs, which would leave
+/// both waiting (the replica then stops answering anything that reads its journal).
+#[tokio::test]
+async fn a_renewal_due_while_the_cycle_holds_the_connection_does_not_stall_it() {
+    use sqlx::Connection;
+    let settings = ExecutionSettings {
+        lease_seconds: 0.6,
+        ..fast()
+    };
+    let r = rig(Script::default(), settings, 0).await;
+    // Once this replica leads, another writer holds SQLite's write lock for 1.5 s: the
+    // planner's write waits inside steward's one pooled connection across several renewal
+    // periods (0.2 s).
+    let url = format!("sqlite://{}", r._dir.path().join("s.sqlite").display());
+    let now = steward::unix_now();
+    let store = r.store.clone();
+    let (unlocked_tx, unlocked) = tokio::sync::oneshot::channel();
+    let planner = async move {
+        let mut outside = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut outside)
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            sqlx::query("COMMIT").execute(&mut outside).await.unwrap();
+            let _ = unlocked_tx.send(());
+        });
+        store
+            .save_telemetry(&[host_sample("cmp-x", 0.1, 0.5, now)], &[], now)
+            .await
+    };
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        steward::rebalance::execute::lead_and_run_after(
+            &r.executor,
+            &r.store,
+            "replica-a",
+            None,
+            false,
+            planner,
+        ),
+    )
+    .await
+    .expect("the cycle ends while the database answers")
+    .unwrap()
+    .expect("this replica led");
+    unlocked.await.unwrap();
+    let (planned, _) = out;
+    let planned = planned.expect("the planner's part ended as leader, not cut short");
+    assert!(planned.is_ok(), "{planned:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}

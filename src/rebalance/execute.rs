@@ -857,18 +857,18 @@ pub async fn lead_and_run_after<T>(
                     break r;
                 }
                 _ = tokio::time::sleep(renew_every) => {
-                    // A database that does not answer within a renewal period is as good as
-                    // gone (the pool waits for it in silence).
-                    let renewed = tokio::time::timeout(renew_every, leader.renew()).await;
-                    let held = match renewed.unwrap_or(Err(StoreError::Sql(sqlx::Error::PoolTimedOut))) {
-                        Ok(held) => held,
-                        // The database went away: renew once it is back. The actions under way
-                        // go on meanwhile, their journal writes waiting out the outage
-                        // (`ride_out`) and refused if the lease passed on.
-                        Err(e) if e.is_connection_lost() => renew_after_outage(&mut leader, ttl).await,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not renew the rebalance leadership");
-                            false
+                    // The cycle is driven while the renewal waits: a cycle in the middle of a
+                    // journal write holds a connection the renewal may need (SQLite's pool has
+                    // one), and a renewal that waited on it unpolled would wait forever.
+                    let held = {
+                        let renewal = renew(&mut leader, renew_every, ttl);
+                        tokio::pin!(renewal);
+                        tokio::select! {
+                            held = &mut renewal => held,
+                            (b, r) = &mut cycle => {
+                                before = Some(b);
+                                break r;
+                            }
                         }
                     };
                     if !held {
@@ -888,6 +888,23 @@ pub async fn lead_and_run_after<T>(
     }
     executor.metrics.rebalance_leader.set(0);
     Ok(Some((before, report)))
+}
+
+/// One renewal of the leadership during a cycle: false when it is lost. A database that does
+/// not answer within a renewal period is as good as gone (the pool waits for it in silence).
+async fn renew(leader: &mut Leader, renew_every: Duration, ttl: f64) -> bool {
+    let renewed = tokio::time::timeout(renew_every, leader.renew()).await;
+    match renewed.unwrap_or(Err(StoreError::Sql(sqlx::Error::PoolTimedOut))) {
+        Ok(held) => held,
+        // The database went away: renew once it is back. The actions under way go on
+        // meanwhile, their journal writes waiting out the outage (`ride_out`) and refused if
+        // the lease passed on.
+        Err(e) if e.is_connection_lost() => renew_after_outage(leader, ttl).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not renew the rebalance leadership");
+            false
+        }
+    }
 }
 
 /// Renew the leadership once steward's database is back, trying for at most
