@@ -27,7 +27,11 @@ Computes are named cmp-1..cmp-N, each its own host and node
 cleanly), put in AZ aggregates through the API (`azs`: {az: count} in
 order, or {az: [hosts]}), mapped by `nova-manage cell_v2 discover_hosts`
 called here (the scheduler's periodic discovery is off, so a test knows
-when a host is mapped). The image API is harness/image_stub.py (one
+when a host is mapped). With `nodes=M` (Cloud(..., plane_opts={'nodes':
+M})) each compute serves M fake nodes cmp-i-n0..n{M-1} instead
+(harness/fake_nodes.py, FakeDriver._set_nodes as Nova's own functional
+tests use it), every node's provider put in its host's AZ aggregate in
+Placement too. The image API is harness/image_stub.py (one
 active image `cirros`, in the catalog as `image`); flavors m1.small
 (1 vCPU, 512 MB, 1 GB), m1.medium (2 vCPU, 1024 MB, 1 GB) and m1.huge
 (1,000 vCPU, 780,000 MB: a fake host's RAM all but full, a quarter of
@@ -77,6 +81,7 @@ import signal
 import sys
 import time
 
+from harness import fake_nodes
 from harness.commands import run_tool
 from harness.image_stub import ImageStub
 from harness.process import ManagedProcess
@@ -143,7 +148,8 @@ def az_layout(hosts, azs):
 
 class NovaPlane:
     def __init__(self, workdir, nova, keystone, bus, computes=6, azs=None,
-                 service_down_time=60):
+                 service_down_time=60, nodes=None, scheduler_log_levels='',
+                 placement=None):
         self.workdir = os.path.abspath(str(workdir))
         os.makedirs(self.workdir, exist_ok=True)
         self.nova = nova
@@ -152,6 +158,15 @@ class NovaPlane:
         self.hosts = ['cmp-%d' % i for i in range(1, computes + 1)]
         self.az_of = az_layout(self.hosts, azs)
         self.service_down_time = service_down_time
+        # nodes: each compute serves that many fake nodes (harness/
+        # fake_nodes.py), named <host>-n0..; None: one node named as
+        # its host (FakeDriverWithoutFakeNodes).
+        self.nodes = nodes
+        self.placement = placement
+        self.aggregate_uuids = {}
+        # e.g. 'nova.scheduler.manager=DEBUG,nova.filters=DEBUG': Nova's
+        # own scheduling lines (bench/plane_latency.py reads them).
+        self.scheduler_log_levels = scheduler_log_levels
         self.env = peer_env('nova', nova.venv)
         self.procs = {}
         self.aggregates = {}
@@ -170,20 +185,35 @@ class NovaPlane:
             f.write(_render(sections))
         return path
 
-    def _service(self, name, binary, sections):
+    def _service(self, name, binary, sections, argv0=None, env=None):
         path = self._override(name, sections)
-        argv = [peer_bin('nova', binary, self.nova.venv), '--config-file',
-                self.nova.conf_path, '--config-file', path]
-        return ManagedProcess(name, argv, self.workdir, env=self.env)
+        argv = (argv0 or [peer_bin('nova', binary, self.nova.venv)]) + [
+            '--config-file', self.nova.conf_path, '--config-file', path]
+        return ManagedProcess(name, argv, self.workdir, env=env or self.env)
+
+    def nodes_of(self, host):
+        """The hypervisor (node) names `host`'s compute reports."""
+        if not self.nodes:
+            return [host]
+        return fake_nodes.node_names(host, self.nodes)
 
     def _compute_proc(self, host):
         d = os.path.join(self.workdir, host)
         for sub in ('state', 'instances', 'locks'):
             os.makedirs(os.path.join(d, sub), exist_ok=True)
+        argv0, env, driver = None, None, 'fake.FakeDriverWithoutFakeNodes'
+        if self.nodes:
+            argv0 = [peer_bin('nova', 'python', self.nova.venv), '-m',
+                     'harness.fake_nodes']
+            env = dict(self.env, **{fake_nodes.ENV: str(self.nodes)})
+            env['PYTHONPATH'] = os.pathsep.join(filter(None, (
+                os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                env.get('PYTHONPATH'))))
+            driver = fake_nodes.DRIVER
         return self._service(host, 'nova-compute', {
             'DEFAULT': {
                 'host': host,
-                'compute_driver': 'fake.FakeDriverWithoutFakeNodes',
+                'compute_driver': driver,
                 'state_path': os.path.join(d, 'state'),
                 'instances_path': os.path.join(d, 'instances'),
                 'heal_instance_info_cache_interval': -1,
@@ -191,12 +221,13 @@ class NovaPlane:
                 'default_log_levels': _LOG_LEVELS},
             'oslo_concurrency': {'lock_path': os.path.join(d, 'locks')},
             'vnc': {'enabled': 'false'},
-        })
+        }, argv0=argv0, env=env)
 
     def _scheduler_sections(self):
         sections = {
             'DEFAULT': {'host': 'plane-scheduler',
-                        'default_log_levels': _LOG_LEVELS},
+                        'default_log_levels': ','.join(filter(None, (
+                            _LOG_LEVELS, self.scheduler_log_levels)))},
             'scheduler': {'discover_hosts_in_cells_interval': -1,
                           'workers': 1},
         }
@@ -273,10 +304,12 @@ class NovaPlane:
             h for h, s in self.services().items() if s['state'] == 'up'},
             'up in GET /os-services')
         self.discover_hosts()
-        self._wait(hosts, deadline, lambda: {
-            h['hypervisor_hostname'] for h in self.nova.get(
-                '/os-hypervisors')['hypervisors']},
-            'listed in GET /os-hypervisors')
+
+        def listed():
+            names = {h['hypervisor_hostname'] for h in self.nova.get(
+                '/os-hypervisors')['hypervisors']}
+            return {h for h in hosts if set(self.nodes_of(h)) <= names}
+        self._wait(hosts, deadline, listed, 'listed in GET /os-hypervisors')
 
     def _wait(self, hosts, deadline, seen, what):
         while True:
@@ -335,15 +368,32 @@ class NovaPlane:
 
     def _aggregate(self, az):
         if az not in self.aggregates:
-            self.aggregates[az] = self.nova.call('POST', '/os-aggregates', {
+            agg = self.nova.call('POST', '/os-aggregates', {
                 'aggregate': {'name': 'agg-' + az, 'availability_zone': az}},
-                expect=(200,))['aggregate']['id']
+                expect=(200,))['aggregate']
+            self.aggregates[az] = agg['id']
+            self.aggregate_uuids[az] = agg['uuid']
         return self.aggregates[az]
 
     def _add_to_aggregate(self, host, az):
         self.nova.call('POST', '/os-aggregates/%s/action' % self._aggregate(
             az), {'add_host': {'host': host}}, expect=(200,))
         self.az_of[host] = az
+        if self.nodes and self.placement is not None:
+            # Nova mirrors a host into the aggregate's placement aggregate
+            # by its first node only (compute/api.py, add_host_to_aggregate),
+            # and Nova asks Placement for candidates in the AZ's aggregate
+            # ([scheduler] query_placement_for_availability_zone): put every
+            # node's provider in it, as an operator of a multi-node driver
+            # must.
+            for node in self.nodes_of(host):
+                rp = self.placement.providers(name=node)[0]['uuid']
+                have = self.placement.call(
+                    'GET', '/resource_providers/%s/aggregates' % rp)[
+                        'aggregates']
+                if self.aggregate_uuids[az] not in have:
+                    self.placement.set_aggregates(
+                        rp, have + [self.aggregate_uuids[az]])
 
     # -- the scheduler --------------------------------------------------------
 

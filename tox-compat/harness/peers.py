@@ -54,14 +54,15 @@ class Cloud:
     nova-compute heartbeat loop after seed(). `plane` runs the whole Nova
     control plane (harness/nova_plane.py: conductor, scheduler and
     `computes` fake-driver computes in the AZs `azs`; implies keystone
-    and nova). After start(), the peers are .keystone, .placement, .nova,
+    and nova; `plane_opts` go to NovaPlane, e.g. nodes=50 fake nodes per
+    compute). After start(), the peers are .keystone, .placement, .nova,
     .prometheus, .ironic, .plane (None if not asked)."""
 
     def __init__(self, workdir, keystone=False, placement=False, nova=False,
                  prometheus=False, placement_backend='mysql', history=None,
                  weeks=4, history_end=None, live=False,
                  service_down_time=60, keep_up=False, ironic=False,
-                 plane=False, computes=6, azs=None):
+                 plane=False, computes=6, azs=None, plane_opts=None):
         self.workdir = os.path.abspath(str(workdir))
         self.want = {'keystone': keystone or plane,
                      'placement': placement or nova or plane,
@@ -69,6 +70,7 @@ class Cloud:
                      'ironic': ironic, 'plane': plane}
         self.computes = computes
         self.azs = azs
+        self.plane_opts = plane_opts or {}
         self.plane = None
         self.bus = None
         self.placement_backend = placement_backend
@@ -122,7 +124,9 @@ class Cloud:
         if self.want['plane']:
             self.plane = NovaPlane(self._dir('plane'), self.nova,
                                    self.keystone, self.bus, self.computes,
-                                   self.azs, self.service_down_time)
+                                   self.azs, self.service_down_time,
+                                   placement=self.placement,
+                                   **self.plane_opts)
             self._timed('plane', self.plane.start)
 
     def _prometheus(self):
