@@ -166,13 +166,24 @@ class Bench:
         return sid, time.monotonic() - started
 
     def delete_all(self):
+        """Delete every server; DELETE again what is left every 10 s (a
+        delete that failed on the compute, e.g. Placement resetting a
+        connection on this loaded machine, leaves the server ERROR)."""
         nova = self.plane.nova
-        for s in nova.get('/servers')['servers']:
-            nova.call('DELETE', '/servers/%s' % s['id'], expect=(204,))
         deadline = time.monotonic() + 180
-        while nova.get('/servers')['servers']:
+        again = 0.0
+        while True:
+            left = nova.get('/servers')['servers']
+            if not left:
+                return
             if time.monotonic() > deadline:
-                raise RuntimeError('servers not deleted in 180 s')
+                raise RuntimeError('servers not deleted in 180 s: %s' % [
+                    s['id'] for s in left])
+            if time.monotonic() >= again:
+                for s in left:
+                    nova.call('DELETE', '/servers/%s' % s['id'],
+                              expect=(204, 404, 409))
+                again = time.monotonic() + 10
             time.sleep(0.2)
 
     def block(self, variant, n):
@@ -244,7 +255,8 @@ def run(args):
         n_nodes = len(plane.nova.get('/os-hypervisors')['hypervisors'])
         print('plane up in %.0f s: %d computes, %d nodes (%s), workdir %s' % (
             up, len(plane.hosts), n_nodes, ', '.join(
-                '%s %d' % (az, n) for az, n in azs.items()), workdir))
+                '%s: %d computes' % (az, n) for az, n in azs.items()),
+            workdir))
         st = start_steward(os.path.join(workdir, 'steward'))
         flavor = [f['id'] for f in plane.nova.get('/flavors')['flavors']
                   if f['name'] == 'm1.small'][0]
