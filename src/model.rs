@@ -351,24 +351,6 @@ impl<V> std::ops::Index<&str> for ViewMap<V> {
     }
 }
 
-impl<V: Clone> FromIterator<(String, V)> for ViewMap<V> {
-    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
-        ViewMap(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), Arc::new(v)))
-                .collect(),
-        )
-    }
-}
-
-impl<V: Clone> Extend<(String, V)> for ViewMap<V> {
-    fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
-        for (k, v) in iter {
-            self.insert(k, v);
-        }
-    }
-}
-
 /// An immutable picture of the cloud, published whole and read without locks.
 #[derive(Debug, Default)]
 pub struct ClusterView {
