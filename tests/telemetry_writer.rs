@@ -6,11 +6,11 @@ mod common;
 
 use std::sync::Arc;
 
-use common::scratch::Scratch;
+use common::scratch::on_both_with_url;
 use sqlx::Connection;
 use steward::model::{HostFacts, VmFacts};
 use steward::store::telemetry_writer::{Push, TelemetryWriter};
-use steward::store::{Backend, Store};
+use steward::store::Backend;
 use steward::telemetry::{HostSample, VmSample};
 
 fn push(host: &str, vms: &[&str], now: f64) -> Arc<Push> {
@@ -40,31 +40,10 @@ fn push(host: &str, vms: &[&str], now: f64) -> Arc<Push> {
     })
 }
 
-/// Run `test` on a fresh, upgraded store of each backend, with the database's URL.
-fn on_both<F, Fut>(test: F)
-where
-    F: Fn(Store, Backend, String) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        for backend in [Backend::Sqlite, Backend::MySql] {
-            let scratch = Scratch::new(backend).await;
-            let store = Store::connect(&scratch.url, 4).await.unwrap();
-            store.upgrade().await.unwrap();
-            test(store.clone(), backend, scratch.url.0.clone()).await;
-            store.close().await;
-            scratch.cleanup().await;
-        }
-    });
-}
-
 #[test]
 fn concurrent_pushes_are_all_kept() {
-    on_both(|store, _, _| async move {
+    on_both_with_url(|store, _, _| async move {
+        store.upgrade().await.unwrap();
         let writer = TelemetryWriter::spawn(store.clone());
         let pushes: Vec<Arc<Push>> = (0..60)
             .map(|i| {
@@ -118,7 +97,8 @@ async fn refuse_vm(backend: Backend, url: &str, uuid: &str) {
 
 #[test]
 fn a_refused_push_fails_alone_and_its_neighbours_are_kept() {
-    on_both(|store, backend, url| async move {
+    on_both_with_url(|store, backend, url| async move {
+        store.upgrade().await.unwrap();
         refuse_vm(backend, &url, "vm-bad").await;
         let writer = TelemetryWriter::spawn(store.clone());
         let (good1, bad, good2) = (

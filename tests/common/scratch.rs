@@ -71,6 +71,16 @@ where
     F: Fn(Store) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    on_both_with_url(|store, _, _| test(store));
+}
+
+/// [`on_both`], the body also given the backend and the database's URL (for a raw connection
+/// beside the store's pool).
+pub fn on_both_with_url<F, Fut>(test: F)
+where
+    F: Fn(Store, Backend, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -80,7 +90,7 @@ where
             let scratch = Scratch::new(backend).await;
             let store = Store::connect(&scratch.url, 4).await.unwrap();
             assert_eq!(store.backend(), backend);
-            test(store.clone()).await;
+            test(store.clone(), backend, scratch.url.0.clone()).await;
             store.close().await;
             scratch.cleanup().await;
         }
