@@ -130,6 +130,16 @@ async fn approved_action(store: &Store) -> String {
     p.actions[0].id.clone()
 }
 
+/// A rig with `script` (the executor's fast settings) and one approved action, run through
+/// one cycle: the rig, the action's id and the action as journaled after the cycle.
+async fn one_cycle(script: Script) -> (Rig, String, steward::store::journal::ActionRow) {
+    let r = rig(script, fast(), 0).await;
+    let id = approved_action(&r.store).await;
+    r.executor.run_cycle(None, true).await;
+    let a = r.store.action(&id).await.unwrap().unwrap();
+    (r, id, a)
+}
+
 fn metric(m: &Metrics, line_start: &str) -> f64 {
     m.render()
         .lines()
@@ -373,18 +383,11 @@ async fn a_failed_drain_still_rejoins_and_never_migrates() {
 
 #[tokio::test]
 async fn nova_answering_409_to_os_migrate_live_fails_the_action_after_rejoin() {
-    let r = rig(
-        Script {
-            refuse_with: Some(409),
-            ..Default::default()
-        },
-        fast(),
-        0,
-    )
+    let (r, _, a) = one_cycle(Script {
+        refuse_with: Some(409),
+        ..Default::default()
+    })
     .await;
-    let id = approved_action(&r.store).await;
-    r.executor.run_cycle(None, true).await;
-    let a = r.store.action(&id).await.unwrap().unwrap();
     assert_eq!(a.state, ActionState::Failed);
     let err = a.error.unwrap();
     assert!(err.contains("409") && err.contains(VM), "{err}");
@@ -397,18 +400,11 @@ async fn nova_answering_409_to_os_migrate_live_fails_the_action_after_rejoin() {
 
 #[tokio::test]
 async fn a_migration_nova_ends_in_error_fails_after_rejoin_naming_nova_s_record_and_reason() {
-    let r = rig(
-        Script {
-            ends_in_error: true,
-            ..Default::default()
-        },
-        fast(),
-        0,
-    )
+    let (r, id, a) = one_cycle(Script {
+        ends_in_error: true,
+        ..Default::default()
+    })
     .await;
-    let id = approved_action(&r.store).await;
-    r.executor.run_cycle(None, true).await;
-    let a = r.store.action(&id).await.unwrap().unwrap();
     assert_eq!(a.state, ActionState::Failed, "{a:?}");
     // Never listed in progress: only Nova's records name the migration.
     assert_eq!(a.migration_id.as_deref(), Some("7"));
@@ -444,35 +440,21 @@ async fn a_migration_nova_ends_in_error_fails_after_rejoin_naming_nova_s_record_
 
 #[tokio::test]
 async fn nova_answering_500_fails_unless_the_server_is_migrating_anyway() {
-    let r = rig(
-        Script {
-            refuse_with: Some(500),
-            ..Default::default()
-        },
-        fast(),
-        0,
-    )
+    let (_, _, a) = one_cycle(Script {
+        refuse_with: Some(500),
+        ..Default::default()
+    })
     .await;
-    let id = approved_action(&r.store).await;
-    r.executor.run_cycle(None, true).await;
-    let a = r.store.action(&id).await.unwrap().unwrap();
     assert_eq!(a.state, ActionState::Failed);
     assert!(a.error.as_deref().unwrap().contains("500"), "{a:?}");
 
     // A 500 after which Nova did start the migration: steward follows it to the end.
-    let r = rig(
-        Script {
-            refuse_with: Some(500),
-            starts_despite_error: true,
-            ..Default::default()
-        },
-        fast(),
-        0,
-    )
+    let (r, _, a) = one_cycle(Script {
+        refuse_with: Some(500),
+        starts_despite_error: true,
+        ..Default::default()
+    })
     .await;
-    let id = approved_action(&r.store).await;
-    r.executor.run_cycle(None, true).await;
-    let a = r.store.action(&id).await.unwrap().unwrap();
     assert_eq!(a.state, ActionState::Done, "{a:?}");
     assert_eq!(r.fake.migrate_requests(), 1);
 }
