@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod jobs;
+pub mod lane;
 pub mod logging;
 pub mod metrics;
 pub mod model;

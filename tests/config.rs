@@ -370,6 +370,26 @@ fn a_host_cache_past_its_bound_is_a_problem_naming_the_key() {
     assert_eq!(v.settings.server.host_cache_entries, 0, "0 turns it off");
 }
 
+#[test]
+fn a_telemetry_nice_outside_what_a_thread_may_take_names_the_key_and_the_range() {
+    for bad in ["-5", "20"] {
+        let problems =
+            load_from(None, &env(&[("STEWARD__SERVER__TELEMETRY_NICE", bad)])).unwrap_err();
+        assert_eq!(keys(&problems), ["server.telemetry_nice"], "{bad}");
+        assert!(
+            problems[0]
+                .message
+                .contains("0 (the workers' priority) to 19"),
+            "{problems:#?}"
+        );
+    }
+    let v = load_from(None, &env(&[])).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(
+        v.settings.server.telemetry_nice, 10,
+        "pushes wait for callouts by default"
+    );
+}
+
 /// `steward config check -f json` in `dir`: its exit code and the problems' keys and messages.
 fn config_check(dir: &Path, config: &Path) -> (Option<i32>, Vec<(String, String)>) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))

@@ -46,6 +46,8 @@ pub struct AppState {
     pub store: Store,
     /// Commits pushed telemetry, concurrent pushes sharing a commit.
     pub telemetry_writer: TelemetryWriter,
+    /// Where a push's CPU work runs: below the callouts' priority (`[server] telemetry_nice`).
+    pub telemetry_lane: crate::lane::Lane,
     pub metrics: Metrics,
     /// Static tokens: required by `static`, optional beside `keystone`, none with `noauth`.
     pub tokens: Option<Arc<TokenTable>>,
@@ -75,6 +77,10 @@ impl AppState {
             profiles: Arc::new(v.profiles),
             cluster: Arc::new(cluster),
             telemetry_writer: TelemetryWriter::spawn(store.clone()),
+            telemetry_lane: crate::lane::Lane::start(
+                "steward-telemetry",
+                v.settings.server.telemetry_nice,
+            ),
             store,
             metrics,
             tokens: v.tokens.map(Arc::new),

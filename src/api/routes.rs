@@ -551,7 +551,9 @@ pub async fn push_telemetry(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, state.max_body_bytes).await?;
     let now = unix_now();
-    let (hosts, vms) = parse_telemetry(&body, now)?;
+    // Parsing and merging run on the telemetry lane, below the callouts' priority.
+    let lane = &state.telemetry_lane;
+    let (hosts, vms) = lane.run(move || parse_telemetry(&body, now)).await?;
     // Durable first: what was accepted survives a restart.
     let push = Arc::new(Push { hosts, vms, now });
     state
@@ -564,14 +566,15 @@ pub async fn push_telemetry(
                 "steward's database refused the samples ({e}); nothing was applied, push again"
             ))
         })?;
-    let (hosts, vms) = (&push.hosts, &push.vms);
+    let merged = push.clone();
     let (n_hosts, n_vms) = state
         .cluster
-        .update_tracked(|view| {
-            let changes = telemetry::merge_tracked(view, hosts, vms);
+        .update_tracked(lane, move |view| {
+            let changes = telemetry::merge_tracked(view, &merged.hosts, &merged.vms);
             ((view.hosts.len(), view.vms.len()), changes)
         })
         .await;
+    let (hosts, vms) = (&push.hosts, &push.vms);
     let m = &state.metrics;
     m.telemetry_samples
         .with_label_values(&["host"])

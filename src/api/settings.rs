@@ -24,6 +24,10 @@ pub struct ServerSettings {
     pub max_hosts: usize,
     /// HTTP worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// How many nice steps (0..=19) below the HTTP workers the thread that parses telemetry
+    /// pushes and merges them into the cluster view runs, so callouts get the cores first; 0
+    /// runs it at the workers' priority.
+    pub telemetry_nice: i32,
     /// Host entries of earlier callouts kept for callers that send unchanged hosts by
     /// reference (docs/callout.md, "Host references"); 0 keeps none.
     pub host_cache_entries: usize,
@@ -36,6 +40,7 @@ impl Default for ServerSettings {
             max_body_bytes: 16 * 1024 * 1024,
             max_hosts: 20_000,
             workers: None,
+            telemetry_nice: 10,
             host_cache_entries: 20_000,
         }
     }
@@ -129,6 +134,15 @@ impl Section for ServerSettings {
         }
         if self.workers == Some(0) {
             p.add("workers", "must be at least 1");
+        }
+        if !(0..=19).contains(&self.telemetry_nice) {
+            p.add(
+                "telemetry_nice",
+                format!(
+                    "{} is not a step steward can take: use 0 (the workers' priority) to 19 (the lowest priority)",
+                    self.telemetry_nice
+                ),
+            );
         }
         p.into_vec()
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::lane::Lane;
 use crate::model::{ClusterView, ViewChanges};
 
 #[derive(Debug)]
@@ -47,17 +48,26 @@ impl ClusterHandle {
     /// changed (telemetry pushes): the maps are shared with the current view but for what `change`
     /// touched, and the role index is the current one with those changes, so a push costs
     /// what it carries, not the size of the cloud.
-    pub async fn update_tracked<R>(
-        &self,
-        change: impl FnOnce(&mut ClusterView) -> (R, ViewChanges),
-    ) -> R {
+    pub async fn update_tracked<R, F>(&self, lane: &Lane, change: F) -> R
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut ClusterView) -> (R, ViewChanges) + Send + 'static,
+    {
         let _guard = self.writer.lock().await;
         let current = self.current.load_full();
-        let mut next = ClusterView::clone(&current);
-        let (out, changes) = change(&mut next);
-        let index = current.role_index().with_changes(&changes, &next);
-        next.set_role_index(index);
-        self.current.store(Arc::new(next));
+        // The copy, the change and the index run on the lane; the swap here, under the lock.
+        let (next, out) = lane
+            .run(move || {
+                let mut next = ClusterView::clone(&current);
+                let (out, changes) = change(&mut next);
+                let index = current.role_index().with_changes(&changes, &next);
+                next.set_role_index(index);
+                (next, out)
+            })
+            .await;
+        // The old view usually goes with this swap; what only it held is freed on the lane.
+        let old = self.current.swap(Arc::new(next));
+        lane.spawn(move || drop(old));
         out
     }
 }
@@ -96,7 +106,9 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        rt.block_on(handle.update_tracked(|v| ((), merge_tracked(v, hosts, vms))));
+        let (hosts, vms) = (hosts.to_vec(), vms.to_vec());
+        let lane = Lane::start("test-lane", 0);
+        rt.block_on(handle.update_tracked(&lane, move |v| ((), merge_tracked(v, &hosts, &vms))));
     }
 
     #[test]
