@@ -9,6 +9,7 @@ use common::scratch::on_both;
 use steward::model::{HostFacts, Source, VmFacts, WeeklyProfile};
 use steward::store::DatabaseUrl;
 use steward::store::Store;
+use steward::store::TelemetryRows;
 use steward::telemetry::{HostSample, VmSample};
 
 fn host(name: &str, az: Option<&str>, steal: Option<f64>, at: f64) -> HostSample {
@@ -144,6 +145,59 @@ fn an_older_sample_never_overwrites_a_newer_one_and_membership_is_sticky() {
         assert_eq!(v.hosts["a"].az.as_deref(), Some("az1"));
         assert_eq!(v.vms["u"].role.as_deref(), Some("web"));
         assert_eq!(v.vms["u"].host.as_deref(), Some("a"));
+    });
+}
+
+#[test]
+fn pushes_sharing_one_statement_are_applied_in_order_as_if_written_one_by_one() {
+    on_both(|store| async move {
+        store.upgrade().await.unwrap();
+        // One host and one VM in every push of the batch: the same keys, several times, in
+        // one multi-row upsert.
+        let pushes = [
+            (
+                host("a", Some("az1"), Some(0.3), 200.0),
+                vm("u", Some("a"), Some("web"), 200.0),
+            ),
+            (
+                host("a", Some("az9"), Some(0.0), 100.0),
+                vm("u", Some("b"), Some("db"), 100.0),
+            ),
+            (
+                host("a", None, Some(0.05), 300.0),
+                vm("u", None, None, 300.0),
+            ),
+            (
+                host("b", Some("az2"), Some(0.2), 50.0),
+                vm("w", Some("b"), None, 50.0),
+            ),
+        ];
+        let rows: Vec<TelemetryRows<'_>> = pushes
+            .iter()
+            .enumerate()
+            .map(|(i, (h, v))| TelemetryRows {
+                hosts: std::slice::from_ref(h),
+                vms: std::slice::from_ref(v),
+                now: i as f64,
+            })
+            .collect();
+        store.save_telemetry_batch(&rows).await.unwrap();
+        let v = store.load_view().await.unwrap();
+        assert_eq!(v.hosts["a"].steal, Some(0.05), "the newest reading wins");
+        assert_eq!(v.hosts["a"].observed_at, 300.0);
+        assert_eq!(
+            v.hosts["a"].az.as_deref(),
+            Some("az1"),
+            "the older az9 never applied"
+        );
+        assert_eq!(v.vms["u"].host.as_deref(), Some("a"));
+        assert_eq!(
+            v.vms["u"].role.as_deref(),
+            Some("web"),
+            "membership is sticky"
+        );
+        assert_eq!(v.hosts["b"].az.as_deref(), Some("az2"));
+        assert_eq!(v.vms["w"].host.as_deref(), Some("b"));
     });
 }
 

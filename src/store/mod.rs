@@ -43,6 +43,26 @@ pub struct TelemetryRows<'a> {
 
 /// Rows per multi-row INSERT: well under MySQL's 65,535 placeholders.
 const CHUNK: usize = 500;
+/// Most rows in one telemetry upsert (a power of two below [`CHUNK`]).
+const TELEMETRY_ROWS: usize = 256;
+
+/// `rows` split for multi-row statements: [`TELEMETRY_ROWS`] at a time, then the rest by its
+/// binary digits (300 rows: 256, 32, 8, 4), so every statement has one of nine sizes.
+fn statement_chunks<T>(rows: &[T]) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let take = if rest.len() >= TELEMETRY_ROWS {
+            TELEMETRY_ROWS
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(take);
+        chunks.push(chunk);
+        rest = tail;
+    }
+    chunks
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -213,27 +233,24 @@ impl Store {
             .await
     }
 
-    /// Several pushes in one transaction (one commit, one sync to disk), each written as
-    /// [`Store::save_telemetry`] writes it, in order: all of them are kept or none.
+    /// Several pushes in one transaction (one commit, one sync to disk), their rows in push
+    /// order, as [`Store::save_telemetry`] writes each: all of them are kept or none. The
+    /// batch's rows go in a few multi-row statements whose sizes are powers of two (few
+    /// distinct statements for the database to prepare, whatever the batch), not two per push.
     pub async fn save_telemetry_batch(
         &self,
         batch: &[TelemetryRows<'_>],
     ) -> Result<(), StoreError> {
+        let hosts: Vec<(&HostSample, f64)> = batch
+            .iter()
+            .flat_map(|r| r.hosts.iter().map(move |h| (h, r.now)))
+            .collect();
+        let vms: Vec<(&VmSample, f64)> = batch
+            .iter()
+            .flat_map(|r| r.vms.iter().map(move |v| (v, r.now)))
+            .collect();
         let mut tx = self.pool.begin().await?;
-        for rows in batch {
-            self.write_telemetry(&mut tx, rows).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn write_telemetry(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        rows: &TelemetryRows<'_>,
-    ) -> Result<(), StoreError> {
-        let (hosts, vms, now) = (rows.hosts, rows.vms, rows.now);
-        for chunk in hosts.chunks(CHUNK) {
+        for chunk in statement_chunks(&hosts) {
             let sql = self.upsert_sql(
                 "host_telemetry",
                 "host",
@@ -242,7 +259,7 @@ impl Store {
                 chunk.len(),
             );
             let mut q = sqlx::query(&sql);
-            for s in chunk {
+            for (s, now) in chunk {
                 q = q
                     .bind(s.host.clone())
                     .bind(s.facts.az.clone())
@@ -252,11 +269,11 @@ impl Store {
                     .bind(s.facts.vcpus)
                     .bind(s.facts.source.as_str())
                     .bind(s.facts.observed_at)
-                    .bind(now);
+                    .bind(*now);
             }
-            q.execute(&mut **tx).await?;
+            q.execute(&mut *tx).await?;
         }
-        for chunk in vms.chunks(CHUNK) {
+        for chunk in statement_chunks(&vms) {
             let sql = self.upsert_sql(
                 "vm_telemetry",
                 "uuid",
@@ -265,7 +282,7 @@ impl Store {
                 chunk.len(),
             );
             let mut q = sqlx::query(&sql);
-            for s in chunk {
+            for (s, now) in chunk {
                 q = q
                     .bind(s.uuid.clone())
                     .bind(s.facts.host.clone())
@@ -275,10 +292,11 @@ impl Store {
                     .bind(s.facts.vcpus)
                     .bind(s.facts.source.as_str())
                     .bind(s.facts.observed_at)
-                    .bind(now);
+                    .bind(*now);
             }
-            q.execute(&mut **tx).await?;
+            q.execute(&mut *tx).await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -458,4 +476,29 @@ fn vm_facts(r: &AnyRow) -> Result<VmFacts, sqlx::Error> {
         source: source_of(r)?,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_chunks_cover_every_row_in_order_in_nine_sizes_at_most() {
+        let mut sizes = HashSet::new();
+        for n in 0..1_200usize {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks = statement_chunks(&rows);
+            let joined: Vec<usize> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            assert_eq!(joined, rows, "{n} rows");
+            for c in &chunks {
+                assert!(
+                    c.len().is_power_of_two() && c.len() <= TELEMETRY_ROWS,
+                    "{n}: {}",
+                    c.len()
+                );
+                sizes.insert(c.len());
+            }
+        }
+        assert_eq!(sizes.len(), 9, "{sizes:?}");
+    }
 }
