@@ -23,7 +23,16 @@ cached (see _history_blocks), so a warm start takes about 3 s.
 Live samples: `live=True` serves a tiny /metrics target from the test
 process that Prometheus scrapes every second with honor_labels, so a
 sample set with the same labels as a history series (job, instance and
-all) continues it.
+all) continues it. A value may be a function of the scrape's time, so a
+counter reads exactly its rate at every scrape:
+
+    prom.live.set(name, labels, lambda t: last + rate * (t - end))
+
+`prom.live.remove(name, labels)` takes a series out of the next scrape,
+and Prometheus then writes a staleness marker for it, as for a domain
+that left a hypervisor's libvirt exporter: an instant selector no longer
+sees it, while `rate(...[5m])` still does until its samples leave the
+window.
 """
 
 import hashlib
@@ -307,18 +316,23 @@ class LiveTarget(LoopbackServer):
         super().__init__(Handler)
 
     def set(self, name, labels, value):
+        """`value`: a number, or a function of the scrape's time (epoch
+        seconds) that gives it."""
         with self._lock:
             self._values[(name, tuple(sorted(labels.items())))] = value
 
     def remove(self, name, labels):
+        """Leave the series out of the next scrape: Prometheus marks it
+        stale."""
         with self._lock:
             self._values.pop((name, tuple(sorted(labels.items()))), None)
 
     def exposition(self):
+        now = time.time()
         with self._lock:
             items = sorted(self._values.items())
         return ''.join('%s{%s} %s\n' % (name, _labels_text(dict(labels)),
-                                        _fmt(v))
+                                        _fmt(v(now) if callable(v) else v))
                        for (name, labels), v in items)
 
 
