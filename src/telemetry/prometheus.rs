@@ -48,15 +48,21 @@ pub struct Queries {
 impl Default for Queries {
     fn default() -> Self {
         // libvirt's vcpu.N.delay is what a guest sees as steal: its rate per vCPU, averaged
-        // over the host's (or the domain's) vCPUs.
+        // over the host's (or the domain's) vCPUs. `and <the counter>` keeps only the vCPU
+        // series that are still scraped now: after a live migration the VM's series on the old
+        // host are marked stale at once, but `rate(..[5m])` goes on returning them for up to
+        // 5 minutes, which would add the old host's delay to the VM's steal and leave the
+        // departed VM's delay in the old host's. `avg` (not `sum / count`) leaves a vCPU
+        // whose rate is not known yet (a new series, one sample) out instead of counting it
+        // as no steal.
         Queries {
-            host_steal: "sum by (host) (rate(libvirt_domain_vcpu_delay_seconds_total[5m])) \
-                         / count by (host) (libvirt_domain_vcpu_delay_seconds_total)"
+            host_steal: "avg by (host) (rate(libvirt_domain_vcpu_delay_seconds_total[5m]) \
+                         and libvirt_domain_vcpu_delay_seconds_total)"
                 .into(),
             host_cpu_use: "1 - avg by (host) (rate(node_cpu_seconds_total{mode=\"idle\"}[5m]))"
                 .into(),
-            vm_steal: "sum by (uuid) (rate(libvirt_domain_vcpu_delay_seconds_total[5m])) \
-                       / count by (uuid) (libvirt_domain_vcpu_delay_seconds_total)"
+            vm_steal: "avg by (uuid) (rate(libvirt_domain_vcpu_delay_seconds_total[5m]) \
+                       and libvirt_domain_vcpu_delay_seconds_total)"
                 .into(),
             vm_load5: "node_load5".into(),
         }
