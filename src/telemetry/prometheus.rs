@@ -59,7 +59,11 @@ impl Default for Queries {
             host_steal: "avg by (host) (rate(libvirt_domain_vcpu_delay_seconds_total[5m]) \
                          and libvirt_domain_vcpu_delay_seconds_total)"
                 .into(),
-            host_cpu_use: "1 - avg by (host) (rate(node_cpu_seconds_total{mode=\"idle\"}[5m]))"
+            // The same guard: a host whose node exporter is gone (its series marked stale)
+            // would otherwise go on being read for 5 minutes, ever busier as the idle rate
+            // decays, and look alive to host-failure recovery's telemetry check.
+            host_cpu_use: "1 - avg by (host) (rate(node_cpu_seconds_total{mode=\"idle\"}[5m]) \
+                           and node_cpu_seconds_total{mode=\"idle\"})"
                 .into(),
             vm_steal: "avg by (uuid) (rate(libvirt_domain_vcpu_delay_seconds_total[5m]) \
                        and libvirt_domain_vcpu_delay_seconds_total)"

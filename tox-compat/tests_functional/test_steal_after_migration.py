@@ -22,6 +22,11 @@ Seconds after the move, well inside the 5-minute window:
 Prometheus' own semantics, asserted first as the premise: the departed
 series are gone from an instant selector but still have a rate.
 
+The same for a host whose node exporter is gone (cmp-c, a host that
+died: Prometheus marks its series stale): steward's built-in host_cpu_use
+stops reading it at once, so its telemetry ages as host-failure recovery
+expects; the old query read it on for 5 minutes, ever busier.
+
 A series' `rate(..[5m])` divides its increase by the whole window, so the
 new series on cmp-b read about rate x age / 300 s until they are five
 minutes old: `mover` reads low on its new host for those minutes, never
@@ -41,6 +46,8 @@ from harness.prometheus import write_openmetrics
 from harness.steward import start_steward
 
 DELAY = 'libvirt_domain_vcpu_delay_seconds_total'
+CPU = 'node_cpu_seconds_total'
+DEAD, IDLE, CPUS = 'cmp-c', 0.6, 2  # idle seconds per second per CPU
 MOVER = '0b7d1c52-6f3e-4a8e-9d41-5a2f7c9e1b30'
 RESIDENT = '4c9e8a17-2d5b-4f60-8e3a-71b6d0c4f925'
 SOURCE, TARGET = 'cmp-a', 'cmp-b'
@@ -50,8 +57,10 @@ VCPUS = 2
 HISTORY_SECONDS = 420  # more than the 5-minute rate window
 
 # What steward shipped before: the numerator's rate() still holds series
-# marked stale, the denominator's instant selector no longer does.
+# marked stale, the denominator's instant selector no longer does; and
+# nothing drops them from host_cpu_use.
 OLD_QUERIES = {
+    'host_cpu_use': '1 - avg by (host) (rate(%s{mode="idle"}[5m]))' % CPU,
     'host_steal': 'sum by (host) (rate(%s[5m])) / count by (host) (%s)' % (
         DELAY, DELAY),
     'vm_steal': 'sum by (uuid) (rate(%s[5m])) / count by (uuid) (%s)' % (
@@ -63,6 +72,11 @@ def labels(uuid, host, vcpu):
     return {'job': 'libvirt', 'instance': '%s:9177' % host, 'host': host,
             'domain': 'instance-%s' % uuid[:8], 'uuid': uuid,
             'vcpu': str(vcpu)}
+
+
+def idle_labels(cpu):
+    return {'job': 'node', 'instance': '%s:9100' % DEAD, 'host': DEAD,
+            'cpu': str(cpu), 'mode': 'idle'}
 
 
 def wait_for(what, probe, timeout=30.0, every=0.25):
@@ -116,6 +130,11 @@ def world(tmp_path):
                        noise=0.0)
             series.append(s)
             last[(uuid, host, v)] = list(s.samples(start, end, 1))[-1][1]
+    idle = {}
+    for c in range(CPUS):
+        s = Series(CPU, idle_labels(c), flat(IDLE), 'counter', noise=0.0)
+        series.append(s)
+        idle[c] = list(s.samples(start, end, 1))[-1][1]
     path = str(tmp_path / 'history.om')
     write_openmetrics(path, series, end, step=1, start=start)
     prom = start_prometheus(tmp_path / 'prometheus', history=path, live=True)
@@ -125,6 +144,9 @@ def world(tmp_path):
             prom.live.set(DELAY, labels(uuid, host, v),
                           lambda t, value=value, r=RATE[(uuid, host)]:
                           value + r * (t - end))
+        for c, value in idle.items():
+            prom.live.set(CPU, idle_labels(c),
+                          lambda t, value=value: value + IDLE * (t - end))
         # Prometheus starts scraping a few seconds after it is ready: the
         # live series must be in a scrape before they can leave one.
         prom.wait_scraped()
@@ -164,6 +186,12 @@ def rate_of(prom, selector, at):
     rows = prom.query('avg(rate(%s{%s}[5m]))' % (DELAY, selector), at=at)
     assert rows, 'Prometheus has no rate for %s at %s' % (selector, at)
     return float(rows[0]['value'][1])
+
+
+def body(st, path):
+    """GET `path`'s answer, None while steward does not know it."""
+    status, answer, _ = st.request('GET', path)
+    return answer if status == 200 else None
 
 
 def reading(st, path):
@@ -231,3 +259,42 @@ def test_a_moved_vm_and_its_old_host_drop_the_departed_series(world):
         'control: expected the old host_steal of %s to count the departed '
         'VM\'s delay over the vCPUs left (about %.2f), got %r' % (
             SOURCE, r_resident + r_mover, old_a))
+
+
+def test_a_host_whose_node_exporter_is_gone_is_not_read_on(world):
+    prom, st, control = world
+    path = '/v1/hosts/%s' % DEAD
+    live = time.time()
+    prom.wait_scraped()
+    for s in (st, control):
+        wait_for('%s: %s at %.2f CPU use' % (s.workdir, DEAD, 1 - IDLE),
+                 lambda s=s: observed_at(s, path) > live and near(
+                     body(s, path)['cpu_use'], 1 - IDLE))
+
+    gone = time.time()
+    for c in range(CPUS):
+        prom.live.remove(CPU, idle_labels(c))
+    for _ in range(4):
+        prom.wait_scraped()
+    # Both stewards polled well after the exporter went.
+    for s in (st, control):
+        wait_for('%s: a poll 8 s after %s went' % (s.workdir, DEAD),
+                 lambda s=s: observed_at(s, '/v1/hosts/%s' % SOURCE)
+                 > gone + 8)
+
+    host = body(st, path)
+    # Up to the scrape that marked the series stale (a second or so later,
+    # more on a loaded machine).
+    assert host['observed_at'] < gone + 4, (
+        'built-in host_cpu_use: expected %s\'s last reading from before its '
+        'exporter went (%.1f s ago), got one from %.1f s after: %r' % (
+            DEAD, time.time() - gone, host['observed_at'] - gone, host))
+    assert near(host['cpu_use'], 1 - IDLE), host
+
+    old = body(control, path)
+    assert old['observed_at'] > gone + 8, (
+        'control: expected the old host_cpu_use to go on reading %s, got '
+        '%r' % (DEAD, old))
+    assert old['cpu_use'] > 1 - IDLE + 0.005, (
+        'control: expected the old host_cpu_use to climb as the idle rate '
+        'decays, got %r' % old)
