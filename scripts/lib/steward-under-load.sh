@@ -25,6 +25,7 @@ cat > "$WORK/steward.toml" <<TOML
 # noauth is accepted on a loopback listener only; the load stays on this machine.
 [server]
 listen = "127.0.0.1:$PORT"
+telemetry_nice = ${TELEMETRY_NICE:-10}
 [auth]
 strategy = "noauth"
 [database]
