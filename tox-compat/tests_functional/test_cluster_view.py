@@ -31,6 +31,7 @@ import pytest
 from harness.faketime import last_utc_hour
 from harness.faketime import start_steward_at
 from harness.peers import Cloud
+from harness.polling import wait_for
 from harness.prometheus import Series
 from harness.prometheus import start_prometheus
 from harness.prometheus import steal_scenario
@@ -204,19 +205,6 @@ def get(st, path):
         path, status, body)
     return body
 
-
-def wait_for(what, probe, timeout=30.0, every=0.25):
-    """Poll probe() until it returns something true; fail naming `what`
-    and the last value seen."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError('waited %.0fs for %s; last seen: %r' % (
-        timeout, what, last))
 
 
 _SAMPLE = re.compile(r'^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$')

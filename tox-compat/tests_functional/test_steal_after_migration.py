@@ -39,6 +39,7 @@ import time
 
 import pytest
 
+from harness.polling import wait_for
 from harness.prometheus import Series
 from harness.prometheus import flat
 from harness.prometheus import start_prometheus
@@ -78,17 +79,6 @@ def idle_labels(cpu):
     return {'job': 'node', 'instance': '%s:9100' % DEAD, 'host': DEAD,
             'cpu': str(cpu), 'mode': 'idle'}
 
-
-def wait_for(what, probe, timeout=30.0, every=0.25):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError('waited %.0fs for %s; last seen: %r' % (
-        timeout, what, last))
 
 
 def get(st, path):
