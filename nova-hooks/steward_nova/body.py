@@ -6,6 +6,7 @@ which steward reads as "unknown". Only a missing instance uuid is an error.
 """
 
 import hashlib
+import itertools
 import json
 import operator
 
@@ -360,32 +361,40 @@ def build(host_states, spec_obj, with_instances=True, default_az=_UNSEEN):
 _ENCODE = json.JSONEncoder(allow_nan=False, separators=(',', ':'),
                            check_circular=False).encode
 
-# id(HostState) -> (HostState, what was read of it, default AZ, entry) of
-# its last encoding, `entry` being what encode_hosts gives for it. Nova keeps
-# one HostState per compute node across requests
-# (HostManager.host_state_map) and most do not change between two
-# scheduling requests (never between the filter and the weigher of one), so
-# an unchanged host costs one read and one comparison of values it already
-# holds (identical objects compare without being read) instead of building
-# its entry again. Its AZ comes from its aggregates: Nova replaces an
-# updated aggregate with a new object (HostManager._update_aggregate), so
-# the same aggregate objects mean the same AZ. The entry holds the
-# HostState, so its id stays its own while cached.
+# The last encoding of each host, for one (default AZ, with instances?)
+# pair: id(HostState) -> (what was read of it, entry, the HostState), `entry`
+# being what encode_hosts gives for it. Nova keeps one HostState per compute
+# node across requests (HostManager.host_state_map) and most do not change
+# between two scheduling requests (never between the filter and the weigher
+# of one), so an unchanged host costs one read and one comparison of values
+# it already holds (identical objects compare without being read) instead
+# of building its entry again. Its AZ comes from its aggregates: Nova
+# replaces an updated aggregate with a new object
+# (HostManager._update_aggregate), so the same aggregate objects mean the
+# same AZ. The entry holds the HostState, so its id stays its own while
+# cached. One dict per pair, so that a hit needs no other check than the
+# comparison of what was read.
 _ENCODED = {}
 # Bound for clouds whose hosts come and go: forget everything past it.
 _MAX_ENCODED = 50000
 
-
-_UNSENT = object()
+# What is read of a host for an entry without instances.
+_READ_NO_INSTANCES = operator.attrgetter(*_FIELDS, 'aggregates')
+_MISS = (None, None, None)
+_WHAT_WAS_READ = operator.itemgetter(0)
+_ENTRY = operator.itemgetter(1)
 
 
 def _snapshot(values):
     """What a later read of the same HostState is compared with: the
     aggregates list and Nova's {uuid: Instance} (both often mutated in
     place) copied."""
-    aggregates, instances = values[_N], values[_N + 1]
+    aggregates = values[_N]
     if type(aggregates) is list:
         aggregates = list(aggregates)
+    if len(values) == _N + 1:
+        return values[:_N] + (aggregates,)
+    instances = values[_N + 1]
     t = type(instances)
     if t is dict or t is list:
         instances = t(instances)
@@ -399,46 +408,59 @@ def reference(fragment):
     return b'"%s"' % hashlib.sha256(fragment).hexdigest()[:32].encode()
 
 
+def _read_each(host_states, with_instances):
+    """What _read_all gives, host by host (some HostState lacks a field)."""
+    if with_instances:
+        return [_read_all(hs) for hs in host_states]
+    return [_read_all(hs)[:_N + 1] for hs in host_states]
+
+
 def encode_hosts(host_states, with_instances=True, default_az=None):
     """[((host, nodename), JSON bytes, reference)] of the host entries, in
-    order: each entry in full, and the reference steward may know it by."""
-    out = []
-    append = out.append
+    order: each entry in full, and the reference steward may know it by.
+
+    Nova's scheduler calls this with every candidate host on every
+    request, and nearly all are unchanged since the last one: reading them,
+    finding their last encoding and comparing are each one pass in C
+    (map), and Python runs only for the hosts that changed.
+    """
+    hosts = list(host_states)
+    cache = _ENCODED.get((default_az, with_instances))
+    if cache is None:
+        if len(_ENCODED) >= 4:
+            _ENCODED.clear()
+        cache = _ENCODED[(default_az, with_instances)] = {}
+    try:
+        values = list(map(_READ_ALL if with_instances
+                          else _READ_NO_INSTANCES, hosts))
+    except AttributeError:
+        values = _read_each(hosts, with_instances)
+    hits = list(map(cache.get, map(id, hosts), itertools.repeat(_MISS)))
+    out = list(map(_ENTRY, hits))
+    same = list(map(operator.eq, map(_WHAT_WAS_READ, hits), values))
+    if all(same):
+        return out
     memo = {}
-    cache = _ENCODED
-    get = cache.get
-    for hs in host_states:
-        try:
-            values = _READ_ALL(hs)
-        except AttributeError:
-            values = _read_all(hs)
-        hit = get(id(hs))
-        if (hit is not None and hit[0] is hs and hit[2] == default_az
-                and (hit[1] == values if with_instances
-                     else (hit[1][_N + 1] is _UNSENT
-                           and hit[1][:_N + 1] == values[:_N + 1]))):
-            append(hit[3])
-            continue
-        snapshot = _snapshot(values)
-        instances = snapshot[_N + 1]
+    for i in itertools.compress(range(len(hosts)),
+                                map(operator.not_, same)):
+        snapshot = _snapshot(values[i])
         if with_instances:
+            instances = snapshot[_N + 1]
             instances = tuple(instances) if instances else ()
         else:
-            # Never equal to what a HostState holds: an entry made without
-            # instances is not one with them.
-            snapshot = snapshot[:_N + 1] + (_UNSENT,)
             instances = None
-        entry = _entry(values[:_N] + (
+        entry = _entry(values[i][:_N] + (
             _az_of(snapshot[_N], default_az, memo), instances))
         fragment = _ENCODE(entry).encode()
         done = ((entry['host'], entry['nodename']), fragment,
                 reference(fragment))
-        if len(cache) >= _MAX_ENCODED:
-            cache.clear()
-        # A plain dict under the GIL: a race costs at most one extra
-        # encoding.
-        cache[id(hs)] = (hs, snapshot, default_az, done)
-        append(done)
+        if sum(map(len, _ENCODED.values())) >= _MAX_ENCODED:
+            for c in _ENCODED.values():
+                c.clear()
+        # A plain dict under the GIL, one value per host: a race costs at
+        # most one extra encoding.
+        cache[id(hosts[i])] = (snapshot, done, hosts[i])
+        out[i] = done
     return out
 
 
