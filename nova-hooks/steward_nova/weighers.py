@@ -8,6 +8,9 @@ weights to 0..1 and applies weight_multiplier. On any failure every host
 weighs 0.0, which the handler turns into no preference at all.
 """
 
+import itertools
+import operator
+
 from nova.scheduler import utils as scheduler_utils
 from nova.scheduler import weights
 from oslo_log import log as logging
@@ -21,6 +24,21 @@ LOG = logging.getLogger(__name__)
 
 # Aggregate metadata key overriding [steward] weight_multiplier.
 MULTIPLIER_KEY = 'steward_weight_multiplier'
+
+_AGGREGATES = operator.attrgetter('aggregates')
+
+
+class _Multipliers(dict):
+    """{HostState: its multiplier} of the hosts of one weigh_objects, whose
+    bound __getitem__ stands in for weight_multiplier: Nova's handler then
+    calls it once per host, and a dict lookup is a C call that does not
+    read the host. Any other host (another request's, weighed at the same
+    time by this weigher) is answered by weight_multiplier itself."""
+
+    __slots__ = ('weigher',)
+
+    def __missing__(self, host_state):
+        return type(self.weigher).weight_multiplier(self.weigher, host_state)
 
 
 class StewardWeigher(weights.BaseHostWeigher):
@@ -74,6 +92,7 @@ class StewardWeigher(weights.BaseHostWeigher):
         except Exception:
             self._config_multiplier = None
         self._sets_multiplier = {}
+        self._answer_multipliers(hosts)
         try:
             kept = handoff.take(weight_properties, hosts)
             if kept is not None:
@@ -94,6 +113,34 @@ class StewardWeigher(weights.BaseHostWeigher):
             LOG.debug('StewardWeigher internal error', exc_info=True)
             return self._fail(hosts, weight_properties, 'shim_error',
                               '%s: %s' % (type(e).__name__, e))
+
+    def _answer_multipliers(self, hosts):
+        """When no aggregate of `hosts` sets steward_weight_multiplier (the
+        usual case), every one of them weighs [steward] weight_multiplier:
+        the handler's weight_multiplier calls that follow are answered
+        from one dict (_Multipliers). Otherwise, or when anything here is
+        unusual, weight_multiplier answers each host itself."""
+        table = None
+        default = self._config_multiplier
+        try:
+            if default is not None:
+                seen = {}
+                for aggregate in itertools.chain.from_iterable(
+                        map(_AGGREGATES, hosts)):
+                    seen[id(aggregate)] = aggregate
+                if not any(MULTIPLIER_KEY in (
+                        getattr(aggregate, 'metadata', None) or {})
+                        for aggregate in seen.values()):
+                    table = _Multipliers(dict.fromkeys(hosts, default))
+                    table.weigher = self
+        except Exception:
+            # A host without a list of aggregates, an unhashable host:
+            # weight_multiplier copes with each.
+            table = None
+        if table is not None:
+            self.weight_multiplier = table.__getitem__
+        else:
+            self.__dict__.pop('weight_multiplier', None)
 
     def _weigh_object(self, host_state, weight_properties):
         """Per-host entry point required by BaseWeigher (Nova calls

@@ -6,6 +6,7 @@ import json
 from nova import objects
 from nova.scheduler import host_manager
 from nova.scheduler import utils as scheduler_utils
+from nova.scheduler import weights
 import pytest
 
 from harness import nova_scheduler as ns
@@ -226,6 +227,37 @@ def test_weight_multiplier_is_novas_for_every_aggregate_layout(nova_conf):
                                         'steward_weight_multiplier': '0.5'})
     hosts[2].aggregates = [az, ssd_now]
     assert weigher.weight_multiplier(hosts[2]) == 0.5
+
+
+def test_weight_multiplier_after_weigh_objects_is_novas(nova_conf):
+    """After weigh_objects (Nova's handler then asks weight_multiplier
+    for each host) the answers are Nova's: for the hosts just weighed,
+    whether an aggregate among them sets a multiplier or none does, and
+    for any other host."""
+    nova_conf.scheduler('http://127.0.0.1:9', weight_multiplier=1.5)
+    az = ns.az_aggregate('az1')
+    ssd = ns.make_aggregate('ssd', {'ssd': 'true'})
+    four = ns.make_aggregate('m4', {'steward_weight_multiplier': '4.0'})
+    plain = [ns.make_host_state('wm-%d' % i, aggregates=aggs)
+             for i, aggs in enumerate([[], [az], [az, ssd]])]
+    tuned = ns.make_host_state('wm-tuned', aggregates=[az, four])
+    weigher = StewardWeigher()
+    spec = ns.make_request_spec()
+
+    def novas(hosts):
+        return [scheduler_utils.get_weight_multiplier(
+            h, 'steward_weight_multiplier', 1.5) for h in hosts]
+
+    for weighed in (plain, plain + [tuned], [tuned]):
+        # No steward at :9: the weigher fails open, the multipliers stay.
+        weigher.weigh_objects(
+            [weights.WeighedHost(h, 0.0) for h in weighed], spec)
+        # The dict stands in only when no aggregate sets a multiplier.
+        assert ('weight_multiplier' in vars(weigher)) == (
+            tuned not in weighed)
+        everyone = plain + [tuned, ns.make_host_state('wm-other')]
+        assert ([weigher.weight_multiplier(h) for h in everyone]
+                == novas(everyone) == [1.5, 1.5, 1.5, 4.0, 1.5])
 
 
 def encoded_body(hosts, spec, with_instances=True):
