@@ -26,6 +26,7 @@ LOG = logging.getLogger(__name__)
 MULTIPLIER_KEY = 'steward_weight_multiplier'
 
 _AGGREGATES = operator.attrgetter('aggregates')
+_OBJ = operator.attrgetter('obj')
 
 
 class _Multipliers(dict):
@@ -84,7 +85,7 @@ class StewardWeigher(weights.BaseHostWeigher):
         return default
 
     def weigh_objects(self, weighed_obj_list, weight_properties):
-        hosts = [w.obj for w in weighed_obj_list]
+        hosts = list(map(_OBJ, weighed_obj_list))
         if not hosts:
             return []
         try:
@@ -124,10 +125,11 @@ class StewardWeigher(weights.BaseHostWeigher):
         default = self._config_multiplier
         try:
             if default is not None:
-                seen = {}
-                for aggregate in itertools.chain.from_iterable(
-                        map(_AGGREGATES, hosts)):
-                    seen[id(aggregate)] = aggregate
+                aggregates = list(itertools.chain.from_iterable(
+                    map(_AGGREGATES, hosts)))
+                # Hosts share a few aggregates: each looked at once.
+                seen = dict(zip(map(id, aggregates), aggregates,
+                                strict=True))
                 if not any(MULTIPLIER_KEY in (
                         getattr(aggregate, 'metadata', None) or {})
                         for aggregate in seen.values()):

@@ -41,7 +41,9 @@ from harness import start_steward  # noqa: E402
 from harness.steward import REPO_ROOT  # noqa: E402
 from steward_nova import body  # noqa: E402
 from steward_nova import client  # noqa: E402
+from steward_nova import filters as steward_filters  # noqa: E402
 from steward_nova import handoff  # noqa: E402
+from steward_nova import weighers as steward_weighers  # noqa: E402
 import steward_nova.conf  # noqa: E402, F401  (registers [steward])
 
 STEWARD_FILTER = 'steward_nova.filters.StewardFilter'
@@ -156,17 +158,22 @@ def scheduler(extra, endpoint, token_file):
 class _Transport:
     """client._send replaced: 'record' sends and keeps the last answer,
     'canned' answers with it at once, so the shim runs without the
-    round trip (the hosts are the same from one request to the next)."""
+    round trip (the hosts are the same from one request to the next).
+    `seconds` adds up the time of the real sends (the round trip as the
+    shim waits for it: http.client, loopback, steward)."""
 
     def __init__(self):
         self.last = None
         self._real = client._send
         self.mode = 'record'
+        self.seconds = 0.0
 
     def __call__(self, target, path, data, headers, timeout):
         if self.mode == 'canned':
             return self.last
+        t0 = time.perf_counter()
         self.last = self._real(target, path, data, headers, timeout)
+        self.seconds += time.perf_counter() - t0
         return self.last
 
     def __enter__(self):
@@ -175,6 +182,45 @@ class _Transport:
 
     def __exit__(self, *exc):
         client._send = self._real
+
+
+class _ShimClock:
+    """Times StewardFilter.filter_all and StewardWeigher.weigh_objects
+    inside the timed runs themselves (two perf_counter reads per call, one
+    call of each per request): where the added time goes in the very runs
+    the added time comes from."""
+
+    def __init__(self):
+        self.filter = self.weigh = 0.0
+        self._saved = []
+
+    def _wrap(self, cls, name, attr):
+        real = getattr(cls, name)
+        clock = self
+
+        def timed_call(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                setattr(clock, attr, getattr(clock, attr) +
+                        time.perf_counter() - t0)
+
+        self._saved.append((cls, name, real))
+        setattr(cls, name, timed_call)
+
+    def reset(self):
+        self.filter = self.weigh = 0.0
+
+    def __enter__(self):
+        self._wrap(steward_filters.StewardFilter, 'filter_all', 'filter')
+        self._wrap(steward_weighers.StewardWeigher, 'weigh_objects', 'weigh')
+        return self
+
+    def __exit__(self, *exc):
+        for cls, name, real in self._saved:
+            setattr(cls, name, real)
+        self._saved = []
 
 
 # As timeit does: collect before a timed run and keep the collector out of
@@ -332,7 +378,8 @@ def run(args):
                   len(plain.weighers)), flush=True)
         with ns.nova_flags(steward={'endpoint': steward.url,
                                     'token_file': token_file,
-                                    'timeout': 5.0}), _Transport() as wire:
+                                    'timeout': 5.0}), _Transport() as wire, \
+                _ShimClock() as clock:
             for n in args.sizes:
                 reps = args.reps or DEFAULT_REPS.get(n, 5)
                 hosts = make_cluster(n, rng)
@@ -347,6 +394,9 @@ def run(args):
                 for sched in (both, plain, noop, both):  # warm-up
                     sched.schedule(hosts, request_spec(args.profile))
                 times = {name: [] for name, _, _ in runs}
+                # Inside each timed nova+steward run: the filter's and the
+                # weigher's own time, and the round trip within the filter.
+                inside = {'filter': [], 'weigh': [], 'round_trip': []}
                 counter = _CountCalls()
                 for rep in range(reps):
                     # Nova alone and Nova with the shim run back to back,
@@ -359,9 +409,14 @@ def run(args):
                         spec = request_spec(args.profile)
                         wire.mode = mode
                         if name == 'steward':
+                            clock.reset()
+                            wire.seconds = 0.0
                             with counter:
                                 ms, result = timed(sched.schedule, hosts,
                                                    spec)
+                            inside['filter'].append(clock.filter * 1000)
+                            inside['weigh'].append(clock.weigh * 1000)
+                            inside['round_trip'].append(wire.seconds * 1000)
                         elif name == 'canned':
                             # The canned answer says steward keeps the
                             # hosts it was never sent: keep the shim's
@@ -398,6 +453,26 @@ def run(args):
                                  strict=True))
                 med['paired'] = statistics.median(a - b for a, b in pairs)
                 med['ratio'] = statistics.median(a / b for a, b in pairs)
+                # The paired added ms split by what ran inside those very
+                # runs; `rest` is what is left of it: Nova's handlers for
+                # one more filter and weigher (the weigher's per-host
+                # weight_multiplier among them), and what the load beside
+                # did to the rest of the request.
+                split = {
+                    'shim_filter': statistics.median(
+                        f - r for f, r in zip(inside['filter'],
+                                              inside['round_trip'],
+                                              strict=True)),
+                    'round_trip': statistics.median(inside['round_trip']),
+                    'shim_weigher': statistics.median(inside['weigh']),
+                    'noop_pair': statistics.median(
+                        a - b for a, b in zip(times['noop'], times['nova'],
+                                              strict=True)),
+                }
+                split['rest'] = med['paired'] - (
+                    split['shim_filter'] + split['round_trip'] +
+                    split['shim_weigher'])
+                med['split'] = split
                 rows.append((n, reps, med, best, calls))
                 raw_times[n] = times
                 p, size = breakdown(steward, hosts, args.profile,
@@ -445,6 +520,23 @@ def report(rows, parts):
             n, med['noop'] - med['nova'], med['canned'] - med['noop'],
             med['steward'] - med['canned'], med['nova'], med['noop'],
             med['canned'], med['steward']))
+    print()
+    print('The paired added ms split by what ran inside the timed '
+          'nova+steward runs (medians): the shim\'s Python in '
+          'StewardFilter.filter_all (without the round trip), the round '
+          'trip it waits for, StewardWeigher.weigh_objects; rest = added '
+          'minus those: Nova\'s handlers for one more filter and weigher '
+          '(they call the weigher\'s weight_multiplier once per host), '
+          'and whatever else made the run slower; beside it what a no-op '
+          'pair adds (paired with the same rep\'s nova run)')
+    print('%7s | %9s = %11s + %10s + %12s + %8s | %9s' % (
+        'hosts', 'added ms', 'shim filter', 'round trip', 'shim weigher',
+        'rest', 'noop pair'))
+    for n, _, med, _, _ in rows:
+        sp = med['split']
+        print('%7d | %9.2f = %11.2f + %10.2f + %12.2f + %8.2f | %9.2f' % (
+            n, med['paired'], sp['shim_filter'], sp['round_trip'],
+            sp['shim_weigher'], sp['rest'], sp['noop_pair']))
     print()
     print('Where the steward part goes, median ms per request (the one '
           'round trip, %s). HTTP = round trip seen by the shim; server = '
