@@ -11,9 +11,17 @@ the steward classes and steward. It checks that the shim made exactly one
 HTTP call per request (POST /v1/filter?weigh=true, the weigher using its
 weights). Then splits that round trip, as the shim runs it, into body
 building, HTTP (steward's work plus loopback), JSON parsing, answer
-checking and the weigher's hand-off.
+checking and the weigher's hand-off. The added time is also split by
+what ran inside the timed nova+steward runs themselves: the shim's
+Python in StewardFilter.filter_all, the round trip it waits for,
+StewardWeigher.weigh_objects, and the rest (Nova's handlers for one more
+filter and weigher, and what the load beside did to the rest of the
+request). --runs N runs the whole command N times, one after the other,
+each in a new process with its own steward, and prints the paired
+estimate of each run and their min / median / max.
 
     tox -c tox-compat/tox.ini -e bench
+    tox -c tox-compat/tox.ini -e bench -- --sizes 1000 --reps 60 --runs 5
     python tox-compat/bench/nova_pipeline.py --sizes 100,1000 --reps 10
 """
 
@@ -24,6 +32,7 @@ import logging
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -483,8 +492,14 @@ def run(args):
         steward.stop()
     report(rows, parts)
     if args.json:
+        summary = [{'hosts': n, 'reps': reps, 'nova_ms': med['nova'],
+                    'steward_ms': med['steward'], 'added_ms': med['paired'],
+                    'added_pct': (med['ratio'] - 1) * 100,
+                    'split': med['split']}
+                   for n, reps, med, _, _ in rows]
         with open(args.json, 'w', encoding='utf-8') as f:
-            json.dump({'ms_per_request': raw_times, 'parts': parts}, f)
+            json.dump({'ms_per_request': raw_times, 'parts': parts,
+                       'summary': summary}, f)
     if args.keep_log:
         print('steward log: %s' % steward.process.log_path)
 
@@ -560,6 +575,64 @@ def report(rows, parts):
           'time, without the round trip and Nova\'s handlers')
 
 
+def _without_runs(argv):
+    """argv without --runs and its value, and without --json (each run
+    writes its own)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ('--runs', '--json'):
+            skip = True
+        elif not a.startswith(('--runs=', '--json=')):
+            out.append(a)
+    return out
+
+
+def several(args, argv):
+    """The whole command `args.runs` times, one after the other, each in a
+    new process with its own steward (as separate invocations would be);
+    then the paired estimate of each run and their min / median / max."""
+    results = []
+    workdir = tempfile.mkdtemp(prefix='steward-bench-runs-')
+    for i in range(1, args.runs + 1):
+        out = os.path.join(workdir, 'run-%d.json' % i)
+        print('=== run %d of %d' % (i, args.runs), flush=True)
+        done = subprocess.run([sys.executable, os.path.abspath(__file__)] +
+                              _without_runs(argv) + ['--json', out],
+                              check=False)
+        if done.returncode != 0:
+            raise SystemExit('run %d failed (exit %d)' % (i, done.returncode))
+        with open(out, encoding='utf-8') as f:
+            results.append(json.load(f))
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump({'runs': results}, f)
+    print()
+    print('=== %d runs, one after the other: added = median over a run\'s '
+          'reps of the nova+steward run against the nova run beside it '
+          '(%%: of the ratios, ms: of the differences)' % args.runs)
+    print('%7s %4s | %10s %8s | %9s = %11s + %10s + %12s + %8s' % (
+        'hosts', 'run', 'nova ms', 'added %', 'added ms',
+        'shim filter', 'round trip', 'shim weigher', 'rest'))
+    for n in args.sizes:
+        rows = [next(r for r in res['summary'] if r['hosts'] == n)
+                for res in results]
+        for i, r in enumerate(rows, 1):
+            sp = r['split']
+            print('%7d %4d | %10.1f %7.1f%% | %9.2f = %11.2f + %10.2f '
+                  '+ %12.2f + %8.2f' % (
+                      n, i, r['nova_ms'], r['added_pct'],
+                      r['added_ms'], sp['shim_filter'], sp['round_trip'],
+                      sp['shim_weigher'], sp['rest']))
+        pct = sorted(r['added_pct'] for r in rows)
+        ms = sorted(r['added_ms'] for r in rows)
+        print('%7d  all | added %%: min %.1f  median %.1f  max %.1f;  added '
+              'ms: min %.2f  median %.2f  max %.2f' % (
+                  n, pct[0], statistics.median(pct), pct[-1], ms[0],
+                  statistics.median(ms), ms[-1]))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sizes', default='100,1000,5000',
@@ -577,7 +650,16 @@ def main():
     parser.add_argument('--json', metavar='FILE',
                         help='also write every run\'s ms, per size and '
                         'variant, to FILE')
-    run(parser.parse_args())
+    parser.add_argument('--runs', type=int, default=1,
+                        help='run the whole command this many times, one '
+                        'after the other (each in a new process with its '
+                        'own steward), then print the min / median / max '
+                        'of the added share over the runs')
+    args = parser.parse_args()
+    if args.runs > 1:
+        several(args, sys.argv[1:])
+    else:
+        run(args)
 
 
 if __name__ == '__main__':
