@@ -650,12 +650,20 @@ def main():
     parser.add_argument('--json', metavar='FILE',
                         help='also write every run\'s ms, per size and '
                         'variant, to FILE')
+    parser.add_argument('--cpu', type=int, metavar='N',
+                        help='pin the bench and the steward it starts to '
+                        'CPU N (to see what the scheduler thread pays for '
+                        'resuming after the round trip on a busy machine; '
+                        'the figures are taken without it)')
     parser.add_argument('--runs', type=int, default=1,
                         help='run the whole command this many times, one '
                         'after the other (each in a new process with its '
                         'own steward), then print the min / median / max '
                         'of the added share over the runs')
     args = parser.parse_args()
+    if args.cpu is not None:
+        # Before steward starts: it inherits the affinity.
+        os.sched_setaffinity(0, {args.cpu})
     if args.runs > 1:
         several(args, sys.argv[1:])
     else:
