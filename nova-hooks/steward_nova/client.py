@@ -569,6 +569,11 @@ _MAX_KNOWN = 200000
 UNKNOWN_REFS = 'steward.unknown_host_refs'
 
 
+# The (host, nodename) and the reference of an encode_hosts item.
+_KEY = operator.itemgetter(0)
+_REF = operator.itemgetter(2)
+
+
 def known_refs(target):
     """The set of references steward at `target` keeps (as sent: quoted)."""
     known = _KNOWN.get(target)
@@ -597,7 +602,7 @@ def remember(known, encoded, cached):
         return
     if len(known) > _MAX_KNOWN:
         known.clear()
-    known.update([ref for _, _, ref in encoded])
+    known.update(map(_REF, encoded))
 
 
 def call(path, host_states, spec_obj, instance_extra=None):
@@ -644,7 +649,7 @@ def call(path, host_states, spec_obj, instance_extra=None):
             spec_obj, encoded, known, instance_extra, operation_name),
             req_id)
     remember(known, encoded, cached)
-    return answer, [k for k, _, _ in encoded]
+    return answer, list(map(_KEY, encoded))
 
 
 def warn_failure(kind, detail, call_name, req_id, action):
