@@ -2,7 +2,8 @@
 # free loopback port (noauth, SQLite in a temp dir), fed telemetry for every host
 # of the callout body so the steal and role plugins have data to score.
 #
-# In:  ROOT, BIN, BODY (an indented callout example), LOG_LEVEL, KEEP, and die().
+# In:  ROOT, BIN, BODY (an indented callout example), LOG_LEVEL, KEEP, and die();
+#      optional TELEMETRY_MAX_AGE, TELEMETRY_NICE ([server] telemetry_nice).
 # Out: WORK (temp dir), PID (steward), URL, $WORK/weigh.json (the body as the
 #      shim sends it: compact JSON). An EXIT trap stops steward and removes WORK.
 
@@ -25,7 +26,7 @@ cat > "$WORK/steward.toml" <<TOML
 # noauth is accepted on a loopback listener only; the load stays on this machine.
 [server]
 listen = "127.0.0.1:$PORT"
-telemetry_nice = ${TELEMETRY_NICE:-10}
+${TELEMETRY_NICE:+telemetry_nice = $TELEMETRY_NICE}
 [auth]
 strategy = "noauth"
 [database]
