@@ -178,6 +178,16 @@ print("SUMMARY rps=%.0f p50_ms=%.3f p99_ms=%.3f non2xx=%d" % (len(lat) / seconds
 PY
     fi
 }
+# The pushers, for $1 seconds, each writing its hey report to $WORK/$2-N.out; their PIDs
+# in pids.
+start_pushers() {
+    pids=()
+    for p in $(seq 0 $((PUSHERS - 1))); do
+        nice -n "$PUSHER_NICE" hey -z "${1}s" -c $((PUSH_CLIENTS / PUSHERS)) -q $((PUSH_RATE / PUSH_CLIENTS)) \
+            -m POST -T application/json -D "$WORK/push-$p.json" "$PUSH_URL/v1/telemetry" > "$WORK/$2-$p.out" &
+        pids+=($!)
+    done
+}
 val() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
 ratios=()
@@ -185,12 +195,7 @@ for run in $(seq "$RUNS"); do
     # Callouts alone for half of DURATION before the pushes and half after, so a drift of
     # the machine's speed over the run weighs on both sides of the ratio alike.
     callout alone-before $((DURATION / 2))
-    pids=()
-    for p in $(seq 0 $((PUSHERS - 1))); do
-        nice -n "$PUSHER_NICE" hey -z "${DURATION}s" -c $((PUSH_CLIENTS / PUSHERS)) -q $((PUSH_RATE / PUSH_CLIENTS)) -m POST -T application/json \
-            -D "$WORK/push-$p.json" "$PUSH_URL/v1/telemetry" > "$WORK/hey-$p.out" &
-        pids+=($!)
-    done
+    start_pushers "$DURATION" hey
     : > "$WORK/rss.txt"
     ( while kill -0 "${pids[0]}" 2>/dev/null; do rss_kb >> "$WORK/rss.txt"; sleep 5; done ) &
     sampler=$!
@@ -213,13 +218,8 @@ for run in $(seq "$RUNS"); do
     # The pushes alone, for a quarter of DURATION: steward's CPU per push.
     ticks0=$(awk '{print $14 + $15}' "/proc/$PUSH_PID/stat")
     thread_ticks > "$WORK/threads0.txt"
-    solo=()
-    for p in $(seq 0 $((PUSHERS - 1))); do
-        nice -n "$PUSHER_NICE" hey -z "$((DURATION / 4))s" -c $((PUSH_CLIENTS / PUSHERS)) -q $((PUSH_RATE / PUSH_CLIENTS)) -m POST -T application/json \
-            -D "$WORK/push-$p.json" "$PUSH_URL/v1/telemetry" > "$WORK/hey-solo-$p.out" &
-        solo+=($!)
-    done
-    wait "${solo[@]}"
+    start_pushers $((DURATION / 4)) hey-solo
+    wait "${pids[@]}"
     ticks1=$(awk '{print $14 + $15}' "/proc/$PUSH_PID/stat")
     thread_ticks > "$WORK/threads1.txt"
     solo_n=$(awk '/Status code distribution/ {on=1; next} on && /\[202\]/ {n += $2} END {print n + 0}' "$WORK"/hey-solo-*.out)

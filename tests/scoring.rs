@@ -779,6 +779,20 @@ fn web_boot() -> steward::model::SchedulingRequest {
     )
 }
 
+/// Each host's note from its first plugin (the steal plugin, in these profiles).
+fn first_plugin_notes(out: &steward::scoring::WeighOutcome) -> Vec<String> {
+    out.explain
+        .as_ref()
+        .expect("weighed with explain")
+        .iter()
+        .map(|p| {
+            p[0].note
+                .clone()
+                .expect("the steal plugin notes every host")
+        })
+        .collect()
+}
+
 #[test]
 fn a_web_vm_prefers_the_host_whose_tenants_peak_at_other_hours() {
     let view = web_and_batch(2.5, 0.02, 0.02);
@@ -791,12 +805,7 @@ fn a_web_vm_prefers_the_host_whose_tenants_peak_at_other_hours() {
         true,
     );
     assert!(out.weights[1] > out.weights[0], "{:?}", out.weights);
-    let notes: Vec<String> = out
-        .explain
-        .unwrap()
-        .iter()
-        .map(|p| p[0].note.clone().unwrap())
-        .collect();
+    let notes = first_plugin_notes(&out);
     // webby: 10 x 3.0 = 30 cores at 9, 12 and 20 h, 33 with one more web VM: 47% and 52% of 64
     assert!(
         notes[0].contains("predicted peak 47% of its CPUs in the next 24 h, 52% with this VM"),
@@ -856,12 +865,7 @@ fn a_vm_without_a_learned_role_counts_at_the_roles_mean_peak() {
         NOW,
         true,
     );
-    let notes: Vec<String> = out
-        .explain
-        .unwrap()
-        .iter()
-        .map(|p| p[0].note.clone().unwrap())
-        .collect();
+    let notes = first_plugin_notes(&out);
     // plain: 4 x 2.75 = 11 cores (17%), plus 4 x 0.5 = 2 cores: 20%
     assert!(
         notes[1].contains("predicted peak 17% of its CPUs in the next 24 h, 20% with this VM"),
