@@ -282,14 +282,7 @@ fn stale_steal_is_unknown_not_zero() {
             host("quiet", Some("az1")),
         ],
     );
-    let out = weigh(
-        &req,
-        &profile("[plugins.steal]\n"),
-        &view,
-        &opts(),
-        NOW,
-        true,
-    );
+    let out = weigh_explained_by_steal(&req, &view);
     let [stale, noisy, quiet] = out.weights[..] else {
         panic!()
     };
@@ -779,6 +772,14 @@ fn web_boot() -> steward::model::SchedulingRequest {
     )
 }
 
+/// A weigh with the built-in steal plugin alone, explained.
+fn weigh_explained_by_steal(
+    req: &steward::model::SchedulingRequest,
+    view: &ClusterView,
+) -> steward::scoring::WeighOutcome {
+    weigh(req, &profile("[plugins.steal]\n"), view, &opts(), NOW, true)
+}
+
 /// Each host's note from its first plugin (the steal plugin, in these profiles).
 fn first_plugin_notes(out: &steward::scoring::WeighOutcome) -> Vec<String> {
     out.explain
@@ -796,14 +797,7 @@ fn first_plugin_notes(out: &steward::scoring::WeighOutcome) -> Vec<String> {
 #[test]
 fn a_web_vm_prefers_the_host_whose_tenants_peak_at_other_hours() {
     let view = web_and_batch(2.5, 0.02, 0.02);
-    let out = weigh(
-        &web_boot(),
-        &profile("[plugins.steal]\n"),
-        &view,
-        &opts(),
-        NOW,
-        true,
-    );
+    let out = weigh_explained_by_steal(&web_boot(), &view);
     assert!(out.weights[1] > out.weights[0], "{:?}", out.weights);
     let notes = first_plugin_notes(&out);
     // webby: 10 x 3.0 = 30 cores at 9, 12 and 20 h, 33 with one more web VM: 47% and 52% of 64
@@ -857,14 +851,7 @@ fn a_vm_without_a_learned_role_counts_at_the_roles_mean_peak() {
         vec![host("webby", Some("az1")), host("plain", Some("az1"))],
     );
     req.instance.flavor.vcpus = Some(4.0);
-    let out = weigh(
-        &req,
-        &profile("[plugins.steal]\n"),
-        &view,
-        &opts(),
-        NOW,
-        true,
-    );
+    let out = weigh_explained_by_steal(&req, &view);
     let notes = first_plugin_notes(&out);
     // plain: 4 x 2.75 = 11 cores (17%), plus 4 x 0.5 = 2 cores: 20%
     assert!(
