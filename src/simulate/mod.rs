@@ -20,6 +20,7 @@
 pub mod measure;
 pub mod migration;
 pub mod nova;
+pub mod recorded;
 pub mod report;
 pub mod telemetry;
 mod twin;
@@ -132,6 +133,10 @@ pub struct Scenario {
     /// What steward learns and when (`telemetry::TelemetrySpec`).
     #[serde(default)]
     pub telemetry: telemetry::TelemetrySpec,
+    /// A recorded cloud (`steward simulate --from-prometheus`): its hosts, and its VMs with
+    /// their measured demand, replace `azs` x `hosts_per_az` and the roles' generated VMs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<recorded::Recorded>,
 }
 
 fn four() -> f64 {
@@ -202,6 +207,9 @@ impl Scenario {
         if self.hosts_per_az == 0 {
             p.push("hosts_per_az: must be at least 1".into());
         }
+        if let Some(rec) = &self.recorded {
+            p.extend(self.recorded_problems(rec));
+        }
         let h = &self.host;
         for (key, v) in [
             ("host.pcpus", h.pcpus),
@@ -214,7 +222,7 @@ impl Scenario {
                 p.push(format!("{key}: must be a positive number, got {v}"));
             }
         }
-        if self.roles.is_empty() {
+        if self.roles.is_empty() && self.recorded.is_none() {
             p.push("roles: describe at least one [[roles]]".into());
         }
         let mut names = std::collections::HashSet::new();
@@ -282,6 +290,55 @@ impl Scenario {
         ] {
             if let Err(e) = self.profile(name) {
                 p.push(format!("{key}: {e}"));
+            }
+        }
+        p
+    }
+
+    /// What is wrong with a recorded cloud: every VM on a host and AZ it lists, with a role
+    /// the scenario has and a demand for every step.
+    fn recorded_problems(&self, rec: &recorded::Recorded) -> Vec<String> {
+        let mut p = Vec::new();
+        if rec.hosts.is_empty() || rec.vms.is_empty() {
+            p.push("recorded: needs at least one host and one VM".into());
+        }
+        let az_of: HashMap<&str, &str> = rec
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.az.as_str()))
+            .collect();
+        for h in &rec.hosts {
+            let s = &h.spec;
+            let ok = |v: f64| v.is_finite() && v > 0.0;
+            if !(ok(s.pcpus) && ok(s.memory_mb) && s.disk_gb >= 0.0)
+                || !(ok(s.cpu_allocation_ratio) && ok(s.ram_allocation_ratio))
+                || !self.azs.contains(&h.az)
+            {
+                p.push(format!(
+                    "recorded.hosts ({}): needs a positive size and ratios and an AZ of `azs`",
+                    h.name
+                ));
+            }
+        }
+        let steps = steps(self) as usize;
+        for v in &rec.vms {
+            let role = v.role.as_deref().unwrap_or(recorded::NO_ROLE);
+            let fine = az_of.get(v.host.as_str()) == Some(&v.az.as_str())
+                && self.roles.iter().any(|r| r.name == role)
+                && v.vcpus.is_finite()
+                && v.vcpus > 0.0
+                && v.memory_mb.is_finite()
+                && v.memory_mb > 0.0
+                && v.disk_gb >= 0.0
+                && v.demand.len() == steps
+                && (v.first_step as usize) < steps
+                && v.demand.iter().all(|d| d.is_finite() && *d >= 0.0);
+            if !fine {
+                p.push(format!(
+                    "recorded.vms ({}): needs a listed host in its AZ, a role of `roles`, a \
+                     positive size and {steps} demands (cores >= 0), one per step",
+                    v.uuid
+                ));
             }
         }
         p
@@ -538,16 +595,15 @@ fn generated(scn: &Scenario, role: usize, intensity: f64, vm: usize, j: i64) -> 
 impl Workload {
     pub fn new(scn: &Scenario) -> Workload {
         let vms = twin::vms_of(scn);
+        let recorded = scn.recorded.as_ref().map(|r| &r.vms);
         let demand = (0..steps(scn))
             .map(|k| {
                 vms.iter()
                     .enumerate()
-                    .map(|(i, v)| {
-                        if k < v.boot_step {
-                            0.0
-                        } else {
-                            generated(scn, v.role, v.intensity, i, k as i64)
-                        }
+                    .map(|(i, v)| match recorded {
+                        _ if k < v.boot_step => 0.0,
+                        Some(rec) => rec[i].demand.get(k as usize).copied().unwrap_or(0.0),
+                        None => generated(scn, v.role, v.intensity, i, k as i64),
                     })
                     .collect()
             })
@@ -620,6 +676,10 @@ fn work_value(scn: &Scenario, w: &WorkView, vm: usize, j: i64) -> Option<f64> {
     if j >= 0 {
         return w.demand.get(j as usize).map(|row| row[vm]);
     }
+    // A recorded cloud has no history before its window.
+    if scn.recorded.is_some() {
+        return None;
+    }
     Some(generated(scn, w.vm_role[vm], w.intensity[vm], vm, j))
 }
 
@@ -662,7 +722,7 @@ fn measure(
     for (i, v) in twin.vms.iter().enumerate() {
         if let Some(h) = v.host {
             host_demand[h] += demand[i];
-            on_host[h].push((twin.scn.roles[v.role].vcpus, demand[i]));
+            on_host[h].push((v.size.vcpus, demand[i]));
         }
     }
     // A migration's copy takes CPU on both ends while it runs.
@@ -1133,18 +1193,15 @@ pub fn simulate(scn: &Scenario) -> Result<Report, String> {
         .collect();
     let vms = twin::vms_of(scn)
         .into_iter()
-        .map(|v| {
-            let r = &scn.roles[v.role];
-            VmOut {
-                uuid: v.uuid,
-                role: r.name.clone(),
-                roleless: v.roleless,
-                boot_step: v.boot_step,
-                az: v.az,
-                vcpus: r.vcpus,
-                memory_mb: r.memory_mb,
-                disk_gb: r.disk_gb,
-            }
+        .map(|v| VmOut {
+            uuid: v.uuid,
+            role: scn.roles[v.role].name.clone(),
+            roleless: v.roleless,
+            boot_step: v.boot_step,
+            az: v.az,
+            vcpus: v.size.vcpus,
+            memory_mb: v.size.memory_mb,
+            disk_gb: v.size.disk_gb,
         })
         .collect();
     Ok(Report {
@@ -1304,8 +1361,8 @@ pub fn simulate_seeds(scn: &Scenario, seeds: &[u64]) -> Result<SeedsReport, Stri
     Ok(SeedsReport {
         scenario: scn.name.clone(),
         hours: scn.hours,
-        hosts: scn.azs.len() * scn.hosts_per_az as usize,
-        vms: scn.roles.iter().map(|r| r.count as usize).sum(),
+        hosts: twin::hosts_of(scn).len(),
+        vms: twin::vms_of(scn).len(),
         seeds: seeds.to_vec(),
         strategies,
     })

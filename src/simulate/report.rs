@@ -100,6 +100,12 @@ pub fn render(report: &Report) -> String {
         report.budget_gib_per_az_per_hour,
         report.cooldown_hours
     );
+    if let Some(rec) = &report.scenario_as_run.recorded {
+        out.push_str(&format!("{}\n", report.description));
+        for n in &rec.notes {
+            out.push_str(&format!("  note: {n}\n"));
+        }
+    }
     out.push_str(&table(&header, &rows));
     for s in &report.strategies {
         if s.unplaced > 0 {

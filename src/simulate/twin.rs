@@ -11,6 +11,7 @@ use crate::rebalance::plan::VmSize;
 use crate::scoring::{self, Options, Profile};
 
 use super::nova::{self, NovaHost, Weigher};
+use super::recorded::{Recorded, NO_ROLE};
 use super::workload::Rng;
 use super::{HostSpec, Placement, Scenario};
 
@@ -34,6 +35,12 @@ pub(super) struct SimVm {
     pub roleless: bool,
     /// The step it boots at.
     pub boot_step: u64,
+    pub size: VmSize,
+    /// The flavor's name (a generated VM's is its role's).
+    pub flavor: String,
+    /// Its role is a workload's (a recorded VM without one is in `recorded::NO_ROLE`, which
+    /// counts in no role's stacking).
+    pub known_role: bool,
 }
 
 /// The cloud of one run.
@@ -51,6 +58,20 @@ pub(super) struct Twin<'a> {
 
 /// The hosts of a scenario, in the order Nova's filters hand them to the weighers.
 pub(super) fn hosts_of(scn: &Scenario) -> Vec<SimHost> {
+    if let Some(rec) = &scn.recorded {
+        return rec
+            .hosts
+            .iter()
+            .map(|h| SimHost {
+                name: h.name.clone(),
+                az: h.az.clone(),
+                spec: h.spec.clone(),
+                vcpus_used: 0.0,
+                mem_used: 0.0,
+                disk_used: 0.0,
+            })
+            .collect();
+    }
     let mut hosts = Vec::new();
     for az in &scn.azs {
         for i in 0..scn.hosts_per_az {
@@ -69,6 +90,9 @@ pub(super) fn hosts_of(scn: &Scenario) -> Vec<SimHost> {
 
 /// The VMs of a scenario, each with its role, requested AZ and intensity.
 pub(super) fn vms_of(scn: &Scenario) -> Vec<SimVm> {
+    if let Some(rec) = &scn.recorded {
+        return recorded_vms(scn, rec);
+    }
     let mut vms = Vec::new();
     for (r, role) in scn.roles.iter().enumerate() {
         for i in 0..role.count {
@@ -82,10 +106,43 @@ pub(super) fn vms_of(scn: &Scenario) -> Vec<SimVm> {
                 intensity: 1.0 + role.spread * (2.0 * u - 1.0),
                 roleless: Rng::keyed(scn.seed, 4, n).uniform() < scn.roleless_share,
                 boot_step: (role.boot_at_hours * 60.0 / scn.step_minutes).round() as u64,
+                size: VmSize {
+                    vcpus: role.vcpus,
+                    memory_mb: role.memory_mb,
+                    disk_gb: role.disk_gb,
+                    block_migration: role.block_migration && role.disk_gb > 0.0,
+                },
+                flavor: role.name.clone(),
+                known_role: true,
             });
         }
     }
     vms
+}
+
+/// A recorded cloud's VMs: their own sizes, the AZ they run in, booted at their first sample.
+fn recorded_vms(scn: &Scenario, rec: &Recorded) -> Vec<SimVm> {
+    let role_of = |name: &str| scn.roles.iter().position(|r| r.name == name).unwrap_or(0);
+    rec.vms
+        .iter()
+        .map(|v| SimVm {
+            uuid: v.uuid.clone(),
+            role: role_of(v.role.as_deref().unwrap_or(NO_ROLE)),
+            az: v.az.clone(),
+            host: None,
+            intensity: 1.0,
+            roleless: v.role.is_none(),
+            boot_step: v.first_step,
+            size: VmSize {
+                vcpus: v.vcpus,
+                memory_mb: v.memory_mb,
+                disk_gb: v.disk_gb,
+                block_migration: v.disk_gb > 0.0,
+            },
+            flavor: v.flavor.clone(),
+            known_role: v.role.is_some(),
+        })
+        .collect()
 }
 
 impl<'a> Twin<'a> {
@@ -105,13 +162,7 @@ impl<'a> Twin<'a> {
     }
 
     pub fn size(&self, vm: usize) -> VmSize {
-        let r = &self.scn.roles[self.vms[vm].role];
-        VmSize {
-            vcpus: r.vcpus,
-            memory_mb: r.memory_mb,
-            disk_gb: r.disk_gb,
-            block_migration: r.block_migration && r.disk_gb > 0.0,
-        }
+        self.vms[vm].size
     }
 
     /// Placement's view: the VM's resources fit under the host's allocation ratios.
@@ -141,7 +192,9 @@ impl<'a> Twin<'a> {
         self.vms[vm].host = Some(h);
         self.stacking[h][role] += 1;
         self.grouped[h][role] += grouped;
-        self.worst_stacking = self.worst_stacking.max(self.stacking[h][role]);
+        if self.vms[vm].known_role {
+            self.worst_stacking = self.worst_stacking.max(self.stacking[h][role]);
+        }
         if self.hosts[h].az != self.vms[vm].az {
             self.az_violations.insert(vm);
         }
@@ -217,12 +270,12 @@ impl<'a> Twin<'a> {
                     role: (!v.roleless).then(|| r.name.clone()),
                     steal: obs.host_steal[h].map(|o| o.1),
                     load5: load,
-                    vcpus: Some(r.vcpus),
+                    vcpus: Some(v.size.vcpus),
                     observed_at: at,
                     source: Source::Prometheus,
                     az: Some(self.hosts[h].az.clone()),
                     project_id: None,
-                    flavor: Some(r.name.clone()),
+                    flavor: Some(v.flavor.clone()),
                 },
             );
         }
@@ -238,7 +291,7 @@ impl<'a> Twin<'a> {
             instance: Instance {
                 uuid: self.vms[vm].uuid.clone(),
                 flavor: Flavor {
-                    name: Some(role.name.clone()),
+                    name: Some(self.vms[vm].flavor.clone()),
                     vcpus: Some(size.vcpus),
                     memory_mb: Some(size.memory_mb),
                     root_gb: Some(size.disk_gb),
@@ -325,7 +378,7 @@ impl<'a> Twin<'a> {
             VmFacts {
                 host: Some(self.hosts[h].name.clone()),
                 role: (!self.vms[vm].roleless).then(|| r.name.clone()),
-                vcpus: Some(r.vcpus),
+                vcpus: Some(self.vms[vm].size.vcpus),
                 observed_at: t,
                 az: Some(self.hosts[h].az.clone()),
                 ..Default::default()
