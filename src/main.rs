@@ -41,11 +41,12 @@ enum Command {
     },
     /// The digital twin: compare Nova's default weighing (alone and with server groups) with
     /// steward as deployed beside it, with and without the rebalancer, on one synthetic
-    /// workload (etc/scenarios/*.toml).
+    /// workload (etc/scenarios/*.toml), or on the configured cloud's recorded history
+    /// (--from-prometheus).
     Simulate {
         /// The scenario file, e.g. etc/scenarios/diurnal.toml.
-        #[arg(long, short = 's')]
-        scenario: PathBuf,
+        #[arg(long, short = 's', required_unless_present = "from_prometheus")]
+        scenario: Option<PathBuf>,
         /// Simulated hours (overrides the scenario's `hours`).
         #[arg(long)]
         hours: Option<f64>,
@@ -57,6 +58,8 @@ enum Command {
         seeds: Option<String>,
         #[arg(long, short = 'f', value_enum, default_value = "table")]
         format: Format,
+        #[command(flatten)]
+        recorded: cli::recorded::RecordedArgs,
     },
     /// Print the HTTP API's OpenAPI document (what GET /openapi.json serves), or its Markdown
     /// reference: `steward openapi -f markdown > docs/api.md`.
@@ -203,12 +206,24 @@ fn main() -> ExitCode {
         }),
         Command::Openapi { format } => cli::openapi(format),
         Command::Simulate {
+            recorded, format, ..
+        } if recorded.from_prometheus => {
+            with_config(cli.config, |v| cli::recorded::run(&v, &recorded, format))
+        }
+        Command::Simulate {
             scenario,
             hours,
             seed,
             seeds,
             format,
-        } => cli::simulate(&scenario, hours, seed, seeds.as_deref(), format),
+            ..
+        } => cli::simulate(
+            &scenario.unwrap_or_default(),
+            hours,
+            seed,
+            seeds.as_deref(),
+            format,
+        ),
         Command::Repair {
             command,
             selection,

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::ValueEnum;
 
 pub mod rebalance;
+pub mod recorded;
 
 use crate::api;
 use crate::config::{self, ConfigProblem, Validated};
