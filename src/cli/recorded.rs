@@ -15,25 +15,26 @@ use crate::telemetry::prometheus::Prometheus;
 
 use super::Format;
 
-/// The options of `steward simulate` that record a window of the operator's own cloud.
+/// The options of `steward simulate` that record a window of the operator's own cloud (the
+/// window's options conflict with `--scenario`, which is required without `--from-prometheus`).
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct RecordedArgs {
     /// Replay the configured cloud's recorded history instead of a scenario file: VMs,
     /// hosts, AZs and roles from Nova, each VM's CPU use per step from Prometheus
     /// (`[prometheus] url`, `queries.vm_load5` by `vm_label`).
-    #[arg(long, conflicts_with_all = ["scenario", "hours", "seeds"])]
+    #[arg(long, conflicts_with_all = ["scenario", "hours", "seed", "seeds"])]
     pub from_prometheus: bool,
     /// How far back the window starts from now (or --end): 7d, 36h, 2w (default 7d).
-    #[arg(long, requires = "from_prometheus", conflicts_with = "start")]
+    #[arg(long, conflicts_with_all = ["scenario", "start"])]
     pub since: Option<String>,
     /// The window's start: unix seconds or RFC 3339 (2026-11-30T00:00:00Z).
-    #[arg(long, requires = "from_prometheus")]
+    #[arg(long, conflicts_with = "scenario")]
     pub start: Option<String>,
     /// The window's end (default now).
-    #[arg(long, requires = "from_prometheus")]
+    #[arg(long, conflicts_with = "scenario")]
     pub end: Option<String>,
     /// The replay's step and the range queries' resolution: 1m to 60m (default 5m).
-    #[arg(long, requires = "from_prometheus")]
+    #[arg(long, conflicts_with = "scenario")]
     pub step: Option<String>,
 }
 
@@ -145,11 +146,7 @@ async fn nova_facts(v: &Validated, nova: &Nova) -> Result<(Vec<HostFact>, Vec<Vm
     let mut hosts: Vec<HostFact> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for hv in &hypervisors {
-        let name = hv
-            .service
-            .as_ref()
-            .and_then(|s| s.host.clone())
-            .unwrap_or_else(|| hv.hypervisor_hostname.clone());
+        let name = inventory::host_of(hv);
         let i = *index.entry(name.clone()).or_insert_with(|| {
             hosts.push(HostFact {
                 az: inv.hosts.get(&name).map(|m| m.az.clone()),

@@ -31,6 +31,15 @@ pub struct Inventory {
     pub vms: HashMap<String, VmMembership>,
 }
 
+/// The host a hypervisor belongs to: the scheduler's HostState.host is the compute
+/// service's host, not the node name (an Ironic host has many nodes).
+pub fn host_of(hv: &Hypervisor) -> String {
+    hv.service
+        .as_ref()
+        .and_then(|s| s.host.clone())
+        .unwrap_or_else(|| hv.hypervisor_hostname.clone())
+}
+
 /// Join Nova's listings. A host's AZ is that of its aggregates (Nova's own rule), else
 /// `default_az` (Nova's `[DEFAULT] default_availability_zone`). A VM's role is its
 /// `role_key` metadata, else the name of its server group.
@@ -56,12 +65,7 @@ pub fn build(
     }
     let mut hosts: HashMap<String, HostMembership> = HashMap::new();
     for hv in hypervisors {
-        // The scheduler's HostState.host is the compute service's host, not the node name.
-        let name = hv
-            .service
-            .as_ref()
-            .and_then(|s| s.host.clone())
-            .unwrap_or_else(|| hv.hypervisor_hostname.clone());
+        let name = host_of(hv);
         let az = az_of
             .get(name.as_str())
             .copied()
