@@ -244,6 +244,39 @@ fn a_bad_scenario_names_the_key_and_a_missing_one_the_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("hours"));
 }
 
+/// `--from-prometheus` reads the configuration's Prometheus and cloud: without them it says
+/// which key to set, and it refuses scenario options it would not use.
+#[test]
+fn from_prometheus_names_what_is_missing_and_refuses_scenario_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("simulate")
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("STEWARD__PROMETHEUS__URL")
+            .env_remove("STEWARD_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--from-prometheus", "--since", "1d"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[prometheus] url"), "{err}");
+    let out = run(&["--from-prometheus", "--since", "40d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at most 28"), "{err}");
+    for args in [
+        &["--from-prometheus", "--seeds", "1..3"][..],
+        &["--from-prometheus", "--scenario", "x.toml"][..],
+        &["--since", "1d", "--scenario", "x.toml"][..],
+        &[][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
 /// `--seeds A..B`: every seed's figure is the one a single run of that seed gives, and the
 /// spread is its min, median and max.
 #[test]

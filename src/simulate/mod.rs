@@ -310,10 +310,13 @@ impl Scenario {
         for h in &rec.hosts {
             let s = &h.spec;
             let ok = |v: f64| v.is_finite() && v > 0.0;
-            if !(ok(s.pcpus) && ok(s.memory_mb) && s.disk_gb >= 0.0)
-                || !(ok(s.cpu_allocation_ratio) && ok(s.ram_allocation_ratio))
-                || !self.azs.contains(&h.az)
-            {
+            let fine = ok(s.pcpus)
+                && ok(s.memory_mb)
+                && s.disk_gb >= 0.0
+                && ok(s.cpu_allocation_ratio)
+                && ok(s.ram_allocation_ratio)
+                && self.azs.contains(&h.az);
+            if !fine {
                 p.push(format!(
                     "recorded.hosts ({}): needs a positive size and ratios and an AZ of `azs`",
                     h.name

@@ -759,6 +759,27 @@ mod tests {
     }
 
     #[test]
+    fn a_recorded_scenario_that_does_not_hold_together_is_refused_by_name() {
+        let good = build(&cloud(), W, &settings()).unwrap();
+        let mut s = good.clone();
+        s.recorded.as_mut().unwrap().vms[0].demand.pop();
+        assert!(s.problems().iter().any(|p| p.contains("recorded.vms (a)")));
+        let mut s = good.clone();
+        s.recorded.as_mut().unwrap().vms[1].host = "cmp-a1".into();
+        assert!(s.problems().iter().any(|p| p.contains("recorded.vms (b)")));
+        let mut s = good.clone();
+        s.recorded.as_mut().unwrap().hosts[0].az = "az9".into();
+        assert!(s
+            .problems()
+            .iter()
+            .any(|p| p.contains("recorded.hosts (cmp-a1)")));
+        let mut s = good;
+        s.recorded.as_mut().unwrap().vms[0].role = Some("gone".into());
+        s.recorded.as_mut().unwrap().vms[1].demand[5] = f64::NAN;
+        assert_eq!(s.problems().len(), 2, "{:?}", s.problems());
+    }
+
+    #[test]
     fn windows_are_parsed_aligned_and_bounded() {
         let now = 1_795_392_000.0 + 7.0 * 86400.0 + 100.0;
         let w = window(now, None, None, None, None).unwrap();
