@@ -600,6 +600,11 @@ mod tests {
         }
     }
 
+    /// A note names both.
+    fn noted(r: &Recorded, a: &str, b: &str) -> bool {
+        r.notes.iter().any(|n| n.contains(a) && n.contains(b))
+    }
+
     fn recorded(s: &Scenario) -> &Recorded {
         s.recorded.as_ref().unwrap()
     }
@@ -633,10 +638,7 @@ mod tests {
         let s = build(&f, W, &settings()).unwrap();
         let r = recorded(&s);
         assert_eq!(r.vms.len(), 2);
-        assert!(r
-            .notes
-            .iter()
-            .any(|n| n.contains("VM silent") && n.contains("no CPU series")));
+        assert!(noted(r, "VM silent", "no CPU series"));
     }
 
     #[test]
@@ -647,14 +649,8 @@ mod tests {
         f.series.insert("lost".into(), flat(1.0, 0));
         let r = build(&f, W, &settings()).unwrap().recorded.unwrap();
         assert_eq!(r.vms.len(), 2);
-        assert!(r
-            .notes
-            .iter()
-            .any(|n| n.contains("VM lost") && n.contains("cmp-gone")));
-        assert!(r
-            .notes
-            .iter()
-            .any(|n| n.contains("VM shelved") && n.contains("no host")));
+        assert!(noted(&r, "VM lost", "cmp-gone"));
+        assert!(noted(&r, "VM shelved", "no host"));
     }
 
     #[test]
@@ -670,14 +666,8 @@ mod tests {
         let r = build(&f, W, &settings()).unwrap().recorded.unwrap();
         let names: Vec<&str> = r.hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["cmp-a1", "cmp-b1"]);
-        assert!(r
-            .notes
-            .iter()
-            .any(|n| n.contains("cmp-noaz") && n.contains("no AZ")));
-        assert!(r
-            .notes
-            .iter()
-            .any(|n| n.contains("ironic-1") && n.contains("no vCPUs")));
+        assert!(noted(&r, "cmp-noaz", "no AZ"));
+        assert!(noted(&r, "ironic-1", "no vCPUs"));
         assert!(r.notes.iter().any(|n| n.contains("VM c")));
     }
 
@@ -709,10 +699,7 @@ mod tests {
         f.hosts[1].cpu_allocation_ratio = None;
         let r = build(&f, W, &settings()).unwrap().recorded.unwrap();
         assert_eq!(r.hosts[1].spec.cpu_allocation_ratio, NOVA_CPU_RATIO);
-        assert!(r
-            .notes
-            .iter()
-            .any(|n| n.contains("cmp-b1") && n.contains("defaults")));
+        assert!(noted(&r, "cmp-b1", "defaults"));
     }
 
     #[test]

@@ -96,16 +96,13 @@ def cloud(tmp_path_factory):
     # History to the last full hour; the replay's window is the two days
     # before it.
     end = (int(time.time()) - 600) // 3600 * 3600
-    c = Cloud(tmp_path_factory.mktemp('cloud'), keystone=True, nova=True,
-              prometheus=True, history=history(), weeks=1, history_end=end)
-    c.start()
-    try:
+    with Cloud(tmp_path_factory.mktemp('cloud'), keystone=True, nova=True,
+               prometheus=True, history=history(), weeks=1,
+               history_end=end) as c:
         c.seed(SEED)
         c.steward_identity()
         c.history_end = end
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture
