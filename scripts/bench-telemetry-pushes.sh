@@ -17,7 +17,9 @@
 # time per push with the pushes alone (a quarter of DURATION), in all and by
 # steward's threads. PUSHER_NICE runs the pushers at that nice value (they stand
 # for agents on other hosts; 19 gives them only CPU steward and the callouts leave
-# idle); TELEMETRY_NICE sets steward's [server] telemetry_nice. The last line
+# idle); PUSHER_SCHED=idle runs them under Linux's SCHED_IDLE policy instead (they only
+# get a core nothing else wants, and give it up at once when a callout wakes, which a nice
+# value does not promise); TELEMETRY_NICE sets steward's [server] telemetry_nice. The last line
 # gives min/median/max of the ratio over the runs.
 #
 #   scripts/bench-telemetry-pushes.sh                 # 1 run, 60 s with the pushes
@@ -26,7 +28,8 @@
 #
 # Env: STEWARD_BIN (default target/release/steward), RUNS, DURATION (s),
 # PUSH_RATE (pushes/s), PUSH_CLIENTS (a multiple of 5 dividing PUSH_RATE),
-# HOSTS, VMS, CONNECTIONS, KEEP=1, CALLOUT_RATE, PUSHER_NICE, TELEMETRY_NICE,
+# HOSTS, VMS, CONNECTIONS, KEEP=1, CALLOUT_RATE, PUSHER_NICE, PUSHER_SCHED (other or
+# idle), TELEMETRY_NICE,
 # PUSH_TO (self, or other: the pushes go to a second steward, the control).
 #
 # By default the callouts are the load test's closed loop (wrk: each of the 8
@@ -53,6 +56,7 @@ CALLOUT_RATE=${CALLOUT_RATE:-}
 LOG_LEVEL=${STEWARD_LOG_LEVEL:-info}
 PUSH_CLIENTS=${PUSH_CLIENTS:-50}
 PUSHER_NICE=${PUSHER_NICE:-0}
+PUSHER_SCHED=${PUSHER_SCHED:-other}
 PUSH_TO=${PUSH_TO:-self}
 PUSHERS=5  # hey processes, one push body (one host) each
 
@@ -183,7 +187,7 @@ PY
 start_pushers() {
     pids=()
     for p in $(seq 0 $((PUSHERS - 1))); do
-        nice -n "$PUSHER_NICE" hey -z "${1}s" -c $((PUSH_CLIENTS / PUSHERS)) -q $((PUSH_RATE / PUSH_CLIENTS)) \
+        chrt "--$PUSHER_SCHED" 0 nice -n "$PUSHER_NICE" hey -z "${1}s" -c $((PUSH_CLIENTS / PUSHERS)) -q $((PUSH_RATE / PUSH_CLIENTS)) \
             -m POST -T application/json -D "$WORK/push-$p.json" "$PUSH_URL/v1/telemetry" > "$WORK/$2-$p.out" &
         pids+=($!)
     done
