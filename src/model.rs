@@ -260,11 +260,16 @@ pub struct WeeklyProfiles {
 /// carries, not the size of the cloud. Keys and values sit behind their own `Arc`s: a change
 /// copies the trie nodes on its path, and those hold pointers, not strings and whole facts.
 #[derive(Clone, PartialEq)]
-pub struct ViewMap<V>(imbl::HashMap<Arc<str>, Arc<V>>);
+pub struct ViewMap<V>(PersistentMap<Arc<str>, Arc<V>>);
+
+/// A persistent map hashed with foldhash (randomly seeded per map): a callout looks up every
+/// candidate host in several of them, and SipHash was the largest part of that.
+pub type PersistentMap<K, V> =
+    imbl::GenericHashMap<K, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
 impl<V> Default for ViewMap<V> {
     fn default() -> Self {
-        ViewMap(imbl::HashMap::new())
+        ViewMap(PersistentMap::default())
     }
 }
 
@@ -409,16 +414,16 @@ pub struct ViewChanges {
 /// the view's maps: a changed copy shares what it did not change.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RoleIndex {
-    by_role: imbl::HashMap<String, imbl::HashMap<String, u32>>,
+    by_role: PersistentMap<String, PersistentMap<String, u32>>,
     /// VMs steward knows on each hypervisor (with or without roles).
-    vms_on: imbl::HashMap<String, u32>,
+    vms_on: PersistentMap<String, u32>,
     /// Role -> AZ -> VMs of the role on the AZ's hypervisors (by each hypervisor's AZ now).
-    by_role_az: imbl::HashMap<String, imbl::HashMap<String, u32>>,
+    by_role_az: PersistentMap<String, PersistentMap<String, u32>>,
     /// AZ -> hypervisors steward knows in it.
-    hosts_in_az: imbl::HashMap<String, u32>,
+    hosts_in_az: PersistentMap<String, u32>,
 }
 
-fn bump(map: &mut imbl::HashMap<String, u32>, key: &str, delta: i64) {
+fn bump(map: &mut PersistentMap<String, u32>, key: &str, delta: i64) {
     let n = map.get(key).copied().unwrap_or(0) as i64 + delta;
     if n > 0 {
         map.insert(key.to_string(), n as u32);
@@ -429,7 +434,7 @@ fn bump(map: &mut imbl::HashMap<String, u32>, key: &str, delta: i64) {
 
 /// `bump` on the inner map of `outer[key]`, dropping it once empty.
 fn bump_in(
-    outer: &mut imbl::HashMap<String, imbl::HashMap<String, u32>>,
+    outer: &mut PersistentMap<String, PersistentMap<String, u32>>,
     key: &str,
     inner: &str,
     delta: i64,
@@ -531,12 +536,12 @@ impl RoleIndex {
     }
 
     /// Hypervisor -> number of VMs of `role` on it.
-    pub fn hosts_of(&self, role: &str) -> Option<&imbl::HashMap<String, u32>> {
+    pub fn hosts_of(&self, role: &str) -> Option<&PersistentMap<String, u32>> {
         self.by_role.get(role)
     }
 
     /// AZ -> number of VMs of `role` on its hypervisors (those whose AZ steward knows).
-    pub fn azs_of(&self, role: &str) -> Option<&imbl::HashMap<String, u32>> {
+    pub fn azs_of(&self, role: &str) -> Option<&PersistentMap<String, u32>> {
         self.by_role_az.get(role)
     }
 

@@ -11,8 +11,9 @@
 //! the bound, it becomes the older and the older is dropped; a hit in the older moves the entry
 //! to the newer. Hosts still referenced stay; hosts gone from the cloud age out.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use foldhash::HashMap;
 
 use sha2::{Digest as _, Sha256};
 

@@ -21,8 +21,9 @@
 //! Its lock, like the host cache's, is held for in-memory map work only (no I/O, no await)
 //! and never while scoring; one steward replica knows only what it answered.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+
+use foldhash::{HashMap, HashSet};
 
 use crate::model::{ClusterView, SchedulingRequest, Sibling};
 use crate::scoring::resolve_role;
@@ -143,8 +144,7 @@ fn pending_on_candidates(
     if grants.is_empty() {
         return Vec::new();
     }
-    let candidates: std::collections::HashSet<&str> =
-        req.hosts.iter().map(|h| h.host.as_str()).collect();
+    let candidates: HashSet<&str> = req.hosts.iter().map(|h| h.host.as_str()).collect();
     grants
         .iter()
         .filter(|(u, g)| {

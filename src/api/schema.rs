@@ -508,8 +508,10 @@ fn hosts_of(
 
 /// What no single entry shows: a (host, nodename) listed twice, a host in two AZs.
 fn check_across(hosts: &[Arc<Host>]) -> Result<(), ApiError> {
-    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(hosts.len());
-    let mut host_az: HashMap<&str, Option<&str>> = HashMap::with_capacity(hosts.len());
+    let fast = foldhash::fast::RandomState::default;
+    let mut seen = HashSet::with_capacity_and_hasher(hosts.len(), fast());
+    let mut host_az: HashMap<&str, Option<&str>, _> =
+        HashMap::with_capacity_and_hasher(hosts.len(), fast());
     for (i, h) in hosts.iter().enumerate() {
         let at = |name: &str| format!("hosts[{i}].{name}");
         if !seen.insert((&h.host, &h.nodename)) {

@@ -371,7 +371,10 @@ impl<'a> Context<'a> {
                 add(az, 0);
             }
             let role_counts = self.role_counts();
-            let mut candidates: HashSet<&str> = HashSet::with_capacity(self.req.hosts.len());
+            let mut candidates: HashSet<&str, _> = HashSet::with_capacity_and_hasher(
+                self.req.hosts.len(),
+                foldhash::fast::RandomState::default(),
+            );
             for (i, h) in self.req.hosts.iter().enumerate() {
                 candidates.insert(h.host.as_str());
                 if let Some(az) = self.host_az(i).filter(|a| eligible(a)) {
