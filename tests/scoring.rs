@@ -437,6 +437,40 @@ fn a_soft_cap_only_ranks() {
 }
 
 #[test]
+fn a_soft_cap_keeps_ranking_hosts_past_the_cap() {
+    // More replicas than hosts times the cap: every host is over it, and the one with fewer
+    // replicas must still win, or the role piles up wherever the other plugins point.
+    let mut b = ViewBuilder::default();
+    let mut four = Vec::new();
+    let mut nine = Vec::new();
+    for i in 0..9 {
+        let uuid = format!("n{i}");
+        b = b.vm(&uuid, "nine", "web");
+        nine.push(uuid);
+        if i < 4 {
+            let uuid = format!("f{i}");
+            b = b.vm(&uuid, "four", "web");
+            four.push(uuid);
+        }
+    }
+    let view = b.build();
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let req = request(
+        Operation::Boot,
+        Some("web"),
+        vec![
+            with_vms(host("nine", Some("az1")), &refs(&nine)),
+            with_vms(host("four", Some("az1")), &refs(&four)),
+        ],
+    );
+    let p = profile("[plugins.role_spread]\nmax_per_host = 3\nmode = \"soft\"\n");
+    let w = weigh(&req, &p, &view, &opts(), NOW, false).weights;
+    assert!(w[1] > w[0], "{w:?}");
+}
+
+#[test]
 fn other_roles_do_not_count() {
     let view = ViewBuilder::default()
         .vm("d1", "h", "db")

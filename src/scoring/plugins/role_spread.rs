@@ -1,8 +1,12 @@
 //! `role_spread`: a per-host cap of VMs of the same role, so one hypervisor does not carry
 //! many replicas of a service that peak together. Measures the same-role VMs already on the
 //! host. Parameters: `max_per_host` (default 2), `mode` = `hard` (filter out hosts at the cap,
-//! and score) or `soft` (score only). Score `1 - count / max_per_host`. Failure mode: a request
-//! with no role is neither filtered nor scored.
+//! and score) or `soft` (score only). Score `1 - count / max_per_host`; in `soft` mode, when a
+//! candidate already holds more than the cap, the scale stretches to one past the most any
+//! candidate holds (`1 - count / (most + 1)`), so a host with 4 of the role still beats one
+//! with 9: a role with more replicas than hosts times the cap keeps spreading evenly instead
+//! of every host over the cap scoring the same 0. Failure mode: a request with no role is
+//! neither filtered nor scored.
 
 use serde::Deserialize;
 
@@ -73,7 +77,15 @@ impl Plugin for RoleSpread {
         if ctx.role.is_none() {
             return Score::NotApplicable;
         }
-        let count = f64::from(ctx.role_counts()[host]);
-        Score::Value(1.0 - (count / f64::from(self.max_per_host)).min(1.0))
+        let counts = ctx.role_counts();
+        let scale = match self.mode {
+            RoleSpreadMode::Hard => self.max_per_host,
+            RoleSpreadMode::Soft => {
+                let most = counts.iter().copied().max().unwrap_or(0);
+                self.max_per_host.max(most.saturating_add(1))
+            }
+        };
+        let count = f64::from(counts[host]);
+        Score::Value(1.0 - (count / f64::from(scale)).min(1.0))
     }
 }
