@@ -962,3 +962,54 @@ fn a_candidate_the_shim_sends_without_az_takes_the_az_the_view_knows() {
         .expect("unknown to the request and the view");
     assert!(ghost.reason.contains("AZ is unknown"), "{}", ghost.reason);
 }
+
+#[test]
+fn a_move_scales_the_role_prediction_by_what_the_tenants_use_now() {
+    // Ten web VMs on each host, so the role-level prediction is the same for both; "busy"
+    // uses twice what its tenants' role predicts for this hour and "calm" half of it.
+    let mut view = web_and_batch(2.5, 0.02, 0.02);
+    view.vms.retain(|_, v| v.role.as_deref() == Some("web"));
+    let now = steward::model::hour_of_week(NOW);
+    let predicted_now = 10.0 * view.weekly.role_demand["web"].at(now).unwrap();
+    for (name, scale) in [("busy", 2.0), ("calm", 0.5)] {
+        view.hosts.insert(
+            name.into(),
+            steward::model::HostFacts {
+                az: Some("az1".into()),
+                steal: Some(0.02),
+                cpu_use: Some(predicted_now * scale / 64.0),
+                vcpus: Some(64.0),
+                observed_at: NOW,
+                ..Default::default()
+            },
+        );
+        for i in 0..10 {
+            view.vms.insert(
+                format!("{name}{i}"),
+                steward::model::VmFacts {
+                    host: Some(name.into()),
+                    role: Some("web".into()),
+                    observed_at: NOW,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    let hosts = || vec![host("busy", Some("az1")), host("calm", Some("az1"))];
+    let boot = weigh_explained_by_steal(&request(Operation::Boot, Some("web"), hosts()), &view);
+    assert_eq!(
+        boot.weights[0], boot.weights[1],
+        "a boot keeps the role's curve"
+    );
+    let out = weigh_explained_by_steal(
+        &request(Operation::LiveMigrate, Some("web"), hosts()),
+        &view,
+    );
+    assert!(out.weights[1] > out.weights[0], "{:?}", out.weights);
+    let notes = first_plugin_notes(&out);
+    // calm: 10 x 3.0 x 0.5 = 15 cores at the web peak (23% of 64), 18 with this VM (28%)
+    assert!(
+        notes[1].contains("predicted peak 23% of its CPUs in the next 24 h, 28% with this VM"),
+        "{notes:?}"
+    );
+}

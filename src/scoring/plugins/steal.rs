@@ -6,7 +6,11 @@
 //! (Google's Autopilot and Bashir et al., "Take it to the limit", EuroSys 2021): each tenant's
 //! demand at each hour is its role's learned hour-of-week p95 (cores per VM), summed per hour
 //! with the incoming VM's own curve, and the highest hour taken. Two VMs that peak at
-//! different hours share a host; two that peak together do not. Score:
+//! different hours share a host; two that peak together do not. For a move (live or cold
+//! migration) the tenants and the VM run and their use now is read: each host's tenant curve
+//! is scaled by its busy cores now over what the curve predicts for this hour, and the VM's
+//! curve by its own load now, each scale bounded to 0.25..2 (replicas busier than their role,
+//! which a role's curve cannot see). A boot keeps the role-level curves. Score:
 //! `(1 - overlap_weight) * (1 - steal / saturation) + overlap_weight * (1 - peak / (vCPUs *
 //! peak_saturation))`.
 //! Parameters: `saturation` (0.25), `max_steal` (filter on steal now, optional),
@@ -22,7 +26,7 @@
 
 use serde::Deserialize;
 
-use crate::model::{hour_of_week_name, HOURS_PER_WEEK};
+use crate::model::{hour_of_week_name, Operation, HOURS_PER_WEEK};
 use crate::scoring::{Context, Plugin, Score};
 
 #[derive(Debug, Deserialize)]
@@ -185,15 +189,23 @@ impl Steal {
         for d in demand.iter_mut() {
             *d += others * typical;
         }
-        let flat;
-        let incoming: &[f64] = match ctx.role.as_deref().and_then(|r| horizon.of(r)) {
-            Some(curve) => curve,
+        let mut incoming: Vec<f64> = match ctx.role.as_deref().and_then(|r| horizon.of(r)) {
+            Some(curve) => curve.to_vec(),
             None => {
                 let vcpus = ctx.req.instance.flavor.vcpus.unwrap_or(0.0).max(0.0);
-                flat = vec![vcpus * self.unknown_load_per_vcpu; horizon.hours];
-                &flat
+                vec![vcpus * self.unknown_load_per_vcpu; horizon.hours]
             }
         };
+        if moves_a_running_vm(ctx.req.operation) {
+            let busy = ctx
+                .fresh_facts(host)
+                .and_then(|f| Some(f.cpu_use? * f.vcpus.unwrap_or(cpus)));
+            calibrate(&mut demand, busy);
+            let vm = ctx.view.vms.get(&ctx.req.instance.uuid);
+            let fresh = vm.filter(|v| ctx.now - v.observed_at <= ctx.opts.max_age_seconds);
+            calibrate(&mut incoming, fresh.and_then(|v| v.load5));
+        }
+        let incoming = incoming.as_slice();
         // A move's own VM is a tenant of its source host: it does not add to itself.
         let own = ctx
             .view
@@ -227,6 +239,33 @@ impl Steal {
     /// The peak-overlap score: 1 for an idle host, 0 at `peak_saturation` x its CPUs.
     pub fn peak_score(&self, fit: &PeakFit) -> f64 {
         1.0 - (fit.after / (fit.cpus * self.peak_saturation)).clamp(0.0, 1.0)
+    }
+}
+
+/// A move's VM and the tenants of each candidate host are running, and steward reads what
+/// they use now: the role-level prediction is scaled to it.
+fn moves_a_running_vm(op: Operation) -> bool {
+    matches!(op, Operation::LiveMigrate | Operation::Migrate)
+}
+
+/// The bounds of the scale a reading may put on a role-level prediction: a reading is one
+/// noisy sample, and a role's curve is its replicas' p95.
+const CALIBRATION: (f64, f64) = (0.25, 2.0);
+
+/// Scale a predicted curve (this hour first) by what is measured now against what the curve
+/// predicts for this hour: replicas busier than their role's curve (or a host whose tenants
+/// are) are predicted busier at every hour, quieter ones quieter. Nothing changes without a
+/// reading or with less than one core predicted now (too little to scale by).
+fn calibrate(curve: &mut [f64], measured: Option<f64>) {
+    let (Some(measured), Some(&now)) = (measured.filter(|m| m.is_finite()), curve.first()) else {
+        return;
+    };
+    if now < 1.0 {
+        return;
+    }
+    let scale = (measured.max(0.0) / now).clamp(CALIBRATION.0, CALIBRATION.1);
+    for c in curve.iter_mut() {
+        *c *= scale;
     }
 }
 
