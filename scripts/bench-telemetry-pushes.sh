@@ -19,7 +19,10 @@
 # for agents on other hosts; 19 gives them only CPU steward and the callouts leave
 # idle); PUSHER_SCHED=idle runs them under Linux's SCHED_IDLE policy instead (they only
 # get a core nothing else wants, and give it up at once when a callout wakes, which a nice
-# value does not promise); TELEMETRY_NICE sets steward's [server] telemetry_nice. The last line
+# value does not promise); TELEMETRY_NICE sets steward's [server] telemetry_nice.
+# BLOCKS=N cuts each run into N such alone/pushed/alone blocks of DURATION/N with
+# the pushes, pooled, so that the two sides of the ratio are measured in the same
+# minutes (on a shared host the machine's speed drifts over a run). The last line
 # gives min/median/max of the ratio over the runs.
 #
 #   scripts/bench-telemetry-pushes.sh                 # 1 run, 60 s with the pushes
@@ -29,7 +32,7 @@
 # Env: STEWARD_BIN (default target/release/steward), RUNS, DURATION (s),
 # PUSH_RATE (pushes/s), PUSH_CLIENTS (a multiple of 5 dividing PUSH_RATE),
 # HOSTS, VMS, CONNECTIONS, KEEP=1, CALLOUT_RATE, PUSHER_NICE, PUSHER_SCHED (other or
-# idle), TELEMETRY_NICE,
+# idle), TELEMETRY_NICE, BLOCKS,
 # PUSH_TO (self, or other: the pushes go to a second steward, the control).
 #
 # By default the callouts are the load test's closed loop (wrk: each of the 8
@@ -58,6 +61,7 @@ PUSH_CLIENTS=${PUSH_CLIENTS:-50}
 PUSHER_NICE=${PUSHER_NICE:-0}
 PUSHER_SCHED=${PUSHER_SCHED:-other}
 PUSH_TO=${PUSH_TO:-self}
+BLOCKS=${BLOCKS:-1}
 PUSHERS=5  # hey processes, one push body (one host) each
 
 die() { echo "bench-telemetry-pushes: $*" >&2; exit 2; }
@@ -65,6 +69,8 @@ for tool in wrk hey curl python3; do
     command -v "$tool" >/dev/null || die "$tool not found: apt-get install -y $tool"
 done
 [ -x "$BIN" ] || die "no steward binary at $BIN: cargo build --release --bin steward, or set STEWARD_BIN"
+BLOCK=$((DURATION / BLOCKS))
+[ "$BLOCK" -ge 2 ] || die "DURATION / BLOCKS must be at least 2 seconds"
 [ $((PUSH_CLIENTS % PUSHERS)) = 0 ] || die "PUSH_CLIENTS must be a multiple of $PUSHERS"
 [ $((PUSH_RATE % PUSH_CLIENTS)) = 0 ] || die "PUSH_RATE must be a multiple of PUSH_CLIENTS ($PUSH_CLIENTS)"
 
@@ -165,7 +171,7 @@ avg = lambda k: sum(float(r[k]) for r in rows) / len(rows)
 print("SUMMARY rps=%.0f p50_ms=%.3f p99_ms=%.3f non2xx=%d" % (avg("rps"), avg("p50_ms"), avg("p99_ms"), sum(int(r["non2xx"]) for r in rows)))
 PY
     else
-        python3 - "$WORK" "$DURATION" "$@" <<'PY'
+        python3 - "$WORK" "$BLOCK" "$@" <<'PY'
 import csv, sys
 work, duration, labels = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 lat, bad, seconds = [], 0, 0.0
@@ -175,7 +181,7 @@ for x in labels:
         n += 1
         lat.append(float(row["response-time"]) * 1000)
         bad += row["status-code"] != "200"
-    seconds += duration if x == "pushed" else duration / 2
+    seconds += duration if x.startswith("pushed") else duration / 2
 lat.sort()
 pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
 print("SUMMARY rps=%.0f p50_ms=%.3f p99_ms=%.3f non2xx=%d" % (len(lat) / seconds, pct(0.50), pct(0.99), bad))
@@ -196,28 +202,35 @@ val() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
 ratios=()
 for run in $(seq "$RUNS"); do
-    # Callouts alone for half of DURATION before the pushes and half after, so a drift of
-    # the machine's speed over the run weighs on both sides of the ratio alike.
-    callout alone-before $((DURATION / 2))
-    start_pushers "$DURATION" hey
+    # Callouts alone for half of a block before the pushes and half after, so a drift of
+    # the machine's speed over the run weighs on both sides of the ratio alike; BLOCKS
+    # such blocks a run, each DURATION/BLOCKS with the pushes, pooled.
     : > "$WORK/rss.txt"
-    ( while kill -0 "${pids[0]}" 2>/dev/null; do rss_kb >> "$WORK/rss.txt"; sleep 5; done ) &
-    sampler=$!
-    callout pushed "$DURATION"
-    wait "${pids[@]}"
-    wait "$sampler" 2>/dev/null || true
-    callout alone-after $((DURATION / 2))
-    alone=$(summarize alone-before alone-after)
-    pushed=$(summarize pushed)
+    for b in $(seq "$BLOCKS"); do
+        callout "alone-before-$b" $((BLOCK / 2))
+        start_pushers "$BLOCK" "hey-$b"
+        ( while kill -0 "${pids[0]}" 2>/dev/null; do rss_kb >> "$WORK/rss.txt"; sleep 5; done ) &
+        sampler=$!
+        callout "pushed-$b" "$BLOCK"
+        wait "${pids[@]}"
+        wait "$sampler" 2>/dev/null || true
+        callout "alone-after-$b" $((BLOCK / 2))
+    done
+    alone_labels=() pushed_labels=()
+    for b in $(seq "$BLOCKS"); do alone_labels+=("alone-before-$b" "alone-after-$b"); pushed_labels+=("pushed-$b"); done
+    alone=$(summarize "${alone_labels[@]}")
+    pushed=$(summarize "${pushed_labels[@]}")
     push_rps=0; non202=0; push_p99=0
+    for b in $(seq "$BLOCKS"); do
     for p in $(seq 0 $((PUSHERS - 1))); do
-        r=$(awk '/Requests\/sec/ {print $2}' "$WORK/hey-$p.out")
-        push_rps=$(python3 -c "print(round($push_rps + $r, 1))")
-        bad=$(awk '/Status code distribution/ {on=1; next} on && /\[[0-9]+\]/ {gsub(/[\[\]]/, "", $1); if ($1 != 202) n += $2} END {print n + 0}' "$WORK/hey-$p.out")
-        errs=$(awk '/Error distribution/ {on=1; next} on && /\[[0-9]+\]/ {gsub(/[\[\]]/, "", $1); n += $1} END {print n + 0}' "$WORK/hey-$p.out")
+        r=$(awk '/Requests\/sec/ {print $2}' "$WORK/hey-$b-$p.out")
+        push_rps=$(python3 -c "print(round($push_rps + $r / $BLOCKS, 1))")
+        bad=$(awk '/Status code distribution/ {on=1; next} on && /\[[0-9]+\]/ {gsub(/[\[\]]/, "", $1); if ($1 != 202) n += $2} END {print n + 0}' "$WORK/hey-$b-$p.out")
+        errs=$(awk '/Error distribution/ {on=1; next} on && /\[[0-9]+\]/ {gsub(/[\[\]]/, "", $1); n += $1} END {print n + 0}' "$WORK/hey-$b-$p.out")
         non202=$((non202 + bad + errs))
-        p99=$(awk '/ 99% in / {print $3 * 1000}' "$WORK/hey-$p.out")
+        p99=$(awk '/ 99% in / {print $3 * 1000}' "$WORK/hey-$b-$p.out")
         push_p99=$(python3 -c "print(round(max($push_p99, ${p99:-0}), 1))")
+    done
     done
     # The pushes alone, for a quarter of DURATION: steward's CPU per push.
     ticks0=$(awk '{print $14 + $15}' "/proc/$PUSH_PID/stat")
