@@ -93,6 +93,7 @@ pub struct Context<'a> {
     /// explanations on the hot path when nobody reads them.
     pub explain: bool,
     role_counts: OnceCell<Vec<u32>>,
+    most_role_count: OnceCell<u32>,
     domains: OnceCell<Domains>,
     horizon: OnceCell<RoleHorizon<'a>>,
     degraded: RefCell<Vec<String>>,
@@ -154,6 +155,7 @@ impl<'a> Context<'a> {
             az: az_binding(req, view),
             explain: false,
             role_counts: OnceCell::new(),
+            most_role_count: OnceCell::new(),
             domains: OnceCell::new(),
             horizon: OnceCell::new(),
             degraded: RefCell::new(Vec::new()),
@@ -274,6 +276,14 @@ impl<'a> Context<'a> {
             }
             counts
         })
+    }
+
+    /// The most VMs of the request's role on any one candidate host (0 without a role):
+    /// worked out once per request, not once per host scored.
+    pub fn most_role_count(&self) -> u32 {
+        *self
+            .most_role_count
+            .get_or_init(|| self.role_counts().iter().copied().max().unwrap_or(0))
     }
 
     /// The earlier instances of this multi-create (docs/callout.md, `siblings`) that the other

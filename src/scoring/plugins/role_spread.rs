@@ -77,15 +77,13 @@ impl Plugin for RoleSpread {
         if ctx.role.is_none() {
             return Score::NotApplicable;
         }
-        let counts = ctx.role_counts();
         let scale = match self.mode {
             RoleSpreadMode::Hard => self.max_per_host,
-            RoleSpreadMode::Soft => {
-                let most = counts.iter().copied().max().unwrap_or(0);
-                self.max_per_host.max(most.saturating_add(1))
-            }
+            RoleSpreadMode::Soft => self
+                .max_per_host
+                .max(ctx.most_role_count().saturating_add(1)),
         };
-        let count = f64::from(counts[host]);
+        let count = f64::from(ctx.role_counts()[host]);
         Score::Value(1.0 - (count / f64::from(scale)).min(1.0))
     }
 }

@@ -24,6 +24,8 @@
 //! the learned roles' mean peak at every hour; with no role learned at all, there is no peak
 //! prediction and the score is steal's alone.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use crate::model::{hour_of_week_name, Operation, HOURS_PER_WEEK};
@@ -189,30 +191,28 @@ impl Steal {
         for d in demand.iter_mut() {
             *d += others * typical;
         }
-        let mut incoming: Vec<f64> = match ctx.role.as_deref().and_then(|r| horizon.of(r)) {
-            Some(curve) => curve.to_vec(),
+        // Borrowed on a boot; a move's curve is scaled to the VM's own reading below.
+        let mut incoming: Cow<[f64]> = match ctx.role.as_deref().and_then(|r| horizon.of(r)) {
+            Some(curve) => Cow::Borrowed(curve),
             None => {
                 let vcpus = ctx.req.instance.flavor.vcpus.unwrap_or(0.0).max(0.0);
-                vec![vcpus * self.unknown_load_per_vcpu; horizon.hours]
+                Cow::Owned(vec![vcpus * self.unknown_load_per_vcpu; horizon.hours])
             }
         };
+        let moving = ctx.view.vms.get(&ctx.req.instance.uuid);
         if moves_a_running_vm(ctx.req.operation) {
             let busy = ctx
                 .fresh_facts(host)
                 .and_then(|f| Some(f.cpu_use? * f.vcpus.unwrap_or(cpus)));
             calibrate(&mut demand, busy);
-            let vm = ctx.view.vms.get(&ctx.req.instance.uuid);
-            let fresh = vm.filter(|v| ctx.now - v.observed_at <= ctx.opts.max_age_seconds);
-            calibrate(&mut incoming, fresh.and_then(|v| v.load5));
+            let fresh = moving.filter(|v| ctx.now - v.observed_at <= ctx.opts.max_age_seconds);
+            if let Some(load) = fresh.and_then(|v| v.load5) {
+                calibrate(incoming.to_mut(), Some(load));
+            }
         }
-        let incoming = incoming.as_slice();
+        let incoming = &*incoming;
         // A move's own VM is a tenant of its source host: it does not add to itself.
-        let own = ctx
-            .view
-            .vms
-            .get(&ctx.req.instance.uuid)
-            .and_then(|v| v.host.as_deref())
-            == Some(h.host.as_str());
+        let own = moving.and_then(|v| v.host.as_deref()) == Some(h.host.as_str());
         if own {
             for (d, c) in demand.iter_mut().zip(incoming) {
                 *d = (*d - c).max(0.0);
