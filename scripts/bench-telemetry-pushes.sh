@@ -222,15 +222,15 @@ for run in $(seq "$RUNS"); do
     pushed=$(summarize "${pushed_labels[@]}")
     push_rps=0; non202=0; push_p99=0
     for b in $(seq "$BLOCKS"); do
-    for p in $(seq 0 $((PUSHERS - 1))); do
-        r=$(awk '/Requests\/sec/ {print $2}' "$WORK/hey-$b-$p.out")
-        push_rps=$(python3 -c "print(round($push_rps + $r / $BLOCKS, 1))")
-        bad=$(awk '/Status code distribution/ {on=1; next} on && /\[[0-9]+\]/ {gsub(/[\[\]]/, "", $1); if ($1 != 202) n += $2} END {print n + 0}' "$WORK/hey-$b-$p.out")
-        errs=$(awk '/Error distribution/ {on=1; next} on && /\[[0-9]+\]/ {gsub(/[\[\]]/, "", $1); n += $1} END {print n + 0}' "$WORK/hey-$b-$p.out")
-        non202=$((non202 + bad + errs))
-        p99=$(awk '/ 99% in / {print $3 * 1000}' "$WORK/hey-$b-$p.out")
-        push_p99=$(python3 -c "print(round(max($push_p99, ${p99:-0}), 1))")
-    done
+        for p in $(seq 0 $((PUSHERS - 1))); do
+            r=$(awk '/Requests\/sec/ {print $2}' "$WORK/hey-$b-$p.out")
+            push_rps=$(python3 -c "print(round($push_rps + $r / $BLOCKS, 1))")
+            bad=$(awk '/Status code distribution/ {on=1; next} on && /\[[0-9]+\]/ {gsub(/[\[\]]/, "", $1); if ($1 != 202) n += $2} END {print n + 0}' "$WORK/hey-$b-$p.out")
+            errs=$(awk '/Error distribution/ {on=1; next} on && /\[[0-9]+\]/ {gsub(/[\[\]]/, "", $1); n += $1} END {print n + 0}' "$WORK/hey-$b-$p.out")
+            non202=$((non202 + bad + errs))
+            p99=$(awk '/ 99% in / {print $3 * 1000}' "$WORK/hey-$b-$p.out")
+            push_p99=$(python3 -c "print(round(max($push_p99, ${p99:-0}), 1))")
+        done
     done
     # The pushes alone, for a quarter of DURATION: steward's CPU per push.
     ticks0=$(awk '{print $14 + $15}' "/proc/$PUSH_PID/stat")
