@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use crate::cluster::inventory;
 use crate::config::Validated;
@@ -101,14 +100,14 @@ async fn fetch(v: &Validated, w: Window) -> Result<Facts, String> {
 }
 
 fn nova_client(v: &Validated) -> Result<Nova, String> {
-    let cloud = openstack::cloud::load(v.settings.openstack.cloud.as_deref()).map_err(|e| {
-        format!("cannot load the OpenStack cloud ([openstack] cloud, clouds.yaml or OS_*): {e}")
+    let nova = openstack::nova_client(v.settings.openstack.cloud.as_deref()).map_err(|e| {
+        format!("cannot open Nova's session ([openstack] cloud, clouds.yaml or OS_*): {e:#}")
     })?;
-    progress(&format!("reading Nova through {}", cloud.describe()));
-    let options = openstack::session::SessionOptions::for_cloud(&cloud);
-    let session = openstack::session::Session::new(cloud, options)
-        .map_err(|e| format!("cannot open an OpenStack session: {e}"))?;
-    Ok(Nova::new(Arc::new(session)))
+    progress(&format!(
+        "reading Nova through {}",
+        nova.session().cloud().describe()
+    ));
+    Ok(nova)
 }
 
 /// Hypervisors (AZ by steward's rules, size from Nova, ratios from Placement) and servers

@@ -164,6 +164,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A URL fit for messages and logs: no user info, no query values that could carry a secret.
 /// Query keys stay (they say what was asked); values of keys that look like credentials go.
+/// Steward's Nova client over the named cloud (`[openstack] cloud`: clouds.yaml, else `OS_*`):
+/// the one way every command and loop opens it.
+pub fn nova_client(cloud: Option<&str>) -> anyhow::Result<nova::Nova> {
+    let cloud = cloud::load(cloud)?;
+    let options = SessionOptions::for_cloud(&cloud);
+    let session = std::sync::Arc::new(Session::new(cloud, options)?);
+    Ok(nova::Nova::new(session))
+}
+
 pub fn redact_url(url: &url::Url) -> String {
     let mut u = url.clone();
     if !u.username().is_empty() || u.password().is_some() {

@@ -190,10 +190,7 @@ pub fn executor(v: &Validated, store: &Store, metrics: Metrics) -> anyhow::Resul
 
 /// Steward's Nova client over `[openstack] cloud`.
 pub fn nova(v: &Validated) -> anyhow::Result<openstack::nova::Nova> {
-    let cloud = openstack::cloud::load(v.settings.openstack.cloud.as_deref())?;
-    let options = openstack::session::SessionOptions::for_cloud(&cloud);
-    let session = Arc::new(openstack::session::Session::new(cloud, options)?);
-    Ok(openstack::nova::Nova::new(session))
+    openstack::nova_client(v.settings.openstack.cloud.as_deref())
 }
 
 /// What one `run-once` cycle did: the planning outcome (or why there is none) and the

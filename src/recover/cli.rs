@@ -76,14 +76,6 @@ pub enum Command {
     Approve { id: String },
 }
 
-fn nova(settings: &Settings) -> anyhow::Result<crate::openstack::nova::Nova> {
-    use crate::openstack;
-    let cloud = openstack::cloud::load(settings.openstack.cloud.as_deref())?;
-    let options = openstack::session::SessionOptions::for_cloud(&cloud);
-    let session = Arc::new(openstack::session::Session::new(cloud, options)?);
-    Ok(openstack::nova::Nova::new(session))
-}
-
 /// Recovery over the configured cloud, fencing hook and witnesses.
 pub fn build(settings: &Settings, store: &Store, metrics: Metrics) -> anyhow::Result<Recovery> {
     let s = &settings.recovery;
@@ -93,7 +85,9 @@ pub fn build(settings: &Settings, store: &Store, metrics: Metrics) -> anyhow::Re
         .map_err(|e| anyhow::anyhow!("[recovery.witnesses]: {e}"))?;
     Ok(Recovery::new(
         store.clone(),
-        Arc::new(nova(settings)?),
+        Arc::new(crate::openstack::nova_client(
+            settings.openstack.cloud.as_deref(),
+        )?),
         fence,
         witnesses,
         s.clone(),
