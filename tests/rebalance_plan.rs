@@ -442,3 +442,43 @@ fn with_a_peak_margin_a_move_must_lower_the_vms_predicted_peak() {
         p.skipped[0].detail
     );
 }
+
+#[test]
+fn a_move_must_give_back_more_cpu_than_its_copy_takes() {
+    let mut w = World::new(NOW);
+    w.host("az1-src", "az1", 0.30, 0.9);
+    w.host("az1-quieter", "az1", 0.20, 0.5);
+    w.vm("vm1", "az1-src", None);
+    w.candidate("vm1", 0.9, 0.30);
+    // 10 points of steal off 3.6 busy cores for an hour: 1,296 core-seconds back, against
+    // 48 GiB copied at 1 GiB/s with a core busy on each host: 96 core-seconds.
+    let p = w.plan(&settings());
+    assert_eq!(p.actions.len(), 1, "{:?}", p.skipped);
+    let a = &p.actions[0];
+    assert!(
+        (a.predicted_gain_core_seconds - 0.10 * 3.6 * 3600.0).abs() < 1.0,
+        "{a:?}"
+    );
+    assert!((a.copy_cost_core_seconds - 96.0).abs() < 1e-6, "{a:?}");
+    // The same copy over a link 20 times slower takes 1,920 core-seconds: not worth it.
+    let slow = RebalanceSettings {
+        copy_gib_per_second: 0.05,
+        ..settings()
+    };
+    let p = w.plan(&slow);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.skipped[0].limit, Limit::NoDestination);
+    assert!(
+        p.skipped[0]
+            .detail
+            .contains("less than the copy's 1920 core-seconds over rebalance.gain_hours"),
+        "{}",
+        p.skipped[0].detail
+    );
+    // Counted over three minutes, the gain (65 core-seconds) does not cover the copy either.
+    let short = RebalanceSettings {
+        gain_hours: 0.05,
+        ..settings()
+    };
+    assert!(w.plan(&short).actions.is_empty());
+}

@@ -51,12 +51,14 @@ fn case() -> impl Strategy<Value = Case> {
         (1u32..25, 1u32..10, 1u32..4, 1u32..4, 1u32..60),
         (0.0..500.0f64, prop::option::of(1.0..600.0f64)),
         (0.0..12.0f64, 0.0..48.0f64, 0.0..0.2f64, any::<bool>()),
+        (0.01..4.0f64, 0.05..4.0f64, 0.0..4.0f64),
     )
         .prop_map(
             |(
                 (max_concurrent, per_az, per_source, per_target, max_actions),
                 (rate, burst),
                 (cooldown, no_return, margin, web),
+                (gain_hours, copy_gib_per_second, copy_cpu_cores),
             )| RebalanceSettings {
                 profile: if web { "web" } else { "default" }.into(),
                 max_concurrent,
@@ -69,6 +71,9 @@ fn case() -> impl Strategy<Value = Case> {
                 cooldown_hours: cooldown,
                 no_return_hours: no_return,
                 steal_margin: margin,
+                gain_hours,
+                copy_gib_per_second,
+                copy_cpu_cores,
                 forbidden_windows: Vec::new(),
                 ..Default::default()
             },
@@ -199,6 +204,13 @@ proptest! {
             prop_assert!(u.2 <= h.disk_gb_free.unwrap() + 1e-6);
             // Steal margin.
             prop_assert!(a.predicted_steal_at_target <= a.steal_at_source - cfg.steal_margin + 1e-9);
+            // The move pays for its copy, with the figures recomputed from the action.
+            let cost = a.bytes as f64 / GIB / cfg.copy_gib_per_second * 2.0 * cfg.copy_cpu_cores;
+            let gain = (a.steal_at_source - a.predicted_steal_at_target)
+                * a.load_per_vcpu * a.vcpus * cfg.gain_hours * 3600.0;
+            prop_assert!((a.copy_cost_core_seconds - cost).abs() < 1e-6 * cost.max(1.0));
+            prop_assert!((a.predicted_gain_core_seconds - gain).abs() < 1e-6 * gain.max(1.0));
+            prop_assert!(a.predicted_gain_core_seconds > a.copy_cost_core_seconds);
             // Cooldown and no return.
             for m in w.history.iter().filter(|m| m.vm == a.vm) {
                 prop_assert!(m.at <= NOW - cfg.cooldown_hours * 3600.0);

@@ -370,6 +370,11 @@ fn over_two_weeks_the_rebalancer_settles_on_every_seed() {
     assert!(number(&cfg["cooldown_hours"]) >= week && number(&cfg["no_return_hours"]) >= week);
     let rate = number(&cfg["budget_gib_per_az_per_hour"]);
     let burst = cfg.get("budget_burst_gib").map(number).unwrap_or(rate);
+    let setting = |key: &str, default: f64| cfg.get(key).map(number).unwrap_or(default);
+    let (gib_per_second, cores) = (
+        setting("copy_gib_per_second", 1.0),
+        setting("copy_cpu_cores", 1.0),
+    );
     let mut moved = 0;
     for seed in ["1", "2"] {
         let out = simulate(&[
@@ -403,6 +408,15 @@ fn over_two_weeks_the_rebalancer_settles_on_every_seed() {
             let az = m["az"].as_str().unwrap();
             assert!(from.starts_with(&format!("{az}-")) && to.starts_with(&format!("{az}-")));
             assert!(!(11.0..14.0).contains(&(at % 24.0)), "move at {at} h");
+            // Every move was predicted to give back more CPU than its copy takes.
+            let gain = m["predicted_gain_core_seconds"].as_f64().unwrap();
+            let cost = m["copy_cost_core_seconds"].as_f64().unwrap();
+            let gib = m["gib"].as_f64().unwrap();
+            assert!(
+                (cost - gib / gib_per_second * 2.0 * cores).abs() < 1e-6,
+                "{m}"
+            );
+            assert!(gain > cost && cost > 0.0, "seed {seed}: {m}");
             per_vm
                 .entry(m["vm"].as_str().unwrap())
                 .or_default()

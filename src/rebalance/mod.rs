@@ -43,6 +43,14 @@ pub struct PlannedAction {
     pub steal_at_source: f64,
     /// The steal (0..1) the planner predicts for the VM on the target host.
     pub predicted_steal_at_target: f64,
+    /// What the move is predicted to give back, in core-seconds: the steal it removes times
+    /// the VM's busy cores, over `gain_hours`. Always more than `copy_cost_core_seconds`.
+    #[serde(default)]
+    pub predicted_gain_core_seconds: f64,
+    /// What the copy is predicted to take: `bytes` at `copy_gib_per_second`, on both hosts at
+    /// `copy_cpu_cores` each, in core-seconds.
+    #[serde(default)]
+    pub copy_cost_core_seconds: f64,
     /// Detection's ranking figure (higher is worse off).
     pub severity: f64,
     /// The scoring core's raw weight of the target host for this VM (higher is better).

@@ -9,9 +9,11 @@
 //! earlier in the cycle; a `soft` cap only weighs, as at placement); not be a host the VM left within
 //! `no_return_hours`; have its compute service enabled and up (Nova's scheduler and conductor
 //! refuse any other, after the VM was drained); have a predicted steal at least `steal_margin`
-//! below the VM's steal; and, with `peak_margin` set and roles learned, a predicted peak over
-//! the coming day (the `steal` plugin's peak fit, with the VM) at least `peak_margin` below the
-//! VM's predicted peak where it runs: the move must pay for its copy. Among those, the highest
+//! below the VM's steal; pay for its copy (the steal it removes on the VM's busy cores over
+//! `gain_hours` must exceed the core-seconds its copy takes on both hosts, at
+//! `copy_gib_per_second` and `copy_cpu_cores`); and, with `peak_margin` set and roles learned, a
+//! predicted peak over the coming day (the `steal` plugin's peak fit, with the VM) at least
+//! `peak_margin` below the VM's predicted peak where it runs. Among those, the highest
 //! scoring-core weight wins (the same weight carries the peak fit, so the destination is chosen
 //! for the day ahead, not the minute). Each planned move is applied to the
 //! working state (room, role counts, CPU use of the target; concurrency counters; the AZ's
@@ -611,6 +613,14 @@ impl<'a> Cycle<'a> {
                 refusals.add(why);
                 continue;
             }
+            let gain = self.gain(c, predicted, vm_load);
+            let cost = self.copy_cost(p.size);
+            if gain <= cost {
+                refusals.add(format!(
+                    "predicted to give back less than the copy's {cost:.0} core-seconds over rebalance.gain_hours"
+                ));
+                continue;
+            }
             let weight = scored.weights[i];
             if best.as_ref().is_some_and(|b| b.weight >= weight) {
                 continue;
@@ -716,6 +726,19 @@ impl<'a> Cycle<'a> {
         Ok(predicted)
     }
 
+    /// Core-seconds the move is predicted to give back: the steal it removes (the VM's now,
+    /// less the target's predicted) on the VM's busy cores, over `gain_hours`.
+    fn gain(&self, c: &Candidate, predicted: f64, vm_load: f64) -> f64 {
+        (c.steal - predicted).max(0.0) * vm_load.max(0.0) * self.cfg.gain_hours * 3600.0
+    }
+
+    /// Core-seconds the copy is predicted to take: its bytes at `copy_gib_per_second`, with
+    /// `copy_cpu_cores` busy on the source and on the target.
+    fn copy_cost(&self, size: &VmSize) -> f64 {
+        let seconds = size.bytes() as f64 / GIB / self.cfg.copy_gib_per_second;
+        seconds * 2.0 * self.cfg.copy_cpu_cores
+    }
+
     /// The predicted peak (busy share of its CPUs at the highest hour of the steal plugin's
     /// peak horizon) with the moving VM on each host of the AZ, and on its source; `None`
     /// where no role has been learned yet.
@@ -810,6 +833,8 @@ impl<'a> Cycle<'a> {
             load_per_vcpu: c.load_per_vcpu,
             steal_at_source: c.steal,
             predicted_steal_at_target: t.predicted,
+            predicted_gain_core_seconds: self.gain(c, t.predicted, vm_load),
+            copy_cost_core_seconds: self.copy_cost(size),
             severity: c.severity,
             score: t.weight,
             bytes,

@@ -64,6 +64,16 @@ pub struct RebalanceSettings {
     /// a role-level prediction cannot see that a VM is busier than its role, and in the twin
     /// the rule turned down moves that helped. Applies once roles have been learned.
     pub peak_margin: Option<f64>,
+    /// A move must pay for its copy: its predicted gain (the VM's steal at its source minus
+    /// the target's predicted steal, times the VM's busy cores, counted over `gain_hours`)
+    /// must exceed the copy's CPU (its bytes at `copy_gib_per_second`, taking
+    /// `copy_cpu_cores` on the source and on the target while it runs), in core-seconds.
+    pub gain_hours: f64,
+    /// The hosts' `[libvirt] live_migration_bandwidth` as the planner counts a copy's time,
+    /// GiB/s.
+    pub copy_gib_per_second: f64,
+    /// CPU a live migration's copy takes on each of its two hosts while it runs (cores).
+    pub copy_cpu_cores: f64,
     pub max_concurrent: u32,
     pub max_concurrent_per_az: u32,
     pub max_concurrent_per_source: u32,
@@ -99,6 +109,9 @@ impl Default for RebalanceSettings {
             steal_exit: 0.05,
             steal_margin: 0.05,
             peak_margin: None,
+            gain_hours: 1.0,
+            copy_gib_per_second: 1.0,
+            copy_cpu_cores: 1.0,
             max_concurrent: 10,
             max_concurrent_per_az: 4,
             max_concurrent_per_source: 1,
@@ -201,6 +214,33 @@ impl Section for RebalanceSettings {
         }
         if self.min_samples == 0 {
             p("min_samples", "must be at least 1".into());
+        }
+        if !positive(self.gain_hours) {
+            p(
+                "gain_hours",
+                format!(
+                    "must be a positive number of hours, got {}",
+                    self.gain_hours
+                ),
+            );
+        }
+        if !positive(self.copy_gib_per_second) {
+            p(
+                "copy_gib_per_second",
+                format!(
+                    "must be a positive GiB/s (the hosts' live_migration_bandwidth), got {}",
+                    self.copy_gib_per_second
+                ),
+            );
+        }
+        if !non_negative(self.copy_cpu_cores) {
+            p(
+                "copy_cpu_cores",
+                format!(
+                    "must be a number of cores >= 0, got {}",
+                    self.copy_cpu_cores
+                ),
+            );
         }
         for (key, v) in [
             ("steal_enter", self.steal_enter),
@@ -403,12 +443,18 @@ mod tests {
             max_concurrent_per_az: 0,
             forbidden_windows: vec!["11:00-14:00".into(), "lunch".into()],
             steal_margin: 1.5,
+            gain_hours: 0.0,
+            copy_gib_per_second: -1.0,
+            copy_cpu_cores: f64::NAN,
             ..Default::default()
         };
         let keys: Vec<String> = s.validate("rebalance").into_iter().map(|p| p.key).collect();
         assert_eq!(
             keys,
             [
+                "rebalance.gain_hours",
+                "rebalance.copy_gib_per_second",
+                "rebalance.copy_cpu_cores",
                 "rebalance.steal_margin",
                 "rebalance.load_exit",
                 "rebalance.max_concurrent_per_az",

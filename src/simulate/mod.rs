@@ -476,6 +476,10 @@ pub struct MoveOut {
     pub seconds: f64,
     /// False: aborted at the completion timeout, the VM stayed.
     pub converged: bool,
+    /// What the planner predicted the move gives back and its copy takes, in core-seconds
+    /// (`rebalance.gain_hours`, `copy_gib_per_second`, `copy_cpu_cores`).
+    pub predicted_gain_core_seconds: f64,
+    pub copy_cost_core_seconds: f64,
 }
 
 /// One change of where a VM runs. `vm` and hosts index the report's `vms` and `hosts`.
@@ -979,6 +983,8 @@ fn rebalance_cycle(
             gib_sent: gib,
             seconds: out.seconds,
             converged: out.converged,
+            predicted_gain_core_seconds: a.predicted_gain_core_seconds,
+            copy_cost_core_seconds: a.copy_cost_core_seconds,
         });
         st.starts_per_az
             .entry(a.az.clone())
