@@ -23,6 +23,8 @@ pub mod nova;
 pub mod recorded;
 pub mod report;
 pub mod telemetry;
+#[cfg(test)]
+mod tests;
 mod twin;
 pub mod workload;
 
@@ -41,6 +43,10 @@ use workload::{Curve, Rng};
 
 /// Monday 2026-11-23 00:00 UTC: a week starts there, so hour-of-week profiles line up.
 pub const DEFAULT_START: f64 = 1_795_392_000.0;
+
+/// The most VMs a role's arrivals may boot over a run (the expected number): the workload
+/// holds every VM's demand at every step.
+const MAX_ARRIVALS: f64 = 100_000.0;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +89,16 @@ pub struct RoleSpec {
     /// no history in steward's profiles.
     #[serde(default)]
     pub boot_at_hours: f64,
+    /// New VMs of the role per hour, a Poisson stream from `boot_at_hours` to the end of the
+    /// run, beside the `count` VMs there from the start (or from `boot_at_hours`). They are
+    /// requested round-robin over the AZs, continuing the `count` VMs' turn.
+    #[serde(default)]
+    pub arrivals_per_hour: f64,
+    /// Mean lifetime of every VM of the role (the `count` VMs too), exponential: its owner
+    /// deletes it that long after its boot, at least one step later. None: VMs live to the end.
+    /// With arrivals, the role settles near `arrivals_per_hour x lifetime_hours` VMs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_hours: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -249,6 +265,31 @@ impl Scenario {
                 p.push(format!(
                     "{key}.boot_at_hours: must be a number of hours >= 0, got {}",
                     r.boot_at_hours
+                ));
+            }
+            let rate = r.arrivals_per_hour;
+            if !(rate.is_finite() && rate >= 0.0) {
+                p.push(format!(
+                    "{key}.arrivals_per_hour: must be a number of VMs per hour >= 0, got {rate}"
+                ));
+            } else if rate * (self.hours - r.boot_at_hours).max(0.0) > MAX_ARRIVALS {
+                p.push(format!(
+                    "{key}.arrivals_per_hour: {rate} VMs per hour over {} h would boot about {:.0} \
+                     VMs; at most {MAX_ARRIVALS} per role: lower the rate or the hours",
+                    (self.hours - r.boot_at_hours).max(0.0),
+                    rate * (self.hours - r.boot_at_hours).max(0.0)
+                ));
+            }
+            if let Some(l) = r.lifetime_hours.filter(|l| !positive(*l)) {
+                p.push(format!(
+                    "{key}.lifetime_hours: must be a positive number of hours (leave it out for \
+                     VMs that live to the end), got {l}"
+                ));
+            }
+            if self.recorded.is_some() && (rate != 0.0 || r.lifetime_hours.is_some()) {
+                p.push(format!(
+                    "{key}: a recorded cloud replays its own VMs as they ran; leave out \
+                     arrivals_per_hour and lifetime_hours"
                 ));
             }
             for (k, v) in [("base", r.base), ("peak", r.peak)] {
@@ -437,7 +478,8 @@ pub struct StrategyReport {
     pub unserved_limit: f64,
     /// Live migrations started.
     pub migrations: u32,
-    /// Of those, aborted at Nova's completion timeout (the VM stayed).
+    /// Of those, aborted at Nova's completion timeout (the VM stayed). A move whose VM was
+    /// deleted while it copied is not counted here (`Event::Move::vm_deleted`).
     pub migrations_aborted: u32,
     pub gib_moved: f64,
     /// VMs that ran, at any time, outside the AZ they were booted in.
@@ -474,16 +516,21 @@ pub struct MoveOut {
     /// What the pre-copy sent (each pass re-sends what the guest dirtied).
     pub gib_sent: f64,
     pub seconds: f64,
-    /// False: aborted at the completion timeout, the VM stayed.
+    /// False: aborted at the completion timeout, the VM stayed (or deleted, below).
     pub converged: bool,
     /// What the planner predicted the move gives back and its copy takes, in core-seconds
     /// (`rebalance.gain_hours`, `copy_gib_per_second`, `copy_cpu_cores`).
     pub predicted_gain_core_seconds: f64,
     pub copy_cost_core_seconds: f64,
+    /// The VM was deleted while it copied: the move failed there, `gib_sent` and `seconds`
+    /// are what it had copied and taken by then.
+    pub vm_deleted: bool,
 }
 
 /// One change of where a VM runs. `vm` and hosts index the report's `vms` and `hosts`.
-/// A VM runs on a host from the step of its boot (or of a move's end) on, inclusive.
+/// A VM runs on a host from the step of its boot (or of a move's end) on, inclusive, through
+/// the step before its departure (`depart_step - 1`) or to the end of the run. Within a step
+/// the events come in the order they happened: moves that end, then departures, then boots.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -492,15 +539,23 @@ pub enum Event {
         host: usize,
         step: u64,
     },
-    /// No host had room (Nova's NoValidHost): the VM never ran.
+    /// No host had room (Nova's NoValidHost): the VM never ran (and never departs).
     NoValidHost {
+        vm: usize,
+        step: u64,
+    },
+    /// Its owner deleted the VM: from `step` on it runs nowhere and its host has its
+    /// resources back. Only a VM that ran departs, at its `depart_step`.
+    Departure {
         vm: usize,
         step: u64,
     },
     /// A live migration: on `from` through `end_step - 1`, on `to` from `end_step` when it
     /// converged (else aborted at `end_step`: it stays on `from`); `end_step` None: not
     /// finished when the run ended. It copies, taking CPU on both hosts, in every step `k`
-    /// with `start_step < k < end_step`.
+    /// with `start_step < k < end_step`. `vm_deleted`: the VM was deleted while it copied
+    /// (its `Departure` follows at `end_step`); as with Nova's libvirt driver, the migration
+    /// job loses its guest and fails, and the target's claim is freed.
     Move {
         vm: usize,
         from: usize,
@@ -510,6 +565,7 @@ pub enum Event {
         /// GiB sent over the wire.
         gib: f64,
         converged: bool,
+        vm_deleted: bool,
     },
 }
 
@@ -543,6 +599,9 @@ pub struct VmOut {
     /// Booted with no role hint and in no server group.
     pub roleless: bool,
     pub boot_step: u64,
+    /// The step its owner deletes it at (`lifetime_hours`); None: it lives to the end. A VM
+    /// that never ran has no `Departure` event even so.
+    pub depart_step: Option<u64>,
     pub az: String,
     pub vcpus: f64,
     pub memory_mb: f64,
@@ -572,8 +631,9 @@ pub struct Report {
     pub strategies: Vec<StrategyReport>,
 }
 
-/// The workload of one seed: cores each VM demands at each step (0 before it boots), the
-/// same for every strategy, and the role profiles steward learns from its telemetry.
+/// The workload of one seed: cores each VM demands at each step (0 before it boots and from
+/// its departure on), the same for every strategy, and the role profiles steward learns from
+/// its telemetry.
 pub struct Workload {
     pub demand: Vec<Vec<f64>>,
     pub profiles: telemetry::ProfileTimeline,
@@ -582,6 +642,7 @@ pub struct Workload {
     vm_role: Vec<usize>,
     intensity: Vec<f64>,
     boot_step: Vec<u64>,
+    depart_step: Vec<Option<u64>>,
 }
 
 /// Cores a VM of `role` at `intensity` demands at step `j` (negative: before the run).
@@ -608,7 +669,7 @@ impl Workload {
                 vms.iter()
                     .enumerate()
                     .map(|(i, v)| match recorded {
-                        _ if k < v.boot_step => 0.0,
+                        _ if k < v.boot_step || v.depart_step.is_some_and(|d| k >= d) => 0.0,
                         Some(rec) => rec[i].demand.get(k as usize).copied().unwrap_or(0.0),
                         None => generated(scn, v.role, v.intensity, i, k as i64),
                     })
@@ -626,6 +687,7 @@ impl Workload {
             vm_role: vms.iter().map(|v| v.role).collect(),
             intensity: vms.iter().map(|v| v.intensity).collect(),
             boot_step: vms.iter().map(|v| v.boot_step).collect(),
+            depart_step: vms.iter().map(|v| v.depart_step).collect(),
         };
         let profiles = {
             let wv = work_view(&work);
@@ -649,7 +711,7 @@ impl Workload {
         work
     }
 
-    /// Cores VM `vm` demanded at step `j`, None before it existed.
+    /// Cores VM `vm` demanded at step `j`, None before it existed and after it left.
     pub fn value(&self, scn: &Scenario, vm: usize, j: i64) -> Option<f64> {
         work_value(scn, &work_view(self), vm, j)
     }
@@ -662,6 +724,7 @@ struct WorkView<'a> {
     vm_role: &'a [usize],
     intensity: &'a [f64],
     boot_step: &'a [u64],
+    depart_step: &'a [Option<u64>],
 }
 
 fn work_view(w: &Workload) -> WorkView<'_> {
@@ -670,14 +733,21 @@ fn work_view(w: &Workload) -> WorkView<'_> {
         vm_role: &w.vm_role,
         intensity: &w.intensity,
         boot_step: &w.boot_step,
+        depart_step: &w.depart_step,
     }
 }
 
 fn work_value(scn: &Scenario, w: &WorkView, vm: usize, j: i64) -> Option<f64> {
     // A VM of the run's first step stands for its role's VMs before the run: the warm-up's
-    // history. A VM that boots mid-run did not exist before it (a new role has no history).
+    // history (even one deleted soon after the start: the role ran before). A VM that boots
+    // mid-run did not exist before it: it has no history of its own, and its role has what
+    // its first step's VMs give (none for a new role). A deleted VM has no series after it
+    // left, so the rollup learns from the VMs that run.
     let boot = w.boot_step[vm] as i64;
     if j < boot && (boot > 0 || j >= 0) {
+        return None;
+    }
+    if w.depart_step[vm].is_some_and(|d| j >= d as i64) {
         return None;
     }
     if j >= 0 {
@@ -700,9 +770,12 @@ struct Migration {
     from: usize,
     to: usize,
     start_step: u64,
+    start: f64,
     finish: f64,
     gib: f64,
     converged: bool,
+    /// Its entry in `RunState::moves_out`.
+    out: usize,
 }
 
 /// What the per-step measures add up to.
@@ -877,7 +950,48 @@ fn finish_moves(twin: &mut Twin, st: &mut RunState, k: u64, t: f64) {
             end_step: Some(k),
             gib: m.gib,
             converged: m.converged,
+            vm_deleted: false,
         });
+    }
+}
+
+/// Delete the VMs due to leave at step `k` (`due`), as Nova deletes an instance: its
+/// allocation freed on its host, its role's count there lowered, and a `Departure` in the
+/// trace. A VM that never found a host never ran and does not depart. A VM deleted while a
+/// live migration copies it takes the migration down with it: libvirt's job loses its guest
+/// and fails, Nova drops the target's claim; the move ends at `k`, not converged, with what
+/// it had copied by `t` (the copy runs at `migration_gib_per_second`).
+fn depart_due(twin: &mut Twin, st: &mut RunState, due: &[usize], k: u64, t: f64) {
+    for &vm in due {
+        if twin.vms[vm].host.is_none() {
+            continue;
+        }
+        if let Some(i) = st.migrations.iter().position(|m| m.vm == vm) {
+            let m = st.migrations.remove(i);
+            let size = twin.size(vm);
+            twin.reserve(m.to, &size, -1.0);
+            let seconds = (t - m.start).max(0.0);
+            let sent = (twin.scn.migration_gib_per_second * seconds).min(m.gib);
+            st.gib_moved -= m.gib - sent;
+            if let Some(out) = st.moves_out.get_mut(m.out) {
+                out.gib_sent = sent;
+                out.seconds = seconds;
+                out.converged = false;
+                out.vm_deleted = true;
+            }
+            st.trace.events.push(Event::Move {
+                vm,
+                from: m.from,
+                to: m.to,
+                start_step: m.start_step,
+                end_step: Some(k),
+                gib: sent,
+                converged: false,
+                vm_deleted: true,
+            });
+        }
+        twin.depart(vm);
+        st.trace.events.push(Event::Departure { vm, step: k });
     }
 }
 
@@ -941,6 +1055,12 @@ fn rebalance_cycle(
                 a.vm, a.source_host, a.target_host
             ));
         };
+        if twin.vms[vm].host != Some(from) {
+            return Err(format!(
+                "the plan moves VM {} from {}, where the twin does not run it",
+                a.vm, a.source_host
+            ));
+        }
         let size = twin.size(vm);
         twin.reserve(to, &size, 1.0);
         let disk = if size.block_migration {
@@ -961,9 +1081,11 @@ fn rebalance_cycle(
             from,
             to,
             start_step: k,
+            start: t,
             finish: t + out.seconds,
             gib,
             converged: out.converged,
+            out: st.moves_out.len(),
         });
         st.rebalancer.moves.push(MoveRecord {
             vm: a.vm.clone(),
@@ -985,6 +1107,7 @@ fn rebalance_cycle(
             converged: out.converged,
             predicted_gain_core_seconds: a.predicted_gain_core_seconds,
             copy_cost_core_seconds: a.copy_cost_core_seconds,
+            vm_deleted: false,
         });
         st.starts_per_az
             .entry(a.az.clone())
@@ -1023,6 +1146,18 @@ fn budget_check(
 
 /// Run one strategy over the scenario's workload.
 pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<StrategyReport, String> {
+    let (twin, st, m) = run_twin(scn, strategy, work)?;
+    Ok(finish_report(scn, strategy, &twin, st, m))
+}
+
+/// The run itself: each step, the moves whose copy is done land, the VMs due to leave are
+/// deleted (before the boots, so a boot can use the room a departure frees), the VMs due
+/// boot, the step is measured, and the rebalancer plans.
+fn run_twin<'a>(
+    scn: &'a Scenario,
+    strategy: &Strategy,
+    work: &Workload,
+) -> Result<(Twin<'a>, RunState, Measures), String> {
     let placement = scn.profile(&scn.placement_profile)?;
     let rebalance_profile = scn.profile(&scn.rebalance.profile)?;
     let step = scn.step_minutes * 60.0;
@@ -1062,16 +1197,39 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
     };
     let mut order: Vec<usize> = (0..twin.vms.len()).collect();
     Rng::new(scn.seed ^ 0xB007).shuffle(&mut order);
+    let steps = work.demand.len();
+    let mut booting = vec![false; steps];
+    let mut departing: Vec<Vec<usize>> = vec![Vec::new(); steps];
+    for (i, v) in twin.vms.iter().enumerate() {
+        if let Some(b) = booting.get_mut(v.boot_step as usize) {
+            *b = true;
+        }
+        if let Some(d) = v.depart_step.and_then(|d| departing.get_mut(d as usize)) {
+            d.push(i);
+        }
+    }
+    // Nova's own weighers read no steward view: only steward's placements need one.
+    let reads_view = matches!(
+        strategy.placement,
+        Placement::StewardDeployed { .. } | Placement::StewardAlone
+    );
     let mut m = Measures::default();
     for (k, demand) in work.demand.iter().enumerate() {
+        let due = &departing[k];
+        let boots = booting[k];
         let k = k as u64;
         let t = scn.start_unix + k as f64 * step;
         finish_moves(&mut twin, &mut st, k, t);
-        if twin.vms.iter().any(|v| v.boot_step == k) {
+        depart_due(&mut twin, &mut st, due, k, t);
+        if boots {
             let mut ctx = BootContext {
                 profile: &placement,
                 opts: &opts,
-                view: steward_view(&twin, work, &st.trace, t),
+                view: if reads_view {
+                    steward_view(&twin, work, &st.trace, t)
+                } else {
+                    ClusterView::default()
+                },
                 t,
             };
             let events = boot_due(&mut twin, strategy, &mut ctx, &order, k);
@@ -1093,7 +1251,7 @@ pub fn run(scn: &Scenario, strategy: &Strategy, work: &Workload) -> Result<Strat
             )?;
         }
     }
-    Ok(finish_report(scn, strategy, &twin, st, m))
+    Ok((twin, st, m))
 }
 
 /// What a run gives, from its twin, its state and its measures.
@@ -1113,6 +1271,7 @@ fn finish_report(
                 e,
                 Event::Move {
                     converged: false,
+                    vm_deleted: false,
                     end_step: Some(_),
                     ..
                 }
@@ -1134,6 +1293,7 @@ fn finish_report(
             end_step: None,
             gib: mig.gib,
             converged: false,
+            vm_deleted: false,
         });
     }
     m.fluid.sort_by(f64::total_cmp);
@@ -1207,6 +1367,7 @@ pub fn simulate(scn: &Scenario) -> Result<Report, String> {
             role: scn.roles[v.role].name.clone(),
             roleless: v.roleless,
             boot_step: v.boot_step,
+            depart_step: v.depart_step,
             az: v.az,
             vcpus: v.size.vcpus,
             memory_mb: v.size.memory_mb,

@@ -359,6 +359,8 @@ fn roles(vms: &[RecordedVm]) -> Vec<RoleSpec> {
             noise: 0.0,
             spread: 0.0,
             boot_at_hours: 0.0,
+            arrivals_per_hour: 0.0,
+            lifetime_hours: None,
         })
         .collect()
 }

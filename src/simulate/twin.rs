@@ -35,6 +35,8 @@ pub(super) struct SimVm {
     pub roleless: bool,
     /// The step it boots at.
     pub boot_step: u64,
+    /// The step its owner deletes it at (None: it lives to the end of the run).
+    pub depart_step: Option<u64>,
     pub size: VmSize,
     /// The flavor's name (a generated VM's is its role's).
     pub flavor: String,
@@ -88,36 +90,99 @@ pub(super) fn hosts_of(scn: &Scenario) -> Vec<SimHost> {
     hosts
 }
 
-/// The VMs of a scenario, each with its role, requested AZ and intensity.
+/// The stream of a VM's lifetime draw (keyed by the VM's index).
+const LIFETIME_STREAM: u64 = 0x4C49_4645_0000_0000;
+/// The stream of a role's arrival times (plus the role's index; keyed by the arrival's).
+const ARRIVAL_STREAM: u64 = 0x4152_5256_0000_0000;
+
+/// The VMs of a scenario, each with its role, requested AZ, intensity, boot and departure
+/// steps: first every role's `count` VMs, then every role's arrivals in time order. Each
+/// draw is keyed by the VM's (or arrival's) index, so the list is the same for every
+/// strategy, and a scenario without arrivals and lifetimes gives the VMs it always gave.
 pub(super) fn vms_of(scn: &Scenario) -> Vec<SimVm> {
     if let Some(rec) = &scn.recorded {
         return recorded_vms(scn, rec);
     }
     let mut vms = Vec::new();
     for (r, role) in scn.roles.iter().enumerate() {
+        let boot_step = (role.boot_at_hours * 60.0 / scn.step_minutes).round() as u64;
         for i in 0..role.count {
-            let n = vms.len() as u64;
-            let u = Rng::keyed(scn.seed, 1, n).uniform();
-            vms.push(SimVm {
-                uuid: format!("{:08x}-0000-4000-8000-{:012x}", r, i),
-                role: r,
-                az: scn.azs[i as usize % scn.azs.len()].clone(),
-                host: None,
-                intensity: 1.0 + role.spread * (2.0 * u - 1.0),
-                roleless: Rng::keyed(scn.seed, 4, n).uniform() < scn.roleless_share,
-                boot_step: (role.boot_at_hours * 60.0 / scn.step_minutes).round() as u64,
-                size: VmSize {
-                    vcpus: role.vcpus,
-                    memory_mb: role.memory_mb,
-                    disk_gb: role.disk_gb,
-                    block_migration: role.block_migration && role.disk_gb > 0.0,
-                },
-                flavor: role.name.clone(),
-                known_role: true,
-            });
+            vms.push(generated_vm(scn, r, u64::from(i), boot_step, vms.len()));
+        }
+    }
+    for (r, role) in scn.roles.iter().enumerate() {
+        for (j, hour) in arrival_hours(scn, r).into_iter().enumerate() {
+            let boot_step = (hour * 60.0 / scn.step_minutes).floor() as u64;
+            let i = u64::from(role.count) + j as u64;
+            vms.push(generated_vm(scn, r, i, boot_step, vms.len()));
         }
     }
     vms
+}
+
+/// The `i`-th VM of role `r` (its AZ the `i`-th in turn), at index `n` of the VM list.
+fn generated_vm(scn: &Scenario, r: usize, i: u64, boot_step: u64, n: usize) -> SimVm {
+    let role = &scn.roles[r];
+    let n = n as u64;
+    let u = Rng::keyed(scn.seed, 1, n).uniform();
+    SimVm {
+        uuid: format!("{:08x}-0000-4000-8000-{:012x}", r, i),
+        role: r,
+        az: scn
+            .azs
+            .get((i % scn.azs.len().max(1) as u64) as usize)
+            .cloned()
+            .unwrap_or_default(),
+        host: None,
+        intensity: 1.0 + role.spread * (2.0 * u - 1.0),
+        roleless: Rng::keyed(scn.seed, 4, n).uniform() < scn.roleless_share,
+        boot_step,
+        depart_step: role
+            .lifetime_hours
+            .and_then(|mean| depart_step(scn, boot_step, mean, n)),
+        size: VmSize {
+            vcpus: role.vcpus,
+            memory_mb: role.memory_mb,
+            disk_gb: role.disk_gb,
+            block_migration: role.block_migration && role.disk_gb > 0.0,
+        },
+        flavor: role.name.clone(),
+        known_role: true,
+    }
+}
+
+/// When VM `n`, booted at `boot_step`, is deleted: an exponential lifetime of mean `mean`
+/// hours, at least one step; None when that is past the run's end.
+fn depart_step(scn: &Scenario, boot_step: u64, mean: f64, n: u64) -> Option<u64> {
+    let u = Rng::keyed(scn.seed, LIFETIME_STREAM, n).uniform();
+    let hours = -mean * (1.0 - u).ln();
+    let life = (hours * 60.0 / scn.step_minutes).round().max(1.0);
+    let at = boot_step as f64 + life;
+    (at.is_finite() && at < super::steps(scn) as f64).then_some(at as u64)
+}
+
+/// The hours (after the start) at which role `r`'s VMs arrive: a Poisson stream of
+/// `arrivals_per_hour` from `boot_at_hours` to the end, in order. A rate the scenario's
+/// checks refuse gives no arrivals rather than an endless list.
+fn arrival_hours(scn: &Scenario, r: usize) -> Vec<f64> {
+    let role = &scn.roles[r];
+    let rate = role.arrivals_per_hour;
+    let mut out = Vec::new();
+    if !(rate.is_finite() && rate > 0.0 && scn.hours.is_finite()) {
+        return out;
+    }
+    let cap = (2.0 * super::MAX_ARRIVALS) as usize;
+    let mut t = role.boot_at_hours;
+    let stream = ARRIVAL_STREAM + r as u64;
+    while out.len() < cap {
+        let u = Rng::keyed(scn.seed, stream, out.len() as u64).uniform();
+        t += -(1.0 - u).ln() / rate;
+        if t.is_nan() || t >= scn.hours {
+            break;
+        }
+        out.push(t);
+    }
+    out
 }
 
 /// A recorded cloud's VMs: their own sizes, the AZ they run in, booted at their first sample.
@@ -133,6 +198,7 @@ fn recorded_vms(scn: &Scenario, rec: &Recorded) -> Vec<SimVm> {
             intensity: 1.0,
             roleless: v.role.is_none(),
             boot_step: v.first_step,
+            depart_step: None,
             size: VmSize {
                 vcpus: v.vcpus,
                 memory_mb: v.memory_mb,
@@ -198,6 +264,20 @@ impl<'a> Twin<'a> {
         if self.hosts[h].az != self.vms[vm].az {
             self.az_violations.insert(vm);
         }
+    }
+
+    /// The VM is deleted, as Nova deletes an instance: its allocation on its host is freed
+    /// and it counts in no host's role stacking or server group. Returns the host it left
+    /// (None: it was not running, e.g. it never found a host).
+    pub fn depart(&mut self, vm: usize) -> Option<usize> {
+        let h = self.vms[vm].host.take()?;
+        let size = self.size(vm);
+        self.reserve(h, &size, -1.0);
+        let role = self.vms[vm].role;
+        let grouped = u32::from(!self.vms[vm].roleless);
+        self.stacking[h][role] = self.stacking[h][role].saturating_sub(1);
+        self.grouped[h][role] = self.grouped[h][role].saturating_sub(grouped);
+        Some(h)
     }
 
     /// The compute node as Placement and Nova's API describe it.
