@@ -4,12 +4,15 @@
 with the hosts, the VMs' flavors and the AZ each asked for. This test
 replays those boots through Nova 34's real filters and weighers (the
 defaults of nova.conf: `enabled_filters`, `weight_classes = all_weighers`,
-`host_subset_size = 1`), with the hosts' use as it was before each boot,
+`host_subset_size = 1`), with the hosts' use as it was before each boot
+(a deleted VM's resources and group membership freed at its departure),
 and checks that Nova picks the very host the twin picked, for
 `nova-default` and for `nova-groups` (one soft-anti-affinity server group
-per role; a VM booted without a role is in none). The control: the twin's
-old baseline (most free RAM) picks another host on some of these boots, so
-the check can tell them apart.
+per role; a VM booted without a role is in none), on the shipped scenario
+and on a living cloud whose VMs arrive and are deleted. The controls: the
+twin's old baseline (most free RAM) picks another host on some of these
+boots, and a replay that forgets the departures disagrees with the twin,
+so the check can tell them apart.
 """
 
 import json
@@ -40,9 +43,53 @@ def small_scenario(tmp):
     return path
 
 
-def run_twin(path):
+# VMs that arrive and are deleted: web about 4 h, batch about 2 h, on hosts
+# small enough that the room a departure frees decides where the next boot
+# goes.
+LIVING = """
+name = "living"
+hours = 12
+azs = ["az1", "az2"]
+hosts_per_az = 3
+roleless_share = 0.1
+
+[telemetry]
+warmup_weeks = 0
+
+[host]
+pcpus = 8
+memory_mb = 65536
+disk_gb = 500
+
+[[roles]]
+name = "web"
+count = 12
+vcpus = 4
+memory_mb = 8192
+disk_gb = 20
+curve = "web"
+base = 0.2
+peak = 0.9
+arrivals_per_hour = 4
+lifetime_hours = 4
+
+[[roles]]
+name = "batch"
+count = 4
+vcpus = 8
+memory_mb = 16384
+disk_gb = 40
+curve = "batch"
+base = 0.1
+peak = 0.9
+arrivals_per_hour = 1
+lifetime_hours = 2
+"""
+
+
+def run_twin(path, hours='1'):
     out = subprocess.run(
-        [default_binary(), 'simulate', '--scenario', path, '--hours', '1',
+        [default_binary(), 'simulate', '--scenario', path, '--hours', hours,
          '-f', 'json'],
         capture_output=True, check=True,
         env={k: v for k, v in os.environ.items() if k != 'STEWARD_CONFIG'})
@@ -53,14 +100,27 @@ def strategy(report, name):
     return next(s for s in report['strategies'] if s['strategy'] == name)
 
 
-def replay(report, name, groups):
-    """Yield (twin's pick, Nova's pick, most-free-RAM pick) for every boot."""
+def replay(report, name, groups, departures=True):
+    """Yield (twin's pick, Nova's pick, most-free-RAM pick) for every boot.
+
+    A departure frees the VM's resources on its host and takes it out of its
+    group, in the events' order (a step's departures come before its boots).
+    """
     hosts = report['hosts']
     vms = report['vms']
     used = [{'vcpus': 0.0, 'ram': 0.0, 'disk': 0.0, 'vms': []} for _ in hosts]
+    where = {}
     flavors = {}
     scheduler = ns.NovaScheduler()
     for event in strategy(report, name)['trace']['events']:
+        if event['event'] == 'departure' and departures:
+            vm = vms[event['vm']]
+            h = where.pop(event['vm'])
+            used[h]['vcpus'] -= vm['vcpus']
+            used[h]['ram'] -= vm['memory_mb']
+            used[h]['disk'] -= vm['disk_gb']
+            used[h]['vms'].remove(event['vm'])
+            continue
         if event['event'] not in ('boot', 'no_valid_host'):
             continue
         vm = vms[event['vm']]
@@ -76,6 +136,10 @@ def replay(report, name, groups):
             and used[i]['disk'] + vm['disk_gb'] <= h['disk_gb']]
         if event['event'] == 'no_valid_host':
             assert not candidates, event
+            continue
+        if not candidates:
+            # Nova would find no room where the twin booted: a pick of none.
+            yield event['host'], None, None
             continue
         states = [
             ns.make_host_state(
@@ -114,6 +178,7 @@ def replay(report, name, groups):
         used[h]['ram'] += vm['memory_mb']
         used[h]['disk'] += vm['disk_gb']
         used[h]['vms'].append(event['vm'])
+        where[event['vm']] = h
 
 
 def test_the_twins_nova_baselines_pick_what_nova_picks():
@@ -128,3 +193,23 @@ def test_the_twins_nova_baselines_pick_what_nova_picks():
         # The control: the old baseline (most free RAM only) disagrees with
         # Nova on some boot, so agreement above is not a given.
         assert any(nova != ram for _, nova, ram in picks), name
+
+
+def test_nova_picks_what_the_twin_picks_as_vms_come_and_go():
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'living.toml')
+        with open(path, 'w') as f:
+            f.write(LIVING)
+        report = run_twin(path, hours='12')
+    for name, groups in (('nova-default', False), ('nova-groups', True)):
+        events = strategy(report, name)['trace']['events']
+        assert any(e['event'] == 'departure' for e in events), name
+        picks = list(replay(report, name, groups))
+        assert len(picks) >= 40, (name, len(picks))
+        wrong = [(i, twin, nova) for i, (twin, nova, _) in enumerate(picks)
+                 if twin != nova]
+        assert not wrong, (name, wrong[:5])
+        # The control: forgetting the departures, Nova sees other free
+        # resources (or no room at all) and picks another host somewhere.
+        stale = replay(report, name, groups, departures=False)
+        assert any(twin != nova for twin, nova, _ in stale), name

@@ -472,6 +472,8 @@ pub struct StrategyReport {
     pub fair_steal_p50: f64,
     pub fair_steal_p95: f64,
     pub fair_steal_p99: f64,
+    /// The steal samples the percentiles are over: one per VM running at each step.
+    pub vm_steps: u64,
     /// Share of the CPU the placed VMs demanded that no host served.
     pub unserved: f64,
     /// The least `unserved` any placement could give: per AZ and step, demand over capacity.
@@ -1317,6 +1319,7 @@ fn finish_report(
         fair_steal_p50: measure::percentile(&m.fair, 0.50),
         fair_steal_p95: measure::percentile(&m.fair, 0.95),
         fair_steal_p99: measure::percentile(&m.fair, 0.99),
+        vm_steps: m.fluid.len() as u64,
         unserved: share(m.unserved),
         unserved_limit: share(m.limit),
         migrations: st.rebalancer.moves.len() as u32,
