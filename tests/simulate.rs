@@ -464,3 +464,83 @@ fn over_two_weeks_the_rebalancer_settles_on_every_seed() {
         "the rebalancer moved VMs, so the rule was put to the test"
     );
 }
+
+/// A living cloud from the command line: the shipped scenario with web VMs that arrive and
+/// are deleted. Each VM's `depart_step` in the JSON is where its departure is in every
+/// strategy's events, nothing of a VM happens after it, and a bad key is named.
+#[test]
+fn a_living_cloud_departs_each_vm_at_its_step_in_every_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let living = dir.path().join("living.toml");
+    let text = std::fs::read_to_string(scenario_path()).unwrap();
+    let web = "spread = 0.4\n";
+    assert!(text.contains(web));
+    let text = text.replacen(
+        web,
+        "spread = 0.4\narrivals_per_hour = 4\nlifetime_hours = 6\n",
+        1,
+    );
+    std::fs::write(&living, &text).unwrap();
+    let out = simulate(&[
+        "--scenario",
+        living.to_str().unwrap(),
+        "--hours",
+        "12",
+        "-f",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vms = report["vms"].as_array().unwrap();
+    let depart: Vec<Option<u64>> = vms.iter().map(|v| v["depart_step"].as_u64()).collect();
+    assert!(vms.iter().any(|v| v["boot_step"].as_u64() > Some(0)));
+    assert!(depart.iter().any(Option::is_some));
+    for s in report["strategies"].as_array().unwrap() {
+        let name = s["strategy"].as_str().unwrap();
+        let mut left: HashMap<u64, u64> = HashMap::new();
+        for e in s["trace"]["events"].as_array().unwrap() {
+            let vm = e["vm"].as_u64().unwrap();
+            assert!(!left.contains_key(&vm), "{name}: {e} after VM {vm} left");
+            match e["event"].as_str().unwrap() {
+                "departure" => {
+                    let step = e["step"].as_u64().unwrap();
+                    assert_eq!(Some(step), depart[vm as usize], "{name}: {e}");
+                    left.insert(vm, step);
+                }
+                "boot" => {
+                    let d = depart[vm as usize];
+                    assert!(d.is_none_or(|d| d > e["step"].as_u64().unwrap()));
+                }
+                _ => {}
+            }
+        }
+        let booted = s["trace"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["event"] == "boot" && depart[e["vm"].as_u64().unwrap() as usize].is_some()
+            })
+            .count();
+        assert_eq!(
+            left.len(),
+            booted,
+            "{name}: every VM that ran and is deleted departs"
+        );
+    }
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace("lifetime_hours = 6", "lifetime_hours = -6"),
+    )
+    .unwrap();
+    let out = simulate(&["--scenario", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("roles[0] (web).lifetime_hours"), "{err}");
+}
