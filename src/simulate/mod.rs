@@ -15,6 +15,11 @@
 //! reserved at start, the VM leaves its source when the copy of its bytes at
 //! `migration_gib_per_second` is done. Steal and unserved CPU: see `measure`.
 //!
+//! The cloud can be alive: a role's VMs arrive over the run (`arrivals_per_hour`) and are
+//! deleted after their lifetime (`lifetime_hours`), drawn up front, the same for every
+//! strategy. A step deletes the VMs due to leave before it boots the VMs due, so a boot can
+//! use the room a departure freed.
+//!
 //! The scenario text comes in as a string and the report goes out as data: no I/O here.
 
 pub mod measure;

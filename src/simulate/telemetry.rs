@@ -9,7 +9,8 @@
 //!   the Prometheus adapter feeds it: the p95 of each VM's load within each hour, over every
 //!   VM of the role) from `warmup_weeks` of history before the run and what the run adds,
 //!   recomputed every `rollup_every_hours`. A role whose VMs boot mid-run has no history; a
-//!   VM without a role (`roleless_share`) adds to no profile.
+//!   VM without a role (`roleless_share`) adds to no profile; a VM adds from its boot until
+//!   it is deleted (a series has no value outside a VM's life).
 //!
 //! Host-steal profiles are not learned: the steal a host showed under another placement says
 //! little of the one being simulated, so steward reads host steal only as it happens.
