@@ -66,6 +66,46 @@ pub struct HostSpec {
     pub ram_allocation_ratio: f64,
 }
 
+/// One kind of host in `[[host_kinds]]`: its size, as `[host]`'s, and how many of it each AZ
+/// has.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostKind {
+    /// Hosts of this kind in every AZ.
+    pub count_per_az: u32,
+    pub pcpus: f64,
+    pub memory_mb: f64,
+    pub disk_gb: f64,
+    #[serde(default = "four")]
+    pub cpu_allocation_ratio: f64,
+    #[serde(default = "one")]
+    pub ram_allocation_ratio: f64,
+}
+
+impl HostKind {
+    pub fn spec(&self) -> HostSpec {
+        HostSpec {
+            pcpus: self.pcpus,
+            memory_mb: self.memory_mb,
+            disk_gb: self.disk_gb,
+            cpu_allocation_ratio: self.cpu_allocation_ratio,
+            ram_allocation_ratio: self.ram_allocation_ratio,
+        }
+    }
+}
+
+/// The most hosts an AZ may have (a bound on what one run allocates).
+pub const MAX_HOSTS_PER_AZ: u64 = 10_000;
+
+// The keys a role leaves out are skipped when the scenario is written back (`-f json`'s
+// `scenario_as_run`), so a scenario without them reads as it did before they existed.
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RoleSpec {
@@ -104,6 +144,49 @@ pub struct RoleSpec {
     /// With arrivals, the role settles near `arrivals_per_hour x lifetime_hours` VMs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime_hours: Option<f64>,
+    /// On Saturdays and Sundays (UTC) the curve's swing above `base` (peak - base) is scaled
+    /// by this (0.3: a weekend peak 30 % as high over the base; above 1: busier weekends).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub weekend_factor: f64,
+    /// Share of the noise's variance common to all VMs of the role at a time (0..1): a
+    /// role-wide wave. The total variance stays `noise`².
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub noise_correlation: f64,
+    /// How long a noise value lasts, minutes (default: one step, white noise): values drawn
+    /// every `noise_minutes`, interpolated between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_minutes: Option<f64>,
+    /// Bursts per VM and day (0: none): `burst_height` more demand per vCPU for
+    /// `burst_minutes`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bursts_per_day: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub burst_minutes: f64,
+    /// Demand per vCPU a burst adds (0..1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub burst_height: f64,
+    /// Share of burst windows in which the role's VMs burst together (0..1): the correlation
+    /// of two VMs' bursts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub burst_correlation: f64,
+}
+
+impl RoleSpec {
+    /// How the role's noise moves at a step of `step_minutes`.
+    pub fn noise_shape(&self, step_minutes: f64) -> workload::NoiseShape {
+        workload::NoiseShape {
+            knot_steps: self.noise_minutes.map_or(1.0, |m| m / step_minutes),
+            correlation: self.noise_correlation,
+        }
+    }
+
+    pub fn bursts(&self) -> workload::Bursts {
+        workload::Bursts {
+            per_day: self.bursts_per_day,
+            minutes: self.burst_minutes,
+            correlation: self.burst_correlation,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -122,8 +205,15 @@ pub struct Scenario {
     #[serde(default = "start")]
     pub start_unix: f64,
     pub azs: Vec<String>,
-    pub hosts_per_az: u32,
-    pub host: HostSpec,
+    /// The single-kind form: `hosts_per_az` hosts of size `[host]` in every AZ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts_per_az: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostSpec>,
+    /// The mixed form, instead of `[host]` and `hosts_per_az`: each kind's size and count per
+    /// AZ. Within an AZ the kinds are interleaved evenly (`twin::hosts_of`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_kinds: Vec<HostKind>,
     pub roles: Vec<RoleSpec>,
     /// The scheduling profile steward places VMs with.
     #[serde(default = "profile")]
@@ -225,23 +315,9 @@ impl Scenario {
         if self.azs.is_empty() || self.azs.iter().any(|a| a.trim().is_empty()) {
             p.push("azs: list at least one AZ name, none empty".into());
         }
-        if self.hosts_per_az == 0 {
-            p.push("hosts_per_az: must be at least 1".into());
-        }
+        p.extend(self.host_problems());
         if let Some(rec) = &self.recorded {
             p.extend(self.recorded_problems(rec));
-        }
-        let h = &self.host;
-        for (key, v) in [
-            ("host.pcpus", h.pcpus),
-            ("host.memory_mb", h.memory_mb),
-            ("host.disk_gb", h.disk_gb),
-            ("host.cpu_allocation_ratio", h.cpu_allocation_ratio),
-            ("host.ram_allocation_ratio", h.ram_allocation_ratio),
-        ] {
-            if !positive(v) {
-                p.push(format!("{key}: must be a positive number, got {v}"));
-            }
         }
         if self.roles.is_empty() && self.recorded.is_none() {
             p.push("roles: describe at least one [[roles]]".into());
@@ -304,6 +380,7 @@ impl Scenario {
                     ));
                 }
             }
+            p.extend(self.shape_problems(&key, r));
         }
         if !positive(self.migration_gib_per_second) {
             p.push(format!(
@@ -336,6 +413,140 @@ impl Scenario {
         ] {
             if let Err(e) = self.profile(name) {
                 p.push(format!("{key}: {e}"));
+            }
+        }
+        p
+    }
+
+    /// What is wrong with the hosts: one form or the other, sizes positive.
+    fn host_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        let mut sizes: Vec<(String, &HostSpec)> = Vec::new();
+        let kinds: Vec<HostSpec> = self.host_kinds.iter().map(HostKind::spec).collect();
+        match (&self.host, self.hosts_per_az, self.host_kinds.is_empty()) {
+            (Some(h), Some(n), true) => {
+                if n == 0 {
+                    p.push("hosts_per_az: must be at least 1".into());
+                }
+                sizes.push(("host".into(), h));
+            }
+            (None, None, false) => {
+                for (i, k) in self.host_kinds.iter().enumerate() {
+                    if k.count_per_az == 0 {
+                        p.push(format!(
+                            "host_kinds[{i}].count_per_az: must be at least 1 (drop the kind \
+                             to have none)"
+                        ));
+                    }
+                    sizes.push((format!("host_kinds[{i}]"), &kinds[i]));
+                }
+            }
+            (_, _, false) => p.push(
+                "host_kinds: give the hosts either as [host] with hosts_per_az or as \
+                 [[host_kinds]], not both: remove [host] and hosts_per_az"
+                    .into(),
+            ),
+            (None, _, true) => p.push(
+                "host: describe the hosts' size in [host] (with hosts_per_az), or list \
+                 [[host_kinds]]"
+                    .into(),
+            ),
+            (Some(_), None, true) => p.push(
+                "hosts_per_az: [host] needs hosts_per_az, the number of such hosts in each AZ"
+                    .into(),
+            ),
+        }
+        let per_az: u64 = self.host_kinds().iter().map(|(_, n)| u64::from(*n)).sum();
+        if per_az > MAX_HOSTS_PER_AZ {
+            p.push(format!(
+                "hosts_per_az / host_kinds: at most {MAX_HOSTS_PER_AZ} hosts per AZ, got {per_az}"
+            ));
+        }
+        for (key, h) in sizes {
+            for (k, v) in [
+                ("pcpus", h.pcpus),
+                ("memory_mb", h.memory_mb),
+                ("disk_gb", h.disk_gb),
+                ("cpu_allocation_ratio", h.cpu_allocation_ratio),
+                ("ram_allocation_ratio", h.ram_allocation_ratio),
+            ] {
+                if !positive(v) {
+                    p.push(format!("{key}.{k}: must be a positive number, got {v}"));
+                }
+            }
+        }
+        p
+    }
+
+    /// Every kind of host with its count per AZ, in the order listed (none when the
+    /// scenario gives neither form).
+    pub fn host_kinds(&self) -> Vec<(HostSpec, u32)> {
+        if !self.host_kinds.is_empty() {
+            return self
+                .host_kinds
+                .iter()
+                .map(|k| (k.spec(), k.count_per_az))
+                .collect();
+        }
+        match (&self.host, self.hosts_per_az) {
+            (Some(h), Some(n)) => vec![(h.clone(), n)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// What is wrong with a role's weekend, noise and bursts; `key` names the role.
+    fn shape_problems(&self, key: &str, r: &RoleSpec) -> Vec<String> {
+        let mut p = Vec::new();
+        let share = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+        if !(r.weekend_factor.is_finite() && r.weekend_factor >= 0.0) {
+            p.push(format!(
+                "{key}.weekend_factor: must be a number >= 0 (1: weekends as weekdays), got {}",
+                r.weekend_factor
+            ));
+        }
+        for (k, v) in [
+            ("noise_correlation", r.noise_correlation),
+            ("burst_correlation", r.burst_correlation),
+        ] {
+            if !share(v) {
+                p.push(format!("{key}.{k}: must be a share in [0, 1], got {v}"));
+            }
+        }
+        if let Some(m) = r.noise_minutes {
+            if !(m.is_finite() && m >= self.step_minutes && m <= 7.0 * 1440.0) {
+                p.push(format!(
+                    "{key}.noise_minutes: must be at least step_minutes ({}) and at most a \
+                     week (10080), got {m}; leave it out for a fresh value every step",
+                    self.step_minutes
+                ));
+            }
+        }
+        if !(r.bursts_per_day.is_finite() && r.bursts_per_day >= 0.0) {
+            p.push(format!(
+                "{key}.bursts_per_day: must be a number >= 0, got {}",
+                r.bursts_per_day
+            ));
+        } else if r.bursts_per_day > 0.0 {
+            let m = r.burst_minutes;
+            if !(m.is_finite() && m > 0.0) {
+                p.push(format!(
+                    "{key}.burst_minutes: bursts_per_day > 0 needs how long a burst lasts, \
+                     minutes > 0, got {m}"
+                ));
+            } else if r.bursts_per_day * m > 1440.0 {
+                p.push(format!(
+                    "{key}.bursts_per_day: at most one burst at a time, so bursts_per_day x \
+                     burst_minutes must be at most 1440 (a day), got {}",
+                    r.bursts_per_day * m
+                ));
+            }
+            if !(r.burst_height.is_finite() && r.burst_height > 0.0 && r.burst_height <= 1.0) {
+                p.push(format!(
+                    "{key}.burst_height: bursts_per_day > 0 needs the demand per vCPU a burst \
+                     adds, in (0, 1], got {}",
+                    r.burst_height
+                ));
             }
         }
         p
@@ -652,19 +863,25 @@ pub struct Workload {
     depart_step: Vec<Option<u64>>,
 }
 
-/// Cores a VM of `role` at `intensity` demands at step `j` (negative: before the run).
+/// Cores a VM of `role` at `intensity` demands at step `j` (negative: before the run): the
+/// role's curve (its swing scaled on weekends), times the intensity, plus noise and bursts.
+/// A pure function of `j`, so the warm-up's history follows the same rules as the run.
 fn generated(scn: &Scenario, role: usize, intensity: f64, vm: usize, j: i64) -> f64 {
     let r = &scn.roles[role];
     let t = scn.start_unix + j as f64 * scn.step_minutes * 60.0;
     let hour = (t / 3600.0).rem_euclid(24.0);
-    let level = r.base + (r.peak - r.base).max(0.0) * r.curve.shape(hour);
-    // The run's steps and the warm-up's draw from separate streams.
-    let noise = if j >= 0 {
-        Rng::keyed(scn.seed, 2 + vm as u64, j as u64).normal()
-    } else {
-        Rng::keyed(scn.seed ^ 0x3A2F, 2 + vm as u64, j.unsigned_abs()).normal()
-    };
-    (level * intensity + r.noise * noise).clamp(0.0, 1.0) * r.vcpus
+    let mut swing = (r.peak - r.base).max(0.0);
+    if workload::is_weekend(t) {
+        swing *= r.weekend_factor;
+    }
+    let level = r.base + swing * r.curve.shape(hour);
+    let noise = workload::noise(scn.seed, role, vm, j, r.noise_shape(scn.step_minutes));
+    let mut per_vcpu = level * intensity + r.noise * noise;
+    let minute = j as f64 * scn.step_minutes;
+    if r.bursts_per_day > 0.0 && workload::bursting(scn.seed, role, vm, minute, &r.bursts()) {
+        per_vcpu += r.burst_height;
+    }
+    per_vcpu.clamp(0.0, 1.0) * r.vcpus
 }
 
 impl Workload {
@@ -1545,3 +1762,6 @@ pub fn simulate_seeds(scn: &Scenario, seeds: &[u64]) -> Result<SeedsReport, Stri
         strategies,
     })
 }
+
+#[cfg(test)]
+mod shape_tests;

@@ -58,7 +58,8 @@ pub(super) struct Twin<'a> {
     pub az_violations: HashSet<usize>,
 }
 
-/// The hosts of a scenario, in the order Nova's filters hand them to the weighers.
+/// The hosts of a scenario, in the order Nova's filters hand them to the weighers: AZ by AZ,
+/// each AZ's kinds interleaved (`interleave`), numbered `<az>-cmp001` on within the AZ.
 pub(super) fn hosts_of(scn: &Scenario) -> Vec<SimHost> {
     if let Some(rec) = &scn.recorded {
         return rec
@@ -74,13 +75,16 @@ pub(super) fn hosts_of(scn: &Scenario) -> Vec<SimHost> {
             })
             .collect();
     }
+    let kinds = scn.host_kinds();
+    let counts: Vec<u32> = kinds.iter().map(|(_, n)| *n).collect();
+    let order = interleave(&counts);
     let mut hosts = Vec::new();
     for az in &scn.azs {
-        for i in 0..scn.hosts_per_az {
+        for (i, &k) in order.iter().enumerate() {
             hosts.push(SimHost {
                 name: format!("{az}-cmp{:03}", i + 1),
                 az: az.clone(),
-                spec: scn.host.clone(),
+                spec: kinds[k].0.clone(),
                 vcpus_used: 0.0,
                 mem_used: 0.0,
                 disk_used: 0.0,
@@ -88,6 +92,24 @@ pub(super) fn hosts_of(scn: &Scenario) -> Vec<SimHost> {
         }
     }
     hosts
+}
+
+/// The kind of each host of an AZ, in order: the kinds spread evenly, each kind's `i`-th host
+/// at `(i + 1/2) / count` of the way, ties in the order the kinds are listed. Two kinds of 3
+/// and 1 give A A B A; one kind gives its hosts as they are numbered.
+pub(super) fn interleave(counts: &[u32]) -> Vec<usize> {
+    let mut at: Vec<(u64, u64, usize)> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(k, &n)| (0..u64::from(n)).map(move |i| (2 * i + 1, 2 * u64::from(n), k)))
+        .collect();
+    // Compare the fractions (2i + 1) / 2n exactly, by cross-multiplying.
+    at.sort_by(|a, b| {
+        (u128::from(a.0) * u128::from(b.1))
+            .cmp(&(u128::from(b.0) * u128::from(a.1)))
+            .then(a.2.cmp(&b.2))
+    });
+    at.into_iter().map(|(_, _, k)| k).collect()
 }
 
 /// The stream of a VM's lifetime draw (keyed by the VM's index).
@@ -399,7 +421,8 @@ impl<'a> Twin<'a> {
         let az = &self.vms[vm].az;
         // Placement's allocation candidates in the requested AZ; Nova's default filters
         // (ComputeFilter, ComputeCapabilitiesFilter, ImagePropertiesFilter, the hard server
-        // group filters) keep every one of them: the hosts are up, alike, and in no hard group.
+        // group filters) keep every one of them: the hosts are up, of one hypervisor and image
+        // kind whatever their size, and in no hard group.
         let fitting: Vec<usize> = (0..self.hosts.len())
             .filter(|&h| &self.hosts[h].az == az && self.fits(h, &size))
             .collect();

@@ -35,6 +35,119 @@ impl Curve {
     }
 }
 
+/// Whether unix time `t` falls on a Saturday or a Sunday (UTC).
+pub fn is_weekend(t: f64) -> bool {
+    // 1970-01-01 was a Thursday: day 0 is weekday 3 counting from Monday = 0.
+    let day = (t / 86400.0).floor() as i64;
+    (day.wrapping_add(3)).rem_euclid(7) >= 5
+}
+
+// The twin's random streams (`Rng::keyed`'s `stream`), each a different thing to draw:
+// - 1 and 4, indexed by VM: its intensity and whether it boots without a role;
+// - 2 + vm, indexed by step (or knot) n >= 0: the VM's own noise; the warm-up's (n < 0) is
+//   the same stream under `seed ^ 0x3A2F`, indexed by |n| (stream 4 is also VM 2's noise:
+//   kept as it is, the shipped scenarios' figures depend on it);
+// - 0x005C_4A9E ^ key: the lost scrapes (`telemetry`), key a VM or 1,000,000 + a host;
+// - `twin`'s `LIFETIME_STREAM` (0x4C49_4645 << 32) and `ARRIVAL_STREAM` (0x4152_5256 << 32,
+//   + role): VMs' lifetimes and roles' arrivals;
+// - `ROLE_NOISE`, `BURST_ROLE` and `BURST_VM` (0x7A, 0x7B and 0x7C << 40, + role or VM):
+//   apart from all of these.
+
+/// A role's common noise (its wave), indexed by knot.
+const ROLE_NOISE: u64 = 0x7A00_0000_0000;
+/// A role's bursts, indexed by burst window.
+const BURST_ROLE: u64 = 0x7B00_0000_0000;
+/// A VM's own bursts, indexed by burst window.
+const BURST_VM: u64 = 0x7C00_0000_0000;
+
+/// How a role's noise moves: how long a value lasts and how much of it the role shares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoiseShape {
+    /// Steps between knots (`noise_minutes / step_minutes`; 1: a fresh value every step).
+    pub knot_steps: f64,
+    /// Share of the variance common to all VMs of the role (0..1).
+    pub correlation: f64,
+}
+
+/// The VM's own standard normal draw at knot `n` (negative: before the run).
+fn own_draw(seed: u64, vm: usize, n: i64) -> f64 {
+    // The run's knots and the warm-up's draw from separate streams.
+    if n >= 0 {
+        Rng::keyed(seed, 2 + vm as u64, n as u64).normal()
+    } else {
+        Rng::keyed(seed ^ 0x3A2F, 2 + vm as u64, n.unsigned_abs()).normal()
+    }
+}
+
+/// The noise at knot `n`: `sqrt(c)` of the role's wave plus `sqrt(1 - c)` of the VM's own,
+/// so its variance stays 1 and two VMs of the role correlate by `c`.
+fn knot(seed: u64, role: usize, vm: usize, n: i64, c: f64) -> f64 {
+    let own = own_draw(seed, vm, n);
+    if c <= 0.0 {
+        return own;
+    }
+    let wave = Rng::keyed(seed, ROLE_NOISE + role as u64, n as u64).normal();
+    c.sqrt() * wave + (1.0 - c).sqrt() * own
+}
+
+/// Standard normal noise of VM `vm` (of role `role`) at step `j`, negative steps included:
+/// value noise, keyed draws at knots every `knot_steps` steps, linearly interpolated between
+/// them and rescaled so every step's variance is 1 (a plain interpolation dips to half of
+/// it midway). A pure function of its arguments, at most four keyed draws.
+pub fn noise(seed: u64, role: usize, vm: usize, j: i64, shape: NoiseShape) -> f64 {
+    let x = j as f64 / shape.knot_steps;
+    let n = x.floor();
+    let f = x - n;
+    let n = n as i64;
+    let a = knot(seed, role, vm, n, shape.correlation);
+    if f <= 0.0 {
+        return a;
+    }
+    let b = knot(seed, role, vm, n.saturating_add(1), shape.correlation);
+    ((1.0 - f) * a + f * b) / ((1.0 - f) * (1.0 - f) + f * f).sqrt()
+}
+
+/// When a role's VMs burst: how often, for how long, and how much they burst together.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bursts {
+    pub per_day: f64,
+    pub minutes: f64,
+    /// Share of burst windows in which the role's VMs follow the role's draw, not their own:
+    /// the correlation of two VMs' being in a burst.
+    pub correlation: f64,
+}
+
+/// When a burst starts in window `w` (`[w, w + 1) x minutes`), minutes since the start.
+fn burst_start(seed: u64, role: usize, vm: usize, w: i64, b: &Bursts) -> Option<f64> {
+    let own = || Rng::keyed(seed, BURST_VM + vm as u64, w as u64);
+    let mut r = if b.correlation > 0.0 {
+        let mut together = Rng::keyed(seed, BURST_ROLE + role as u64, w as u64);
+        if together.uniform() < b.correlation {
+            together
+        } else {
+            own()
+        }
+    } else {
+        own()
+    };
+    // One burst at most per window, of probability rate x window: `per_day` a day.
+    let p = b.per_day * b.minutes / 1440.0;
+    (r.uniform() < p).then(|| (w as f64 + r.uniform()) * b.minutes)
+}
+
+/// Whether VM `vm` of role `role` is in a burst `minute` minutes after the start (negative:
+/// before it). Bursts last `b.minutes`; each starts at a uniform time in its window of that
+/// length, so one from the window before can still run: two windows, at most four draws.
+pub fn bursting(seed: u64, role: usize, vm: usize, minute: f64, b: &Bursts) -> bool {
+    if !(b.per_day > 0.0 && b.minutes > 0.0) {
+        return false;
+    }
+    let w = (minute / b.minutes).floor() as i64;
+    [w.saturating_sub(1), w].into_iter().any(|w| {
+        burst_start(seed, role, vm, w, b).is_some_and(|s| s <= minute && minute < s + b.minutes)
+    })
+}
+
 /// SplitMix64: a small, well-mixed generator (no dependency needed for a reproducible twin).
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
