@@ -27,14 +27,40 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 SCENARIO = os.path.join(REPO, 'etc', 'scenarios', 'diurnal.toml')
 
 
-def small_scenario(tmp):
-    """The shipped diurnal scenario, shrunk: 3 hosts per AZ, 80 VMs."""
+HOST = """[host]
+pcpus = 24
+memory_mb = 262144
+disk_gb = 4000
+cpu_allocation_ratio = 4.0
+ram_allocation_ratio = 1.0
+"""
+
+# Two kinds per AZ, interleaved by the twin: one twice the size, two of a
+# smaller shape with another CPU allocation ratio.
+KINDS = """[[host_kinds]]
+count_per_az = 1
+pcpus = 48
+memory_mb = 524288
+disk_gb = 8000
+[[host_kinds]]
+count_per_az = 2
+pcpus = 24
+memory_mb = 196608
+disk_gb = 4000
+cpu_allocation_ratio = 3.0
+"""
+
+
+def small_scenario(tmp, kinds=False):
+    """The shipped diurnal scenario, shrunk: 3 hosts per AZ, 80 VMs; with
+    `kinds`, the 3 hosts are of two sizes."""
     with open(SCENARIO) as f:
         text = f.read()
-    for old, new in (('hosts_per_az = 8', 'hosts_per_az = 3'),
-                     ('count = 150', 'count = 48'),
-                     ('count = 45', 'count = 18'),
-                     ('count = 30', 'count = 14')):
+    hosts = (('hosts_per_az = 8\n', ''), (HOST, KINDS)) if kinds else (
+        ('hosts_per_az = 8', 'hosts_per_az = 3'),)
+    for old, new in hosts + (('count = 150', 'count = 48'),
+                             ('count = 45', 'count = 18'),
+                             ('count = 30', 'count = 14')):
         assert old in text, old
         text = text.replace(old, new)
     path = os.path.join(tmp, 'small.toml')
@@ -181,9 +207,7 @@ def replay(report, name, groups, departures=True):
         where[event['vm']] = h
 
 
-def test_the_twins_nova_baselines_pick_what_nova_picks():
-    with tempfile.TemporaryDirectory() as tmp:
-        report = run_twin(small_scenario(tmp))
+def check_against_nova(report):
     for name, groups in (('nova-default', False), ('nova-groups', True)):
         picks = list(replay(report, name, groups))
         assert len(picks) >= 70, (name, len(picks))
@@ -213,3 +237,21 @@ def test_nova_picks_what_the_twin_picks_as_vms_come_and_go():
         # resources (or no room at all) and picks another host somewhere.
         stale = replay(report, name, groups, departures=False)
         assert any(twin != nova for twin, nova, _ in stale), name
+def test_the_twins_nova_baselines_pick_what_nova_picks():
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run_twin(small_scenario(tmp))
+    check_against_nova(report)
+
+
+def test_nova_weighs_hosts_of_two_sizes_as_the_twin_does():
+    """Nova normalises each weigher over hosts of different sizes: the
+    replay gives every host its own size from the report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run_twin(small_scenario(tmp, kinds=True))
+    sizes = {(h['pcpus'], h['memory_mb'], h['cpu_allocation_ratio'])
+             for h in report['hosts']}
+    assert sizes == {(48, 524288, 4.0), (24, 196608, 3.0)}, sizes
+    for az in ('az1', 'az2', 'az3'):
+        assert [h['pcpus'] for h in report['hosts'] if h['az'] == az] == [
+            24, 48, 24], az
+    check_against_nova(report)

@@ -249,6 +249,35 @@ def test_a_living_cloud_adds_up_with_its_arrivals_and_departures():
                 assert not e['converged']
                 assert e['end_step'] == vms[e['vm']]['depart_step']
     assert cut_short > 0, 'a VM deleted as it moved: that case is recomputed'
+def test_hosts_of_two_sizes_and_shaped_demand_add_up_too():
+    """Host kinds, weekends, persistent, shared and bursty noise: the JSON
+    still carries every host's cores and every VM's demand."""
+    with open(SCENARIO) as f:
+        text = f.read()
+    host = ('[host]\npcpus = 24\nmemory_mb = 262144\ndisk_gb = 4000\n'
+            'cpu_allocation_ratio = 4.0\nram_allocation_ratio = 1.0\n')
+    kinds = ('[[host_kinds]]\ncount_per_az = 2\npcpus = 48\n'
+             'memory_mb = 524288\ndisk_gb = 8000\n'
+             '[[host_kinds]]\ncount_per_az = 4\npcpus = 16\n'
+             'memory_mb = 131072\ndisk_gb = 2000\n')
+    shape = ('spread = 0.4\nweekend_factor = 0.3\nnoise_correlation = 0.5\n'
+             'noise_minutes = 30\nbursts_per_day = 3\nburst_minutes = 20\n'
+             'burst_height = 0.4\nburst_correlation = 0.3\n')
+    # From Friday noon into the weekend.
+    friday = 'step_minutes = 5\nstart_unix = 1795780800\n'
+    for old, new in (('hosts_per_az = 8\n', ''), (host, kinds),
+                     ('spread = 0.4\n', shape),
+                     ('step_minutes = 5\n', friday)):
+        assert old in text, old
+        text = text.replace(old, new)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'shaped.toml')
+        with open(path, 'w') as f:
+            f.write(text)
+        report = run_twin('--hours', '24', '--seed', '3', scenario=path)
+    assert {h['pcpus'] for h in report['hosts']} == {48, 16}
+    for s in report['strategies']:
+        check(report, s)
 
 
 def test_a_report_missing_a_move_does_not_add_up():
