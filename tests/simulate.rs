@@ -25,6 +25,17 @@ fn simulate(args: &[&str]) -> std::process::Output {
         .expect("steward runs")
 }
 
+/// `steward simulate ARGS -f json`, which must succeed, as JSON.
+fn simulate_json(args: &[&str]) -> Value {
+    let out = simulate(&[args, &["-f", "json"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn strategy<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["strategies"]
         .as_array()
@@ -50,13 +61,7 @@ fn number(v: &toml::Value) -> f64 {
 #[test]
 fn the_shipped_scenario_keeps_az_budget_cooldown_and_windows() {
     let path = scenario_path();
-    let out = simulate(&["--scenario", path.to_str().unwrap(), "-f", "json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = simulate_json(&["--scenario", path.to_str().unwrap()]);
     let nova = strategy(&report, "nova-default");
     let groups = strategy(&report, "nova-groups");
     let deployed = strategy(&report, "steward-deployed");
@@ -283,22 +288,7 @@ fn from_prometheus_names_what_is_missing_and_refuses_scenario_options() {
 fn seeds_give_each_figures_spread_over_single_runs() {
     let path = scenario_path();
     let p = path.to_str().unwrap();
-    let out = simulate(&[
-        "--scenario",
-        p,
-        "--hours",
-        "6",
-        "--seeds",
-        "3..5",
-        "-f",
-        "json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = simulate_json(&["--scenario", p, "--hours", "6", "--seeds", "3..5"]);
     assert_eq!(summary["seeds"], serde_json::json!([3, 4, 5]));
     let mut singles = Vec::new();
     for seed in ["3", "4", "5"] {
@@ -377,22 +367,14 @@ fn over_two_weeks_the_rebalancer_settles_on_every_seed() {
     );
     let mut moved = 0;
     for seed in ["1", "2"] {
-        let out = simulate(&[
+        let report = simulate_json(&[
             "--scenario",
             small.to_str().unwrap(),
             "--hours",
             "336",
             "--seed",
             seed,
-            "-f",
-            "json",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         let s = strategy(&report, "steward-deployed-rebalance");
         let moves = s["moves"].as_array().unwrap();
         moved += moves.len();
@@ -481,20 +463,7 @@ fn a_living_cloud_departs_each_vm_at_its_step_in_every_strategy() {
         1,
     );
     std::fs::write(&living, &text).unwrap();
-    let out = simulate(&[
-        "--scenario",
-        living.to_str().unwrap(),
-        "--hours",
-        "12",
-        "-f",
-        "json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = simulate_json(&["--scenario", living.to_str().unwrap(), "--hours", "12"]);
     let vms = report["vms"].as_array().unwrap();
     let depart: Vec<Option<u64>> = vms.iter().map(|v| v["depart_step"].as_u64()).collect();
     assert!(vms.iter().any(|v| v["boot_step"].as_u64() > Some(0)));
