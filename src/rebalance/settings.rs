@@ -129,6 +129,33 @@ impl Default for RebalanceSettings {
 }
 
 impl RebalanceSettings {
+    /// What is wrong with the keys a move's gain and its copy's cost are counted with.
+    fn copy_cost_problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(self.gain_hours.is_finite() && self.gain_hours > 0.0) {
+            let msg = format!(
+                "must be a positive number of hours, got {}",
+                self.gain_hours
+            );
+            out.push(("gain_hours", msg));
+        }
+        if !(self.copy_gib_per_second.is_finite() && self.copy_gib_per_second > 0.0) {
+            let msg = format!(
+                "must be a positive GiB/s (the hosts' live_migration_bandwidth), got {}",
+                self.copy_gib_per_second
+            );
+            out.push(("copy_gib_per_second", msg));
+        }
+        if !(self.copy_cpu_cores.is_finite() && self.copy_cpu_cores >= 0.0) {
+            let msg = format!(
+                "must be a number of cores >= 0, got {}",
+                self.copy_cpu_cores
+            );
+            out.push(("copy_cpu_cores", msg));
+        }
+        out
+    }
+
     /// The forbidden windows that parse (`validate` reports the others).
     pub fn windows(&self) -> Vec<Window> {
         self.forbidden_windows
@@ -215,32 +242,8 @@ impl Section for RebalanceSettings {
         if self.min_samples == 0 {
             p("min_samples", "must be at least 1".into());
         }
-        if !positive(self.gain_hours) {
-            p(
-                "gain_hours",
-                format!(
-                    "must be a positive number of hours, got {}",
-                    self.gain_hours
-                ),
-            );
-        }
-        if !positive(self.copy_gib_per_second) {
-            p(
-                "copy_gib_per_second",
-                format!(
-                    "must be a positive GiB/s (the hosts' live_migration_bandwidth), got {}",
-                    self.copy_gib_per_second
-                ),
-            );
-        }
-        if !non_negative(self.copy_cpu_cores) {
-            p(
-                "copy_cpu_cores",
-                format!(
-                    "must be a number of cores >= 0, got {}",
-                    self.copy_cpu_cores
-                ),
-            );
+        for (key, msg) in self.copy_cost_problems() {
+            p(key, msg);
         }
         for (key, v) in [
             ("steal_enter", self.steal_enter),
