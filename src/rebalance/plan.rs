@@ -594,6 +594,8 @@ impl<'a> Cycle<'a> {
             Some(_) => self.peaks(work, p.source),
             None => Peaks::default(),
         };
+        // The copy costs the same whichever host it goes to.
+        let cost = self.copy_cost(p.size);
         for (i, host) in work.req.hosts.iter().enumerate() {
             if host.host == p.source {
                 continue;
@@ -614,7 +616,6 @@ impl<'a> Cycle<'a> {
                 continue;
             }
             let gain = self.gain(c, predicted, vm_load);
-            let cost = self.copy_cost(p.size);
             if gain <= cost {
                 refusals.add(format!(
                     "predicted to give back less than the copy's {cost:.0} core-seconds over rebalance.gain_hours"
