@@ -86,6 +86,9 @@ steal_exit = 0.01
 steal_margin = 0.0
 cooldown_hours = 1
 no_return_hours = 1
+# Steward believes the link is fast (the default is the scenario's slow
+# one), so it plans moves that copy for several steps.
+copy_gib_per_second = 1.0
 """
 
 

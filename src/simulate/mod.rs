@@ -287,12 +287,28 @@ fn mig_rate() -> f64 {
 impl Scenario {
     /// Parse and check a scenario; every problem names its key.
     pub fn parse(text: &str) -> Result<Scenario, Vec<String>> {
-        let scn: Scenario = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+        let mut scn: Scenario = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+        scn.copy_cost_from_the_link(text);
         let problems = scn.problems();
         if problems.is_empty() {
             Ok(scn)
         } else {
             Err(problems)
+        }
+    }
+
+    /// Steward's `[rebalance]` copy-cost keys, where the scenario does not set them, are what an
+    /// operator configures them to: the computes' `live_migration_bandwidth`
+    /// (`migration_gib_per_second`) and the CPU a copy takes (`migration.cpu_cores`). Set in
+    /// `[rebalance]`, they are steward's belief, which may be wrong about the link.
+    fn copy_cost_from_the_link(&mut self, text: &str) {
+        let raw: toml::Table = text.parse().unwrap_or_default();
+        let set = |key: &str| raw.get("rebalance").and_then(|r| r.get(key)).is_some();
+        if !set("copy_gib_per_second") {
+            self.rebalance.copy_gib_per_second = self.migration_gib_per_second;
+        }
+        if !set("copy_cpu_cores") {
+            self.rebalance.copy_cpu_cores = self.migration.cpu_cores;
         }
     }
 

@@ -449,6 +449,9 @@ steal_exit = 0.01
 steal_margin = 0.0
 cooldown_hours = 0.5
 no_return_hours = 0.5
+# Steward believes the link is fast (the default is the scenario's slow one), so it plans
+# moves that copy for several steps.
+copy_gib_per_second = 1.0
 "#;
 
 #[test]
@@ -494,6 +497,66 @@ fn no_move_is_planned_for_a_vm_that_left() {
         moved > 0 && cut_short > 0,
         "the rebalancer moved VMs ({moved}) and some were deleted as they moved ({cut_short}), \
          so the rules were put to the test"
+    );
+}
+
+/// The moves of `steward-deployed-rebalance` over seeds 1..=3 of CHURN with the link at
+/// `link` GiB/s and steward's `copy_gib_per_second` at `believed` (None: the scenario's
+/// default, the link itself).
+fn churn_moves(link: f64, believed: Option<f64>) -> Vec<MoveOut> {
+    let text = CHURN
+        .replace(
+            "migration_gib_per_second = 0.005",
+            &format!("migration_gib_per_second = {link}"),
+        )
+        .replace(
+            "copy_gib_per_second = 1.0",
+            &believed.map_or(String::new(), |b| format!("copy_gib_per_second = {b}")),
+        );
+    let mut moves = Vec::new();
+    for seed in 1..=3 {
+        let mut scn = Scenario::parse(&text).unwrap();
+        scn.seed = seed;
+        let report = simulate(&scn).unwrap();
+        let s = report
+            .strategies
+            .into_iter()
+            .find(|s| s.strategy == "steward-deployed-rebalance")
+            .unwrap();
+        moves.extend(s.moves);
+    }
+    moves
+}
+
+/// A move must pay for its copy at the link's real speed: on a slow link steward (configured
+/// with that link, the default) plans fewer moves than on a fast one, and each still gives
+/// back more CPU than its copy really takes on both hosts. The control: steward told the link
+/// is fast when it is not plans moves whose real copy costs more than they give back.
+#[test]
+fn on_a_slow_link_only_moves_that_pay_for_the_slow_copy_are_planned() {
+    let (fast, slow) = (1.0, 0.02);
+    let really_pays = |m: &MoveOut, link: f64| {
+        // CHURN's migration.cpu_cores is the default, 1 core on each host.
+        m.predicted_gain_core_seconds > m.gib / link * 2.0 * 1.0
+    };
+    let on_fast = churn_moves(fast, None);
+    let on_slow = churn_moves(slow, None);
+    assert!(
+        !on_slow.is_empty() && on_slow.len() < on_fast.len(),
+        "{} moves on the slow link, {} on the fast one",
+        on_slow.len(),
+        on_fast.len()
+    );
+    for m in &on_fast {
+        assert!(really_pays(m, fast), "{m:?}");
+    }
+    for m in &on_slow {
+        assert!(really_pays(m, slow), "{m:?}");
+    }
+    let misled = churn_moves(slow, Some(fast));
+    assert!(
+        misled.iter().any(|m| !really_pays(m, slow)),
+        "told the link is fast, steward plans moves the slow link does not pay for"
     );
 }
 
