@@ -252,7 +252,7 @@ def run(args):
         cloud.start()
         up = time.monotonic() - started
         plane = cloud.plane
-        n_nodes = len(plane.nova.get('/os-hypervisors')['hypervisors'])
+        n_nodes = len(plane.hypervisor_names())
         print('plane up in %.0f s: %d computes, %d nodes (%s), workdir %s' % (
             up, len(plane.hosts), n_nodes, ', '.join(
                 '%s: %d computes' % (az, n) for az, n in azs.items()),

@@ -255,7 +255,11 @@ class NovaPlane:
         self._flavors()
         self.wait_queue('conductor')
         self.wait_queue('scheduler')
-        self.wait_computes(self.hosts)
+        # Each fake node is a compute node record and a resource provider
+        # with its inventory, created by its compute at start: a plane of
+        # hundreds of nodes per compute takes longer than the default wait.
+        nodes = len(self.hosts) * (self.nodes or 1)
+        self.wait_computes(self.hosts, max(180.0, 0.5 * nodes))
         self._aggregates()
         self.timings['plane'] = round(time.monotonic() - started, 2)
         return self
@@ -304,11 +308,17 @@ class NovaPlane:
             h for h, s in self.services().items() if s['state'] == 'up'},
             'up in GET /os-services')
         self.discover_hosts()
+        discovered = [time.monotonic()]
 
         def listed():
-            names = {h['hypervisor_hostname'] for h in self.nova.get(
-                '/os-hypervisors')['hypervisors']}
-            return {h for h in hosts if set(self.nodes_of(h)) <= names}
+            names = self.hypervisor_names()
+            done = {h for h in hosts if set(self.nodes_of(h)) <= names}
+            # A compute that had written no node record yet when hosts
+            # were discovered is not mapped: discover again, now and then.
+            if done != set(hosts) and time.monotonic() - discovered[0] > 15:
+                self.discover_hosts()
+                discovered[0] = time.monotonic()
+            return done
         self._wait(hosts, deadline, listed, 'listed in GET /os-hypervisors')
 
     def _wait(self, hosts, deadline, seen, what):
@@ -326,6 +336,20 @@ class NovaPlane:
                 raise PeerStartError('computes not %s in time: %s' % (
                     what, ', '.join(missing)))
             time.sleep(0.5)
+
+    def hypervisor_names(self):
+        """Every node GET /os-hypervisors lists, page by page: Nova gives
+        at most [api] max_limit (1,000) a page."""
+        names, marker = set(), None
+        while True:
+            path = '/os-hypervisors?limit=500'
+            if marker:
+                path += '&marker=' + marker
+            page = self.nova.get(path, microversion='2.53')['hypervisors']
+            names.update(h['hypervisor_hostname'] for h in page)
+            if len(page) < 500:
+                return names
+            marker = page[-1]['id']
 
     def discover_hosts(self):
         """nova-manage cell_v2 discover_hosts (maps new computes)."""
