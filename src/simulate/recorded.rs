@@ -433,8 +433,14 @@ pub fn build(facts: &Facts, w: Window, settings: &Settings) -> Result<Scenario, 
         roles,
         placement_profile: settings.placement_profile.clone(),
         profiles: settings.profiles.clone(),
-        migration_gib_per_second: 1.0,
-        migration: Default::default(),
+        // The link and the copy's CPU are what the operator told steward they are (its
+        // `[rebalance]` copy-cost keys, set to the computes' live_migration_bandwidth), as a
+        // synthetic scenario's copy-cost keys default to its link.
+        migration_gib_per_second: settings.rebalance.copy_gib_per_second,
+        migration: super::migration::MigrationSpec {
+            cpu_cores: settings.rebalance.copy_cpu_cores,
+            ..Default::default()
+        },
         rebalance: settings.rebalance.clone(),
         steward_weight_multiplier: 1.0,
         recommended_weight_multiplier: None,
@@ -617,6 +623,18 @@ mod tests {
 
     fn recorded(s: &Scenario) -> &Recorded {
         s.recorded.as_ref().unwrap()
+    }
+
+    /// The twin copies a recorded cloud's moves at the speed and CPU the operator configured
+    /// steward with, not at a figure of the twin's own.
+    #[test]
+    fn the_link_is_what_the_operator_told_steward() {
+        let mut with = settings();
+        with.rebalance.copy_gib_per_second = 0.25;
+        with.rebalance.copy_cpu_cores = 2.0;
+        let s = build(&cloud(), W, &with).unwrap();
+        assert_eq!(s.migration_gib_per_second, 0.25);
+        assert_eq!(s.migration.cpu_cores, 2.0);
     }
 
     #[test]

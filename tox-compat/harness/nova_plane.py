@@ -308,16 +308,17 @@ class NovaPlane:
             h for h, s in self.services().items() if s['state'] == 'up'},
             'up in GET /os-services')
         self.discover_hosts()
-        discovered = [time.monotonic()]
+        discovered = time.monotonic()
 
         def listed():
+            nonlocal discovered
             names = self.hypervisor_names()
             done = {h for h in hosts if set(self.nodes_of(h)) <= names}
             # A compute that had written no node record yet when hosts
             # were discovered is not mapped: discover again, now and then.
-            if done != set(hosts) and time.monotonic() - discovered[0] > 15:
+            if done != set(hosts) and time.monotonic() - discovered > 15:
                 self.discover_hosts()
-                discovered[0] = time.monotonic()
+                discovered = time.monotonic()
             return done
         self._wait(hosts, deadline, listed, 'listed in GET /os-hypervisors')
 
@@ -340,14 +341,15 @@ class NovaPlane:
     def hypervisor_names(self):
         """Every node GET /os-hypervisors lists, page by page: Nova gives
         at most [api] max_limit (1,000) a page."""
-        names, marker = set(), None
+        names, marker, size = set(), None, 500
         while True:
-            path = '/os-hypervisors?limit=500'
+            path = '/os-hypervisors?limit=%d' % size
             if marker:
                 path += '&marker=' + marker
+            # 2.53: `marker` is the hypervisor's UUID.
             page = self.nova.get(path, microversion='2.53')['hypervisors']
             names.update(h['hypervisor_hostname'] for h in page)
-            if len(page) < 500:
+            if len(page) < size:
                 return names
             marker = page[-1]['id']
 
